@@ -1,0 +1,306 @@
+"""The headless command line: `ldstudio generate ...`; runs the engine on the main thread.
+
+Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 cancelled with Ctrl+C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from ldstudio import __version__
+from ldstudio.core import paths
+from ldstudio.core.events import (
+    Event,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobStarted,
+    ModelLoading,
+    ModelReady,
+    StepProgress,
+)
+from ldstudio.core.params import (
+    PREVIEW_METHODS,
+    RANDOM_SEED,
+    SCHEDULERS,
+    GenerationParams,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+_DEFAULTS = GenerationParams(prompt="")
+
+
+class BadInput(Exception):
+    """A command-line value that is not allowed; the message says what and why."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ldstudio",
+        description="ldstudio: latent-diffusion image generation.",
+    )
+    parser.add_argument("--version", action="version", version=f"ldstudio {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    gen = commands.add_parser(
+        "generate",
+        help="generate images from a prompt, headless",
+        description="Generate images from a prompt and save them as PNG files with metadata.",
+    )
+    gen.add_argument("prompt", help="what to draw")
+    gen.add_argument("--negative", default="", help="what to avoid (negative prompt)")
+    gen.add_argument("--steps", type=int, default=_DEFAULTS.steps, help="denoising steps (1-150)")
+    gen.add_argument(
+        "--cfg", type=float, default=_DEFAULTS.guidance_scale, help="guidance scale (0-30)"
+    )
+    gen.add_argument(
+        "--size",
+        default=None,
+        metavar="WxH",
+        help="image size, multiples of 8, e.g. 512x512 (default: the model's native size)",
+    )
+    gen.add_argument(
+        "--seed", default=RANDOM_SEED, help="integer 0..4294967295 or 'random' (default)"
+    )
+    gen.add_argument(
+        "--scheduler",
+        default=_DEFAULTS.scheduler,
+        metavar="NAME",
+        help=f"sampler, one of: {', '.join(SCHEDULERS)} (default: {_DEFAULTS.scheduler})",
+    )
+    gen.add_argument("--batch", type=int, default=1, help="images per pipeline call (batch size)")
+    gen.add_argument("--count", type=int, default=1, help="number of batches (batch count)")
+    gen.add_argument(
+        "--model", default="", help="diffusers model folder (default: the bundled model)"
+    )
+    gen.add_argument("--device", default="auto", help="auto (default), cuda, mps or cpu")
+    gen.add_argument("--dtype", default="auto", help="auto (default), fp16, bf16 or fp32")
+    gen.add_argument(
+        "--preview",
+        default="latent2rgb",
+        metavar="METHOD",
+        help=f"preview method for --preview-dir: {', '.join(PREVIEW_METHODS)}",
+    )
+    gen.add_argument(
+        "--preview-every", type=int, default=1, metavar="N", help="preview every N steps"
+    )
+    gen.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR|FILE",
+        help=f"output folder, or a .png file name (default: {paths.default_output_dir()})",
+    )
+    gen.add_argument("--preview-dir", default=None, metavar="DIR", help="save each preview here")
+    gen.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    return parser
+
+
+def parse_size(text: str | None) -> tuple[int | None, int | None]:
+    if text is None:
+        return None, None
+    parts = text.lower().replace("×", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise BadInput(f"--size: {text!r} is not WIDTHxHEIGHT; allowed: e.g. 512x512 or 768x512")
+    return int(parts[0]), int(parts[1])
+
+
+def parse_seed(text: str) -> int | str:
+    if text == RANDOM_SEED:
+        return RANDOM_SEED
+    try:
+        return int(text)
+    except ValueError:
+        raise BadInput(
+            f"--seed: {text!r} is not a number; allowed: an integer 0..4294967295 or 'random'"
+        ) from None
+
+
+def params_from_args(args: argparse.Namespace) -> GenerationParams:
+    width, height = parse_size(args.size)
+    params = GenerationParams(
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        model=str(Path(args.model).expanduser().resolve()) if args.model else "",
+        scheduler=args.scheduler,
+        steps=args.steps,
+        guidance_scale=args.cfg,
+        width=width,
+        height=height,
+        seed=parse_seed(args.seed),
+        batch_size=args.batch,
+        batch_count=args.count,
+        preview_method=args.preview if args.preview_dir else "none",
+        preview_interval=args.preview_every,
+    )
+    try:
+        return params.validate()
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def output_target(out: str | None) -> tuple[Path, Path | None]:
+    """(folder, exact file or None) from --out."""
+    if out is None:
+        return paths.default_output_dir(), None
+    path = Path(out).expanduser()
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        return path.parent, path
+    if suffix in (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"):
+        raise BadInput(
+            f"--out: {out!r} asks for {suffix}; generate writes PNG (it keeps the generation "
+            "parameters in PNG text chunks). Give a .png file name or a folder."
+        )
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"--out: {out!r} is an existing file that is not a .png; give a folder")
+    return path, None
+
+
+class ProgressReporter:
+    """Turns engine events into terminal output: a progress bar on a TTY, lines otherwise."""
+
+    def __init__(self, stream: TextIO, preview_dir: Path | None) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.preview_dir = preview_dir
+        self.result: Event | None = None
+        self.started: JobStarted | None = None
+        self.previews_written = 0
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ModelLoading):
+            self._line(f"loading {event.model} on {event.device.upper()} · {event.dtype} ...")
+        elif isinstance(event, ModelReady) and not event.cached:
+            self._line(f"model {event.model} ({event.family}) ready in {event.seconds:.1f} s")
+        elif isinstance(event, JobStarted):
+            self.started = event
+            p = event.params
+            self._line(
+                f"generating {event.image_count} image(s) {p.width}x{p.height}, {p.steps} steps, "
+                f"{p.scheduler}, CFG {p.guidance_scale:g}, seed {p.seed}"
+            )
+        elif isinstance(event, StepProgress):
+            self._progress(event)
+        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
+            if self.tty:
+                self.stream.write("\n")
+            self.result = event
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _progress(self, event: StepProgress) -> None:
+        if event.preview is not None and self.preview_dir is not None:
+            from PIL import Image
+
+            self.preview_dir.mkdir(parents=True, exist_ok=True)
+            name = f"preview-{event.job_id}-{event.batch_index + 1:03d}-{event.step:03d}.png"
+            Image.fromarray(event.preview).save(self.preview_dir / name)
+            self.previews_written += 1
+        if not self.tty:
+            return
+        width = 30
+        filled = int(width * event.step / event.total)
+        remaining = (event.total - event.step) / event.it_per_s if event.it_per_s else 0.0
+        batches = self.started.params.batch_count if self.started else 1
+        batch = f" batch {event.batch_index + 1}/{batches}" if batches > 1 else ""
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {event.step}/{event.total}{batch} "
+            f"{event.it_per_s:.2f} it/s ETA {remaining:.0f}s "
+        )
+        self.stream.flush()
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    params = params_from_args(args)
+    folder, exact = output_target(args.out)
+    preview_dir = Path(args.preview_dir).expanduser() if args.preview_dir else None
+
+    # Heavy imports only now: `ldstudio --help` stays instant.
+    from ldstudio.core.imagefiles import FolderSink
+    from ldstudio.core.jobs import Job
+    from ldstudio.engine.backend import DiffusersBackend
+    from ldstudio.engine.models import ModelError, check_diffusers_folder, resolve_model_path
+
+    try:
+        check_diffusers_folder(resolve_model_path(params.model))
+        backend = DiffusersBackend(device=args.device, dtype=args.dtype)
+    except (ModelError, ValueError) as exc:
+        raise BadInput(str(exc)) from None
+
+    job = Job.create(params)
+    reporter = ProgressReporter(sys.stderr, preview_dir)
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        # First Ctrl+C cancels at the next step; a second one interrupts at once.
+        job.cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.stderr.write("\ncancelling at the next step (Ctrl+C again to abort now) ...\n")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    started = time.perf_counter()
+    try:
+        backend.run(job, reporter, FolderSink(folder, exact))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return report(reporter, args.json, backend.choice.device, time.perf_counter() - started)
+
+
+def report(reporter: ProgressReporter, as_json: bool, device: str, seconds: float) -> int:
+    result = reporter.result
+    started = reporter.started
+    if isinstance(result, JobFinished):
+        if as_json:
+            payload = {
+                "status": "finished",
+                "images": [r.to_dict() for r in result.records],
+                "device": device,
+                "dtype": started.dtype if started else None,
+                "seconds": round(seconds, 3),
+                "generation_seconds": round(result.seconds, 3),
+                "previews_written": reporter.previews_written,
+            }
+            print(json.dumps(payload, indent=2, ensure_ascii=False))
+        else:
+            for record in result.records:
+                print(record.path)
+            sys.stderr.write(f"done: {len(result.records)} image(s) in {result.seconds:.2f} s\n")
+        return EXIT_OK
+    if isinstance(result, JobCancelled):
+        sys.stderr.write(f"cancelled at step {result.step}; the unfinished image was not saved\n")
+        if as_json:
+            saved = [r.to_dict() for r in result.saved]
+            print(json.dumps({"status": "cancelled", "step": result.step, "images": saved}))
+        return EXIT_CANCELLED
+    if isinstance(result, JobFailed):
+        sys.stderr.write(f"error: {result.message}\n")
+        if as_json:
+            print(
+                json.dumps({"status": "failed", "error": result.message, "detail": result.detail})
+            )
+        return EXIT_FAILED
+    sys.stderr.write("error: the engine ended without a result\n")
+    return EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_OK
+    try:
+        if args.command == "generate":
+            return run_generate(args)
+    except BadInput as exc:
+        sys.stderr.write(f"ldstudio {args.command}: error: {exc}\n")
+        return EXIT_BAD_INPUT
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_BAD_INPUT

@@ -1,0 +1,1 @@
+"""Qt-free, torch-free core: parameters, jobs, events, image files and metadata, paths."""

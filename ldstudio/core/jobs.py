@@ -1,0 +1,156 @@
+"""Jobs, their cancel tokens and the FIFO queue feeding the single engine worker; thread-safe."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from ldstudio.core.params import GenerationParams
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (JobState.FINISHED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Cancelled(Exception):
+    """Raised inside the engine when a job's cancel token is set; never escapes the engine."""
+
+
+class CancelToken:
+    """A flag set from any thread (the GUI, a signal handler), polled by the engine every step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        if self._event.is_set():
+            raise Cancelled
+
+
+_job_ids = itertools.count(1)
+
+
+@dataclass
+class Job:
+    """One submitted request. `params` is resolved (concrete seed) when the job is created."""
+
+    params: GenerationParams
+    id: int = field(default_factory=lambda: next(_job_ids))
+    cancel_token: CancelToken = field(default_factory=CancelToken)
+    state: JobState = JobState.QUEUED
+
+    @classmethod
+    def create(cls, params: GenerationParams) -> Job:
+        """Validate, resolve the seed, and wrap in a new job. Raises ValueError on bad params."""
+        return cls(params=params.resolved())
+
+    def cancel(self) -> None:
+        self.cancel_token.cancel()
+
+
+class JobQueue:
+    """FIFO of pending jobs plus the one running job. All methods are thread-safe.
+
+    The consumer (the engine worker) calls `take()` and later `finish()`; producers call
+    `submit()` and the cancel methods from any thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._pending: deque[Job] = deque()
+        self._running: Job | None = None
+        self._closed = False
+
+    def submit(self, params: GenerationParams) -> Job:
+        job = Job.create(params)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the job queue is closed; ldstudio is shutting down")
+            self._pending.append(job)
+            self._lock.notify()
+        return job
+
+    def take(self, timeout: float | None = None) -> Job | None:
+        """Block until a job is pending, mark it running and return it; None when closed/timeout."""
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._pending or self._closed, timeout):
+                return None
+            if self._closed:
+                return None
+            job = self._pending.popleft()
+            job.state = JobState.RUNNING
+            self._running = job
+            return job
+
+    def finish(self, job: Job, state: JobState) -> None:
+        if not state.is_final:
+            raise ValueError(f"finish() needs a final state, got {state.value}")
+        with self._lock:
+            job.state = state
+            if self._running is job:
+                self._running = None
+
+    def cancel(self, job_id: int) -> Job | None:
+        """Cancel a pending job (removed at once) or the running one (stops at the next step)."""
+        with self._lock:
+            for job in self._pending:
+                if job.id == job_id:
+                    self._pending.remove(job)
+                    job.cancel()
+                    job.state = JobState.CANCELLED
+                    return job
+            if self._running is not None and self._running.id == job_id:
+                self._running.cancel()
+                return self._running
+        return None
+
+    def cancel_all(self) -> list[Job]:
+        with self._lock:
+            cancelled = list(self._pending)
+            self._pending.clear()
+            for job in cancelled:
+                job.cancel()
+                job.state = JobState.CANCELLED
+            if self._running is not None:
+                self._running.cancel()
+                cancelled.append(self._running)
+            return cancelled
+
+    def close(self) -> None:
+        """Cancel everything and wake the consumer so it can exit."""
+        self.cancel_all()
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+
+    @property
+    def running(self) -> Job | None:
+        with self._lock:
+            return self._running
+
+    def pending(self) -> list[Job]:
+        with self._lock:
+            return list(self._pending)
+
+    def __len__(self) -> int:
+        """Jobs not yet final: pending plus the running one."""
+        with self._lock:
+            return len(self._pending) + (self._running is not None)

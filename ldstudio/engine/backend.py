@@ -1,0 +1,271 @@
+"""DiffusersBackend: runs one job at a time through a cached diffusers pipeline; engine thread.
+
+`run()` never raises: every outcome is an event (finished, failed, cancelled), so the worker
+that calls it stays alive for the next job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from ldstudio.core.events import (
+    Event,
+    ImageRecord,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobStarted,
+    ModelLoading,
+    ModelReady,
+    StepProgress,
+)
+from ldstudio.core.imagefiles import ImageSink
+from ldstudio.core.jobs import Cancelled, Job, JobState
+from ldstudio.core.params import GenerationParams
+from ldstudio.engine import previews
+from ldstudio.engine.device import DeviceChoice, choose_device, free_memory, is_out_of_memory
+from ldstudio.engine.models import LoadedModel, ModelError, PipelineCache, resolve_model_path
+from ldstudio.engine.schedulers import build_scheduler
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], None]
+
+
+class _X0Tap:
+    """Wraps a scheduler's `step` to keep its estimate of the clean image (x0).
+
+    Euler, Euler a, DDIM and DPM++ SDE return it as `pred_original_sample`, LCM as `denoised`;
+    the multistep solvers (DPM++ 2M, UniPC) keep it as their newest converted model output.
+    The wrapper only reads; the returned sample is the scheduler's own. It keeps the original
+    signature: pipelines inspect it to decide whether to pass `generator` and `eta`.
+    """
+
+    def __init__(self, scheduler: Any) -> None:
+        self.x0: torch.Tensor | None = None
+        original = scheduler.step
+
+        @functools.wraps(original)
+        def step(*args: Any, return_dict: bool = True, **kwargs: Any) -> Any:
+            out = original(*args, return_dict=True, **kwargs)
+            x0 = getattr(out, "pred_original_sample", None)
+            if x0 is None:
+                x0 = getattr(out, "denoised", None)
+            if x0 is None:
+                outputs = getattr(scheduler, "model_outputs", None)
+                x0 = outputs[-1] if outputs else None
+            self.x0 = x0
+            return out if return_dict else (out.prev_sample,)
+
+        scheduler.step = step
+
+
+class DiffusersBackend:
+    """Owns all torch state. Create it, and call it, on one thread only."""
+
+    def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
+        self.choice: DeviceChoice = choose_device(device, dtype)
+        self._cache = PipelineCache()
+        self._previewers: dict[tuple[str, str], previews.Previewer] = {}
+
+    # -- model ---------------------------------------------------------------------------
+
+    def load(self, model: str, emit: Emit) -> LoadedModel:
+        path = resolve_model_path(model)
+        current = self._cache.loaded
+        if current is None or current.path != path or current.choice != self.choice:
+            emit(ModelLoading(model=str(path), device=self.choice.device, dtype=self.choice.dtype))
+            self._previewers.clear()
+        loaded, cached = self._cache.get(path, self.choice)
+        emit(
+            ModelReady(
+                model=loaded.name,
+                family=loaded.family,
+                device=self.choice.device,
+                dtype=self.choice.dtype,
+                seconds=0.0 if cached else loaded.seconds,
+                cached=cached,
+            )
+        )
+        return loaded
+
+    def _previewer(self, loaded: LoadedModel, method: str) -> previews.Previewer | None:
+        if method == "none":
+            return None
+        key = (str(loaded.path), method)
+        if key not in self._previewers:
+            pipe = loaded.pipe
+            if method == "latent2rgb":
+                table = previews.table_for_model(
+                    loaded.path, loaded.family, pipe.vae, str(loaded.path)
+                )
+                factor = float(pipe.vae.config.scaling_factor)
+                self._previewers[key] = previews.LatentRGBPreviewer(table, factor)
+            elif method == "vae":
+                self._previewers[key] = previews.DecoderPreviewer(pipe.vae)
+            elif method == "taesd":
+                self._previewers[key] = previews.DecoderPreviewer(
+                    previews.load_taesd(loaded.family, self.choice)
+                )
+            else:
+                raise ValueError(f"preview_method: {method!r} is not supported")
+        return self._previewers[key]
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    def run(self, job: Job, emit: Emit, sink: ImageSink) -> JobState:
+        """Run a job to its end; emit events; return its final state. Never raises."""
+        saved: list[ImageRecord] = []
+        state = _StepState()
+        try:
+            job.cancel_token.raise_if_cancelled()
+            loaded = self.load(job.params.model, emit)
+            params = self._concrete(job.params, loaded)
+            previewer = self._previewer(loaded, params.preview_method)
+            emit(
+                JobStarted(
+                    job_id=job.id,
+                    params=params,
+                    device=self.choice.device,
+                    dtype=self.choice.dtype,
+                    total_steps=params.steps,
+                    image_count=params.image_count,
+                )
+            )
+            started = time.perf_counter()
+            for batch_index in range(params.batch_count):
+                job.cancel_token.raise_if_cancelled()
+                saved.extend(
+                    self._run_batch(job, params, loaded, previewer, batch_index, emit, sink, state)
+                )
+            emit(JobFinished(job.id, tuple(saved), time.perf_counter() - started))
+            return JobState.FINISHED
+        except Cancelled:
+            emit(JobCancelled(job.id, step=state.step, saved=tuple(saved)))
+            return JobState.CANCELLED
+        except ModelError as exc:
+            emit(JobFailed(job.id, str(exc), _detail(exc)))
+            return JobState.FAILED
+        except Exception as exc:
+            emit(JobFailed(job.id, self._failure_message(exc, job.params), _detail(exc)))
+            if is_out_of_memory(exc):
+                free_memory(self.choice.device)
+            return JobState.FAILED
+
+    def _concrete(self, params: GenerationParams, loaded: LoadedModel) -> GenerationParams:
+        """Resolve the seed and the model's native size so saved params are exact."""
+        params = params.resolved()
+        return params.replace(
+            width=params.width or loaded.native_size,
+            height=params.height or loaded.native_size,
+        )
+
+    def _run_batch(
+        self,
+        job: Job,
+        params: GenerationParams,
+        loaded: LoadedModel,
+        previewer: previews.Previewer | None,
+        batch_index: int,
+        emit: Emit,
+        sink: ImageSink,
+        state: _StepState,
+    ) -> list[ImageRecord]:
+        pipe = loaded.pipe
+        first = batch_index * params.batch_size
+        seeds = [params.seed_for(first + i) for i in range(params.batch_size)]
+        pipe.scheduler = build_scheduler(params.scheduler, loaded.base_scheduler_config, seeds[0])
+        tap = _X0Tap(pipe.scheduler)
+        # CPU generators: the same seed gives the same starting noise on every machine.
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        started = time.perf_counter()
+        state.step = 0
+
+        def on_step_end(_pipe: Any, index: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            step = index + 1
+            state.step = step
+            job.cancel_token.raise_if_cancelled()
+            elapsed = time.perf_counter() - started
+            image = None
+            if previewer is not None and tap.x0 is not None and step % params.preview_interval == 0:
+                image = previewer(tap.x0)
+            emit(
+                StepProgress(
+                    job_id=job.id,
+                    batch_index=batch_index,
+                    step=step,
+                    total=total_steps,
+                    elapsed=elapsed,
+                    it_per_s=step / elapsed if elapsed > 0 else 0.0,
+                    preview=image,
+                )
+            )
+            return kwargs
+
+        # Second-order samplers run more than `steps` denoiser calls; report what really runs.
+        total_steps = _steps_for(pipe.scheduler, params.steps)
+        result = pipe(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt or None,
+            num_inference_steps=params.steps,
+            guidance_scale=params.guidance_scale,
+            width=params.width,
+            height=params.height,
+            num_images_per_prompt=params.batch_size,
+            generator=generators,
+            callback_on_step_end=on_step_end,
+            output_type="pil",
+        )
+        seconds = (time.perf_counter() - started) / params.batch_size
+        records = []
+        for i, image in enumerate(result.images):
+            image_params = params.replace(seed=seeds[i], batch_size=1, batch_count=1)
+            records.append(
+                sink.save(
+                    image,
+                    image_params,
+                    index=first + i,
+                    model_name=loaded.name,
+                    device=self.choice.device,
+                    dtype=self.choice.dtype,
+                    seconds=seconds,
+                )
+            )
+        return records
+
+    def _failure_message(self, exc: BaseException, params: GenerationParams) -> str:
+        if is_out_of_memory(exc):
+            size = f"{params.width or 'native'}×{params.height or 'native'}"
+            return (
+                f"Out of memory on {self.choice.device.upper()} while generating {size} with "
+                f"batch size {params.batch_size}. Try a smaller size or batch size, or turn on "
+                "memory options (VAE tiling, attention slicing, CPU offload)."
+            )
+        return f"Generation failed: {type(exc).__name__}: {exc}"
+
+    def close(self) -> None:
+        self._cache.clear()
+        self._previewers.clear()
+        free_memory(self.choice.device)
+
+
+@dataclasses.dataclass
+class _StepState:
+    step: int = 0
+
+
+def _steps_for(scheduler: Any, steps: int) -> int:
+    scheduler.set_timesteps(steps)
+    return len(scheduler.timesteps)
+
+
+def _detail(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc)[-6:])

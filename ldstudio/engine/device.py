@@ -1,0 +1,68 @@
+"""Choosing the torch device and precision; engine thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+DEVICES = ("auto", "cuda", "mps", "cpu")
+DTYPES = ("auto", "fp16", "bf16", "fp32")
+_TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: str  # torch device string: "cuda", "mps", "cpu"
+    dtype: str  # "fp16", "bf16", "fp32"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _TORCH_DTYPES[self.dtype]
+
+    @property
+    def label(self) -> str:
+        """What the status bar shows, e.g. "CUDA · fp16"."""
+        return f"{self.device.upper()} · {self.dtype}"
+
+
+def mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def choose_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
+    """CUDA, then MPS, then CPU unless overridden; fp16 on GPUs, fp32 on the CPU by default."""
+    if device not in DEVICES:
+        raise ValueError(f"device: {device!r} is not supported; allowed: {', '.join(DEVICES)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: {dtype!r} is not supported; allowed: {', '.join(DTYPES)}")
+    if device == "auto":
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif mps_available():
+            device = "mps"
+        else:
+            device = "cpu"
+    elif device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was requested but no CUDA GPU is available to torch")
+    elif device == "mps" and not mps_available():
+        raise ValueError("device: 'mps' was requested but Apple MPS is not available to torch")
+    if dtype == "auto":
+        # Half precision on the CPU is slow and poorly supported; GPUs want fp16.
+        dtype = "fp32" if device == "cpu" else "fp16"
+    return DeviceChoice(device=device, dtype=dtype)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA and MPS out-of-memory errors (MPS raises a plain RuntimeError)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def free_memory(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    elif device == "mps":
+        torch.mps.empty_cache()

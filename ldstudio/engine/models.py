@@ -1,0 +1,152 @@
+"""Finding and loading models from local disk, offline; engine thread.
+
+Every load passes `local_files_only=True`: no call ever reaches a network.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ldstudio.core import paths
+from ldstudio.engine.device import DeviceChoice
+
+log = logging.getLogger(__name__)
+
+# Cross-attention width of the text conditioning, per Stable Diffusion family.
+_FAMILY_BY_CONTEXT = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+
+
+class ModelError(Exception):
+    """A model that cannot be found or loaded; the message names the path and what is wrong."""
+
+
+@dataclass
+class LoadedModel:
+    pipe: Any  # a diffusers DiffusionPipeline
+    path: Path
+    name: str
+    family: str
+    choice: DeviceChoice
+    base_scheduler_config: Any
+    native_size: int
+    seconds: float
+
+
+def resolve_model_path(model: str) -> Path:
+    """The folder a `model` parameter means: empty → the bundled model, else a path."""
+    if not model:
+        return paths.bundled_model_dir()
+    return Path(model).expanduser().resolve()
+
+
+def model_display_name(path: Path) -> str:
+    return path.name
+
+
+def check_diffusers_folder(path: Path) -> dict[str, Any]:
+    """Read model_index.json and check every component folder exists; ModelError otherwise."""
+    if not path.exists():
+        raise ModelError(f"model not found: {path} does not exist")
+    if not path.is_dir():
+        raise ModelError(
+            f"model {path} is a file; this version loads diffusers folders (a folder with "
+            "model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
+        )
+    index_file = path / "model_index.json"
+    if not index_file.is_file():
+        raise ModelError(
+            f"model {path} is not a diffusers folder: model_index.json is missing "
+            "(expected model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
+        )
+    try:
+        index = json.loads(index_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model {path}: model_index.json is not valid JSON ({exc})") from None
+    if not isinstance(index, dict):
+        raise ModelError(f"model {path}: model_index.json is not a JSON object")
+    missing = [
+        name
+        for name, spec in index.items()
+        if not name.startswith("_")
+        and isinstance(spec, list)
+        and spec[0] is not None
+        and not (path / name).is_dir()
+    ]
+    if missing:
+        raise ModelError(f"model {path} is incomplete: missing folder(s) {', '.join(missing)}")
+    return index
+
+
+def detect_family(pipe: Any) -> str:
+    context: Any = getattr(pipe.unet.config, "cross_attention_dim", None)
+    if isinstance(context, list | tuple):
+        context = context[0]
+    if context == 1024 and getattr(pipe.unet.config, "addition_embed_type", None):
+        return "sdxl-refiner"
+    return _FAMILY_BY_CONTEXT.get(int(context or 0), "custom")
+
+
+def load_pipeline(path: Path, choice: DeviceChoice) -> LoadedModel:
+    """Load a diffusers folder onto a device. Raises ModelError with a readable message."""
+    index = check_diffusers_folder(path)
+    from diffusers import DiffusionPipeline
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # Progress is reported through events; library progress bars would only add noise.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+    kwargs: dict[str, Any] = {"local_files_only": True, "dtype": choice.torch_dtype}
+    if "safety_checker" in index:
+        # ldstudio shows what the user asked for; a checker would also need hub downloads.
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    started = time.perf_counter()
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise ModelError(f"model {path} could not be loaded: {exc}") from exc
+    pipe.to(choice.device)
+    pipe.set_progress_bar_config(disable=True)
+    seconds = time.perf_counter() - started
+    native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+    return LoadedModel(
+        pipe=pipe,
+        path=path,
+        name=model_display_name(path),
+        family=detect_family(pipe),
+        choice=choice,
+        base_scheduler_config=pipe.scheduler.config,
+        native_size=native,
+        seconds=seconds,
+    )
+
+
+class PipelineCache:
+    """Keeps the one loaded pipeline; reloads only when the model or the device changes."""
+
+    def __init__(self) -> None:
+        self._loaded: LoadedModel | None = None
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._loaded
+
+    def get(self, path: Path, choice: DeviceChoice) -> tuple[LoadedModel, bool]:
+        """(model, cached): cached is True when the loaded pipeline was reused."""
+        current = self._loaded
+        if current is not None and current.path == path and current.choice == choice:
+            return current, True
+        # Drop the old pipeline first so two models never sit in memory together.
+        self._loaded = None
+        del current
+        self._loaded = load_pipeline(path, choice)
+        return self._loaded, False
+
+    def clear(self) -> None:
+        self._loaded = None
