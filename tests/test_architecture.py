@@ -25,6 +25,7 @@ def loaded_modules(statement: str) -> set[str]:
         "ldstudio.core.imagefiles",
         "ldstudio.core.paths",
         "ldstudio.cli",
+        "ldstudio.cli.generate",
     ],
 )
 def test_core_loads_neither_torch_nor_qt(module: str) -> None:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from ldstudio import __version__
-from ldstudio.cli import EXIT_BAD_INPUT, main
+from ldstudio.cli import main
+from ldstudio.cli.common import EXIT_BAD_INPUT
 from ldstudio.core.metadata import read_ldstudio_params
 
 

@@ -101,6 +101,8 @@ def load_pipeline(path: Path, choice: DeviceChoice) -> LoadedModel:
     # Progress is reported through events; library progress bars would only add noise.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
+    # transformers warns about optional image-processor backends SD pipelines never use.
+    transformers_logging.set_verbosity_error()
 
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": choice.torch_dtype}
     if "safety_checker" in index:

@@ -1,7 +1,4 @@
-"""The headless command line: `ldstudio generate ...`; runs the engine on the main thread.
-
-Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 cancelled with Ctrl+C.
-"""
+"""`ldstudio generate`: prompt to PNG files, headless; runs the engine on the main thread."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ldstudio import __version__
+from ldstudio.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, BadInput
 from ldstudio.core import paths
 from ldstudio.core.events import (
     Event,
@@ -32,22 +29,10 @@ from ldstudio.core.params import (
     GenerationParams,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 _DEFAULTS = GenerationParams(prompt="")
 
 
-class BadInput(Exception):
-    """A command-line value that is not allowed; the message says what and why."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ldstudio",
-        description="ldstudio: latent-diffusion image generation.",
-    )
-    parser.add_argument("--version", action="version", version=f"ldstudio {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gen = commands.add_parser(
         "generate",
         help="generate images from a prompt, headless",
@@ -98,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--preview-dir", default=None, metavar="DIR", help="save each preview here")
     gen.add_argument("--json", action="store_true", help="print results as JSON on stdout")
-    return parser
+    gen.set_defaults(handler=run_generate)
 
 
 def parse_size(text: str | None) -> tuple[int | None, int | None]:
@@ -288,19 +273,3 @@ def report(reporter: ProgressReporter, as_json: bool, device: str, seconds: floa
         return EXIT_FAILED
     sys.stderr.write("error: the engine ended without a result\n")
     return EXIT_FAILED
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
-    try:
-        if args.command == "generate":
-            return run_generate(args)
-    except BadInput as exc:
-        sys.stderr.write(f"ldstudio {args.command}: error: {exc}\n")
-        return EXIT_BAD_INPUT
-    parser.error(f"unknown command {args.command!r}")
-    return EXIT_BAD_INPUT
