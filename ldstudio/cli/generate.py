@@ -13,6 +13,7 @@ from typing import Any, TextIO
 from ldstudio.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, BadInput
 from ldstudio.core import paths
 from ldstudio.core.events import (
+    EngineNotice,
     Event,
     JobCancelled,
     JobFailed,
@@ -22,6 +23,7 @@ from ldstudio.core.events import (
     ModelReady,
     StepProgress,
 )
+from ldstudio.core.options import SWITCHES, EngineOptions
 from ldstudio.core.params import (
     PREVIEW_METHODS,
     RANDOM_SEED,
@@ -66,6 +68,27 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     gen.add_argument("--device", default="auto", help="auto (default), cuda, mps or cpu")
     gen.add_argument("--dtype", default="auto", help="auto (default), fp16, bf16 or fp32")
+    gen.add_argument(
+        "--guidance-cutoff",
+        type=float,
+        default=_DEFAULTS.guidance_cutoff,
+        metavar="F",
+        help="stop classifier-free guidance after this fraction of the steps (0-1, default 1)",
+    )
+    speed = gen.add_argument_group("speed and memory (auto: chosen from the device)")
+    for flag, what in (
+        ("--vae-tiling", "decode large images in tiles"),
+        ("--attention-slicing", "compute attention in slices (less memory, a bit slower)"),
+        ("--cpu-offload", "keep idle model parts in CPU memory (small GPUs; CUDA only)"),
+        ("--channels-last", "channels_last memory layout for the UNet"),
+    ):
+        speed.add_argument(flag, default="auto", choices=SWITCHES, help=what)
+    speed.add_argument(
+        "--compile", action="store_true", help="torch.compile the UNet (one-time warm-up)"
+    )
+    speed.add_argument(
+        "--no-sdpa", action="store_true", help="classic attention instead of fused SDPA kernels"
+    )
     gen.add_argument(
         "--preview",
         default="latent2rgb",
@@ -122,11 +145,25 @@ def params_from_args(args: argparse.Namespace) -> GenerationParams:
         batch_count=args.count,
         preview_method=args.preview if args.preview_dir else "none",
         preview_interval=args.preview_every,
+        guidance_cutoff=args.guidance_cutoff,
     )
     try:
         return params.validate()
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+
+
+def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
+    return EngineOptions(
+        device=args.device,
+        dtype=args.dtype,
+        sdpa=not args.no_sdpa,
+        channels_last=args.channels_last,
+        compile_unet=args.compile,
+        vae_tiling=args.vae_tiling,
+        attention_slicing=args.attention_slicing,
+        cpu_offload=args.cpu_offload,
+    ).validate()
 
 
 def output_target(out: str | None) -> tuple[Path, Path | None]:
@@ -159,7 +196,9 @@ class ProgressReporter:
         self.previews_written = 0
 
     def __call__(self, event: Event) -> None:
-        if isinstance(event, ModelLoading):
+        if isinstance(event, EngineNotice):
+            self._line(("\n" if self.tty else "") + f"note: {event.message}")
+        elif isinstance(event, ModelLoading):
             self._line(f"loading {event.model} on {event.device.upper()} · {event.dtype} ...")
         elif isinstance(event, ModelReady) and not event.cached:
             self._line(f"model {event.model} ({event.family}) ready in {event.seconds:.1f} s")
@@ -216,7 +255,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     try:
         check_diffusers_folder(resolve_model_path(params.model))
-        backend = DiffusersBackend(device=args.device, dtype=args.dtype)
+        backend = DiffusersBackend(engine_options_from_args(args))
     except (ModelError, ValueError) as exc:
         raise BadInput(str(exc)) from None
 

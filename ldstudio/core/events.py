@@ -106,6 +106,21 @@ class JobCancelled:
     saved: tuple[ImageRecord, ...] = ()  # images of earlier batch_count rounds already on disk
 
 
+@dataclass(frozen=True)
+class EngineNotice:
+    """Something the user should know that is not a failure (a one-time warm-up, a retry)."""
+
+    message: str
+    job_id: int | None = None
+
+
 Event = (
-    ModelLoading | ModelReady | JobStarted | StepProgress | JobFinished | JobFailed | JobCancelled
+    ModelLoading
+    | ModelReady
+    | JobStarted
+    | StepProgress
+    | JobFinished
+    | JobFailed
+    | JobCancelled
+    | EngineNotice
 )

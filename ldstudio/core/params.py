@@ -24,6 +24,7 @@ PREVIEW_METHODS: tuple[str, ...] = ("latent2rgb", "taesd", "vae", "none")
 SEED_MAX = 2**32 - 1
 STEPS_RANGE = (1, 150)
 GUIDANCE_RANGE = (0.0, 30.0)
+GUIDANCE_CUTOFF_RANGE = (0.0, 1.0)
 SIZE_RANGE = (64, 4096)
 SIZE_MULTIPLE = 8
 BATCH_SIZE_RANGE = (1, 64)
@@ -55,6 +56,9 @@ class GenerationParams:
     batch_count: int = 1
     preview_method: str = "latent2rgb"
     preview_interval: int = 1
+    # Fraction of the steps that use classifier-free guidance; after it, one UNet pass per
+    # step instead of two. 1.0 = guidance throughout (no cut-off).
+    guidance_cutoff: float = 1.0
 
     def validate(self) -> GenerationParams:
         """Raise ValueError naming the field, the bad value and what is allowed; return self."""
@@ -67,6 +71,7 @@ class GenerationParams:
             )
         _check_int_range("steps", self.steps, STEPS_RANGE)
         _check_float_range("guidance_scale", self.guidance_scale, GUIDANCE_RANGE)
+        _check_float_range("guidance_cutoff", self.guidance_cutoff, GUIDANCE_CUTOFF_RANGE)
         for name in ("width", "height"):
             value = getattr(self, name)
             if value is None:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from ldstudio.core.events import (
+    EngineNotice,
     Event,
     ImageRecord,
     JobCancelled,
@@ -29,9 +30,16 @@ from ldstudio.core.events import (
 )
 from ldstudio.core.imagefiles import ImageSink
 from ldstudio.core.jobs import Cancelled, Job, JobState
+from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
-from ldstudio.engine import previews
-from ldstudio.engine.device import DeviceChoice, choose_device, free_memory, is_out_of_memory
+from ldstudio.engine import performance, previews
+from ldstudio.engine.device import (
+    DeviceChoice,
+    choose_device,
+    free_memory,
+    is_out_of_memory,
+    total_memory,
+)
 from ldstudio.engine.models import LoadedModel, ModelError, PipelineCache, resolve_model_path
 from ldstudio.engine.schedulers import build_scheduler
 
@@ -69,12 +77,30 @@ class _X0Tap:
 
 
 class DiffusersBackend:
-    """Owns all torch state. Create it, and call it, on one thread only."""
+    """Owns all torch state. Create it, and call it, on one thread only.
 
-    def __init__(self, device: str = "auto", dtype: str = "auto") -> None:
-        self.choice: DeviceChoice = choose_device(device, dtype)
+    `device`/`dtype` override the same fields of `options`. ValueError for options the
+    machine cannot honour (e.g. CUDA requested without a CUDA GPU).
+    """
+
+    def __init__(
+        self,
+        options: EngineOptions | None = None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+    ) -> None:
+        options = (options or EngineOptions()).validate()
+        self.options = dataclasses.replace(
+            options, device=device or options.device, dtype=dtype or options.dtype
+        ).validate()
+        self.choice: DeviceChoice = choose_device(self.options.device, self.options.dtype)
+        self.resolved = performance.resolve(
+            self.options, self.choice, total_memory(self.choice.device)
+        )
         self._cache = PipelineCache()
         self._previewers: dict[tuple[str, str], previews.Previewer] = {}
+        self._compiled_warm = False
 
     # -- model ---------------------------------------------------------------------------
 
@@ -84,7 +110,14 @@ class DiffusersBackend:
         if current is None or current.path != path or current.choice != self.choice:
             emit(ModelLoading(model=str(path), device=self.choice.device, dtype=self.choice.dtype))
             self._previewers.clear()
-        loaded, cached = self._cache.get(path, self.choice)
+        loaded, cached = self._cache.get(
+            path,
+            self.choice,
+            place=lambda pipe: performance.apply(pipe, self.resolved, self.choice),
+            setup=self.resolved,
+        )
+        if not cached:
+            self._compiled_warm = False
         emit(
             ModelReady(
                 model=loaded.name,
@@ -140,6 +173,14 @@ class DiffusersBackend:
                     image_count=params.image_count,
                 )
             )
+            if self.resolved.compile_unet and not self._compiled_warm:
+                emit(
+                    EngineNotice(
+                        "Compiling the UNet: this first image takes longer (one-time warm-up, "
+                        "kept in the cache for later runs).",
+                        job.id,
+                    )
+                )
             started = time.perf_counter()
             for batch_index in range(params.batch_count):
                 job.cancel_token.raise_if_cancelled()
@@ -186,6 +227,18 @@ class DiffusersBackend:
         tap = _X0Tap(pipe.scheduler)
         # CPU generators: the same seed gives the same starting noise on every machine.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        performance.set_vae_tiling(
+            pipe, self.resolved.tiling_for(int(params.width or 0), int(params.height or 0))
+        )
+        cfg_keys = [
+            key
+            for key in ("prompt_embeds", "add_text_embeds", "add_time_ids")
+            if key in pipe._callback_tensor_inputs
+        ]
+        # Second-order samplers run more than `steps` denoiser calls; report what really runs.
+        total_steps = _steps_for(pipe.scheduler, params.steps)
+        cutoff_step = _guidance_cutoff_step(params, total_steps)
+        final: dict[str, torch.Tensor] = {}
         started = time.perf_counter()
         state.step = 0
 
@@ -193,6 +246,13 @@ class DiffusersBackend:
             step = index + 1
             state.step = step
             job.cancel_token.raise_if_cancelled()
+            if step == cutoff_step:
+                # From here on, conditional pass only: drop the unconditional half.
+                for key in cfg_keys:
+                    kwargs[key] = kwargs[key].chunk(2)[-1]
+                pipe._guidance_scale = 0.0
+            if step == total_steps:
+                final["latents"] = kwargs["latents"]  # for a tiled retry if decode runs OOM
             elapsed = time.perf_counter() - started
             image = None
             if previewer is not None and tap.x0 is not None and step % params.preview_interval == 0:
@@ -210,23 +270,28 @@ class DiffusersBackend:
             )
             return kwargs
 
-        # Second-order samplers run more than `steps` denoiser calls; report what really runs.
-        total_steps = _steps_for(pipe.scheduler, params.steps)
-        result = pipe(
-            prompt=params.prompt,
-            negative_prompt=params.negative_prompt or None,
-            num_inference_steps=params.steps,
-            guidance_scale=params.guidance_scale,
-            width=params.width,
-            height=params.height,
-            num_images_per_prompt=params.batch_size,
-            generator=generators,
-            callback_on_step_end=on_step_end,
-            output_type="pil",
-        )
+        try:
+            images = pipe(
+                prompt=params.prompt,
+                negative_prompt=params.negative_prompt or None,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance_scale,
+                width=params.width,
+                height=params.height,
+                num_images_per_prompt=params.batch_size,
+                generator=generators,
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["latents", *cfg_keys],
+                output_type="pil",
+            ).images
+        except Exception as exc:
+            if not (is_out_of_memory(exc) and "latents" in final):
+                raise
+            images = self._retry_decode_tiled(pipe, final.pop("latents"), job, emit)
+        self._compiled_warm = True
         seconds = (time.perf_counter() - started) / params.batch_size
         records = []
-        for i, image in enumerate(result.images):
+        for i, image in enumerate(images):
             image_params = params.replace(seed=seeds[i], batch_size=1, batch_count=1)
             records.append(
                 sink.save(
@@ -240,6 +305,26 @@ class DiffusersBackend:
                 )
             )
         return records
+
+    def _retry_decode_tiled(
+        self, pipe: Any, latents: torch.Tensor, job: Job, emit: Emit
+    ) -> list[Any]:
+        """Denoising finished but the VAE decode ran out of memory: decode again, tiled."""
+        free_memory(self.choice.device)
+        was_tiled = bool(getattr(pipe.vae, "use_tiling", False))
+        performance.set_vae_tiling(pipe, True)
+        try:
+            images = performance.decode_latents(pipe, latents)
+        finally:
+            performance.set_vae_tiling(pipe, was_tiled)
+        emit(
+            EngineNotice(
+                "The VAE decode ran out of memory; it was retried once with VAE tiling and "
+                "succeeded. Turn VAE tiling on to skip the failed first attempt.",
+                job.id,
+            )
+        )
+        return images
 
     def _failure_message(self, exc: BaseException, params: GenerationParams) -> str:
         if is_out_of_memory(exc):
@@ -260,6 +345,13 @@ class DiffusersBackend:
 @dataclasses.dataclass
 class _StepState:
     step: int = 0
+
+
+def _guidance_cutoff_step(params: GenerationParams, total_steps: int) -> int | None:
+    """The step after which guidance stops, or None when it never does."""
+    if params.guidance_cutoff >= 1.0 or params.guidance_scale <= 1.0:
+        return None
+    return max(1, round(params.guidance_cutoff * total_steps))
 
 
 def _steps_for(scheduler: Any, steps: int) -> int:

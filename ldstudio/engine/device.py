@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-DEVICES = ("auto", "cuda", "mps", "cpu")
-DTYPES = ("auto", "fp16", "bf16", "fp32")
+from ldstudio.core.options import DEVICES, DTYPES
+
 _TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -59,6 +59,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def total_memory(device: str) -> int | None:
+    """Bytes of memory the device can use: VRAM on CUDA, system RAM on MPS (unified)."""
+    if device == "cuda":
+        return int(torch.cuda.get_device_properties(0).total_memory)
+    if device == "mps":
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return None
 
 
 def free_memory(device: str) -> None:

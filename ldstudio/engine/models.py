@@ -1,6 +1,8 @@
-"""Finding and loading models from local disk, offline; engine thread.
+"""Loading models from local disk, offline: diffusers folders (anywhere, including the
+Hugging Face cache) and single-file checkpoints; engine thread.
 
-Every load passes `local_files_only=True`: no call ever reaches a network.
+Every load passes `local_files_only=True` (single files also a bundled config): no call ever
+reaches a network. Finding models on disk is `ldstudio.core.modelscan`'s job.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,17 +38,39 @@ class LoadedModel:
     base_scheduler_config: Any
     native_size: int
     seconds: float
+    variant: str = ""  # the bundled config a single-file checkpoint loaded with
 
 
 def resolve_model_path(model: str) -> Path:
-    """The folder a `model` parameter means: empty → the bundled model, else a path."""
+    """The folder or file a `model` parameter means: empty → the bundled model, else a path."""
     if not model:
         return paths.bundled_model_dir()
     return Path(model).expanduser().resolve()
 
 
 def model_display_name(path: Path) -> str:
+    """A single file shows its stem, as A1111 does; an HF cache snapshot shows org/name."""
+    if path.is_file():
+        return path.stem
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name.removeprefix("models--").replace("--", "/")
     return path.name
+
+
+def check_model(path: Path) -> str:
+    """Check a model path before loading: "" for a diffusers folder, the variant for a file.
+
+    Reads only headers and JSON; raises ModelError naming the path and what is wrong.
+    """
+    if path.is_file():
+        from ldstudio.engine.checkpoints import CheckpointError, checkpoint_variant
+
+        try:
+            return checkpoint_variant(path)[1]
+        except (CheckpointError, ValueError) as exc:
+            raise ModelError(str(exc)) from None
+    check_diffusers_folder(path)
+    return ""
 
 
 def check_diffusers_folder(path: Path) -> dict[str, Any]:
@@ -54,7 +79,7 @@ def check_diffusers_folder(path: Path) -> dict[str, Any]:
         raise ModelError(f"model not found: {path} does not exist")
     if not path.is_dir():
         raise ModelError(
-            f"model {path} is a file; this version loads diffusers folders (a folder with "
+            f"model {path} is a file; expected a diffusers folder (a folder with "
             "model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
         )
     index_file = path / "model_index.json"
@@ -82,6 +107,17 @@ def check_diffusers_folder(path: Path) -> dict[str, Any]:
     return index
 
 
+def _quiet_libraries() -> None:
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    # Progress is reported through events; library progress bars would only add noise.
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    # transformers warns about optional image-processor backends SD pipelines never use.
+    transformers_logging.set_verbosity_error()
+
+
 def detect_family(pipe: Any) -> str:
     context: Any = getattr(pipe.unet.config, "cross_attention_dim", None)
     if isinstance(context, list | tuple):
@@ -91,8 +127,14 @@ def detect_family(pipe: Any) -> str:
     return _FAMILY_BY_CONTEXT.get(int(context or 0), "custom")
 
 
-def load_pipeline(path: Path, choice: DeviceChoice) -> LoadedModel:
-    """Load a diffusers folder onto a device. Raises ModelError with a readable message."""
+def load_pipeline(
+    path: Path, choice: DeviceChoice, place: Callable[[Any], None] | None = None
+) -> LoadedModel:
+    """Load a diffusers folder onto a device. Raises ModelError with a readable message.
+
+    `place` configures the pipeline and puts it on its device (memory options such as CPU
+    offload must be set before any weights reach the GPU); default: `pipe.to(device)`.
+    """
     index = check_diffusers_folder(path)
     from diffusers import DiffusionPipeline
     from diffusers.utils import logging as diffusers_logging
@@ -113,7 +155,10 @@ def load_pipeline(path: Path, choice: DeviceChoice) -> LoadedModel:
         pipe = DiffusionPipeline.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise ModelError(f"model {path} could not be loaded: {exc}") from exc
-    pipe.to(choice.device)
+    if place is None:
+        pipe.to(choice.device)
+    else:
+        place(pipe)
     pipe.set_progress_bar_config(disable=True)
     seconds = time.perf_counter() - started
     native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
@@ -129,25 +174,66 @@ def load_pipeline(path: Path, choice: DeviceChoice) -> LoadedModel:
     )
 
 
+def _load_single_file(path: Path, choice: DeviceChoice, variant: str) -> LoadedModel:
+    from ldstudio.core.modelscan import VARIANTS
+    from ldstudio.engine.checkpoints import CheckpointError, load_single_file
+
+    _quiet_libraries()
+    started = time.perf_counter()
+    try:
+        pipe = load_single_file(path, choice.torch_dtype, variant)
+    except CheckpointError as exc:
+        raise ModelError(str(exc)) from exc
+    pipe.to(choice.device)
+    pipe.set_progress_bar_config(disable=True)
+    family = next(f for f, names in VARIANTS.items() if variant in names)
+    return LoadedModel(
+        pipe=pipe,
+        path=path,
+        name=model_display_name(path),
+        family=family,
+        choice=choice,
+        base_scheduler_config=pipe.scheduler.config,
+        native_size=int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor),
+        seconds=time.perf_counter() - started,
+        variant=variant,
+    )
+
+
 class PipelineCache:
     """Keeps the one loaded pipeline; reloads only when the model or the device changes."""
 
     def __init__(self) -> None:
         self._loaded: LoadedModel | None = None
+        self._setup: Hashable = None
 
     @property
     def loaded(self) -> LoadedModel | None:
         return self._loaded
 
-    def get(self, path: Path, choice: DeviceChoice) -> tuple[LoadedModel, bool]:
-        """(model, cached): cached is True when the loaded pipeline was reused."""
+    def get(
+        self,
+        path: Path,
+        choice: DeviceChoice,
+        place: Callable[[Any], None] | None = None,
+        setup: Hashable = None,
+    ) -> tuple[LoadedModel, bool]:
+        """(model, cached): cached is True when the loaded pipeline was reused.
+
+        `setup` identifies how `place` configures the pipeline; a different one reloads.
+        """
         current = self._loaded
-        if current is not None and current.path == path and current.choice == choice:
+        if current is not None and (current.path, current.choice, self._setup) == (
+            path,
+            choice,
+            setup,
+        ):
             return current, True
         # Drop the old pipeline first so two models never sit in memory together.
         self._loaded = None
         del current
-        self._loaded = load_pipeline(path, choice)
+        self._loaded = load_pipeline(path, choice, place)
+        self._setup = setup
         return self._loaded, False
 
     def clear(self) -> None:
