@@ -1,0 +1,141 @@
+"""ldstudio's engine against a bare diffusers `pipe(...)` call on the same pipeline.
+
+    python benchmarks/bench_overhead.py [--models bundled,sd15] [--pairs 5] [--steps 10]
+
+Alternates engine and bare runs in one process (so drift hits both alike) and reports the
+median engine/bare ratio per preview method. Goals: ≤ 1.03× with previews off, ≤ 1.05× with
+latent2rgb every step. The engine run includes writing the PNG with metadata; the ratio
+without that write is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+from common import machine, machine_line, median, sd15_folder, write_results
+
+from ldstudio.core.events import ImageRecord
+from ldstudio.core.imagefiles import FolderSink
+from ldstudio.core.jobs import Job
+from ldstudio.core.params import GenerationParams
+from ldstudio.core.paths import bundled_model_dir
+from ldstudio.engine.backend import DiffusersBackend
+from ldstudio.engine.previews import taesd_dir
+from ldstudio.engine.schedulers import build_scheduler
+
+GOALS = {"none": 1.03, "latent2rgb": 1.05}
+
+
+class NullSink:
+    """Keeps images in memory: isolates the engine's generation overhead from the PNG write."""
+
+    def save(self, image: Any, params: GenerationParams, **info: Any) -> ImageRecord:
+        return ImageRecord(Path("/dev/null"), params, int(params.seed), 0, 0, 0, "", "", "", 0.0)
+
+
+def bare_run(pipe: Any, params: GenerationParams, base_config: Any) -> None:
+    pipe.scheduler = build_scheduler(params.scheduler, base_config, int(params.seed))
+    pipe(
+        prompt=params.prompt,
+        num_inference_steps=params.steps,
+        guidance_scale=params.guidance_scale,
+        width=params.width,
+        height=params.height,
+        generator=[torch.Generator("cpu").manual_seed(int(params.seed))],
+        output_type="pil",
+    )
+
+
+def measure(model: Path, size: int, steps: int, pairs: int, methods: list[str]) -> dict[str, Any]:
+    engine = DiffusersBackend(device="auto")
+    loaded = engine.load(str(model), lambda e: None)
+    params = GenerationParams(
+        prompt="a red circle on a blue background",
+        model=str(model),
+        steps=steps,
+        width=size,
+        height=size,
+        seed=1,
+    )
+    out = Path(tempfile.mkdtemp(prefix="ldstudio-bench-"))
+    results: dict[str, Any] = {"model": model.name, "size": size, "steps": steps, "pairs": pairs}
+    bare_run(loaded.pipe, params, loaded.base_scheduler_config)  # warm-up
+    for method in methods:
+        job_params = params.replace(preview_method=method)
+        engine.run(Job.create(job_params), lambda e: None, NullSink())  # warm-up (fits tables)
+        ratios, ratios_nosave, bare_times = [], [], []
+        for _ in range(pairs):
+            started = time.perf_counter()
+            bare_run(loaded.pipe, job_params, loaded.base_scheduler_config)
+            bare = time.perf_counter() - started
+            started = time.perf_counter()
+            engine.run(Job.create(job_params), lambda e: None, FolderSink(out))
+            with_save = time.perf_counter() - started
+            started = time.perf_counter()
+            engine.run(Job.create(job_params), lambda e: None, NullSink())
+            no_save = time.perf_counter() - started
+            bare_times.append(bare)
+            ratios.append(with_save / bare)
+            ratios_nosave.append(no_save / bare)
+        results[method] = {
+            "bare_median_s": round(median(bare_times), 4),
+            "ratio_median": round(median(ratios), 4),
+            "ratio_without_png_write": round(median(ratios_nosave), 4),
+            "goal": GOALS.get(method),
+        }
+        row = results[method]
+        verdict = ""
+        if row["goal"]:
+            ok = row["ratio_median"] <= row["goal"]
+            verdict = (
+                "meets goal"
+                if ok
+                else f"MISSES goal {row['goal']}× by {row['ratio_median'] - row['goal']:.3f}"
+            )
+        print(
+            f"  {model.name} {size}px {steps} steps, preview {method:<10} bare "
+            f"{row['bare_median_s']:.3f} s  ratio {row['ratio_median']:.3f}× "
+            f"(no PNG write {row['ratio_without_png_write']:.3f}×) {verdict}",
+            flush=True,
+        )
+    engine.close()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="bundled,sd15")
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    info = machine()
+    print(f"overhead benchmark on {machine_line(info)}", flush=True)
+    runs = []
+    for name in args.models.split(","):
+        methods = ["none", "latent2rgb", "vae"]
+        if name == "bundled":
+            model, size, steps = bundled_model_dir(), 64, args.steps
+        elif name == "sd15":
+            # SD 1.5 at 256×256 on a CPU: ~1 s per step, so fewer steps keep the run short.
+            model, size, steps = sd15_folder("fp32"), 256, min(args.steps, 8)
+            if taesd_dir("sd1").joinpath("config.json").is_file():
+                methods.append("taesd")
+        elif Path(name).is_dir():
+            model, size, steps = Path(name), 64, args.steps
+        else:
+            raise SystemExit(f"--models: {name!r} is not known; allowed: bundled, sd15, a folder")
+        runs.append(measure(model, size, steps, args.pairs, methods))
+    path = write_results("overhead", {"machine": info, "runs": runs})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

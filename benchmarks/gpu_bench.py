@@ -1,0 +1,177 @@
+"""The GPU benchmark: SD 1.5 (512×512) and SDXL (1024×1024) architectures in fp16.
+
+    python benchmarks/gpu_bench.py                 # on a CUDA machine, ~5-8 minutes
+    python benchmarks/gpu_bench.py --smoke         # tiny model on the CPU: checks the script
+
+Random weights (speed depends on the architecture, not the weights), built on the GPU in
+seconds. Per family: it/s eager and with the UNet compiled, the cost of each preview method per
+step, peak VRAM, and ldstudio's engine against a bare `pipe(...)` (median ratio of alternating
+runs). Stops starting new measurements after --budget seconds so it fits a lent GPU's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
+from bench_overhead import NullSink, bare_run
+from common import CACHE, ROOT, machine, machine_line, median, write_results
+
+from ldstudio.core.events import StepProgress
+from ldstudio.core.jobs import Job
+from ldstudio.core.options import EngineOptions
+from ldstudio.core.params import GenerationParams
+from ldstudio.engine.backend import DiffusersBackend
+from ldstudio.engine.previews import taesd_dir
+
+SIZES = {"sd15": 512, "sdxl": 1024, "tiny": 64}
+TAESD_FAMILY = {"sd15": "sd1", "sdxl": "sdxl"}
+
+
+class Budget:
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.skipped: list[str] = []
+
+    def allows(self, what: str) -> bool:
+        if time.monotonic() < self.deadline:
+            return True
+        self.skipped.append(what)
+        print(f"  skipped (time budget): {what}", flush=True)
+        return False
+
+
+def build_folder(family: str, device: str) -> Path:
+    folder = CACHE / f"{family}-random-fp16-gpu"
+    if (folder / "model_index.json").is_file():
+        return folder
+    if family == "tiny":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from tiny_model import build_tiny_model
+
+        return build_tiny_model(CACHE / "tiny-random")
+    from sd_architectures import build
+
+    # Initialising 2.6 B random parameters is much faster on the GPU than on the CPU.
+    with torch.device(device):
+        return build(family, folder, "fp16")
+
+
+def engine_run(engine: DiffusersBackend, params: GenerationParams) -> tuple[float, float]:
+    """(wall seconds, it/s over the denoising loop) for one job."""
+    steps: list[StepProgress] = []
+
+    def emit(event: Any) -> None:
+        if isinstance(event, StepProgress):
+            steps.append(event)
+
+    started = time.perf_counter()
+    engine.run(Job.create(params), emit, NullSink())
+    if engine.choice.device == "cuda":
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - started
+    return wall, steps[-1].it_per_s if steps else 0.0
+
+
+def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[str, Any]:
+    device = "cpu" if args.smoke else "cuda"
+    dtype = "fp32" if args.smoke else "fp16"
+    folder = build_folder(family, device)
+    size = SIZES[family]
+    params = GenerationParams(
+        prompt="a photo of a red fox in the snow",
+        model=str(folder),
+        steps=args.steps,
+        width=size,
+        height=size,
+        seed=1,
+        preview_method="none",
+        scheduler="Euler",
+    )
+    row: dict[str, Any] = {"family": family, "size": size, "steps": args.steps, "dtype": dtype}
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    engine = DiffusersBackend(EngineOptions(device=device, dtype=dtype))
+    loaded = engine.load(str(folder), lambda e: None)
+    row["load_s"] = round(loaded.seconds, 2)
+    engine_run(engine, params)  # warm-up: kernels, allocator, cuDNN autotune
+
+    # Eager speed and the engine-vs-bare ratio, alternating.
+    walls, rates, bares = [], [], []
+    for _ in range(args.pairs):
+        started = time.perf_counter()
+        bare_run(loaded.pipe, params, loaded.base_scheduler_config)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        bares.append(time.perf_counter() - started)
+        wall, rate = engine_run(engine, params)
+        walls.append(wall)
+        rates.append(rate)
+    row["eager_it_s"] = round(median(rates), 2)
+    row["eager_image_s"] = round(median(walls), 3)
+    row["ratio_vs_bare"] = round(median([w / b for w, b in zip(walls, bares, strict=True)]), 4)
+
+    # Preview cost per step, relative to previews off.
+    methods = ["latent2rgb", "vae"]
+    if family in TAESD_FAMILY and taesd_dir(TAESD_FAMILY[family]).joinpath("config.json").is_file():
+        methods.append("taesd")
+    row["preview_ms_per_step"] = {}
+    for method in methods:
+        if not budget.allows(f"{family} preview {method}"):
+            continue
+        with_preview = params.replace(preview_method=method)
+        engine_run(engine, with_preview)
+        cost = median([engine_run(engine, with_preview)[0] for _ in range(args.pairs)])
+        row["preview_ms_per_step"][method] = round(
+            (cost - row["eager_image_s"]) / args.steps * 1e3, 2
+        )
+    if device == "cuda":
+        row["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    engine.close()
+    del engine, loaded
+
+    # Compiled UNet: one-time warm-up, then speed.
+    if not args.no_compile and budget.allows(f"{family} compiled"):
+        compiled = DiffusersBackend(EngineOptions(device=device, dtype=dtype, compile_unet=True))
+        compiled.load(str(folder), lambda e: None)
+        warm, _ = engine_run(compiled, params)
+        row["compile_warmup_s"] = round(warm, 1)
+        row["compiled_it_s"] = round(
+            median([engine_run(compiled, params)[1] for _ in range(args.pairs)]), 2
+        )
+        compiled.close()
+    print(f"  {family}: {row}", flush=True)
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default="sd15,sdxl")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=420, help="seconds (default 7 minutes)")
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny model on the CPU, 3 steps")
+    parser.add_argument("--out", default="gpu", help="results name under docs/benchmarks/")
+    args = parser.parse_args()
+    if args.smoke:
+        args.families, args.steps, args.pairs, args.no_compile = "tiny", 3, 1, True
+    elif not torch.cuda.is_available():
+        print("no CUDA GPU here: run with --smoke to check the script on the CPU")
+        return 2
+    info = machine()
+    print(f"GPU benchmark on {machine_line(info)}", flush=True)
+    budget = Budget(args.budget)
+    rows = [bench_family(family, args, budget) for family in args.families.split(",")]
+    results = {"machine": info, "runs": rows, "skipped": budget.skipped}
+    print(f"wrote {write_results(args.out, results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Builds docs/benchmarks.md from the JSON results in docs/benchmarks/.
+
+python benchmarks/report.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import DOCS, machine_line
+
+# Published figures to read ours against (diffusers' docs and stable-fast's README).
+GPU_REFERENCES = [
+    ("SD 1.5, 512×512, fp16, A100, diffusers eager", "≈ 22 it/s"),
+    ("SD 1.5, 512×512, fp16, A100, diffusers + torch.compile", "≈ 50 it/s"),
+    ("SD 1.5, 512×512, fp16, H100, stable-fast", "≈ 105 it/s"),
+]
+
+
+def overhead_section(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Overhead: ldstudio's engine vs a bare `pipe(...)`",
+        "",
+        f"Measured on {machine_line(data['machine'])}. Alternating runs in one process, median "
+        "ratio (engine run includes writing the PNG with metadata; the ratio without that write "
+        "is beside it). Goals: ≤ 1.03× previews off, ≤ 1.05× latent2rgb every step.",
+        "",
+        "| model | size | steps | preview | bare (s) | ratio | without PNG write | goal |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in data["runs"]:
+        for method in ("none", "latent2rgb", "taesd", "vae"):
+            row = run.get(method)
+            if not row:
+                continue
+            goal = row.get("goal")
+            verdict = "—"
+            if goal:
+                miss = row["ratio_median"] - goal
+                verdict = f"≤ {goal} ✓" if miss <= 0 else f"≤ {goal} ✗ (over by {miss:.3f})"
+            lines.append(
+                f"| {run['model']} | {run['size']}² | {run['steps']} | {method} | "
+                f"{row['bare_median_s']:.3f} | {row['ratio_median']:.3f}× | "
+                f"{row['ratio_without_png_write']:.3f}× | {verdict} |"
+            )
+    return lines
+
+
+def memory_section(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Memory",
+        "",
+        f"Measured on {machine_line(data['machine'])}, each model in a fresh process.",
+        "",
+        "| model | device | size | after imports (MiB) | load peak (MiB) | generation peak (MiB) "
+        "| VRAM load / generation (MiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in data["runs"]:
+        vram = "—"
+        if "load_peak_vram_mib" in row:
+            vram = f"{row['load_peak_vram_mib']:.0f} / {row['generate_peak_vram_mib']:.0f}"
+        lines.append(
+            f"| {row['model']} | {row['device']} | {row['size']}² | {row['baseline_rss_mib']:.0f} "
+            f"| {row['load_peak_rss_mib']:.0f} | {row['generate_peak_rss_mib']:.0f} | {vram} |"
+        )
+    return lines
+
+
+def gpu_section(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## GPU",
+        "",
+        f"Measured on {machine_line(data['machine'])}. Random weights with the real "
+        "architectures, fp16, Euler.",
+        "",
+        "| family | size | eager it/s | compiled it/s | compile warm-up (s) | ratio vs bare "
+        "| preview ms/step | peak VRAM (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in data["runs"]:
+        previews = ", ".join(f"{k} {v}" for k, v in row.get("preview_ms_per_step", {}).items())
+        lines.append(
+            f"| {row['family']} | {row['size']}² | {row.get('eager_it_s', '—')} | "
+            f"{row.get('compiled_it_s', '—')} | {row.get('compile_warmup_s', '—')} | "
+            f"{row.get('ratio_vs_bare', '—')}× | {previews or '—'} | "
+            f"{row.get('peak_vram_mib', '—')} |"
+        )
+    if data.get("skipped"):
+        lines += ["", f"Skipped for time: {', '.join(data['skipped'])}."]
+    lines += ["", "Published references:", ""]
+    lines += [f"- {what}: {figure}" for what, figure in GPU_REFERENCES]
+    return lines
+
+
+SECTIONS = {"overhead": overhead_section, "memory": memory_section, "gpu": gpu_section}
+
+
+def build(folder: Path) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Every figure names the machine it came from. Regenerate with "
+        "`python benchmarks/run.py` (CPU) and `python benchmarks/gpu_bench.py` (GPU), then "
+        "`python benchmarks/report.py`.",
+    ]
+    found = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    if "gpu" not in found:
+        lines += [
+            "",
+            "## GPU",
+            "",
+            "Not measured yet: no GPU was available. `benchmarks/gpu_bench.py` is ready (about "
+            "5–8 minutes on one GPU).",
+            "",
+            "Published references:",
+            "",
+        ]
+        lines += [f"- {what}: {figure}" for what, figure in GPU_REFERENCES]
+    for name, data in found.items():
+        lines.append("")
+        if name in SECTIONS:
+            lines += SECTIONS[name](data)
+        else:
+            lines += [f"## {name}", "", "```json", json.dumps(data, indent=2), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    folder = Path(os.environ.get("LDSTUDIO_BENCH_DIR") or DOCS / "benchmarks")
+    target = folder.parent / "benchmarks.md"
+    target.write_text(build(folder))
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
