@@ -170,3 +170,24 @@ def test_version_and_help() -> None:
         [sys.executable, "-m", "ldstudio", "generate", "--help"], capture_output=True, text=True
     )
     assert done.returncode == 0 and "--preview-dir" in done.stdout
+
+
+def test_progress_bar_on_a_terminal(tmp_path) -> None:
+    import io
+
+    import numpy as np
+
+    from ldstudio.cli.generate import ProgressReporter
+    from ldstudio.core.events import StepProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    reporter = ProgressReporter(stream, tmp_path / "previews")
+    preview = np.zeros((8, 8, 3), np.uint8)
+    reporter(StepProgress(1, 0, 5, 20, elapsed=2.5, it_per_s=2.0, preview=preview))
+    text = stream.getvalue()
+    assert "\r[" in text and "5/20" in text and "2.00 it/s" in text and "ETA 8s" in text
+    assert len(list((tmp_path / "previews").glob("*.png"))) == 1

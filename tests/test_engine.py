@@ -341,3 +341,28 @@ def test_device_choice() -> None:
         choose_device("tpu")
     with pytest.raises(ValueError, match="allowed: auto, fp16, bf16, fp32"):
         choose_device("cpu", "int8")
+
+
+def test_taesd_previews_from_a_local_folder(tiny_model, params, tmp_path, ldstudio_home) -> None:
+    from diffusers import AutoencoderTiny
+
+    from ldstudio.engine.previews import taesd_dir
+
+    # A random-weight AutoencoderTiny where ldstudio looks for SD 1.x TAESD weights.
+    tiny_decoder = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+    )
+    tiny_decoder.save_pretrained(str(taesd_dir("sd1")))
+    engine = DiffusersBackend(device="cpu")
+    engine.load(params.model, lambda e: None).family = "sd1"  # pose as an SD 1.x model
+    plain = finished_images(run(engine, params.replace(preview_method="none"), tmp_path)[2])[0]
+    _, state, events = run(engine, params.replace(preview_method="taesd"), tmp_path)
+    assert state is JobState.FINISHED
+    shots = [e.preview for e in events if isinstance(e, StepProgress)]
+    assert len(shots) == 5 and all(s.shape == (64, 64, 3) for s in shots)
+    assert np.array_equal(finished_images(events)[0], plain)
+    engine.close()
