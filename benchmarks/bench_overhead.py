@@ -53,6 +53,27 @@ def bare_run(pipe: Any, params: GenerationParams, base_config: Any) -> None:
     )
 
 
+def profile_engine(engine: DiffusersBackend, params: GenerationParams, out: Path) -> list[str]:
+    """Where an engine run spends time outside diffusers/torch: ldstudio's own functions."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    engine.run(Job.create(params), lambda e: None, FolderSink(out))
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    rows = []
+    for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if "ldstudio" in filename and "benchmarks" not in filename:
+            rows.append((cumulative, own, calls, f"{Path(filename).name}:{line} {name}"))
+    rows.sort(reverse=True)
+    return [
+        f"{where}: {cum * 1e3:.1f} ms cumulative, {own * 1e3:.1f} ms own, {calls} calls"
+        for cum, own, calls, where in rows[:12]
+    ]
+
+
 def measure(model: Path, size: int, steps: int, pairs: int, methods: list[str]) -> dict[str, Any]:
     engine = DiffusersBackend(device="auto")
     loaded = engine.load(str(model), lambda e: None)
@@ -92,6 +113,8 @@ def measure(model: Path, size: int, steps: int, pairs: int, methods: list[str]) 
         }
         row = results[method]
         verdict = ""
+        if row["goal"] and row["ratio_median"] > row["goal"]:
+            row["profile"] = profile_engine(engine, job_params, out)
         if row["goal"]:
             ok = row["ratio_median"] <= row["goal"]
             verdict = (

@@ -48,6 +48,17 @@ def overhead_section(data: dict[str, Any]) -> list[str]:
                 f"{row['bare_median_s']:.3f} | {row['ratio_median']:.3f}× | "
                 f"{row['ratio_without_png_write']:.3f}× | {verdict} |"
             )
+    for run in data["runs"]:
+        for method in ("none", "latent2rgb"):
+            profile = run.get(method, {}).get("profile")
+            if profile:
+                lines += [
+                    "",
+                    f"Profile of one engine run ({run['model']}, {method}), ldstudio's "
+                    "own functions by cumulative time:",
+                    "",
+                ]
+                lines += [f"- `{entry}`" for entry in profile]
     return lines
 
 
