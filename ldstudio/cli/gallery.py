@@ -1,0 +1,357 @@
+"""`ldstudio gallery ...`: list, show, export, import, trash and tag library images; main thread.
+
+Works headless on the same library the app uses (`--library DIR` picks another one). Exit
+codes: 0 done, 1 when some images could not be handled (each is named on stderr), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput
+
+if TYPE_CHECKING:
+    from ldstudio.core.gallery import GalleryEntry, GalleryFilter, GalleryStore
+
+FORMAT_CHOICES = ("png", "jpeg", "webp")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gallery = commands.add_parser(
+        "gallery",
+        help="browse and manage the image library, headless",
+        description="Browse and manage the image library (the same one the app shows).",
+    )
+    gallery.add_argument(
+        "--library", default=None, metavar="DIR", help="library folder (default: the app's)"
+    )
+    verbs = gallery.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    listing = verbs.add_parser("list", help="list images, newest first")
+    _add_filter_options(listing)
+    listing.add_argument("--limit", type=int, default=50, help="at most N images (default 50)")
+    listing.add_argument("--offset", type=int, default=0, help="skip the first N images")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=run_list)
+
+    show = verbs.add_parser("show", help="every parameter of one image")
+    show.add_argument("id", type=int, help="image id (from `gallery list`)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(handler=run_show)
+
+    export = verbs.add_parser(
+        "export",
+        help="save images to a folder as PNG, JPEG or WebP",
+        description="Export images chosen by id, or by filters, to a folder. Existing files "
+        "are never overwritten.",
+    )
+    export.add_argument("ids", type=int, nargs="*", help="image ids (default: use the filters)")
+    _add_filter_options(export)
+    export.add_argument("--to", required=True, metavar="DIR", help="destination folder")
+    export.add_argument("--format", choices=FORMAT_CHOICES, default="png", help="file format")
+    export.add_argument(
+        "--strip-metadata",
+        action="store_true",
+        help="write no prompt or parameters into the files (privacy)",
+    )
+    export.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality 1-100")
+    export.add_argument("--limit", type=int, default=None, help="at most N images")
+    export.set_defaults(handler=run_export)
+
+    imp = verbs.add_parser("import", help="add a folder of existing images to the library")
+    imp.add_argument("folder", help="folder of PNG/JPEG/WebP images (searched recursively)")
+    imp.add_argument(
+        "--copy",
+        action="store_true",
+        help="copy the files into the library (default: index them where they are)",
+    )
+    imp.set_defaults(handler=run_import)
+
+    delete = verbs.add_parser("delete", help="move images to the library's trash")
+    delete.add_argument("ids", type=int, nargs="+", help="image ids")
+    delete.set_defaults(handler=run_delete)
+
+    restore = verbs.add_parser("restore", help="bring images back from the trash")
+    restore.add_argument("ids", type=int, nargs="+", help="image ids (see `list --trash`)")
+    restore.set_defaults(handler=run_restore)
+
+    empty = verbs.add_parser("empty-trash", help="delete the trashed images for good")
+    empty.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
+    empty.set_defaults(handler=run_empty_trash)
+
+    fav = verbs.add_parser("favourite", help="mark (or with --off unmark) images as favourites")
+    fav.add_argument("ids", type=int, nargs="+", help="image ids")
+    fav.add_argument("--off", action="store_true", help="remove the favourite mark")
+    fav.set_defaults(handler=run_favourite)
+
+    tag = verbs.add_parser("tag", help="add (or with --remove remove) tags on an image")
+    tag.add_argument("id", type=int, help="image id")
+    tag.add_argument("tags", nargs="+", help="tags")
+    tag.add_argument("--remove", action="store_true", help="remove these tags instead")
+    tag.set_defaults(handler=run_tag)
+
+    reconcile = verbs.add_parser(
+        "reconcile", help="adopt image files the index lacks and flag missing ones"
+    )
+    reconcile.set_defaults(handler=run_reconcile)
+
+
+def _add_filter_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--search", default="", metavar="TEXT", help="prompt words")
+    parser.add_argument("--model", default="", help="only images of this model")
+    parser.add_argument("--favourites", action="store_true", help="only favourites")
+    parser.add_argument("--tag", action="append", default=[], help="only images with this tag")
+    parser.add_argument("--since", default=None, metavar="DATE", help="made on/after YYYY-MM-DD")
+    parser.add_argument("--until", default=None, metavar="DATE", help="made on/before YYYY-MM-DD")
+    parser.add_argument("--trash", action="store_true", help="the trash instead of the library")
+
+
+def parse_date(text: str | None, option: str, *, end_of_day: bool = False) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(
+            f"{option}: {text!r} is not a date; allowed: YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+    if end_of_day and len(text) <= 10:
+        moment += timedelta(days=1)  # --until 2026-11-26 includes that whole day
+    return moment.timestamp()
+
+
+def filter_from_args(args: argparse.Namespace) -> GalleryFilter:
+    from ldstudio.core.gallery import GalleryFilter
+
+    return GalleryFilter(
+        text=args.search,
+        model=args.model,
+        favourites=args.favourites,
+        tags=tuple(args.tag),
+        since=parse_date(args.since, "--since"),
+        until=parse_date(args.until, "--until", end_of_day=True),
+        trashed=args.trash,
+    )
+
+
+def open_store(args: argparse.Namespace) -> GalleryStore:
+    from ldstudio.core.gallery import GalleryError, GalleryStore
+
+    root = Path(args.library).expanduser() if args.library else None
+    if root is not None and root.exists() and not root.is_dir():
+        raise BadInput(f"--library: {args.library!r} is a file; give a folder")
+    try:
+        return GalleryStore(root)
+    except GalleryError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _check_count(value: int | None, option: str, minimum: int) -> None:
+    if value is not None and value < minimum:
+        raise BadInput(f"{option}: {value} is too small; allowed: {minimum} or more")
+
+
+def _line(entry: GalleryEntry) -> str:
+    when = datetime.fromtimestamp(entry.created).strftime("%Y-%m-%d %H:%M")
+    flags = ("★" if entry.favourite else "") + (" missing" if entry.missing else "")
+    prompt = entry.prompt.replace("\n", " ")
+    if len(prompt) > 70:
+        prompt = prompt[:69] + "…"
+    size = f"{entry.width}x{entry.height}" if entry.width else "?"
+    return f"{entry.id:>7}  {when}  {size:>9}  seed {entry.seed}  {flags}  {prompt}".rstrip()
+
+
+def run_list(args: argparse.Namespace) -> int:
+    _check_count(args.limit, "--limit", 1)
+    _check_count(args.offset, "--offset", 0)
+    f = filter_from_args(args)
+    with open_store(args) as store:
+        total = store.count(f)
+        entries = store.page(f, args.offset, args.limit)
+    if args.json:
+        payload = {"total": total, "images": [e.to_dict() for e in entries]}
+        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for entry in entries:
+        print(_line(entry))
+    sys.stderr.write(f"{len(entries)} of {total} image(s)\n")
+    return EXIT_OK
+
+
+def _get(store: GalleryStore, image_id: int) -> GalleryEntry:
+    from ldstudio.core.gallery import GalleryError
+
+    try:
+        return store.get(image_id)
+    except GalleryError as exc:
+        raise BadInput(f"{exc}; see `ldstudio gallery list`") from None
+
+
+def run_show(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        entry = _get(store, args.id)
+    if args.json:
+        payload = {**entry.to_dict(), "extra": entry.extra}
+        print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+        return EXIT_OK
+    data = entry.to_dict()
+    for key in ("id", "path", "created", "source", "model", "prompt", "negative_prompt"):
+        print(f"{key}: {data[key]}")
+    for key in ("steps", "scheduler", "guidance_scale", "seed", "width", "height", "seconds"):
+        if data[key] not in (None, ""):
+            print(f"{key}: {data[key]}")
+    print(f"favourite: {'yes' if entry.favourite else 'no'}")
+    if entry.tags:
+        print(f"tags: {', '.join(entry.tags)}")
+    if entry.trashed_at is not None:
+        print("trashed: yes (restore with `ldstudio gallery restore`)")
+    if entry.missing:
+        print("missing: the file is gone")
+    for key, value in entry.extra.items():
+        print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ldstudio.core.export import FORMATS, export_image
+    from ldstudio.core.gallery import GalleryFilter
+    from ldstudio.core.readers import UnreadableImage
+
+    _check_count(args.limit, "--limit", 1)
+    if not 1 <= args.quality <= 100:
+        raise BadInput(f"--quality: {args.quality} is out of range; allowed: 1 to 100")
+    folder = Path(args.to).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"--to: {args.to!r} is a file; give a folder")
+    f = filter_from_args(args)
+    if args.ids and f != GalleryFilter(trashed=args.trash):
+        raise BadInput("give image ids or filters (--search, --model, ...), not both")
+    failed = 0
+    with open_store(args) as store:
+        if args.ids:
+            entries = [_get(store, i) for i in args.ids]
+        else:
+            entries = store.page(f, 0, args.limit or store.count(f))
+        if args.limit:
+            entries = entries[: args.limit]
+        for entry in entries:
+            target = _free_name(folder / f"{entry.id}-{entry.path.stem}{FORMATS[args.format]}")
+            try:
+                export_image(
+                    entry.path,
+                    target,
+                    fmt=args.format,
+                    keep_metadata=not args.strip_metadata,
+                    quality=args.quality,
+                )
+            except (OSError, UnreadableImage) as exc:
+                sys.stderr.write(f"image {entry.id}: not exported: {exc}\n")
+                failed += 1
+                continue
+            print(target)
+    sys.stderr.write(f"exported {len(entries) - failed} of {len(entries)} image(s) to {folder}\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _free_name(path: Path) -> Path:
+    candidate, counter = path, 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
+        counter += 1
+    return candidate
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from ldstudio.core.gallery import GalleryError
+
+    folder = Path(args.folder).expanduser()
+    if not folder.is_dir():
+        raise BadInput(f"{args.folder}: not a folder; give a folder of images to import")
+    with open_store(args) as store:
+        try:
+            report = store.import_folder(folder, copy=args.copy)
+        except GalleryError as exc:
+            raise BadInput(str(exc)) from None
+    for path, why in report.skipped:
+        sys.stderr.write(f"skipped {path}: {why}\n")
+    how = "copied" if args.copy else "indexed in place"
+    sys.stderr.write(
+        f"imported {len(report.added)} image(s) ({how}); "
+        f"{len(report.already_in_library)} already in the library, "
+        f"{len(report.skipped)} skipped\n"
+    )
+    return EXIT_OK
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        for image_id in args.ids:
+            _get(store, image_id)
+        done = store.trash(args.ids)
+    sys.stderr.write(
+        f"moved {len(done)} image(s) to the trash; `ldstudio gallery restore ID` brings them back\n"
+    )
+    return EXIT_OK
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        for image_id in args.ids:
+            _get(store, image_id)
+        done = store.restore(args.ids)
+        for image_id in done:
+            print(store.get(image_id).path)
+    sys.stderr.write(f"restored {len(done)} image(s)\n")
+    return EXIT_OK
+
+
+def run_empty_trash(args: argparse.Namespace) -> int:
+    if not args.yes:
+        raise BadInput("empty-trash deletes the trashed images for good; add --yes to confirm")
+    with open_store(args) as store:
+        removed = store.empty_trash()
+    sys.stderr.write(f"deleted {removed} image(s) for good\n")
+    return EXIT_OK
+
+
+def run_favourite(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        for image_id in args.ids:
+            _get(store, image_id)
+        for image_id in args.ids:
+            store.set_favourite(image_id, not args.off)
+    return EXIT_OK
+
+
+def run_tag(args: argparse.Namespace) -> int:
+    from ldstudio.core.gallery import GalleryError
+
+    with open_store(args) as store:
+        _get(store, args.id)
+        try:
+            if args.remove:
+                store.remove_tags(args.id, args.tags)
+            else:
+                store.add_tags(args.id, args.tags)
+        except GalleryError as exc:
+            raise BadInput(str(exc)) from None
+        print(", ".join(store.get(args.id).tags))
+    return EXIT_OK
+
+
+def run_reconcile(args: argparse.Namespace) -> int:
+    with open_store(args) as store:
+        report = store.reconcile()
+    for path in report.unreadable:
+        sys.stderr.write(f"not an image, left alone: {path}\n")
+    sys.stderr.write(
+        f"adopted {len(report.adopted)}, flagged missing {len(report.flagged_missing)}, "
+        f"found again {len(report.found_again)}, temp files removed "
+        f"{len(report.temp_files_removed)} ({report.seconds:.2f} s)\n"
+    )
+    return EXIT_OK

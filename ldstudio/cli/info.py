@@ -1,0 +1,85 @@
+"""`ldstudio info FILE`: print the generation metadata any tool wrote into an image; main thread.
+
+Exit codes: 0 when the file was read (with or without generation metadata: the output says
+which), 2 when the file is missing or not an image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ldstudio.cli.common import EXIT_OK, BadInput
+
+_LABELS = (
+    ("prompt", "prompt"),
+    ("negative_prompt", "negative prompt"),
+    ("steps", "steps"),
+    ("scheduler", "sampler"),
+    ("guidance_scale", "CFG scale"),
+    ("seed", "seed"),
+    ("model", "model"),
+)
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    info = commands.add_parser(
+        "info",
+        help="show the generation parameters stored in an image",
+        description=(
+            "Read the generation parameters stored in a PNG, JPEG or WebP by ldstudio, "
+            "AUTOMATIC1111/Forge/SD.Next/Krita, ComfyUI, InvokeAI, Fooocus or NovelAI."
+        ),
+    )
+    info.add_argument("file", help="image file")
+    info.add_argument("--json", action="store_true", help="print the result as JSON")
+    info.set_defaults(handler=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from ldstudio.core.readers import UnreadableImage, read_file
+
+    path = Path(args.file).expanduser()
+    try:
+        result = read_file(path)
+        with Image.open(path) as image:
+            size, image_format = image.size, image.format or "?"
+    except FileNotFoundError:
+        raise BadInput(f"{args.file}: no such file") from None
+    except UnreadableImage as exc:
+        raise BadInput(str(exc)) from None
+    if args.json:
+        payload: dict[str, Any] = {
+            "file": str(path),
+            "format": image_format,
+            "width": size[0],
+            "height": size[1],
+            **result.to_dict(),
+        }
+        print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+        return EXIT_OK
+    print(f"file: {path}")
+    print(f"image: {image_format} {size[0]}x{size[1]}")
+    if not result.found:
+        print(f"{result.message} (looked for ldstudio, A1111, ComfyUI, InvokeAI, Fooocus, NovelAI)")
+    else:
+        print(f"source: {result.label}")
+        fields = result.fields
+        for key, label in _LABELS:
+            if fields.get(key) not in (None, ""):
+                print(f"{label}: {fields[key]}")
+        if "width" in fields and "height" in fields:
+            print(f"size: {fields['width']}x{fields['height']}")
+        for key, value in result.extra.items():
+            if key in ("prompt_graph", "workflow") or isinstance(value, dict | list):
+                continue  # graphs are pages long; --json shows them
+            print(f"{key}: {value}")
+        if result.params is None:
+            print("note: these values do not all map onto ldstudio's settings")
+    for warning in result.warnings:
+        print(f"warning: {warning}")
+    return EXIT_OK

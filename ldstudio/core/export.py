@@ -1,0 +1,170 @@
+"""Save as / export: an image to PNG, JPEG or WebP, with its metadata kept or stripped; any thread.
+
+Kept metadata: a PNG gets every text chunk of the source (ldstudio's `ldstudio` JSON and the
+A1111 `parameters` text, or another tool's chunks); JPEG and WebP get the A1111 `parameters`
+text in the EXIF UserComment (0x9286, "UNICODE" + UTF-16BE), as AUTOMATIC1111 writes it, so
+A1111, Forge, civitai and ldstudio read it back. Stripped metadata (the privacy option): no text
+chunks, no EXIF, no XMP, no comment; only the colour profile stays, since it is no private
+data and dropping it changes colours. Writes are atomic: the target is absent or complete.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageOps, PngImagePlugin
+
+from ldstudio.core.metadata import PARAMETERS_KEY, a1111_parameters
+from ldstudio.core.readers import (
+    EXIF_IFD,
+    USER_COMMENT,
+    ReadResult,
+    UnreadableImage,
+    read_text,
+    text_metadata,
+)
+
+FORMATS: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+_SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+QUALITY_RANGE = (1, 100)
+# Text keys that belong to the image container rather than to generation metadata.
+_CONTAINER_KEYS = {"comment", "icc_profile", "exif", "xmp", "XML:com.adobe.xmp"}
+
+
+def format_for(path: Path) -> str:
+    """The export format a file name asks for; ValueError naming the allowed suffixes."""
+    try:
+        return _SUFFIX_FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(
+            f"{path.name}: cannot export to {path.suffix or 'a name without suffix'!r}; "
+            f"allowed: {', '.join(sorted(_SUFFIX_FORMATS))}"
+        ) from None
+
+
+def parameters_text(result: ReadResult) -> str | None:
+    """A1111 `parameters` text for what a reader found: the original text, or rebuilt."""
+    if result.parameters_text:
+        return result.parameters_text
+    if result.params is not None and isinstance(result.params.seed, int):
+        model = str(result.extra.get("model_name") or result.fields.get("model", ""))
+        return a1111_parameters(result.params, model)
+    if not result.found:
+        return None
+    fields = result.fields
+    text = str(fields.get("prompt", ""))
+    if fields.get("negative_prompt"):
+        text += f"\nNegative prompt: {fields['negative_prompt']}"
+    pairs = {
+        "Steps": fields.get("steps"),
+        "Sampler": fields.get("scheduler") or result.extra.get("sampler_name"),
+        "CFG scale": fields.get("guidance_scale"),
+        "Seed": fields.get("seed"),
+        "Size": f"{fields['width']}x{fields['height']}" if "width" in fields else None,
+        "Model": fields.get("model"),
+    }
+    line = ", ".join(
+        f"{k}: {v}" for k, v in pairs.items() if v not in (None, "") and "," not in str(v)
+    )
+    return f"{text}\n{line}" if line else text
+
+
+def user_comment(text: str) -> bytes:
+    """EXIF UserComment bytes as A1111 (piexif) writes them."""
+    return b"UNICODE\0" + text.encode("utf-16-be")
+
+
+def export_image(
+    source: Path,
+    target: Path,
+    *,
+    fmt: str | None = None,
+    keep_metadata: bool = True,
+    quality: int = 95,
+) -> Path:
+    """Write `source` as `target` in `fmt` (default: from target's suffix); returns target.
+
+    Raises FileNotFoundError, UnreadableImage, or ValueError for a bad format or quality.
+    """
+    fmt = fmt.lower() if fmt else format_for(target)
+    if fmt == "jpg":
+        fmt = "jpeg"
+    if fmt not in FORMATS:
+        raise ValueError(f"format: {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
+    if not QUALITY_RANGE[0] <= quality <= QUALITY_RANGE[1]:
+        raise ValueError(
+            f"quality: {quality} is out of range; allowed: {QUALITY_RANGE[0]} to {QUALITY_RANGE[1]}"
+        )
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file")
+    try:
+        with Image.open(source) as opened:
+            opened.load()
+            text = text_metadata(opened)
+            icc = opened.info.get("icc_profile")
+            image = ImageOps.exif_transpose(opened)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # Pillow raises a zoo (struct.error, zlib.error, bomb errors, ...)
+        raise UnreadableImage(f"{source}: not a readable image ({exc})") from None
+
+    options: dict[str, Any] = {}
+    if icc:
+        options["icc_profile"] = icc
+    if fmt == "png":
+        if keep_metadata:
+            info = PngImagePlugin.PngInfo()
+            for key, value in text.items():
+                if key in _CONTAINER_KEYS:
+                    continue
+                try:
+                    value.encode("latin-1")
+                    info.add_text(key, value)
+                except UnicodeEncodeError:
+                    info.add_itxt(key, value)
+            options["pnginfo"] = info
+        if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "I", "1"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    else:
+        if fmt == "jpeg":
+            image = _flatten(image)
+        elif image.mode not in ("RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        options["quality"] = quality
+        if keep_metadata:
+            parameters = parameters_text(read_text(text)) or text.get(PARAMETERS_KEY)
+            if parameters:
+                exif = Image.Exif()
+                exif.get_ifd(EXIF_IFD)[USER_COMMENT] = user_comment(parameters)
+                options["exif"] = exif
+    _save_atomic(image, target, fmt, options)
+    return target
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    """JPEG has no alpha: composite on white, as browsers show a transparent PNG."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def _save_atomic(image: Image.Image, target: Path, fmt: str, options: dict[str, Any]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem[:40]}.", suffix=".tmp", dir=target.parent
+    )
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format=fmt.upper(), **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

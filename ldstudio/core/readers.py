@@ -1,0 +1,714 @@
+"""Reading generation parameters that any tool wrote into a PNG, JPEG or WebP; any thread.
+
+`read_file(path)` / `read_image(image)` return a `ReadResult` for ldstudio's own images and for
+AUTOMATIC1111 / Forge / SD.Next / Krita (`parameters`), ComfyUI (`prompt` / `workflow`),
+InvokeAI (`invokeai_metadata`), Fooocus (`fooocus_scheme`) and NovelAI (`Software` +
+`Comment`); JPEG and WebP carry A1111 text in the EXIF UserComment (0x9286). See
+`shared/FORMATS.md` for the formats.
+
+`ReadResult.fields` holds what maps onto `GenerationParams` (sampler names translated to
+ldstudio's, e.g. ComfyUI `dpmpp_2m` + `karras` -> "DPM++ 2M Karras"); everything else the tool
+wrote stays in `ReadResult.extra`. Malformed metadata never raises: what cannot be parsed is
+reported in `warnings` and the result falls back to "no generation metadata found". Only a file
+that is missing (FileNotFoundError) or not an image at all (`UnreadableImage`) raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from ldstudio.core.metadata import LDSTUDIO_KEY, PARAMETERS_KEY, parse_a1111_parameters
+from ldstudio.core.params import SCHEDULERS, GenerationParams
+
+# A1111's own regex for one `Key: value` pair (as in ldstudio.core.metadata).
+_A1111_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+EXIF_IFD = 0x8769
+USER_COMMENT = 0x9286
+NO_METADATA = "no generation metadata found"
+
+SOURCE_LABELS: dict[str, str] = {
+    "ldstudio": "ldstudio",
+    "a1111": "AUTOMATIC1111 / Forge / SD.Next / Krita",
+    "comfyui": "ComfyUI",
+    "invokeai": "InvokeAI",
+    "fooocus": "Fooocus",
+    "novelai": "NovelAI",
+    "none": "none",
+}
+
+# The GenerationParams fields a reader may fill; the rest (batch, previews) are ldstudio's own.
+PARAM_FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "model",
+    "scheduler",
+    "steps",
+    "guidance_scale",
+    "width",
+    "height",
+    "seed",
+)
+
+
+class UnreadableImage(ValueError):
+    """The file exists but is not an image Pillow can open."""
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What a reader found in one image.
+
+    `source` is a key of SOURCE_LABELS ("none" when nothing was found); `fields` uses
+    GenerationParams names; `extra` keeps the tool's other values (and the raw text/graph);
+    `params` is set when `fields` make a valid GenerationParams (always for ldstudio images).
+    """
+
+    source: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    params: GenerationParams | None = None
+    warnings: tuple[str, ...] = ()
+    # The A1111-style text when the image carried one: what export writes into JPEG/WebP EXIF.
+    parameters_text: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.source != "none"
+
+    @property
+    def label(self) -> str:
+        return SOURCE_LABELS[self.source]
+
+    @property
+    def message(self) -> str:
+        if not self.found:
+            return NO_METADATA
+        return f"generation metadata from {self.label}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "source": self.source,
+            "source_label": self.label,
+            "message": self.message,
+            "fields": self.fields,
+            "params": self.params.to_dict() if self.params else None,
+            "extra": self.extra,
+            "warnings": list(self.warnings),
+        }
+
+
+# --- sampler names -------------------------------------------------------------------------
+
+# ComfyUI / Fooocus / NovelAI ("k_" stripped) sampler names; Karras variants are chosen by the
+# scheduler argument.
+_COMFY_SAMPLERS: dict[str, str] = {
+    "euler": "Euler",
+    "euler_ancestral": "Euler a",
+    "dpmpp_2m": "DPM++ 2M",
+    "ddim": "DDIM",
+    "uni_pc": "UniPC",
+    "uni_pc_bh2": "UniPC",
+    "lcm": "LCM",
+}
+_COMFY_KARRAS: dict[str, str] = {
+    "dpmpp_2m": "DPM++ 2M Karras",
+    "dpmpp_sde": "DPM++ SDE Karras",
+    "dpmpp_sde_gpu": "DPM++ SDE Karras",
+}
+_INVOKE_SAMPLERS: dict[str, str] = {
+    "euler": "Euler",
+    "euler_a": "Euler a",
+    "dpmpp_2m": "DPM++ 2M",
+    "dpmpp_2m_k": "DPM++ 2M Karras",
+    "dpmpp_sde_k": "DPM++ SDE Karras",
+    "ddim": "DDIM",
+    "unipc": "UniPC",
+    "lcm": "LCM",
+}
+_OURS_LOWER = {name.lower(): name for name in SCHEDULERS}
+
+
+def map_a1111_sampler(sampler: str, schedule: str = "") -> str | None:
+    """ldstudio's name for an A1111 sampler (+ newer `Schedule type`), or None if we lack it."""
+    name = sampler.strip().lower()
+    if schedule.strip().lower() == "karras" and not name.endswith("karras"):
+        name = f"{name} karras"
+    return _OURS_LOWER.get(name)
+
+
+def map_comfy_sampler(sampler: str, scheduler: str = "") -> str | None:
+    """ldstudio's name for a ComfyUI-style sampler + scheduler pair, or None if we lack it."""
+    name = sampler.strip().lower()
+    if scheduler.strip().lower() == "karras" and name in _COMFY_KARRAS:
+        return _COMFY_KARRAS[name]
+    return _COMFY_SAMPLERS.get(name)
+
+
+# --- small coercions: metadata values are whatever a tool chose to write ----------------------
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        return int(value)
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _as_text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _json_object(text: Any) -> dict[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _put(fields: dict[str, Any], name: str, value: Any) -> None:
+    if value is not None and value != "":
+        fields[name] = value
+
+
+def _finish(
+    source: str,
+    fields: dict[str, Any],
+    extra: dict[str, Any],
+    warnings: list[str],
+    parameters_text: str | None = None,
+) -> ReadResult:
+    """Build the result; `params` only when the mapped fields form a valid GenerationParams."""
+    params: GenerationParams | None = None
+    if isinstance(fields.get("prompt"), str):
+        try:
+            params = GenerationParams.from_dict(dict(fields))
+        except (ValueError, TypeError) as exc:
+            warnings.append(f"parameters do not form valid ldstudio settings: {exc}")
+    return ReadResult(
+        source=source,
+        fields=fields,
+        extra=extra,
+        params=params,
+        warnings=tuple(warnings),
+        parameters_text=parameters_text,
+    )
+
+
+# --- one reader per tool ---------------------------------------------------------------------
+
+
+def _read_ldstudio(text: Mapping[str, str]) -> ReadResult | None:
+    raw = text.get(LDSTUDIO_KEY)
+    if raw is None:
+        return None
+    try:
+        params = GenerationParams.from_json(raw)
+    except (ValueError, TypeError):
+        return None  # fall through to the `parameters` text ldstudio writes beside it
+    fields = {name: getattr(params, name) for name in PARAM_FIELDS}
+    extra: dict[str, Any] = {}
+    parameters_text = text.get(PARAMETERS_KEY)
+    if isinstance(parameters_text, str):
+        try:
+            model_name = parse_a1111_parameters(parameters_text).get("Model")
+        except ValueError:
+            model_name = None
+        if model_name:
+            extra["model_name"] = model_name
+    return ReadResult(
+        source="ldstudio",
+        fields=fields,
+        extra=extra,
+        params=params,
+        parameters_text=parameters_text if isinstance(parameters_text, str) else None,
+    )
+
+
+def parse_a1111_text(text: str, source: str = "a1111") -> ReadResult:
+    """A ReadResult from A1111 `parameters` text (also used for EXIF UserComment and Fooocus)."""
+    warnings: list[str] = []
+    parsed = parse_a1111_parameters(text)
+    fields: dict[str, Any] = {}
+    _put(fields, "prompt", parsed.pop("prompt", ""))
+    fields.setdefault("prompt", "")
+    _put(fields, "negative_prompt", parsed.pop("negative_prompt", ""))
+    _put(fields, "steps", _as_int(parsed.pop("Steps", None)))
+    _put(fields, "guidance_scale", _as_float(parsed.pop("CFG scale", None)))
+    _put(fields, "seed", _as_int(parsed.pop("Seed", None)))
+    for name in ("width", "height"):
+        _put(fields, name, parsed.pop(name, None))
+    parsed.pop("Size", None)
+    model = parsed.get("Model")
+    _put(fields, "model", model if isinstance(model, str) else None)
+    sampler = parsed.get("Sampler")
+    if isinstance(sampler, str) and sampler:
+        mapped = map_a1111_sampler(sampler, str(parsed.get("Schedule type", "")))
+        if mapped is None:
+            warnings.append(f"sampler {sampler!r} has no ldstudio equivalent; kept as extra")
+        _put(fields, "scheduler", mapped)
+    return _finish(source, fields, parsed, warnings, parameters_text=text)
+
+
+def _read_a1111(text: Mapping[str, str]) -> ReadResult | None:
+    raw = text.get(PARAMETERS_KEY)
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    return parse_a1111_text(raw)
+
+
+def _read_fooocus(text: Mapping[str, str]) -> ReadResult | None:
+    scheme = text.get("fooocus_scheme")
+    raw = text.get(PARAMETERS_KEY)
+    if scheme is None or not isinstance(raw, str):
+        return None
+    if scheme.strip().lower() == "a1111":
+        return parse_a1111_text(raw, source="fooocus")
+    data = _json_object(raw)
+    if data is None:
+        return None
+    warnings: list[str] = []
+    fields: dict[str, Any] = {}
+    _put(fields, "prompt", _as_text(data.get("prompt")) or "")
+    fields.setdefault("prompt", "")
+    _put(fields, "negative_prompt", _as_text(data.get("negative_prompt")))
+    _put(fields, "steps", _as_int(data.get("steps")))
+    _put(fields, "guidance_scale", _as_float(data.get("guidance_scale")))
+    _put(fields, "seed", _as_int(data.get("seed")))
+    _put(fields, "model", _as_text(data.get("base_model")))
+    size = re.fullmatch(r"\s*\(?\s*(\d+)\s*[,x×]\s*(\d+)\s*\)?\s*", str(data.get("resolution", "")))
+    if size:
+        fields["width"], fields["height"] = int(size.group(1)), int(size.group(2))
+    sampler = _as_text(data.get("sampler"))
+    if sampler:
+        mapped = map_comfy_sampler(sampler, str(data.get("scheduler", "")))
+        if mapped is None:
+            warnings.append(f"sampler {sampler!r} has no ldstudio equivalent; kept as extra")
+        _put(fields, "scheduler", mapped)
+    return _finish("fooocus", fields, data, warnings)
+
+
+def _read_invokeai(text: Mapping[str, str]) -> ReadResult | None:
+    data = _json_object(text.get("invokeai_metadata"))
+    if data is None:
+        return None
+    warnings: list[str] = []
+    fields: dict[str, Any] = {}
+    _put(fields, "prompt", _as_text(data.get("positive_prompt")) or "")
+    fields.setdefault("prompt", "")
+    _put(fields, "negative_prompt", _as_text(data.get("negative_prompt")))
+    _put(fields, "steps", _as_int(data.get("steps")))
+    _put(fields, "guidance_scale", _as_float(data.get("cfg_scale")))
+    _put(fields, "seed", _as_int(data.get("seed")))
+    _put(fields, "width", _as_int(data.get("width")))
+    _put(fields, "height", _as_int(data.get("height")))
+    model = data.get("model")
+    if isinstance(model, dict):
+        model = model.get("name") or model.get("model_name")
+    _put(fields, "model", _as_text(model))
+    scheduler = _as_text(data.get("scheduler"))
+    if scheduler:
+        mapped = _INVOKE_SAMPLERS.get(scheduler.lower())
+        if mapped is None:
+            warnings.append(f"scheduler {scheduler!r} has no ldstudio equivalent; kept as extra")
+        _put(fields, "scheduler", mapped)
+    return _finish("invokeai", fields, data, warnings)
+
+
+def _read_novelai(text: Mapping[str, str]) -> ReadResult | None:
+    if str(text.get("Software", "")).strip().lower() != "novelai":
+        return None
+    comment = _json_object(text.get("Comment")) or {}
+    warnings: list[str] = []
+    fields: dict[str, Any] = {}
+    _put(fields, "prompt", _as_text(text.get("Description")) or _as_text(comment.get("prompt")))
+    fields.setdefault("prompt", "")
+    _put(fields, "negative_prompt", _as_text(comment.get("uc")))
+    _put(fields, "steps", _as_int(comment.get("steps")))
+    _put(fields, "guidance_scale", _as_float(comment.get("scale")))
+    _put(fields, "seed", _as_int(comment.get("seed")))
+    _put(fields, "width", _as_int(comment.get("width")))
+    _put(fields, "height", _as_int(comment.get("height")))
+    _put(fields, "model", _as_text(text.get("Source")))
+    sampler = _as_text(comment.get("sampler"))
+    if sampler:
+        name = sampler.removeprefix("k_")
+        mapped = map_comfy_sampler(name, str(comment.get("noise_schedule", "")))
+        if mapped is None:
+            warnings.append(f"sampler {sampler!r} has no ldstudio equivalent; kept as extra")
+        _put(fields, "scheduler", mapped)
+    extra = {k: v for k, v in comment.items() if k not in ("prompt", "uc")}
+    return _finish("novelai", fields, extra, warnings)
+
+
+# ComfyUI ---------------------------------------------------------------------------------------
+
+_COMFY_SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
+_MAX_HOPS = 32  # graphs are small; the bound only stops cycles in hostile metadata
+
+
+def _is_link(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and isinstance(value[0], str | int)
+
+
+class _ComfyGraph:
+    """The executed `prompt` graph: {node_id: {"class_type", "inputs"}}; links are [id, slot]."""
+
+    def __init__(self, graph: dict[str, Any]) -> None:
+        self.nodes = {str(k): v for k, v in graph.items() if isinstance(v, dict)}
+
+    def node(self, link: Any) -> dict[str, Any] | None:
+        if not _is_link(link):
+            return None
+        node = self.nodes.get(str(link[0]))
+        return node if isinstance(node, dict) else None
+
+    @staticmethod
+    def inputs(node: dict[str, Any]) -> dict[str, Any]:
+        inputs = node.get("inputs")
+        return inputs if isinstance(inputs, dict) else {}
+
+    def value(self, value: Any, names: tuple[str, ...], hops: int = 0) -> Any:
+        """A scalar input; a link is followed to the first of `names` (or any scalar) upstream."""
+        if not _is_link(value):
+            return value
+        if hops > _MAX_HOPS:
+            return None
+        node = self.node(value)
+        if node is None:
+            return None
+        inputs = self.inputs(node)
+        for name in (*names, "value", "text", "string", "seed", "noise_seed", "int", "float"):
+            if name in inputs:
+                return self.value(inputs[name], names, hops + 1)
+        return None
+
+    def find(self, link: Any, classes: tuple[str, ...], hops: int = 0) -> dict[str, Any] | None:
+        """Follow `link` upstream, through the first linked input of each node, to a class."""
+        node = self.node(link)
+        if node is None or hops > _MAX_HOPS:
+            return None
+        if str(node.get("class_type", "")) in classes:
+            return node
+        for value in self.inputs(node).values():
+            if _is_link(value):
+                found = self.find(value, classes, hops + 1)
+                if found is not None:
+                    return found
+        return None
+
+    def text(self, link: Any, hops: int = 0) -> str | None:
+        """Prompt text reached from a conditioning link (through combine/control nodes)."""
+        node = self.node(link)
+        if node is None or hops > _MAX_HOPS:
+            return None
+        inputs = self.inputs(node)
+        for key in ("text", "text_g", "text_l", "prompt"):
+            if key in inputs:
+                value = self.value(inputs[key], ("text", "string", "value"), hops + 1)
+                if isinstance(value, str):
+                    return value
+        for key in ("conditioning", "conditioning_1", "positive", "conditioning_to"):
+            if _is_link(inputs.get(key)):
+                return self.text(inputs[key], hops + 1)
+        for value in inputs.values():
+            if _is_link(value):
+                found = self.text(value, hops + 1)
+                if found is not None:
+                    return found
+        return None
+
+
+def _comfy_sampler_node(graph: _ComfyGraph) -> dict[str, Any] | None:
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
+        key = item[0]
+        return (int(key), key) if key.isdigit() else (1 << 62, key)
+
+    samplers = [
+        (k, n) for k, n in graph.nodes.items() if str(n.get("class_type")) in _COMFY_SAMPLER_NODES
+    ]
+    samplers.sort(key=order)
+    # A hires-fix graph has a second sampler with denoise < 1: the first full pass made the image.
+    for _key, node in samplers:
+        denoise = _as_float(graph.value(graph.inputs(node).get("denoise", 1.0), ("denoise",)))
+        if denoise is None or denoise >= 1.0:
+            return node
+    return samplers[0][1] if samplers else None
+
+
+def _read_comfy_prompt(data: dict[str, Any], workflow: Any) -> ReadResult | None:
+    graph = _ComfyGraph(data)
+    sampler_node = _comfy_sampler_node(graph)
+    if sampler_node is None:
+        return None
+    inputs = graph.inputs(sampler_node)
+    warnings: list[str] = []
+    fields: dict[str, Any] = {}
+    guider = graph.node(inputs.get("guider"))
+    cond_source = graph.inputs(guider) if guider else inputs
+    positive = cond_source.get("positive", cond_source.get("conditioning"))
+    fields["prompt"] = graph.text(positive) or ""
+    _put(fields, "negative_prompt", graph.text(cond_source.get("negative")))
+    seed_value = inputs.get("seed", inputs.get("noise_seed"))
+    noise = graph.node(inputs.get("noise"))
+    if seed_value is None and noise is not None:
+        seed_value = graph.inputs(noise).get("noise_seed")
+    _put(fields, "seed", _as_int(graph.value(seed_value, ("seed", "noise_seed"))))
+    sigmas = graph.node(inputs.get("sigmas"))
+    steps_source = graph.inputs(sigmas) if sigmas else inputs
+    _put(fields, "steps", _as_int(graph.value(steps_source.get("steps"), ("steps",))))
+    cfg = cond_source.get("cfg", inputs.get("cfg"))
+    _put(fields, "guidance_scale", _as_float(graph.value(cfg, ("cfg",))))
+    sampler_select = graph.node(inputs.get("sampler"))
+    sampler_name = graph.value(
+        (graph.inputs(sampler_select) if sampler_select else inputs).get("sampler_name"),
+        ("sampler_name",),
+    )
+    scheduler = graph.value(steps_source.get("scheduler", ""), ("scheduler",))
+    if isinstance(sampler_name, str):
+        mapped = map_comfy_sampler(sampler_name, scheduler if isinstance(scheduler, str) else "")
+        if mapped is None:
+            warnings.append(
+                f"sampler {sampler_name!r} / {scheduler!r} has no ldstudio equivalent; "
+                "kept as extra"
+            )
+        _put(fields, "scheduler", mapped)
+    model_link = (graph.inputs(guider) if guider else inputs).get("model")
+    loader = graph.find(
+        model_link, ("CheckpointLoaderSimple", "CheckpointLoader", "UNETLoader", "unCLIPCheckpoint")
+    )
+    if loader is not None:
+        loader_inputs = graph.inputs(loader)
+        _put(
+            fields,
+            "model",
+            _as_text(loader_inputs.get("ckpt_name", loader_inputs.get("unet_name"))),
+        )
+    latent = graph.find(
+        inputs.get("latent_image"),
+        ("EmptyLatentImage", "EmptySD3LatentImage", "EmptyHunyuanLatentVideo"),
+    )
+    if latent is not None:
+        latent_inputs = graph.inputs(latent)
+        _put(fields, "width", _as_int(graph.value(latent_inputs.get("width"), ("width",))))
+        _put(fields, "height", _as_int(graph.value(latent_inputs.get("height"), ("height",))))
+    extra: dict[str, Any] = {
+        "sampler_name": sampler_name,
+        "scheduler": scheduler,
+        "denoise": graph.value(inputs.get("denoise"), ("denoise",)),
+        "prompt_graph": data,
+    }
+    if workflow is not None:
+        extra["workflow"] = workflow
+    return _finish("comfyui", fields, {k: v for k, v in extra.items() if v is not None}, warnings)
+
+
+def _read_comfy_workflow(workflow: dict[str, Any]) -> ReadResult | None:
+    """Editor-graph only images: KSampler widgets plus the prompts on its linked inputs."""
+    nodes = [n for n in workflow.get("nodes", []) if isinstance(n, dict)]
+    by_id = {n.get("id"): n for n in nodes}
+    links: dict[Any, Any] = {}
+    for link in workflow.get("links", []):
+        if isinstance(link, list) and len(link) >= 3:
+            links[link[0]] = link[1]  # link id -> source node id
+    sampler = next((n for n in nodes if n.get("type") in ("KSampler", "KSamplerAdvanced")), None)
+    if sampler is None:
+        return None
+    widgets = sampler.get("widgets_values")
+    widgets = widgets if isinstance(widgets, list) else []
+    advanced = sampler.get("type") == "KSamplerAdvanced"
+    # KSampler: seed, control, steps, cfg, sampler, scheduler, denoise.
+    # KSamplerAdvanced: add_noise, seed, control, steps, cfg, sampler, scheduler, start, end, ...
+    offset = 1 if advanced else 0
+    padded = widgets + [None] * 8
+
+    def prompt_for(name: str) -> str | None:
+        for slot in sampler.get("inputs", []) if isinstance(sampler.get("inputs"), list) else []:
+            if isinstance(slot, dict) and slot.get("name") == name:
+                node = by_id.get(links.get(slot.get("link")))
+                if isinstance(node, dict):
+                    values = node.get("widgets_values")
+                    if isinstance(values, list) and values and isinstance(values[0], str):
+                        return values[0]
+        return None
+
+    fields: dict[str, Any] = {"prompt": prompt_for("positive") or ""}
+    _put(fields, "negative_prompt", prompt_for("negative"))
+    _put(fields, "seed", _as_int(padded[offset]))
+    _put(fields, "steps", _as_int(padded[offset + 2]))
+    _put(fields, "guidance_scale", _as_float(padded[offset + 3]))
+    warnings: list[str] = []
+    sampler_name, scheduler = padded[offset + 4], padded[offset + 5]
+    if isinstance(sampler_name, str):
+        mapped = map_comfy_sampler(sampler_name, scheduler if isinstance(scheduler, str) else "")
+        if mapped is None:
+            warnings.append(f"sampler {sampler_name!r} has no ldstudio equivalent; kept as extra")
+        _put(fields, "scheduler", mapped)
+    return _finish(
+        "comfyui",
+        fields,
+        {"sampler_name": sampler_name, "scheduler": scheduler, "workflow": workflow},
+        warnings,
+    )
+
+
+def _read_comfyui(text: Mapping[str, str]) -> ReadResult | None:
+    prompt = _json_object(text.get("prompt"))
+    workflow = _json_object(text.get("workflow"))
+    if prompt is not None:
+        result = _read_comfy_prompt(prompt, workflow)
+        if result is not None:
+            return result
+    if workflow is not None:
+        return _read_comfy_workflow(workflow)
+    return None
+
+
+# ldstudio before A1111 (ldstudio writes both, and its JSON is exact); Fooocus before A1111
+# (it reuses `parameters`); ComfyUI before A1111 (some nodes write both).
+_READERS: tuple[Callable[[Mapping[str, str]], ReadResult | None], ...] = (
+    _read_ldstudio,
+    _read_fooocus,
+    _read_invokeai,
+    _read_novelai,
+    _read_comfyui,
+    _read_a1111,
+)
+
+
+def decode_user_comment(raw: Any) -> str | None:
+    """EXIF UserComment: an 8-byte charset prefix, then text (A1111 writes UNICODE UTF-16BE)."""
+    if isinstance(raw, str):
+        return raw.rstrip("\0") or None
+    if not isinstance(raw, bytes) or len(raw) <= 8:
+        return None
+    prefix, body = raw[:8], raw[8:]
+    if prefix == b"UNICODE\0":
+        if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            text = body.decode("utf-16", errors="replace")
+        else:
+            # piexif/A1111 write big-endian; some writers use little-endian. ASCII-range text
+            # reveals the order: the zero byte of each code unit comes first in big-endian.
+            even_zeros = body[0::2].count(0)
+            odd_zeros = body[1::2].count(0)
+            codec = "utf-16-be" if even_zeros >= odd_zeros else "utf-16-le"
+            text = body[: len(body) - len(body) % 2].decode(codec, errors="replace")
+    elif prefix.startswith(b"ASCII"):
+        text = body.decode("ascii", errors="replace")
+    else:
+        text = body.decode("utf-8", errors="replace")
+    return text.rstrip("\0") or None
+
+
+def text_metadata(image: Image.Image) -> dict[str, str]:
+    """All text an image carries: PNG text chunks, JPEG comment, EXIF UserComment (`parameters`)."""
+    text: dict[str, str] = {}
+    png_text = getattr(image, "text", None)
+    if isinstance(png_text, dict):
+        text.update({str(k): v for k, v in png_text.items() if isinstance(v, str)})
+    for key, value in image.info.items():
+        if isinstance(key, str) and isinstance(value, str) and key not in text:
+            text[key] = value
+    if PARAMETERS_KEY not in text:
+        comment = image.info.get("comment")
+        if isinstance(comment, bytes):
+            comment = comment.decode("utf-8", errors="replace")
+        if isinstance(comment, str) and looks_like_a1111(comment):
+            text[PARAMETERS_KEY] = comment
+    if PARAMETERS_KEY not in text:
+        try:
+            user_comment = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+        except Exception:  # a broken EXIF block is just "no EXIF"
+            user_comment = None
+        decoded = decode_user_comment(user_comment)
+        if decoded and looks_like_a1111(decoded):
+            text[PARAMETERS_KEY] = decoded
+    return text
+
+
+def looks_like_a1111(text: str) -> bool:
+    """Whether free text (a JPEG comment, a camera's UserComment) is A1111 `parameters`.
+
+    A PNG chunk named `parameters` says so by its name; a comment field does not, and cameras
+    and editors write their own text there ("Created with GIMP").
+    """
+    last = text.strip().rsplit("\n", 1)[-1]
+    return "\nNegative prompt:" in f"\n{text}" or len(_A1111_PAIR.findall(last)) >= 3
+
+
+def read_text(text: Mapping[str, str]) -> ReadResult:
+    """Run every tool's reader over an image's text metadata; the first that recognises it wins."""
+    warnings: list[str] = []
+    for reader in _READERS:
+        try:
+            result = reader(text)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+            # Malformed metadata must never crash a reader: report it and try the next format.
+            warnings.append(f"{reader.__name__.removeprefix('_read_')}: unreadable ({exc})")
+            continue
+        if result is not None:
+            if warnings:
+                return ReadResult(
+                    source=result.source,
+                    fields=result.fields,
+                    extra=result.extra,
+                    params=result.params,
+                    warnings=(*warnings, *result.warnings),
+                    parameters_text=result.parameters_text,
+                )
+            return result
+    return ReadResult(source="none", warnings=tuple(warnings))
+
+
+def read_image(image: Image.Image) -> ReadResult:
+    """Generation metadata of an open image."""
+    return read_text(text_metadata(image))
+
+
+def read_file(path: Path) -> ReadResult:
+    """Generation metadata of an image file. FileNotFoundError / UnreadableImage if it is none."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise UnreadableImage(f"{path}: is a folder; give an image file (PNG, JPEG or WebP)")
+    try:
+        with Image.open(path) as image:
+            image.load()  # PNG text chunks after the image data are read only by load()
+            return read_image(image)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # Pillow raises a zoo (struct.error, zlib.error, bomb errors, ...)
+        raise UnreadableImage(
+            f"{path}: not a readable image ({exc}); allowed: PNG, JPEG or WebP files"
+        ) from None

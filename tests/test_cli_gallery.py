@@ -1,0 +1,209 @@
+"""`ldstudio info` and `ldstudio gallery ...` in-process, on the per-test LDSTUDIO_HOME library."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gallery_support import A1111_TEXT, ldstudio_png, png_with_text, tool_images
+from PIL import Image
+
+from ldstudio.cli import main
+from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_OK
+from ldstudio.core.gallery import GalleryFilter, GalleryStore
+from ldstudio.core.params import GenerationParams
+from ldstudio.core.readers import read_file
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def library(ldstudio_home: Path) -> list[int]:
+    """Three images in the default library: two foxes (one a favourite) and a whale."""
+    ids = []
+    with GalleryStore() as store:
+        for seed, prompt, model in (
+            (1, "a red fox", "m1"),
+            (2, "a blue whale", "m2"),
+            (3, "fox cub", "m1"),
+        ):
+            params = GenerationParams(prompt=prompt, seed=seed, width=64, height=64)
+            record = store.save(
+                Image.new("RGB", (64, 64)),
+                params,
+                index=0,
+                model_name=model,
+                device="cpu",
+                dtype="float32",
+                seconds=0.1,
+            )
+            entry = store.entry_for_path(record.path)
+            assert entry
+            ids.append(entry.id)
+        store.set_favourite(ids[0], True)
+    return ids
+
+
+# --- ldstudio info ---------------------------------------------------------------------------
+
+
+def test_info_text_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = png_with_text(tmp_path / "a.png", {"parameters": A1111_TEXT})
+    code, out, _ = run(capsys, "info", str(path))
+    assert code == EXIT_OK
+    assert "source: AUTOMATIC1111 / Forge / SD.Next / Krita" in out
+    assert "sampler: DPM++ 2M Karras" in out and "seed: 965400086" in out
+    assert "Model hash: 45dee52b" in out
+    code, out, _ = run(capsys, "info", str(path), "--json")
+    data = json.loads(out)
+    assert code == EXIT_OK and data["found"] is True and data["source"] == "a1111"
+    assert data["fields"]["steps"] == 28 and (data["width"], data["height"]) == (32, 24)
+
+
+def test_info_every_tool(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    for source, path in tool_images(tmp_path).items():
+        code, out, _ = run(capsys, "info", str(path), "--json")
+        assert code == EXIT_OK
+        assert json.loads(out)["source"] == source
+
+
+def test_info_plain_missing_and_unreadable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    plain = png_with_text(tmp_path / "plain.png", {})
+    code, out, _ = run(capsys, "info", str(plain))
+    assert code == EXIT_OK and "no generation metadata found" in out
+    code, _, err = run(capsys, "info", str(tmp_path / "missing.png"))
+    assert code == EXIT_BAD_INPUT and "missing.png: no such file" in err
+    junk = tmp_path / "junk.webp"
+    junk.write_bytes(b"RIFF....")
+    code, _, err = run(capsys, "info", str(junk))
+    assert code == EXIT_BAD_INPUT and "not a readable image" in err
+
+
+# --- ldstudio gallery ------------------------------------------------------------------------
+
+
+def test_list_text_json_and_filters(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
+    code, out, err = run(capsys, "gallery", "list")
+    assert code == EXIT_OK and "3 of 3 image(s)" in err
+    assert out.index("fox cub") < out.index("a blue whale") < out.index("a red fox")
+    code, out, _ = run(capsys, "gallery", "list", "--search", "fox", "--json")
+    data = json.loads(out)
+    assert data["total"] == 2 and {i["prompt"] for i in data["images"]} == {"a red fox", "fox cub"}
+    code, out, _ = run(capsys, "gallery", "list", "--model", "m2", "--json")
+    assert [i["prompt"] for i in json.loads(out)["images"]] == ["a blue whale"]
+    code, out, _ = run(capsys, "gallery", "list", "--favourites", "--json")
+    assert [i["id"] for i in json.loads(out)["images"]] == [library[0]]
+    code, out, err = run(capsys, "gallery", "list", "--limit", "1")
+    assert len(out.strip().splitlines()) == 1 and "1 of 3" in err
+    code, out, _ = run(
+        capsys, "gallery", "list", "--since", "2000-01-01", "--until", "2000-12-31", "--json"
+    )
+    assert json.loads(out)["total"] == 0
+
+
+def test_bad_gallery_input(
+    capsys: pytest.CaptureFixture[str], library: list[int], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, "gallery", "list", "--since", "yesterday")
+    assert code == EXIT_BAD_INPUT and "--since: 'yesterday' is not a date" in err
+    code, _, err = run(capsys, "gallery", "list", "--limit", "0")
+    assert code == EXIT_BAD_INPUT and "--limit: 0 is too small" in err
+    code, _, err = run(capsys, "gallery", "show", "9999")
+    assert code == EXIT_BAD_INPUT and "image 9999: not in the library" in err
+    code, _, err = run(capsys, "gallery", "empty-trash")
+    assert code == EXIT_BAD_INPUT and "--yes" in err
+    code, _, err = run(capsys, "gallery", "export", "1", "--search", "fox", "--to", str(tmp_path))
+    assert code == EXIT_BAD_INPUT and "not both" in err
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    code, _, err = run(capsys, "gallery", "--library", str(file), "list")
+    assert code == EXIT_BAD_INPUT and "is a file" in err
+
+
+def test_show(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
+    code, out, _ = run(capsys, "gallery", "show", str(library[0]))
+    assert code == EXIT_OK and "prompt: a red fox" in out and "favourite: yes" in out
+    code, out, _ = run(capsys, "gallery", "show", str(library[0]), "--json")
+    assert json.loads(out)["params"]["seed"] == 1
+
+
+def test_export_by_search_and_ids(
+    capsys: pytest.CaptureFixture[str], library: list[int], tmp_path: Path
+) -> None:
+    out_dir = tmp_path / "exported"
+    code, out, err = run(
+        capsys, "gallery", "export", "--search", "fox", "--to", str(out_dir), "--format", "jpeg"
+    )
+    files = [Path(line) for line in out.splitlines()]
+    assert code == EXIT_OK and len(files) == 2 and "exported 2 of 2" in err
+    assert all(f.suffix == ".jpg" for f in files)
+    assert {read_file(f).fields["prompt"] for f in files} == {"a red fox", "fox cub"}
+
+    code, out, _ = run(
+        capsys, "gallery", "export", str(library[1]), "--to", str(out_dir), "--strip-metadata"
+    )
+    (clean,) = [Path(line) for line in out.splitlines()]
+    assert clean.suffix == ".png" and not read_file(clean).found
+    # Exporting again never overwrites.
+    code, out, _ = run(capsys, "gallery", "export", str(library[1]), "--to", str(out_dir))
+    (second,) = [Path(line) for line in out.splitlines()]
+    assert second != clean and clean.exists() and read_file(second).found
+
+
+def test_delete_restore_empty_trash(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
+    code, _, err = run(capsys, "gallery", "delete", str(library[1]))
+    assert code == EXIT_OK and "moved 1 image(s) to the trash" in err
+    _, out, _ = run(capsys, "gallery", "list", "--json")
+    assert json.loads(out)["total"] == 2
+    _, out, _ = run(capsys, "gallery", "list", "--trash", "--json")
+    assert [i["id"] for i in json.loads(out)["images"]] == [library[1]]
+    code, out, _ = run(capsys, "gallery", "restore", str(library[1]))
+    assert code == EXIT_OK and Path(out.strip()).is_file()
+    run(capsys, "gallery", "delete", str(library[1]))
+    code, _, err = run(capsys, "gallery", "empty-trash", "--yes")
+    assert code == EXIT_OK and "deleted 1 image(s) for good" in err
+    with GalleryStore() as store:
+        assert store.count() == 2 and store.count(GalleryFilter(trashed=True)) == 0
+
+
+def test_favourite_and_tag(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
+    assert run(capsys, "gallery", "favourite", str(library[1]))[0] == EXIT_OK
+    code, out, _ = run(capsys, "gallery", "tag", str(library[1]), "ocean", "blue")
+    assert code == EXIT_OK and out.strip() == "blue, ocean"
+    code, out, _ = run(capsys, "gallery", "tag", str(library[1]), "blue", "--remove")
+    assert out.strip() == "ocean"
+    run(capsys, "gallery", "favourite", str(library[0]), "--off")
+    with GalleryStore() as store:
+        assert [e.id for e in store.page(GalleryFilter(favourites=True))] == [library[1]]
+        assert store.count(GalleryFilter(tags=("ocean",))) == 1
+
+
+def test_import_and_reconcile(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    folder = tmp_path / "old"
+    tool_images(folder)
+    code, _, err = run(capsys, "gallery", "import", str(folder), "--copy")
+    assert code == EXIT_OK and "imported 7 image(s) (copied)" in err
+    code, _, err = run(capsys, "gallery", "import", str(tmp_path / "nope"))
+    assert code == EXIT_BAD_INPUT and "not a folder" in err
+    with GalleryStore() as store:
+        orphan = ldstudio_png(store.images_dir / "dropped.png", prompt="dropped in by hand")
+    code, _, err = run(capsys, "gallery", "reconcile")
+    assert code == EXIT_OK and "adopted 1" in err
+    _, out, _ = run(capsys, "gallery", "list", "--search", "dropped", "--json")
+    assert json.loads(out)["images"][0]["path"] == str(orphan)
+
+
+def test_cli_help_does_not_import_pillow_heavy_paths() -> None:
+    # `ldstudio --help` must stay instant: the gallery and info commands import lazily.
+    code = "import ldstudio.cli, sys; print('ldstudio.core.gallery' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
