@@ -9,11 +9,11 @@ import argparse
 import sys
 
 from ldstudio import __version__
-from ldstudio.cli import gallery, generate, info
+from ldstudio.cli import gallery, generate, info, models
 from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_OK, BadInput
 
 # Each command module exposes add_parser(subparsers) and sets `handler` on its parser.
-COMMANDS = (generate, info, gallery)
+COMMANDS = (generate, info, gallery, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,15 @@ from ldstudio.core.events import (
     ModelReady,
     StepProgress,
 )
+from ldstudio.core.modelscan import (
+    KIND_CHECKPOINT,
+    KIND_DIFFUSERS,
+    KIND_LORA,
+    KIND_VAE,
+    ModelFolderStore,
+    parse_lora_argument,
+    resolve_reference,
+)
 from ldstudio.core.options import SWITCHES, EngineOptions
 from ldstudio.core.params import (
     PREVIEW_METHODS,
@@ -64,7 +73,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen.add_argument("--batch", type=int, default=1, help="images per pipeline call (batch size)")
     gen.add_argument("--count", type=int, default=1, help="number of batches (batch count)")
     gen.add_argument(
-        "--model", default="", help="diffusers model folder (default: the bundled model)"
+        "--model",
+        default="",
+        metavar="NAME_OR_PATH",
+        help="a .safetensors checkpoint, a diffusers folder, or the name of a model in your "
+        "model folders or the Hugging Face cache (see `ldstudio models list`; default: the "
+        "default model set there, else the bundled model)",
+    )
+    gen.add_argument(
+        "--vae", default="", metavar="PATH", help="a standalone VAE .safetensors (or its name)"
+    )
+    gen.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="PATH:WEIGHT",
+        help="a LoRA .safetensors (or its name) and its strength, e.g. style.safetensors:0.8; "
+        "repeat for several. <lora:name:0.8> in the prompt works too",
     )
     gen.add_argument("--device", default="auto", help="auto (default), cuda, mps or cpu")
     gen.add_argument("--dtype", default="auto", help="auto (default), fp16, bf16 or fp32")
@@ -130,11 +155,20 @@ def parse_seed(text: str) -> int | str:
 
 
 def params_from_args(args: argparse.Namespace) -> GenerationParams:
+    try:
+        return _params_from_args(args).validate()
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
+def _params_from_args(args: argparse.Namespace) -> GenerationParams:
     width, height = parse_size(args.size)
     params = GenerationParams(
         prompt=args.prompt,
         negative_prompt=args.negative,
-        model=str(Path(args.model).expanduser().resolve()) if args.model else "",
+        model=model_from_args(args.model),
+        vae=str(resolve_reference(args.vae, (KIND_VAE,), "--vae")) if args.vae else "",
+        loras=tuple(lora_from_arg(text) for text in args.lora),
         scheduler=args.scheduler,
         steps=args.steps,
         guidance_scale=args.cfg,
@@ -147,10 +181,19 @@ def params_from_args(args: argparse.Namespace) -> GenerationParams:
         preview_interval=args.preview_every,
         guidance_cutoff=args.guidance_cutoff,
     )
-    try:
-        return params.validate()
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    return params
+
+
+def model_from_args(text: str) -> str:
+    """--model as a path: given path, else a known model's name, else the saved default."""
+    if not text:
+        return ModelFolderStore.load().default
+    return str(resolve_reference(text, (KIND_CHECKPOINT, KIND_DIFFUSERS), "--model"))
+
+
+def lora_from_arg(text: str) -> tuple[str, float]:
+    name, weight = parse_lora_argument(text)
+    return str(resolve_reference(name, (KIND_LORA,), "--lora")), weight
 
 
 def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
@@ -251,10 +294,10 @@ def run_generate(args: argparse.Namespace) -> int:
     from ldstudio.core.imagefiles import FolderSink
     from ldstudio.core.jobs import Job
     from ldstudio.engine.backend import DiffusersBackend
-    from ldstudio.engine.models import ModelError, check_diffusers_folder, resolve_model_path
+    from ldstudio.engine.models import ModelError, check_model, resolve_model_path
 
     try:
-        check_diffusers_folder(resolve_model_path(params.model))
+        check_model(resolve_model_path(params.model))
         backend = DiffusersBackend(engine_options_from_args(args))
     except (ModelError, ValueError) as exc:
         raise BadInput(str(exc)) from None

@@ -7,6 +7,7 @@ exactly. Parsing never raises on malformed input beyond ValueError with a clear 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from pathlib import Path
@@ -38,13 +39,36 @@ def a1111_parameters(params: GenerationParams, model_name: str) -> str:
         "Seed": params.seed,
         "Size": f"{params.width}x{params.height}",
         "Model": model_name,
+        **_extra_network_pairs(params),
         "Version": f"ldstudio {__version__}",
     }
     line = ", ".join(f"{k}: {_quote(str(v))}" for k, v in pairs.items() if v not in ("", None))
-    text = params.prompt
+    # A1111 keeps LoRAs in the prompt as <lora:name:strength>; readers look for them there.
+    text = params.prompt + "".join(f" <lora:{Path(p).stem}:{w:g}>" for p, w in params.loras)
     if params.negative_prompt:
         text += f"\nNegative prompt: {params.negative_prompt}"
     return f"{text}\n{line}"
+
+
+def _extra_network_pairs(params: GenerationParams) -> dict[str, str]:
+    """A1111's `VAE hash`, `VAE` and `Lora hashes` keys; a hash is left out if its file is gone."""
+    from ldstudio.core.modelscan import file_hash, lora_hash
+
+    pairs: dict[str, str] = {}
+    if params.vae:
+        vae = Path(params.vae)
+        with contextlib.suppress(OSError):
+            pairs["VAE hash"] = file_hash(vae)
+        pairs["VAE"] = vae.name
+    hashes = []
+    for path, _weight in params.loras:
+        try:
+            hashes.append(f"{Path(path).stem}: {lora_hash(Path(path))}")
+        except (OSError, ValueError):
+            continue
+    if hashes:
+        pairs["Lora hashes"] = ", ".join(hashes)
+    return pairs
 
 
 def parse_a1111_parameters(text: str) -> dict[str, Any]:

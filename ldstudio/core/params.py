@@ -30,6 +30,7 @@ SIZE_MULTIPLE = 8
 BATCH_SIZE_RANGE = (1, 64)
 BATCH_COUNT_RANGE = (1, 10_000)
 PREVIEW_INTERVAL_RANGE = (1, 150)
+LORA_WEIGHT_RANGE = (-10.0, 10.0)
 RANDOM_SEED = "random"
 
 
@@ -59,6 +60,11 @@ class GenerationParams:
     # Fraction of the steps that use classifier-free guidance; after it, one UNet pass per
     # step instead of two. 1.0 = guidance throughout (no cut-off).
     guidance_cutoff: float = 1.0
+    # A standalone VAE file replacing the model's own; empty = the model's VAE.
+    vae: str = ""
+    # (LoRA file path, strength) pairs, applied together. `<lora:name:0.8>` tags in the
+    # prompt are moved here (as resolved paths) by the engine before the job runs.
+    loras: tuple[tuple[str, float], ...] = ()
 
     def validate(self) -> GenerationParams:
         """Raise ValueError naming the field, the bad value and what is allowed; return self."""
@@ -72,6 +78,8 @@ class GenerationParams:
         _check_int_range("steps", self.steps, STEPS_RANGE)
         _check_float_range("guidance_scale", self.guidance_scale, GUIDANCE_RANGE)
         _check_float_range("guidance_cutoff", self.guidance_cutoff, GUIDANCE_CUTOFF_RANGE)
+        _check_type("vae", self.vae, str)
+        _check_loras(self.loras)
         for name in ("width", "height"):
             value = getattr(self, name)
             if value is None:
@@ -134,7 +142,13 @@ class GenerationParams:
         if "prompt" not in data:
             raise ValueError("prompt: missing; a prompt string is required")
         known = {f.name for f in dataclasses.fields(cls)}
-        params = cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if isinstance(values.get("loras"), list):
+            # JSON has no tuples: [[path, weight], ...] comes back as lists.
+            values["loras"] = tuple(
+                tuple(pair) if isinstance(pair, list) else pair for pair in values["loras"]
+            )
+        params = cls(**values)
         return params.validate()
 
     @classmethod
@@ -144,6 +158,22 @@ class GenerationParams:
         except json.JSONDecodeError as exc:
             raise ValueError(f"params: not valid JSON ({exc})") from None
         return cls.from_dict(data)
+
+
+def _check_loras(loras: object) -> None:
+    allowed = (
+        f"allowed: (path, strength) pairs with a non-empty path and a strength from "
+        f"{LORA_WEIGHT_RANGE[0]:g} to {LORA_WEIGHT_RANGE[1]:g}"
+    )
+    if not isinstance(loras, tuple):
+        raise ValueError(f"loras: expected a tuple, got {type(loras).__name__}; {allowed}")
+    for i, pair in enumerate(loras):
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise ValueError(f"loras[{i}]: {pair!r} is not a (path, strength) pair; {allowed}")
+        path, weight = pair
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"loras[{i}]: path {path!r} is not a non-empty string; {allowed}")
+        _check_float_range(f"loras[{i}] strength", weight, LORA_WEIGHT_RANGE)
 
 
 def _check_type(name: str, value: object, kind: type) -> None:

@@ -19,7 +19,8 @@ def resource_dir() -> Path:
     """
     package_dir = Path(__file__).resolve().parent.parent
     for candidate in (package_dir / "resources", package_dir.parent / "resources"):
-        if (candidate / "models").is_dir():
+        # configs/ always ships (single-file model configs); it marks the real folder.
+        if (candidate / "configs").is_dir():
             return candidate
     raise FileNotFoundError(
         f"ldstudio's resources folder is missing: looked in {package_dir / 'resources'} and "

@@ -40,6 +40,7 @@ from ldstudio.engine.device import (
     is_out_of_memory,
     total_memory,
 )
+from ldstudio.engine.lora import ExtrasState, resolve_prompt_loras
 from ldstudio.engine.models import LoadedModel, ModelError, PipelineCache, resolve_model_path
 from ldstudio.engine.schedulers import build_scheduler
 
@@ -100,6 +101,7 @@ class DiffusersBackend:
         )
         self._cache = PipelineCache()
         self._previewers: dict[tuple[str, str], previews.Previewer] = {}
+        self._extras = ExtrasState()
         self._compiled_warm = False
 
     # -- model ---------------------------------------------------------------------------
@@ -162,6 +164,9 @@ class DiffusersBackend:
             job.cancel_token.raise_if_cancelled()
             loaded = self.load(job.params.model, emit)
             params = self._concrete(job.params, loaded)
+            if self._extras.apply(loaded, params):
+                # A "vae" previewer holds the VAE that was just swapped.
+                self._previewers.pop((str(loaded.path), "vae"), None)
             previewer = self._previewer(loaded, params.preview_method)
             emit(
                 JobStarted(
@@ -202,8 +207,9 @@ class DiffusersBackend:
             return JobState.FAILED
 
     def _concrete(self, params: GenerationParams, loaded: LoadedModel) -> GenerationParams:
-        """Resolve the seed and the model's native size so saved params are exact."""
-        params = params.resolved()
+        """Resolve the seed, the model's native size and prompt LoRA tags (to file paths, out of
+        the prompt the text encoder sees), so saved params are exact."""
+        params = resolve_prompt_loras(params.resolved())
         return params.replace(
             width=params.width or loaded.native_size,
             height=params.height or loaded.native_size,

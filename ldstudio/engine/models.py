@@ -114,8 +114,10 @@ def _quiet_libraries() -> None:
     # Progress is reported through events; library progress bars would only add noise.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    # transformers warns about optional image-processor backends SD pipelines never use.
+    # transformers warns about optional image-processor backends SD pipelines never use;
+    # diffusers about dtype/device combinations the engine's device policy already chose.
     transformers_logging.set_verbosity_error()
+    diffusers_logging.set_verbosity_error()
 
 
 def detect_family(pipe: Any) -> str:
@@ -128,24 +130,24 @@ def detect_family(pipe: Any) -> str:
 
 
 def load_pipeline(
-    path: Path, choice: DeviceChoice, place: Callable[[Any], None] | None = None
+    path: Path,
+    choice: DeviceChoice,
+    place: Callable[[Any], None] | None = None,
+    variant: str = "",
 ) -> LoadedModel:
-    """Load a diffusers folder onto a device. Raises ModelError with a readable message.
+    """Load a diffusers folder or a single-file checkpoint onto a device.
 
-    `place` configures the pipeline and puts it on its device (memory options such as CPU
-    offload must be set before any weights reach the GPU); default: `pipe.to(device)`.
+    Raises ModelError with a readable message. `place` configures the pipeline and puts it
+    on its device (memory options such as CPU offload must be set before any weights reach
+    the GPU); default: `pipe.to(device)`. `variant` picks a single file's bundled config;
+    empty means the user's choice or what detection found.
     """
+    if path.is_file():
+        return _load_single_file(path, choice, place, variant or check_model(path))
     index = check_diffusers_folder(path)
     from diffusers import DiffusionPipeline
-    from diffusers.utils import logging as diffusers_logging
-    from transformers.utils import logging as transformers_logging
 
-    # Progress is reported through events; library progress bars would only add noise.
-    diffusers_logging.disable_progress_bar()
-    transformers_logging.disable_progress_bar()
-    # transformers warns about optional image-processor backends SD pipelines never use.
-    transformers_logging.set_verbosity_error()
-
+    _quiet_libraries()
     kwargs: dict[str, Any] = {"local_files_only": True, "dtype": choice.torch_dtype}
     if "safety_checker" in index:
         # ldstudio shows what the user asked for; a checker would also need hub downloads.
@@ -155,11 +157,7 @@ def load_pipeline(
         pipe = DiffusionPipeline.from_pretrained(str(path), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
         raise ModelError(f"model {path} could not be loaded: {exc}") from exc
-    if place is None:
-        pipe.to(choice.device)
-    else:
-        place(pipe)
-    pipe.set_progress_bar_config(disable=True)
+    _place(pipe, choice, place)
     seconds = time.perf_counter() - started
     native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
     return LoadedModel(
@@ -174,7 +172,17 @@ def load_pipeline(
     )
 
 
-def _load_single_file(path: Path, choice: DeviceChoice, variant: str) -> LoadedModel:
+def _place(pipe: Any, choice: DeviceChoice, place: Callable[[Any], None] | None) -> None:
+    if place is None:
+        pipe.to(choice.device)
+    else:
+        place(pipe)
+    pipe.set_progress_bar_config(disable=True)
+
+
+def _load_single_file(
+    path: Path, choice: DeviceChoice, place: Callable[[Any], None] | None, variant: str
+) -> LoadedModel:
     from ldstudio.core.modelscan import VARIANTS
     from ldstudio.engine.checkpoints import CheckpointError, load_single_file
 
@@ -184,8 +192,7 @@ def _load_single_file(path: Path, choice: DeviceChoice, variant: str) -> LoadedM
         pipe = load_single_file(path, choice.torch_dtype, variant)
     except CheckpointError as exc:
         raise ModelError(str(exc)) from exc
-    pipe.to(choice.device)
-    pipe.set_progress_bar_config(disable=True)
+    _place(pipe, choice, place)
     family = next(f for f, names in VARIANTS.items() if variant in names)
     return LoadedModel(
         pipe=pipe,
@@ -223,16 +230,19 @@ class PipelineCache:
         `setup` identifies how `place` configures the pipeline; a different one reloads.
         """
         current = self._loaded
-        if current is not None and (current.path, current.choice, self._setup) == (
-            path,
-            choice,
-            setup,
-        ):
+        # A single file's variant is the user's to change (models.json); that needs a reload.
+        variant = check_model(path) if path.is_file() else ""
+        if current is not None and (
+            current.path,
+            current.choice,
+            current.variant,
+            self._setup,
+        ) == (path, choice, variant, setup):
             return current, True
         # Drop the old pipeline first so two models never sit in memory together.
         self._loaded = None
         del current
-        self._loaded = load_pipeline(path, choice, place)
+        self._loaded = load_pipeline(path, choice, place, variant)
         self._setup = setup
         return self._loaded, False
 

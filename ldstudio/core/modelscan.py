@@ -1,0 +1,779 @@
+"""Finding models on disk and telling what they are from file headers alone; any thread.
+
+Torch-free on purpose: the GUI scans folders off its thread (`run_in_executor`) without waiting
+for torch to import. A `.safetensors` file starts with an 8-byte little-endian length and a JSON
+header naming every tensor's dtype, shape and byte range, so a scan reads a few kilobytes per
+file however large the file is. Pickle-based files (`.ckpt`, `.pt`, `.bin`, `.pth`) are never
+opened beyond their size: unpickling can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ldstudio.core import paths
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+# A header larger than this is not a real safetensors header (safetensors itself caps it).
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+# Bundled single-file configurations (resources/configs/<variant>), per architecture family.
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "sd1": ("sd1",),
+    "sd2": ("sd2", "sd2-v", "sd-turbo"),
+    "sdxl": ("sdxl", "sdxl-turbo"),
+}
+VARIANT_LABELS: dict[str, str] = {
+    "sd1": "SD 1.x",
+    "sd2": "SD 2.x (epsilon, 512 px)",
+    "sd2-v": "SD 2.x (v-prediction, 768 px)",
+    "sd-turbo": "SD-Turbo",
+    "sdxl": "SDXL base",
+    "sdxl-turbo": "SDXL-Turbo",
+}
+SUPPORTED_TEXT = (
+    "single-file checkpoints of SD 1.x, SD 2.x (epsilon and v-prediction), SDXL base, SD-Turbo "
+    "and SDXL-Turbo in the original Stable Diffusion key layout, as .safetensors"
+)
+
+KIND_CHECKPOINT = "checkpoint"
+KIND_DIFFUSERS = "diffusers"
+KIND_VAE = "vae"
+KIND_LORA = "lora"
+KIND_UNKNOWN = "unknown"
+
+STATUS_OK = "ok"
+STATUS_UNSUPPORTED = "unsupported"
+STATUS_UNSAFE = "unsafe"
+STATUS_ERROR = "error"
+
+_DTYPE_NAMES = {
+    "F16": "fp16",
+    "BF16": "bf16",
+    "F32": "fp32",
+    "F64": "fp64",
+    "F8_E4M3": "fp8",
+    "F8_E5M2": "fp8",
+}
+_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
+_UNET = "model.diffusion_model."
+_ATTN2_TO_K = re.compile(r"^model\.diffusion_model\..*\.attn2\.to_k\.weight$")
+# ComfyUI's heuristic for SD 2.x v-prediction (comfy/supported_models.py, SD20.model_type):
+# fine-tuning for v-prediction spreads this LayerNorm bias well beyond the epsilon models'.
+_V_PRED_PROBE = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
+_V_PRED_STD = 0.09
+
+
+class ModelFileError(Exception):
+    """A model file that cannot be read; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str  # safetensors dtype name, e.g. "F16"
+    shape: tuple[int, ...]
+    start: int  # byte offsets into the data section
+    end: int
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    path: Path
+    tensors: Mapping[str, TensorInfo]
+    metadata: Mapping[str, str]
+    data_offset: int  # where the data section starts in the file
+
+    @property
+    def precision(self) -> str:
+        """The float precision holding most bytes, e.g. "fp16"; "mixed fp16/fp32" if close."""
+        totals: dict[str, int] = {}
+        for info in self.tensors.values():
+            name = _DTYPE_NAMES.get(info.dtype)
+            if name is not None:
+                totals[name] = totals.get(name, 0) + info.end - info.start
+        if not totals:
+            return "n/a"
+        ranked = sorted(totals, key=lambda k: -totals[k])
+        whole = sum(totals.values())
+        # A few fp32 norms in an fp16 file are normal; call it mixed only when it really is.
+        if len(ranked) > 1 and totals[ranked[1]] > 0.1 * whole:
+            return f"mixed {ranked[0]}/{ranked[1]}"
+        return ranked[0]
+
+
+def read_safetensors_header(path: Path) -> SafetensorsHeader:
+    """Parse and check a safetensors header; ModelFileError naming the file if it is bad.
+
+    Checks that the data section the header describes is exactly what the file holds, so a
+    truncated download is caught here, before any loader sees it.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                raise ModelFileError(
+                    f"{path}: not a valid .safetensors file ({size} bytes; a safetensors file "
+                    "starts with an 8-byte header length)"
+                )
+            (length,) = struct.unpack("<Q", head)
+            if length > MAX_HEADER_BYTES or 8 + length > size:
+                raise ModelFileError(
+                    f"{path}: not a valid .safetensors file (its header claims {length} bytes, "
+                    f"the file has {size}); the file is corrupt, truncated, or not safetensors"
+                )
+            raw = handle.read(length)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelFileError(
+            f"{path}: not a valid .safetensors file (the header is not JSON); the file is "
+            "corrupt or not safetensors"
+        ) from None
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: not a valid .safetensors file (the header is not a map)")
+    metadata = header.pop("__metadata__", None) or {}
+    tensors: dict[str, TensorInfo] = {}
+    data_end = 0
+    try:
+        for name, spec in header.items():
+            start, end = (int(x) for x in spec["data_offsets"])
+            tensors[name] = TensorInfo(
+                str(spec["dtype"]), tuple(int(x) for x in spec["shape"]), start, end
+            )
+            data_end = max(data_end, end)
+    except (TypeError, KeyError, ValueError):
+        raise ModelFileError(
+            f"{path}: not a valid .safetensors file (tensor {name!r} has a malformed entry)"
+        ) from None
+    data_size = size - 8 - length
+    if data_end > data_size:
+        raise ModelFileError(
+            f"{path}: the file is truncated: its header describes {data_end} bytes of tensor "
+            f"data but only {data_size} are present (an interrupted download?). Download it again."
+        )
+    if not isinstance(metadata, dict):
+        metadata = {}
+    return SafetensorsHeader(
+        path=path,
+        tensors=tensors,
+        metadata={str(k): str(v) for k, v in metadata.items()},
+        data_offset=8 + length,
+    )
+
+
+def read_small_tensor(header: SafetensorsHeader, name: str) -> np.ndarray:
+    """One tensor as float32 numpy, read by seeking; for probes of a few kilobytes only."""
+    info = header.tensors[name]
+    with header.path.open("rb") as handle:
+        handle.seek(header.data_offset + info.start)
+        raw = handle.read(info.end - info.start)
+    if info.dtype == "F16":
+        return np.frombuffer(raw, dtype="<f2").astype(np.float32)
+    if info.dtype == "F32":
+        return np.frombuffer(raw, dtype="<f4").copy()
+    if info.dtype == "BF16":
+        # bfloat16 is the top half of a float32.
+        return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
+    raise ModelFileError(f"{header.path}: tensor {name} has dtype {info.dtype}; expected a float")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a file is, found from its key names and tensor shapes, never its file name."""
+
+    kind: str
+    family: str = ""  # "sd1" | "sd2" | "sdxl" for checkpoints and LoRAs that say so
+    variant: str = ""  # the bundled config a checkpoint loads with (see VARIANTS)
+    status: str = STATUS_OK
+    message: str = ""  # what was found, for unsupported files
+
+
+def detect(header: SafetensorsHeader) -> Detection:
+    """Classify a safetensors file: checkpoint (with family and variant), VAE, LoRA, other."""
+    keys = header.tensors
+    if any(k.startswith(_UNET) for k in keys):
+        return _detect_checkpoint(header)
+    if _is_lora(keys):
+        return Detection(kind=KIND_LORA, family=_lora_family(header))
+    if _is_vae(keys):
+        return Detection(kind=KIND_VAE)
+    found = _describe_other(keys)
+    return Detection(
+        kind=KIND_UNKNOWN,
+        status=STATUS_UNSUPPORTED,
+        message=f"found {found}; supported: {SUPPORTED_TEXT}, standalone VAEs and LoRAs",
+    )
+
+
+def _context_dim(header: SafetensorsHeader) -> int | None:
+    for name, info in header.tensors.items():
+        if _ATTN2_TO_K.match(name) and len(info.shape) == 2:
+            return info.shape[1]
+    return None
+
+
+def _detect_checkpoint(header: SafetensorsHeader) -> Detection:
+    keys = header.tensors
+    context = _context_dim(header)
+    in_weight = keys.get(_UNET + "input_blocks.0.0.weight")
+    in_channels = in_weight.shape[1] if in_weight is not None and len(in_weight.shape) == 4 else 0
+    has_vae = any(k.startswith("first_stage_model.") for k in keys)
+    sd1_text = any(k.startswith("cond_stage_model.transformer.") for k in keys)
+    sd2_text = any(k.startswith("cond_stage_model.model.") for k in keys)
+    xl_text = any(k.startswith("conditioner.embedders.1.model.") for k in keys)
+    xl_refiner = not xl_text and any(k.startswith("conditioner.embedders.0.model.") for k in keys)
+    label = _UNET + "label_emb.0.0.weight" in keys
+
+    def unsupported(found: str) -> Detection:
+        return Detection(
+            kind=KIND_CHECKPOINT,
+            status=STATUS_UNSUPPORTED,
+            message=f"found {found}; supported: {SUPPORTED_TEXT}",
+        )
+
+    if any(k.startswith(_UNET + "joint_blocks.") for k in keys):
+        return unsupported("a Stable Diffusion 3 (MMDiT) checkpoint")
+    if any(k.startswith(_UNET + "double_blocks.") for k in keys):
+        return unsupported("a Flux checkpoint")
+    if context is None:
+        return unsupported("a UNet without cross-attention layers (not an SD 1/2/XL checkpoint)")
+    if in_channels not in (0, 4):
+        return unsupported(
+            f"a UNet with {in_channels} input channels (an inpainting or instruct-pix2pix "
+            f"model, context width {context})"
+        )
+    if xl_refiner:
+        return unsupported("an SDXL refiner checkpoint (refiners need a base model's latents)")
+    if context == 2048 and label and xl_text:
+        family = "sdxl"
+    elif context == 768 and sd1_text and not label:
+        family = "sd1"
+    elif context == 1024 and sd2_text and not label:
+        family = "sd2"
+    else:
+        parts = [f"cross-attention width {context}"]
+        parts.append(
+            "a CLIP text encoder" if sd1_text or sd2_text or xl_text else "no text encoder"
+        )
+        return unsupported("a UNet with " + ", ".join(parts))
+    if not has_vae:
+        return unsupported(
+            f"a {VARIANT_LABELS[family]} checkpoint without its VAE (first_stage_model.*); "
+            "single-file checkpoints must hold UNet, VAE and text encoder(s)"
+        )
+    return Detection(kind=KIND_CHECKPOINT, family=family, variant=_variant(header, family))
+
+
+def _variant(header: SafetensorsHeader, family: str) -> str:
+    """Which bundled config fits: from the file's own metadata, else the v-prediction probe.
+
+    Turbo models have exactly the weights layout of their base model; only metadata can tell
+    them apart, otherwise the user picks the variant (`ldstudio models set-variant`).
+    """
+    meta = {k.lower(): v.lower() for k, v in header.metadata.items()}
+    described = " ".join(
+        meta.get(k, "")
+        for k in ("modelspec.architecture", "modelspec.title", "modelspec.implementation")
+    )
+    if family == "sdxl":
+        return "sdxl-turbo" if "turbo" in described else "sdxl"
+    if family != "sd2":
+        return family
+    if "turbo" in described:
+        return "sd-turbo"
+    prediction = meta.get("modelspec.prediction_type", meta.get("prediction_type", ""))
+    if prediction.startswith("v"):
+        return "sd2-v"
+    if prediction.startswith("eps"):
+        return "sd2"
+    if "v_pred" in header.tensors:
+        return "sd2-v"
+    if _V_PRED_PROBE in header.tensors:
+        try:
+            probe = read_small_tensor(header, _V_PRED_PROBE)
+        except (OSError, ModelFileError):
+            return "sd2"
+        if float(probe.std()) > _V_PRED_STD:
+            return "sd2-v"
+    return "sd2"
+
+
+def _is_lora(keys: Mapping[str, Any]) -> bool:
+    return any(
+        k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_"))
+        or ".lora_down." in k
+        or ".lora_A." in k
+        or ".lora.down." in k
+        for k in keys
+    )
+
+
+def _lora_family(header: SafetensorsHeader) -> str:
+    """SDXL LoRAs carry two text encoders (te1/te2) or 2048-wide attn2 inputs."""
+    keys = header.tensors
+    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in keys):
+        return "sdxl"
+    for name, info in keys.items():
+        if "attn2" in name and "to_k" in name and ("lora_down" in name or "lora_A" in name):
+            width = info.shape[1] if len(info.shape) >= 2 else 0
+            return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(width, "")
+    return ""
+
+
+def _is_vae(keys: Mapping[str, Any]) -> bool:
+    plain = {k.removeprefix("first_stage_model.") for k in keys}
+    return (
+        "encoder.conv_in.weight" in plain
+        and "decoder.conv_out.weight" in plain
+        and not any(k.startswith(("model.", "cond_stage_model.", "conditioner.")) for k in keys)
+    )
+
+
+def _describe_other(keys: Mapping[str, Any]) -> str:
+    if any(k.startswith(("input_blocks.", "down_blocks.")) for k in keys):
+        return "a UNet on its own (no VAE or text encoder)"
+    if any(k.startswith("text_model.") for k in keys):
+        return "a text encoder on its own"
+    if any(k.startswith(("double_blocks.", "joint_blocks.", "transformer_blocks.")) for k in keys):
+        return "a transformer (DiT/Flux/SD3) model"
+    if len(keys) <= 4 and any(
+        k in ("emb_params", "string_to_param", "clip_l", "clip_g") for k in keys
+    ):
+        return "a textual-inversion embedding"
+    return f"{len(keys)} tensors in an unrecognised layout"
+
+
+# -- entries ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model found on disk, as the model manager and `ldstudio models list` show it."""
+
+    path: Path
+    name: str  # what `--model NAME` matches: file stem, folder name, or org/name for the HF cache
+    kind: str
+    source: Path  # the folder that was scanned
+    size_bytes: int
+    family: str = ""
+    variant: str = ""
+    precision: str = ""
+    status: str = STATUS_OK
+    error: str = ""
+
+    @property
+    def loadable(self) -> bool:
+        return self.status == STATUS_OK and self.kind in (KIND_CHECKPOINT, KIND_DIFFUSERS)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "kind": self.kind,
+            "family": self.family,
+            "variant": self.variant,
+            "precision": self.precision,
+            "size_bytes": self.size_bytes,
+            "source": str(self.source),
+            "status": self.status,
+            "error": self.error,
+        }
+
+
+def pickle_refusal(path: Path) -> str:
+    return (
+        f"{path}: {path.suffix} files are Python pickles; opening one can run any code hidden "
+        "in it, so ldstudio does not load them. Use a .safetensors version of the model, or "
+        f"convert this file once with `ldstudio models convert {path}` (it reads tensors only, "
+        "refusing anything else)."
+    )
+
+
+def inspect_file(path: Path, source: Path | None = None) -> ModelEntry:
+    """An entry for one model file; never raises for a bad file (status/error say why)."""
+    source = source if source is not None else path.parent
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        return ModelEntry(
+            path, path.stem, KIND_UNKNOWN, source, 0, status=STATUS_ERROR, error=f"{path}: {exc}"
+        )
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        return ModelEntry(
+            path,
+            path.stem,
+            KIND_UNKNOWN,
+            source,
+            size,
+            status=STATUS_UNSAFE,
+            error=pickle_refusal(path),
+        )
+    try:
+        header = read_safetensors_header(path)
+    except ModelFileError as exc:
+        return ModelEntry(
+            path, path.stem, KIND_UNKNOWN, source, size, status=STATUS_ERROR, error=str(exc)
+        )
+    found = detect(header)
+    return ModelEntry(
+        path=path,
+        name=path.stem,
+        kind=found.kind,
+        source=source,
+        size_bytes=size,
+        family=found.family,
+        variant=found.variant,
+        precision=header.precision,
+        status=found.status,
+        error=f"{path}: {found.message}" if found.message else "",
+    )
+
+
+def inspect_diffusers_folder(path: Path, source: Path, name: str | None = None) -> ModelEntry:
+    """An entry for a diffusers folder, family from unet/config.json's cross-attention width."""
+    size = _folder_size(path)
+    family, precision, error = "", "", ""
+    try:
+        index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
+        unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+        context = unet.get("cross_attention_dim")
+        if isinstance(context, list):
+            context = context[0]
+        if unet.get("addition_embed_type") == "text_time":
+            family = "sdxl" if context == 2048 else "sdxl-refiner"
+        else:
+            family = {768: "sd1", 1024: "sd2"}.get(int(context or 0), "custom")
+        weights = sorted((path / "unet").glob("*.safetensors"))
+        if weights:
+            precision = read_safetensors_header(weights[0]).precision
+        missing = [
+            k
+            for k, v in index.items()
+            if not k.startswith("_") and isinstance(v, list) and v[0] and not (path / k).is_dir()
+        ]
+        if missing:
+            error = f"{path}: incomplete diffusers folder, missing {', '.join(missing)}"
+    except (OSError, ValueError, AttributeError, ModelFileError) as exc:
+        error = f"{path}: unreadable diffusers folder ({exc})"
+    return ModelEntry(
+        path=path,
+        name=name or path.name,
+        kind=KIND_DIFFUSERS,
+        source=source,
+        size_bytes=size,
+        family=family,
+        precision=precision,
+        status=STATUS_ERROR if error else STATUS_OK,
+        error=error,
+    )
+
+
+def _folder_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                # HF cache snapshots hold symlinks into blobs/: count the blob once per link.
+                total += (Path(root) / name).stat().st_size
+            except OSError:
+                continue
+    return total
+
+
+def _hf_cache_name(path: Path) -> str | None:
+    """ "org/name" for `.../models--org--name/snapshots/<rev>`, else None."""
+    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
+        return path.parent.parent.name.removeprefix("models--").replace("--", "/")
+    return None
+
+
+def scan_folder(root: Path, max_depth: int = 6) -> Iterator[ModelEntry]:
+    """Every model under `root`, in place: single files by content, diffusers folders by index.
+
+    Works for A1111 (`models/Stable-diffusion`, `models/VAE`, `models/Lora`), ComfyUI
+    (`models/checkpoints`, `models/vae`, `models/loras`), the Hugging Face cache and plain
+    folders alike, because files are classified from their headers, not their folder names.
+    """
+    root = root.expanduser()
+    if not root.is_dir():
+        yield ModelEntry(
+            root,
+            root.name,
+            KIND_UNKNOWN,
+            root,
+            0,
+            status=STATUS_ERROR,
+            error=f"{root}: model folder does not exist or is not a folder",
+        )
+        return
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        depth = len(here.relative_to(root).parts)
+        if (here / "model_index.json").is_file():
+            dirs[:] = []
+            yield inspect_diffusers_folder(here, root, _hf_cache_name(here))
+            continue
+        # .cache/ and blobs/ hold partial downloads and the HF cache's content-addressed copies.
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and d != "blobs" and depth < max_depth
+        )
+        for name in sorted(files):
+            if name.lower().endswith(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES):
+                entry = inspect_file(here / name, root)
+                hf_name = _hf_cache_name(here)
+                if hf_name:
+                    entry = replace(entry, name=f"{hf_name}/{entry.path.stem}")
+                yield entry
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache, as huggingface_hub finds it (HF_HUB_CACHE, HF_HOME)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "huggingface" / "hub"
+
+
+# -- the user's model folders -----------------------------------------------------------------
+
+
+@dataclass
+class ModelFolderStore:
+    """The model folders the user added, the default model and per-file variant choices.
+
+    Kept in `home_dir()/models.json`; written atomically so a crash never leaves half a file.
+    """
+
+    folders: list[str] = field(default_factory=list)
+    default: str = ""
+    variants: dict[str, str] = field(default_factory=dict)  # file path → bundled config name
+
+    @staticmethod
+    def file() -> Path:
+        return paths.home_dir() / "models.json"
+
+    @classmethod
+    def load(cls) -> ModelFolderStore:
+        path = cls.file()
+        if not path.is_file():
+            return cls()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object")
+        return cls(
+            folders=[str(f) for f in data.get("folders", [])],
+            default=str(data.get("default", "")),
+            variants={str(k): str(v) for k, v in dict(data.get("variants", {})).items()},
+        )
+
+    def save(self) -> None:
+        path = self.file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        payload = {"folders": self.folders, "default": self.default, "variants": self.variants}
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def add_folder(self, folder: Path) -> Path:
+        resolved = folder.expanduser().resolve()
+        if not resolved.is_dir():
+            raise ValueError(f"model folder: {folder} does not exist or is not a folder")
+        if str(resolved) not in self.folders:
+            self.folders.append(str(resolved))
+        return resolved
+
+    def remove_folder(self, folder: Path) -> None:
+        resolved = str(folder.expanduser().resolve())
+        if resolved not in self.folders:
+            raise ValueError(
+                f"model folder: {folder} is not in the list ({', '.join(self.folders) or 'empty'})"
+            )
+        self.folders.remove(resolved)
+
+    def set_variant(self, file: Path, variant: str, family: str) -> None:
+        allowed = VARIANTS.get(family, ())
+        if variant not in allowed:
+            raise ValueError(
+                f"variant: {variant!r} does not fit a {family or 'unknown'} model; allowed: "
+                f"{', '.join(allowed) or 'none (not a single-file checkpoint)'}"
+            )
+        self.variants[str(file.expanduser().resolve())] = variant
+
+    def variant_for(self, file: Path) -> str | None:
+        return self.variants.get(str(file.expanduser().resolve()))
+
+
+def scan_library(
+    store: ModelFolderStore, extra: list[Path] | None = None, include_hf_cache: bool = True
+) -> list[ModelEntry]:
+    """Every model in the user's folders, `extra` folders and the HF cache, variants applied."""
+    roots = [Path(f) for f in store.folders] + list(extra or [])
+    if include_hf_cache and hf_cache_dir().is_dir():
+        roots.append(hf_cache_dir())
+    seen: set[Path] = set()
+    entries: list[ModelEntry] = []
+    for root in roots:
+        for entry in scan_folder(root):
+            key = entry.path.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            chosen = store.variant_for(entry.path) if entry.kind == KIND_CHECKPOINT else None
+            if chosen and chosen in VARIANTS.get(entry.family, ()):
+                entry = replace(entry, variant=chosen)
+            entries.append(entry)
+    return entries
+
+
+def find_model(name: str, entries: list[ModelEntry], kinds: tuple[str, ...]) -> ModelEntry:
+    """The one entry `name` means (exact name, then case-insensitive); ValueError otherwise."""
+    candidates = [e for e in entries if e.kind in kinds]
+    for match in (
+        [e for e in candidates if e.name == name],
+        [e for e in candidates if e.name.lower() == name.lower()],
+        [e for e in candidates if e.name.lower().split("/")[-1] == name.lower()],
+    ):
+        if len(match) == 1:
+            return match[0]
+        if len(match) > 1:
+            places = "; ".join(str(e.path) for e in match)
+            raise ValueError(
+                f"{name!r} matches {len(match)} models ({places}); give a path instead"
+            )
+    known = ", ".join(sorted(e.name for e in candidates)) or "none found"
+    raise ValueError(
+        f"{name!r} is neither an existing path nor a known model name; known: {known}. "
+        "Add folders with `ldstudio models add-folder PATH`."
+    )
+
+
+# -- LoRA references in prompts, and the hashes A1111 records ---------------------------------
+
+# A1111's extra-network syntax: <lora:name>, <lora:name:0.8>, <lora:name:0.8:0.5> (text
+# encoder:UNet strengths; ldstudio applies the first to both). `lyco` is the LyCORIS alias.
+_LORA_TAG = re.compile(r"<(?:lora|lyco):([^:<>]+)(?::([^:<>]*))?(?::[^<>]*)?>", re.IGNORECASE)
+
+
+def split_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
+    """(prompt without `<lora:...>` tags, [(name, strength), ...]); ValueError on a bad strength."""
+    found: list[tuple[str, float]] = []
+    for match in _LORA_TAG.finditer(prompt):
+        name, weight = match.group(1).strip(), (match.group(2) or "1").strip()
+        try:
+            strength = float(weight)
+        except ValueError:
+            raise ValueError(
+                f"prompt: {match.group(0)} has strength {weight!r}; allowed: a number, "
+                "e.g. <lora:name:0.8>"
+            ) from None
+        found.append((name, strength))
+    text = _LORA_TAG.sub("", prompt)
+    # Tags are usually written as ", <lora:x:1>": drop the separators they leave behind.
+    text = re.sub(r"\s*,(\s*,)+", ",", text)
+    text = re.sub(r"[ \t]{2,}", " ", text).strip().strip(",").strip()
+    return text, found
+
+
+def _sha256(path: Path, skip: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        handle.seek(skip)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+_HASHES: dict[tuple[str, int, int, str], str] = {}
+
+
+def _cached_hash(path: Path, kind: str) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns, kind)
+    if key not in _HASHES:
+        if kind == "addnet":
+            # kohya's "addnet" hash: the tensor data only, so editing metadata keeps it.
+            with path.open("rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+            _HASHES[key] = _sha256(path, 8 + length)[:12]
+        else:
+            _HASHES[key] = _sha256(path, 0)[:10]
+    return _HASHES[key]
+
+
+def lora_hash(path: Path) -> str:
+    """The short hash A1111 writes in `Lora hashes` (sha256 of the tensor data, 12 hex)."""
+    return _cached_hash(path, "addnet")
+
+
+def file_hash(path: Path) -> str:
+    """The short hash A1111 writes for models and VAEs (sha256 of the file, 10 hex)."""
+    return _cached_hash(path, "file")
+
+
+def resolve_reference(text: str, kinds: tuple[str, ...], what: str) -> Path:
+    """A path as given if it exists, else the model of one of `kinds` named `text`.
+
+    Names are looked up in the user's model folders and the Hugging Face cache; ValueError
+    (prefixed with `what`, e.g. "--model") when neither fits.
+    """
+    path = Path(text).expanduser()
+    if path.exists():
+        return path.resolve()
+    looks_like_path = (
+        path.is_absolute()
+        or text.startswith((".", "~"))
+        or path.suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+    )
+    try:
+        entries = scan_library(ModelFolderStore.load())
+        return find_model(text, entries, kinds).path.resolve()
+    except ValueError as exc:
+        if looks_like_path:
+            raise ValueError(f"{what}: model not found: {path.resolve()} does not exist") from None
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def parse_lora_argument(text: str) -> tuple[str, float]:
+    """`PATH_OR_NAME[:STRENGTH]` → (text, strength); a path may itself contain colons."""
+    head, sep, tail = text.rpartition(":")
+    if sep and head:
+        try:
+            return head, float(tail)
+        except ValueError:
+            pass
+    return text, 1.0

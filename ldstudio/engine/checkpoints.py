@@ -1,0 +1,226 @@
+"""Single-file checkpoints and VAEs loaded offline with bundled configs, and safe conversion
+of pickle files to safetensors; engine thread (conversion also runs from the CLI).
+
+diffusers' `from_single_file` normally fetches each family's component configs from the
+Hugging Face hub. Given `config=<local folder>` it reads them from that folder instead and
+never calls the hub, so ldstudio passes its bundled `resources/configs/<variant>` folder, and
+hands over CLIP tokenizers built from the bundled BPE files so nothing else is looked up.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ldstudio.core import paths
+from ldstudio.core.modelscan import (
+    KIND_CHECKPOINT,
+    KIND_VAE,
+    PICKLE_SUFFIXES,
+    STATUS_OK,
+    SUPPORTED_TEXT,
+    VARIANT_LABELS,
+    VARIANTS,
+    ModelFileError,
+    ModelFolderStore,
+    detect,
+    pickle_refusal,
+    read_safetensors_header,
+)
+
+log = logging.getLogger(__name__)
+
+# The pad token of each tokenizer folder in a bundled config (OpenCLIP pads with "!").
+_DEFAULT_PAD = "<|endoftext|>"
+
+
+class CheckpointError(Exception):
+    """A single-file model that cannot be loaded; the message names the file and why."""
+
+
+def configs_root() -> Path:
+    return paths.resource_path("configs")
+
+
+def bundled_config(variant: str) -> Path:
+    folder = configs_root() / variant
+    if not (folder / "model_index.json").is_file():
+        raise CheckpointError(
+            f"bundled config {variant!r} is missing at {folder}; the installation is incomplete"
+        )
+    return folder
+
+
+@functools.lru_cache(maxsize=4)
+def _bpe(bpe_dir: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    vocab = json.loads((bpe_dir / "vocab.json").read_text(encoding="utf-8"))
+    lines = (bpe_dir / "merges.txt").read_text(encoding="utf-8").split("\n")
+    merges = [tuple(line.split()) for line in lines[1:] if line.strip()]
+    return vocab, merges  # type: ignore[return-value]
+
+
+def clip_tokenizer(config_dir: Path, subfolder: str, bpe_dir: Path | None = None) -> Any:
+    """A CLIPTokenizer from the shared BPE files, with the pad token the config folder names."""
+    from transformers import CLIPTokenizer
+
+    settings_file = config_dir / subfolder / "tokenizer_config.json"
+    settings = json.loads(settings_file.read_text(encoding="utf-8"))
+    vocab, merges = _bpe(bpe_dir or configs_root() / "clip-bpe")
+    # The tokenizers backend wants merges as pairs; transformers' stub says strings.
+    pairs: Any = list(merges)
+    return CLIPTokenizer(
+        vocab=dict(vocab),
+        merges=pairs,
+        pad_token=settings.get("pad_token", _DEFAULT_PAD),
+        model_max_length=int(settings.get("model_max_length", 77)),
+    )
+
+
+def checked_safetensors(path: Path) -> Any:
+    """The parsed header of a loadable .safetensors file; CheckpointError otherwise.
+
+    Refuses pickle formats by name before anything opens them: diffusers' own loader would
+    hand any non-.safetensors file to torch.load.
+    """
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise CheckpointError(pickle_refusal(path))
+    if suffix != ".safetensors":
+        raise CheckpointError(
+            f"{path}: ldstudio loads single-file models as .safetensors; {suffix or 'no suffix'} "
+            "is not supported"
+        )
+    try:
+        return read_safetensors_header(path)
+    except ModelFileError as exc:
+        raise CheckpointError(str(exc)) from None
+
+
+def checkpoint_variant(path: Path, store: ModelFolderStore | None = None) -> tuple[str, str]:
+    """(family, variant) of a single-file checkpoint: the user's choice, else detection."""
+    header = checked_safetensors(path)
+    found = detect(header)
+    if found.kind != KIND_CHECKPOINT or found.status != STATUS_OK:
+        what = found.message or f"found a {found.kind} file; supported: {SUPPORTED_TEXT}"
+        raise CheckpointError(f"{path}: {what}")
+    chosen = (store or ModelFolderStore.load()).variant_for(path)
+    if chosen and chosen in VARIANTS[found.family]:
+        return found.family, chosen
+    return found.family, found.variant
+
+
+def load_single_file(
+    path: Path,
+    torch_dtype: Any,
+    variant: str,
+    config_dir: Path | None = None,
+    bpe_dir: Path | None = None,
+) -> Any:
+    """A diffusers pipeline from one original-layout .safetensors file, with no network.
+
+    `config_dir` defaults to the bundled config of `variant`; tests pass small configs.
+    """
+    checked_safetensors(path)
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    config = config_dir or bundled_config(variant)
+    index = json.loads((config / "model_index.json").read_text(encoding="utf-8"))
+    xl = index.get("_class_name") == "StableDiffusionXLPipeline"
+    pipeline_cls = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
+    kwargs: dict[str, Any] = {
+        "config": str(config),
+        "local_files_only": True,
+        "torch_dtype": torch_dtype,
+        "tokenizer": clip_tokenizer(config, "tokenizer", bpe_dir),
+    }
+    if xl:
+        kwargs["tokenizer_2"] = clip_tokenizer(config, "tokenizer_2", bpe_dir)
+    else:
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    try:
+        pipe = pipeline_cls.from_single_file(str(path), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{path} could not be loaded as {VARIANT_LABELS.get(variant, variant)}: {exc}"
+        ) from exc
+    return pipe
+
+
+def load_vae_file(
+    path: Path, torch_dtype: Any, variant: str, config_dir: Path | None = None
+) -> Any:
+    """An AutoencoderKL from a standalone .safetensors VAE (original or diffusers key layout)."""
+    header = checked_safetensors(path)
+    found = detect(header)
+    if found.kind != KIND_VAE:
+        raise CheckpointError(
+            f"{path}: --vae needs a standalone VAE file (encoder.*/decoder.* tensors); found "
+            f"a {found.kind} file"
+        )
+    from diffusers import AutoencoderKL
+
+    config = config_dir or bundled_config(variant)
+    diffusers_layout = "encoder.down_blocks.0.resnets.0.conv1.weight" in header.tensors
+    try:
+        if diffusers_layout:
+            from safetensors.torch import load_file
+
+            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(str(config / "vae")))
+            vae.load_state_dict(load_file(str(path)), strict=True)
+            return vae.to(torch_dtype)
+        return AutoencoderKL.from_single_file(
+            str(path),
+            config=str(config),
+            subfolder="vae",
+            local_files_only=True,
+            torch_dtype=torch_dtype,
+        )
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{path} could not be loaded as a VAE: {exc}") from exc
+
+
+def convert_to_safetensors(source: Path, target: Path | None = None) -> Path:
+    """Convert a pickle checkpoint to .safetensors, loading it with `weights_only=True` only.
+
+    torch's restricted unpickler accepts tensors and plain containers and refuses every
+    other global, so a file that would run code on load fails here instead. Never
+    overwrites an existing file.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    if source.suffix.lower() not in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{source}: convert reads pickle checkpoints ({', '.join(PICKLE_SUFFIXES)}); "
+            f"{source.suffix or 'no suffix'} is not one"
+        )
+    target = target or source.with_suffix(".safetensors")
+    if target.exists():
+        raise CheckpointError(f"{target} already exists; ldstudio does not overwrite files")
+    try:
+        data = torch.load(str(source), map_location="cpu", weights_only=True, mmap=False)
+    except Exception as exc:  # the restricted unpickler raises UnpicklingError and others
+        raise CheckpointError(
+            f"{source}: refused: it holds more than plain tensors, so it cannot be read "
+            f"safely ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
+    while isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{source}: holds a {type(data).__name__}, not a dict of tensors")
+    tensors = {str(k): v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{source}: holds no tensors")
+    # safetensors refuses shared storage; clone the few tensors that alias each other.
+    seen: set[int] = set()
+    for key, value in tensors.items():
+        pointer = value.untyped_storage().data_ptr()
+        tensors[key] = value.clone().contiguous() if pointer in seen else value.contiguous()
+        seen.add(pointer)
+    tmp = target.with_suffix(".safetensors.part")
+    save_file(tensors, str(tmp), metadata={"converted_from": source.name})
+    tmp.replace(target)
+    return target

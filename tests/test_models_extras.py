@@ -1,0 +1,141 @@
+"""LoRAs (kohya and diffusers layouts, prompt tags) and VAE override, applied per job."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from models_support import tiny_checkpoint, write_lora, write_vae_file
+from PIL import Image
+
+from ldstudio.core.events import JobFailed, JobFinished
+from ldstudio.core.imagefiles import FolderSink
+from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.metadata import parse_a1111_parameters, read_ldstudio_params
+from ldstudio.core.modelscan import ModelFolderStore, lora_hash, split_lora_tags
+from ldstudio.core.params import GenerationParams
+from ldstudio.engine import checkpoints
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    from ldstudio.engine.backend import DiffusersBackend
+
+    backend = DiffusersBackend(device="cpu")
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="module")
+def loras(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(str(tiny_model / "unet"), local_files_only=True)
+    folder = tmp_path_factory.mktemp("a1111") / "models" / "Lora"
+    return {
+        "kohya": write_lora(unet, folder / "ink style.safetensors", "kohya", seed=1),
+        "diffusers": write_lora(unet, folder / "peft-detail.safetensors", "diffusers", seed=2),
+    }
+
+
+def generate(engine: Any, params: GenerationParams, out: Path) -> tuple[np.ndarray, Path]:
+    events: list[Any] = []
+    state = engine.run(Job.create(params), events.append, FolderSink(out))
+    assert state is JobState.FINISHED, [e.message for e in events if isinstance(e, JobFailed)]
+    record = next(e for e in events if isinstance(e, JobFinished)).records[0]
+    with Image.open(record.path) as image:
+        return np.asarray(image.convert("RGB")).astype(int), record.path
+
+
+def test_split_lora_tags_as_a1111_writes_them() -> None:
+    text, tags = split_lora_tags(
+        "a cat, <lora:ink style:0.8>, <LORA:detail>, best <lyco:x:1.2:0.5>"
+    )
+    assert text == "a cat, best"
+    assert tags == [("ink style", 0.8), ("detail", 1.0), ("x", 1.2)]
+    with pytest.raises(ValueError, match=r"<lora:x:abc> has strength 'abc'"):
+        split_lora_tags("<lora:x:abc>")
+
+
+def test_loras_change_the_output_combine_and_are_recorded(
+    engine: Any, tiny_model: Path, loras: dict[str, Path], tmp_path: Path
+) -> None:
+    base = GenerationParams(
+        prompt="a red circle", model=str(tiny_model), steps=2, width=64, height=64, seed=7
+    )
+    plain, _ = generate(engine, base, tmp_path / "plain")
+    kohya = (str(loras["kohya"]), 1.0)
+    with_kohya, path = generate(engine, base.replace(loras=(kohya,)), tmp_path / "k")
+    assert np.abs(with_kohya - plain).max() > 0
+    # Recorded: exact params in ldstudio's JSON, A1111's prompt tag and `Lora hashes`.
+    assert read_ldstudio_params(path).loras == (kohya,)
+    with Image.open(path) as image:
+        a1111 = parse_a1111_parameters(image.text["parameters"])
+    assert a1111["prompt"] == "a red circle <lora:ink style:1>"
+    assert a1111["Lora hashes"] == f"ink style: {lora_hash(loras['kohya'])}"
+
+    both = (kohya, (str(loras["diffusers"]), 0.5))
+    with_both, _ = generate(engine, base.replace(loras=both), tmp_path / "both")
+    assert np.abs(with_both - with_kohya).max() > 0
+    half, _ = generate(engine, base.replace(loras=((kohya[0], 0.5),)), tmp_path / "half")
+    assert np.abs(half - with_kohya).max() > 0
+    # Dropping every LoRA gives back the model's own output exactly.
+    again, _ = generate(engine, base, tmp_path / "again")
+    assert np.array_equal(again, plain)
+
+
+def test_prompt_tag_applies_the_lora_from_the_model_folders(
+    engine: Any, tiny_model: Path, loras: dict[str, Path], tmp_path: Path
+) -> None:
+    store = ModelFolderStore()
+    store.add_folder(loras["kohya"].parent.parent)
+    store.save()
+    base = GenerationParams(
+        prompt="a red circle", model=str(tiny_model), steps=2, width=64, height=64, seed=7
+    )
+    by_param, _ = generate(
+        engine, base.replace(loras=((str(loras["kohya"]), 0.7),)), tmp_path / "p"
+    )
+    tagged = base.replace(prompt="a red circle, <lora:ink style:0.7>")
+    by_tag, path = generate(engine, tagged, tmp_path / "t")
+    assert np.array_equal(by_tag, by_param)
+    saved = read_ldstudio_params(path)
+    assert saved.prompt == "a red circle"
+    assert saved.loras == ((str(loras["kohya"].resolve()), 0.7),)
+    events: list[Any] = []
+    missing = base.replace(prompt="x <lora:nope:1>")
+    assert engine.run(Job.create(missing), events.append, FolderSink(tmp_path)) is JobState.FAILED
+    message = next(e for e in events if isinstance(e, JobFailed)).message
+    assert "<lora:nope>" in message and "ink style" in message
+
+
+def test_vae_override_changes_the_decode_and_is_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ldstudio.engine.backend import DiffusersBackend
+
+    path, config, pipe = tiny_checkpoint("sd1", tmp_path / "m", "tiny-sd1.safetensors")
+    root = tmp_path / "configs"
+    shutil.copytree(config, root / "sd1", ignore=shutil.ignore_patterns("bpe"))
+    shutil.copytree(config / "bpe", root / "clip-bpe")
+    monkeypatch.setattr(checkpoints, "configs_root", lambda: root)
+    vae_file = write_vae_file(pipe.vae, tmp_path / "VAE" / "other-vae.safetensors", seed=5)
+    backend = DiffusersBackend(device="cpu")
+    base = GenerationParams(prompt="a cat", model=str(path), steps=2, width=64, height=64, seed=3)
+    own, _ = generate(backend, base, tmp_path / "own")
+    other, saved = generate(backend, base.replace(vae=str(vae_file)), tmp_path / "other")
+    assert np.abs(other - own).max() > 0
+    with Image.open(saved) as image:
+        a1111 = parse_a1111_parameters(image.text["parameters"])
+    assert a1111["VAE"] == "other-vae.safetensors" and len(a1111["VAE hash"]) == 10
+    assert read_ldstudio_params(saved).vae == str(vae_file)
+    back, _ = generate(backend, base, tmp_path / "back")
+    assert np.array_equal(back, own)
+    events: list[Any] = []
+    bad = base.replace(vae=str(path))  # a whole checkpoint is not a VAE
+    assert backend.run(Job.create(bad), events.append, FolderSink(tmp_path)) is JobState.FAILED
+    assert "standalone VAE" in next(e for e in events if isinstance(e, JobFailed)).message
+    backend.close()

@@ -1,0 +1,332 @@
+"""Model discovery from headers: detection per family, folder layouts, the HF cache, safety."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ldstudio.core import modelscan
+from ldstudio.core.modelscan import (
+    ModelFolderStore,
+    SafetensorsHeader,
+    TensorInfo,
+    detect,
+    find_model,
+    inspect_file,
+    read_safetensors_header,
+    scan_folder,
+    scan_library,
+)
+
+
+def write_safetensors(
+    path: Path, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None
+) -> Path:
+    """A safetensors file written by hand (core is torch-free, so are its tests)."""
+    header: dict[str, Any] = {}
+    blobs = []
+    offset = 0
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array).tobytes()
+        dtype = {"float16": "F16", "float32": "F32"}[str(array.dtype)]
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+    return path
+
+
+def zeros(*shape: int) -> np.ndarray:
+    return np.zeros(shape, dtype=np.float16)
+
+
+U = "model.diffusion_model."
+KOHYA_TO_K = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+
+
+def checkpoint_tensors(family: str) -> dict[str, np.ndarray]:
+    """The keys and decisive shapes of each family's original layout (small elsewhere)."""
+    context = {"sd1": 768, "sd2": 1024, "sdxl": 2048}[family]
+    block = "input_blocks.4.1" if family == "sdxl" else "input_blocks.1.1"
+    tensors = {
+        U + "input_blocks.0.0.weight": zeros(8, 4, 3, 3),
+        U + f"{block}.transformer_blocks.0.attn2.to_k.weight": zeros(8, context),
+        "first_stage_model.encoder.conv_in.weight": zeros(8, 3, 3, 3),
+        "first_stage_model.decoder.conv_out.weight": zeros(3, 8, 3, 3),
+    }
+    if family == "sd1":
+        tensors["cond_stage_model.transformer.text_model.final_layer_norm.weight"] = zeros(768)
+    elif family == "sd2":
+        tensors["cond_stage_model.model.ln_final.weight"] = zeros(1024)
+    else:
+        tensors[U + "label_emb.0.0.weight"] = zeros(8, 2816)
+        tensors["conditioner.embedders.0.transformer.text_model.final_layer_norm.weight"] = zeros(
+            768
+        )
+        tensors["conditioner.embedders.1.model.ln_final.weight"] = zeros(1280)
+    return tensors
+
+
+@pytest.mark.parametrize(
+    ("family", "metadata", "variant"),
+    [
+        ("sd1", None, "sd1"),
+        ("sd2", None, "sd2"),
+        ("sd2", {"modelspec.prediction_type": "v"}, "sd2-v"),
+        ("sd2", {"modelspec.architecture": "stable-diffusion-v2-1-turbo"}, "sd-turbo"),
+        ("sdxl", None, "sdxl"),
+        ("sdxl", {"modelspec.title": "SDXL Turbo 1.0"}, "sdxl-turbo"),
+    ],
+)
+def test_family_and_variant_from_weights_not_name(
+    tmp_path: Path, family: str, metadata: dict[str, str] | None, variant: str
+) -> None:
+    # A misleading name: detection must not look at it.
+    path = write_safetensors(
+        tmp_path / "sdxl_turbo_v2_768.safetensors", checkpoint_tensors(family), metadata
+    )
+    entry = inspect_file(path)
+    assert (entry.kind, entry.family, entry.variant, entry.status) == (
+        "checkpoint",
+        family,
+        variant,
+        "ok",
+    )
+    assert entry.precision == "fp16"
+    assert entry.size_bytes == path.stat().st_size
+
+
+def test_sd2_v_prediction_detected_from_weights(tmp_path: Path) -> None:
+    tensors = checkpoint_tensors("sd2")
+    probe = U + "output_blocks.11.1.transformer_blocks.0.norm1.bias"
+    tensors[probe] = np.random.default_rng(0).normal(0, 0.2, 320).astype(np.float16)
+    assert inspect_file(write_safetensors(tmp_path / "a.safetensors", tensors)).variant == "sd2-v"
+    tensors[probe] = np.random.default_rng(0).normal(0, 0.02, 320).astype(np.float16)
+    assert inspect_file(write_safetensors(tmp_path / "b.safetensors", tensors)).variant == "sd2"
+
+
+def test_real_architecture_shapes_detected_for_every_bundled_variant() -> None:
+    """Headers with the exact key names and shapes the bundled configs give, at full size."""
+    from models_support import real_layout_shapes
+
+    for variant in ("sd1", "sd2", "sd2-v", "sd-turbo", "sdxl", "sdxl-turbo"):
+        shapes = real_layout_shapes(variant)
+        tensors = {k: TensorInfo("F16", s, 0, 0) for k, s in shapes.items()}
+        found = detect(SafetensorsHeader(Path("x.safetensors"), tensors, {}, 8))
+        family = {"sd1": "sd1", "sdxl": "sdxl", "sdxl-turbo": "sdxl"}.get(variant, "sd2")
+        assert (found.kind, found.family, found.status) == ("checkpoint", family, "ok"), variant
+
+
+@pytest.mark.parametrize(
+    ("tensors", "found"),
+    [
+        ({U + "joint_blocks.0.x.weight": zeros(2)}, "Stable Diffusion 3"),
+        ({U + "double_blocks.0.x.weight": zeros(2)}, "Flux"),
+        ({"input_blocks.0.0.weight": zeros(2)}, "a UNet on its own"),
+        ({"emb_params": zeros(2, 768)}, "textual-inversion embedding"),
+    ],
+)
+def test_unsupported_file_says_what_was_found_and_what_is_supported(
+    tmp_path: Path, tensors: dict[str, np.ndarray], found: str
+) -> None:
+    entry = inspect_file(write_safetensors(tmp_path / "m.safetensors", tensors))
+    assert entry.status == "unsupported"
+    assert found in entry.error
+    assert "SD 1.x" in entry.error and "SDXL-Turbo" in entry.error
+    assert str(entry.path) in entry.error
+
+
+def test_inpainting_and_unet_only_checkpoints_are_explained(tmp_path: Path) -> None:
+    tensors = checkpoint_tensors("sd1")
+    tensors[U + "input_blocks.0.0.weight"] = zeros(8, 9, 3, 3)
+    entry = inspect_file(write_safetensors(tmp_path / "inpaint.safetensors", tensors))
+    assert entry.status == "unsupported" and "9 input channels" in entry.error
+    tensors = {k: v for k, v in checkpoint_tensors("sd1").items() if "first_stage" not in k}
+    entry = inspect_file(write_safetensors(tmp_path / "novae.safetensors", tensors))
+    assert entry.status == "unsupported" and "without its VAE" in entry.error
+
+
+def test_lora_and_vae_files_are_classified(tmp_path: Path) -> None:
+    kohya = {
+        f"{KOHYA_TO_K}.lora_down.weight": zeros(4, 768),
+        f"{KOHYA_TO_K}.lora_up.weight": zeros(320, 4),
+    }
+    entry = inspect_file(write_safetensors(tmp_path / "style.safetensors", kohya))
+    assert (entry.kind, entry.family) == ("lora", "sd1")
+    xl = {"lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": zeros(4, 1280)}
+    assert inspect_file(write_safetensors(tmp_path / "xl.safetensors", xl)).family == "sdxl"
+    peft = {"unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": zeros(4, 320)}
+    assert inspect_file(write_safetensors(tmp_path / "peft.safetensors", peft)).kind == "lora"
+    vae = {
+        "encoder.conv_in.weight": zeros(8, 3, 3, 3),
+        "decoder.conv_out.weight": zeros(3, 8, 3, 3),
+    }
+    assert inspect_file(write_safetensors(tmp_path / "vae.safetensors", vae)).kind == "vae"
+
+
+def test_truncated_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
+    good = write_safetensors(tmp_path / "good.safetensors", checkpoint_tensors("sd1"))
+    data = good.read_bytes()
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(data[:-100])
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"PK\x03\x04" + b"\x00" * 64)
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    for path, words in (
+        (truncated, "truncated"),
+        (garbage, "not a valid .safetensors"),
+        (empty, "not a valid .safetensors"),
+    ):
+        entry = inspect_file(path)
+        assert entry.status == "error"
+        assert str(path) in entry.error and words in entry.error
+        with pytest.raises(modelscan.ModelFileError, match=str(path.name)):
+            read_safetensors_header(path)
+
+
+class _Boom:
+    """Unpickling this would create a file: the attack a malicious checkpoint carries."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.touch, (self.target,))
+
+
+def test_pickles_are_listed_as_unsafe_and_never_opened(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "models" / "evil.ckpt"
+    evil.parent.mkdir()
+    evil.write_bytes(pickle.dumps({"state_dict": _Boom(marker)}))
+    entries = list(scan_folder(tmp_path / "models"))
+    assert [(e.name, e.status) for e in entries] == [("evil", "unsafe")]
+    assert "pickle" in entries[0].error and "convert" in entries[0].error
+    assert not marker.exists()
+
+
+def _a1111(root: Path) -> Path:
+    base = root / "stable-diffusion-webui" / "models"
+    write_safetensors(base / "Stable-diffusion" / "dreamy.safetensors", checkpoint_tensors("sd1"))
+    write_safetensors(
+        base / "Stable-diffusion" / "xl" / "bigxl.safetensors", checkpoint_tensors("sdxl")
+    )
+    write_safetensors(
+        base / "VAE" / "vae-ft-mse.safetensors",
+        {"encoder.conv_in.weight": zeros(8, 3, 3, 3), "decoder.conv_out.weight": zeros(3, 8, 3, 3)},
+    )
+    write_safetensors(
+        base / "Lora" / "ink.safetensors",
+        {"lora_unet_mid_block_attentions_0_proj_in.lora_down.weight": zeros(4, 1280)},
+    )
+    (base / "Stable-diffusion" / "Put Stable Diffusion checkpoints here.txt").write_text("")
+    return base
+
+
+def test_a1111_and_comfyui_layouts_scanned_in_place(tmp_path: Path) -> None:
+    a1111 = _a1111(tmp_path)
+    comfy = tmp_path / "ComfyUI" / "models"
+    write_safetensors(comfy / "checkpoints" / "sd2base.safetensors", checkpoint_tensors("sd2"))
+    write_safetensors(
+        comfy / "loras" / "detail.safetensors",
+        {"lora_te_text_model_encoder_layers_0_mlp_fc1.lora_down.weight": zeros(4, 768)},
+    )
+    (comfy / "vae").mkdir(parents=True)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    got = {e.name: (e.kind, e.family) for root in (a1111, comfy) for e in scan_folder(root)}
+    assert got == {
+        "dreamy": ("checkpoint", "sd1"),
+        "bigxl": ("checkpoint", "sdxl"),
+        "vae-ft-mse": ("vae", ""),
+        "ink": ("lora", ""),
+        "sd2base": ("checkpoint", "sd2"),
+        "detail": ("lora", ""),
+    }
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing copied or written
+
+
+def test_scan_reads_only_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hundreds of files: each read is the 8-byte length plus the header, never the data."""
+    tensors = checkpoint_tensors("sd1")
+    tensors["big"] = np.zeros((1024, 1024), dtype=np.float16)  # 2 MiB of data per file
+    for i in range(200):
+        write_safetensors(tmp_path / f"m{i:03d}.safetensors", tensors)
+    read_sizes: list[int] = []
+    real_open = Path.open
+
+    def counting_open(self: Path, *args: Any, **kwargs: Any) -> Any:
+        handle = real_open(self, *args, **kwargs)
+        real_read = handle.read
+
+        def read(n: int = -1) -> bytes:
+            data = real_read(n)
+            read_sizes.append(len(data))
+            return data
+
+        handle.read = read
+        return handle
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    entries = list(scan_folder(tmp_path))
+    assert len(entries) == 200 and all(e.status == "ok" for e in entries)
+    assert max(read_sizes) < 4096 and sum(read_sizes) < 200 * 4096
+
+
+def _hf_cache(root: Path, tiny_model: Path) -> Path:
+    import shutil
+
+    snapshot = root / "hub" / "models--someorg--tiny-sd" / "snapshots" / "0123abcd"
+    shutil.copytree(tiny_model, snapshot)
+    (root / "hub" / "models--someorg--tiny-sd" / "blobs").mkdir()
+    return snapshot
+
+
+def test_hf_cache_found_through_hf_home(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot = _hf_cache(tmp_path / "hf", tiny_model)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    entries = scan_library(ModelFolderStore())
+    assert [(e.name, e.kind, e.family, e.status) for e in entries] == [
+        ("someorg/tiny-sd", "diffusers", "custom", "ok")
+    ]
+    assert entries[0].path == snapshot
+    assert find_model("someorg/tiny-sd", entries, ("diffusers",)).path == snapshot
+    assert find_model("tiny-sd", entries, ("diffusers",)).path == snapshot
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
+    assert scan_library(ModelFolderStore()) == []
+
+
+def test_store_round_trip_and_name_lookup(tmp_path: Path) -> None:
+    a1111 = _a1111(tmp_path)
+    store = ModelFolderStore.load()
+    assert store.folders == []
+    store.add_folder(a1111)
+    store.set_variant(a1111 / "Stable-diffusion" / "xl" / "bigxl.safetensors", "sdxl-turbo", "sdxl")
+    with pytest.raises(ValueError, match="allowed: sdxl, sdxl-turbo"):
+        store.set_variant(a1111 / "x.safetensors", "sd2-v", "sdxl")
+    with pytest.raises(ValueError, match="does not exist"):
+        store.add_folder(tmp_path / "missing")
+    store.save()
+    again = ModelFolderStore.load()
+    assert again.folders == [str(a1111.resolve())]
+    entries = scan_library(again, include_hf_cache=False)
+    assert find_model("BIGXL", entries, ("checkpoint",)).variant == "sdxl-turbo"
+    with pytest.raises(ValueError, match="known: bigxl, dreamy"):
+        find_model("nothing", entries, ("checkpoint",))
