@@ -138,26 +138,54 @@ def _fit_inputs(vae: Any, count: int, size: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _decode(vae: Any, latents: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """VAE decodes in [-1, 1], float32 on the CPU, in batches to bound memory."""
+    parts = [
+        vae.decode(latents[i : i + batch].to(vae.device, vae.dtype)).sample.float().cpu()
+        for i in range(0, len(latents), batch)
+    ]
+    return torch.cat(parts).clamp(-1, 1)
+
+
+def _linear_preview(
+    latents: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
+    rgb = torch.einsum("nchw,ck->nkhw", latents.float().cpu(), weights.float())
+    return (rgb + bias.float().view(1, 3, 1, 1)).clamp(-1, 1)
+
+
+@torch.no_grad()
+def latent_rgb_psnr(vae: Any, latents: torch.Tensor, weights: Any, bias: Any) -> float:
+    """PSNR (dB, images in [0, 1]) of the bilinearly upsampled linear preview vs the decode."""
+    decoded = _decode(vae, latents)
+    small = _linear_preview(latents, torch.as_tensor(weights), torch.as_tensor(bias))
+    up = torch.nn.functional.interpolate(small, size=decoded.shape[-2:], mode="bilinear")
+    mse = torch.mean(((up - decoded) / 2) ** 2).item()
+    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
+
+
+@torch.no_grad()
 def fit_latent_rgb(vae: Any, latents: torch.Tensor) -> tuple[np.ndarray, np.ndarray, float]:
     """Least-squares fit of raw (unscaled) latents → RGB of their VAE decode.
 
-    Returns (weights C×3, bias 3, PSNR in dB of the upsampled linear preview against the
-    decode). Decodes are average-pooled to latent resolution before solving.
+    `latents` are what the encoder emits (e.g. `vae.encode(x).latent_dist.mean`), before the
+    scaling factor. Decodes are average-pooled to latent resolution before solving. Returns
+    (weights C×3, bias 3, PSNR in dB on the fitting latents; measure held-out latents with
+    `latent_rgb_psnr` for an honest figure).
     """
-    latents = latents.to(vae.device, vae.dtype)
-    decoded = vae.decode(latents).sample.float().clamp(-1, 1).cpu()
+    decoded = _decode(vae, latents)
     height, width = latents.shape[-2:]
     pooled = torch.nn.functional.adaptive_avg_pool2d(decoded, (height, width))
-    x = latents.float().cpu().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
-    y = pooled.permute(0, 2, 3, 1).reshape(-1, 3)
-    design = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    x = latents.double().cpu().permute(0, 2, 3, 1).reshape(-1, latents.shape[1])
+    y = pooled.double().permute(0, 2, 3, 1).reshape(-1, 3)
+    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
     solution = torch.linalg.lstsq(design, y).solution
-    weights, bias = solution[:-1], solution[-1]
-    preview = torch.einsum("nchw,ck->nkhw", latents.float().cpu(), weights) + bias.view(1, 3, 1, 1)
-    preview = torch.nn.functional.interpolate(preview, size=decoded.shape[-2:], mode="bilinear")
-    mse = torch.mean(((preview.clamp(-1, 1) - decoded) / 2) ** 2).item()
-    psnr = float(10 * np.log10(1.0 / max(mse, 1e-12)))
-    return weights.numpy(), bias.numpy(), psnr
+    weights, bias = solution[:-1].float(), solution[-1].float()
+    up = torch.nn.functional.interpolate(
+        _linear_preview(latents, weights, bias), size=decoded.shape[-2:], mode="bilinear"
+    )
+    mse = torch.mean(((up - decoded) / 2) ** 2).item()
+    return weights.numpy(), bias.numpy(), float(10 * np.log10(1.0 / max(mse, 1e-12)))
 
 
 @torch.no_grad()
