@@ -1,0 +1,189 @@
+"""FakeBackend: a scriptable, torch-free stand-in for DiffusersBackend in UI tests; engine thread.
+
+Same interface (`choice`, `run(job, emit, sink) -> JobState`, `close()`) and the same event
+sequence as the real backend, with controllable timing, failures and previews. Preview frames
+encode their step (every pixel's red channel is `step * 255 // total`), so a test can check that
+previews arrive in order; final images are a gradient saved through the real sink.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ldstudio.core.events import (
+    Event,
+    ImageRecord,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobStarted,
+    ModelLoading,
+    ModelReady,
+    StepProgress,
+)
+from ldstudio.core.imagefiles import ImageSink
+from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.params import GenerationParams
+
+FAKE_MODEL_NAME = "fake-model"
+LATENT_FACTOR = 8
+
+Emit = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class FakeChoice:
+    device: str = "cpu"
+    dtype: str = "fp32"
+
+    @property
+    def label(self) -> str:
+        return f"{self.device.upper()} · {self.dtype}"
+
+
+class FakeBackend:
+    """Scriptable backend. Attributes may be changed from the test thread between jobs.
+
+    - `step_delay`: seconds slept per step (0 for as fast as possible).
+    - `load_delay`: seconds the first "model load" takes.
+    - `fail_next(message)`: the next job fails with that message after its first step.
+    - `hold_at_step`: when set, each job blocks after that step until `release()` or cancel,
+      which makes cancel-mid-job tests deterministic without sleeps.
+    """
+
+    def __init__(
+        self,
+        step_delay: float = 0.0,
+        load_delay: float = 0.0,
+        native_size: int = 64,
+        device: str = "cpu",
+        dtype: str = "fp32",
+    ) -> None:
+        self.choice = FakeChoice(device, dtype)
+        self.step_delay = step_delay
+        self.load_delay = load_delay
+        self.native_size = native_size
+        self.hold_at_step: int | None = None
+        self._failures: deque[str] = deque()
+        self._release = threading.Event()
+        self._loaded: str | None = None
+        self.jobs_run: list[int] = []
+        self.closed = False
+
+    def fail_next(self, message: str) -> None:
+        self._failures.append(message)
+
+    def release(self) -> None:
+        self._release.set()
+
+    def run(self, job: Job, emit: Emit, sink: ImageSink) -> JobState:
+        """Run a job to its end; emit events; return its final state. Never raises."""
+        self.jobs_run.append(job.id)
+        saved: list[ImageRecord] = []
+        step = 0
+        try:
+            if job.cancel_token.cancelled:
+                emit(JobCancelled(job.id, step=0))
+                return JobState.CANCELLED
+            model = job.params.model or FAKE_MODEL_NAME
+            if self._loaded != model:
+                emit(ModelLoading(model, self.choice.device, self.choice.dtype))
+                time.sleep(self.load_delay)
+                self._loaded = model
+                emit(ModelReady(model, "sd1", self.choice.device, self.choice.dtype, 0.0, False))
+            else:
+                emit(ModelReady(model, "sd1", self.choice.device, self.choice.dtype, 0.0, True))
+            params = job.params.resolved()
+            params = params.replace(
+                width=params.width or self.native_size, height=params.height or self.native_size
+            )
+            emit(
+                JobStarted(
+                    job.id,
+                    params,
+                    self.choice.device,
+                    self.choice.dtype,
+                    params.steps,
+                    params.image_count,
+                )
+            )
+            started = time.perf_counter()
+            failure = self._failures.popleft() if self._failures else None
+            for batch_index in range(params.batch_count):
+                batch_started = time.perf_counter()
+                for step in range(1, params.steps + 1):
+                    if self.step_delay:
+                        time.sleep(self.step_delay)
+                    if job.cancel_token.cancelled:
+                        emit(JobCancelled(job.id, step=step - 1, saved=tuple(saved)))
+                        return JobState.CANCELLED
+                    elapsed = time.perf_counter() - batch_started
+                    emit(
+                        StepProgress(
+                            job.id,
+                            batch_index,
+                            step,
+                            params.steps,
+                            elapsed,
+                            step / elapsed if elapsed > 0 else 0.0,
+                            self._preview(params, step),
+                        )
+                    )
+                    if failure is not None:
+                        emit(JobFailed(job.id, failure, f"FakeBackend: scripted failure {failure}"))
+                        return JobState.FAILED
+                    if self.hold_at_step == step:
+                        while not self._release.wait(0.005):
+                            if job.cancel_token.cancelled:
+                                break
+                        self._release.clear()
+                for i in range(params.batch_size):
+                    index = batch_index * params.batch_size + i
+                    seed = params.seed_for(index)
+                    saved.append(
+                        sink.save(
+                            _final_image(params, seed),
+                            params.replace(seed=seed, batch_size=1, batch_count=1),
+                            index=index,
+                            model_name=model,
+                            device=self.choice.device,
+                            dtype=self.choice.dtype,
+                            seconds=time.perf_counter() - batch_started,
+                        )
+                    )
+            emit(JobFinished(job.id, tuple(saved), time.perf_counter() - started))
+            return JobState.FINISHED
+        except Exception as exc:  # the contract: run() never raises
+            emit(JobFailed(job.id, f"Generation failed: {type(exc).__name__}: {exc}", repr(exc)))
+            return JobState.FAILED
+
+    def _preview(self, params: GenerationParams, step: int) -> np.ndarray | None:
+        if params.preview_method == "none" or step % params.preview_interval:
+            return None
+        assert params.width is not None and params.height is not None
+        h, w = params.height // LATENT_FACTOR, params.width // LATENT_FACTOR * params.batch_size
+        frame = np.zeros((h, w, 3), dtype=np.uint8)
+        frame[..., 0] = step * 255 // params.steps
+        frame[..., 2] = np.linspace(0, 255, w, dtype=np.uint8)[None, :]
+        return frame
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _final_image(params: GenerationParams, seed: int) -> Image.Image:
+    assert params.width is not None and params.height is not None
+    x = np.linspace(0, 255, params.width, dtype=np.uint8)
+    y = np.linspace(0, 255, params.height, dtype=np.uint8)
+    rgb = np.zeros((params.height, params.width, 3), dtype=np.uint8)
+    rgb[..., 0] = x[None, :]
+    rgb[..., 1] = y[:, None]
+    rgb[..., 2] = seed % 256
+    return Image.fromarray(rgb, "RGB")

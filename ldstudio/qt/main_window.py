@@ -1,0 +1,739 @@
+"""MainWindow: lays out the panes, handles user intents and job outcomes; GUI thread.
+
+Orchestration is async (qasync): `await controller.wait(job)`, and disk work (thumbnails, folder
+scans, save as, delete to trash, animation export) goes through `loop.run_in_executor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from PIL import Image
+from PySide6.QtCore import QByteArray, Qt, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ldstudio.core.events import (
+    ImageRecord,
+    JobCancelled,
+    JobFailed,
+    JobFinished,
+    JobStarted,
+    ModelLoading,
+    ModelReady,
+    StepProgress,
+)
+from ldstudio.core.imagefiles import ImageSink
+from ldstudio.core.metadata import read_ldstudio_params
+from ldstudio.core.params import GenerationParams
+from ldstudio.core.settings import Settings, save_settings
+from ldstudio.qt.controller import GenerationController
+from ldstudio.qt.gallery_model import GalleryEntry, GalleryModel
+from ldstudio.qt.gallery_pane import GalleryPane
+from ldstudio.qt.images import load_qimage, load_thumbnail
+from ldstudio.qt.model_info import ModelInfo, is_diffusers_folder, read_model_info
+from ldstudio.qt.params_pane import ParamsPane
+from ldstudio.qt.preview_view import PreviewPane
+from ldstudio.qt.prompt_pane import PromptPane
+from ldstudio.qt.queue_pane import QueuePane
+from ldstudio.qt.timeline import TimelineStore, export_animation
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+APP_TITLE = "ldstudio"
+SCAN_LIMIT = 500  # newest images of the output folder shown at start; the library (issue 5) pages
+TRASH_FOLDER = ".trash"
+SAVE_FILTERS = "PNG with parameters (*.png);;JPEG (*.jpg *.jpeg);;WebP (*.webp)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(
+        self,
+        controller: GenerationController,
+        settings: Settings,
+        sink_factory: Callable[[Path], ImageSink],
+        bundled_model: Path,
+    ) -> None:
+        super().__init__()
+        self.controller = controller
+        self.settings = settings
+        self.sink_factory = sink_factory
+        self.bundled_model = bundled_model
+        self.timelines = TimelineStore()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._model_info: ModelInfo | None = None
+        self._closing = False
+        self._settings_generation = 0
+        self._settings_written = 0
+        self._settings_write_lock = threading.Lock()
+        self.setWindowTitle(APP_TITLE)
+        self.setObjectName("main_window")
+
+        self.prompt_pane = PromptPane()
+        self.params_pane = ParamsPane()
+        self.preview_pane = PreviewPane()
+        self.gallery_model = GalleryModel()
+        self.gallery_pane = GalleryPane(self.gallery_model)
+        self.queue_pane = QueuePane()
+
+        params_scroll = QScrollArea()
+        params_scroll.setWidget(self.params_pane)
+        params_scroll.setWidgetResizable(True)
+        params_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        params_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.params_pane.setMinimumWidth(self.params_pane.minimumSizeHint().width())
+        self.left_splitter = QSplitter(Qt.Orientation.Vertical)
+        self.left_splitter.addWidget(self.prompt_pane)
+        self.left_splitter.addWidget(params_scroll)
+        self.left_splitter.setStretchFactor(0, 2)
+        self.left_splitter.setStretchFactor(1, 3)
+        self.right_splitter = QSplitter(Qt.Orientation.Vertical)
+        self.right_splitter.addWidget(self.gallery_pane)
+        self.right_splitter.addWidget(self.queue_pane)
+        self.right_splitter.setStretchFactor(0, 4)
+        self.right_splitter.setStretchFactor(1, 1)
+        self.main_splitter = QSplitter()
+        for widget in (self.left_splitter, self.preview_pane, self.right_splitter):
+            self.main_splitter.addWidget(widget)
+        self.main_splitter.setStretchFactor(0, 0)
+        self.main_splitter.setStretchFactor(1, 1)
+        self.main_splitter.setStretchFactor(2, 0)
+        self.main_splitter.setSizes([340, 620, 300])
+        self.main_splitter.setChildrenCollapsible(False)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(8, 8, 8, 4)
+        layout.addWidget(self.main_splitter)
+        self.setCentralWidget(central)
+        self.splitters = {
+            "main": self.main_splitter,
+            "left": self.left_splitter,
+            "right": self.right_splitter,
+        }
+
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumWidth(120)
+        self.busy_bar.hide()
+        self.device_label = QLabel("Starting engine…")
+        self.device_label.setObjectName("device")
+        self.device_label.setToolTip("The device and precision the engine runs on")
+        self.latent_label = QLabel()
+        self.latent_label.setObjectName("latent")
+        self.latent_label.setToolTip("The latent the model denoises; the VAE turns it into pixels")
+        status = self.statusBar()
+        status.addPermanentWidget(self.busy_bar)
+        status.addPermanentWidget(self.latent_label)
+        status.addPermanentWidget(self.device_label)
+
+        self._build_actions()
+        self._connect()
+        self._restore()
+        if not settings.window_geometry:
+            self.resize(1280, 800)
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _build_actions(self) -> None:
+        menu = self.menuBar()
+
+        def add(
+            menu_name: Any, text: str, slot: Callable[[], Any], *keys: Any, tip: str = ""
+        ) -> QAction:
+            action = QAction(text, self)
+            if keys:
+                action.setShortcuts([QKeySequence(k) for k in keys])
+            action.setStatusTip(tip)
+            action.triggered.connect(lambda _=False: slot())
+            menu_name.addAction(action)
+            return action
+
+        file_menu = menu.addMenu("&File")
+        add(
+            file_menu,
+            "Choose &output folder…",
+            self.choose_output_folder,
+            tip="Where new images are saved",
+        )
+        add(
+            file_menu,
+            "&Add model folder…",
+            self.add_model_folder,
+            tip="Add a diffusers model folder to the model list",
+        )
+        self.export_action = add(
+            file_menu,
+            "&Export animation…",
+            self.export_animation_dialog,
+            "Ctrl+E",
+            tip="Save the selected image's denoising as animated WebP or GIF",
+        )
+        file_menu.addSeparator()
+        add(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        gen_menu = menu.addMenu("&Generate")
+        self.generate_action = add(
+            gen_menu,
+            "&Generate",
+            self.generate,
+            "Ctrl+Return",
+            "Ctrl+Enter",
+            tip="Queue a job with the current prompt and parameters",
+        )
+        self.cancel_action = add(
+            gen_menu,
+            "&Cancel running job",
+            self.controller.cancel_running,
+            "Escape",
+            tip="Stop the running job at its next step",
+        )
+        add(
+            gen_menu,
+            "Cancel &all jobs",
+            self.controller.cancel_all,
+            "Shift+Escape",
+            tip="Cancel the running job and every queued one",
+        )
+
+        view_menu = menu.addMenu("&View")
+        add(view_menu, "&Fit to window", lambda: self.preview_pane.set_fit(True), "Ctrl+0")
+        add(view_menu, "&Actual size (100 %)", lambda: self.preview_pane.set_fit(False), "Ctrl+1")
+        view_menu.addSeparator()
+        add(view_menu, "Focus &prompt", self.prompt_pane.prompt_edit.setFocus, "Ctrl+L")
+        add(view_menu, "Focus &gallery", self.gallery_pane.view.setFocus, "Ctrl+G")
+        add(view_menu, "Focus &queue", self.queue_pane.list.setFocus, "Ctrl+K")
+
+        help_menu = menu.addMenu("&Help")
+        add(help_menu, "&Keyboard shortcuts", self._show_shortcuts, "F1")
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.backend_ready.connect(self._on_backend_ready)
+        c.backend_failed.connect(lambda message: self.preview_pane.show_error(message))
+        c.model_loading.connect(self._on_model_loading)
+        c.model_ready.connect(self._on_model_ready)
+        c.job_started.connect(self._on_job_started)
+        c.step_progressed.connect(self._on_step)
+        c.job_finished.connect(self._on_job_finished)
+        c.job_failed.connect(self._on_job_failed)
+        c.job_cancelled.connect(self._on_job_cancelled)
+        c.queue_changed.connect(self._refresh_queue)
+        self.prompt_pane.generate_requested.connect(self.generate)
+        self.prompt_pane.cancel_requested.connect(c.cancel_running)
+        self.params_pane.changed.connect(self._update_latent_label)
+        self.params_pane.model_combo.currentIndexChanged.connect(self._on_model_selected)
+        self.params_pane.add_model_requested.connect(self.add_model_folder)
+        self.queue_pane.cancel_requested.connect(c.cancel)
+        self.queue_pane.cancel_all_requested.connect(c.cancel_all)
+        self.preview_pane.export_requested.connect(self.export_animation_dialog)
+        g = self.gallery_pane
+        g.entry_selected.connect(lambda e: self.spawn(self.show_entry(e)))
+        g.reuse_params_requested.connect(self.reuse_params)
+        g.reuse_seed_requested.connect(self.reuse_seed)
+        g.copy_requested.connect(lambda e: self.spawn(self.copy_image(e)))
+        g.save_as_requested.connect(self.save_as_dialog)
+        g.open_folder_requested.connect(self.open_folder)
+        g.delete_requested.connect(self.delete_dialog)
+
+    def _restore(self) -> None:
+        s = self.settings
+        self.params_pane.set_models(self._model_entries())
+        params = s.params()
+        if params is not None:
+            self.prompt_pane.set_prompts(params.prompt, params.negative_prompt)
+            self.params_pane.set_params(params)
+        self.params_pane.preview_combo.setCurrentText(s.preview_method)
+        self.params_pane.preview_interval_spin.setValue(s.preview_interval)
+        self.prompt_pane.set_recent(s.recent_prompts)
+        if s.window_geometry:
+            self.restoreGeometry(QByteArray.fromBase64(s.window_geometry.encode("ascii")))
+        if s.window_state:
+            self.restoreState(QByteArray.fromBase64(s.window_state.encode("ascii")))
+        for name, splitter in self.splitters.items():
+            if name in s.splitters:
+                splitter.restoreState(QByteArray.fromBase64(s.splitters[name].encode("ascii")))
+
+    def start(self) -> None:
+        """Start the engine and the first folder scan; call once the event loop runs."""
+        self.controller.start()
+        self.busy_bar.show()
+        self.spawn(self.scan_output_folder())
+        self._on_model_selected()
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_event_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None and not self._closing:
+            log.error("background task failed", exc_info=exc)
+            self.preview_pane.show_error(f"{type(exc).__name__}: {exc}")
+
+    async def off_thread(self, func: Callable[..., T], *args: Any) -> T:
+        """Run blocking disk work on the default executor; the GUI keeps painting."""
+        return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+    def pending_tasks(self) -> int:
+        return len(self._tasks)
+
+    # -- generating -------------------------------------------------------------------------
+
+    def current_params(self) -> GenerationParams:
+        return self.params_pane.params(
+            self.prompt_pane.prompt(), self.prompt_pane.negative_prompt()
+        )
+
+    def generate(self) -> None:
+        try:
+            params = self.current_params()
+        except ValueError as exc:
+            self.preview_pane.show_error(f"Cannot generate: {exc}")
+            return
+        if not params.prompt:
+            self.preview_pane.show_error("Cannot generate: the prompt is empty; describe a picture")
+            self.prompt_pane.prompt_edit.setFocus()
+            return
+        self.preview_pane.clear_error()
+        self.settings.remember_prompt(params.prompt)
+        self.prompt_pane.set_recent(self.settings.recent_prompts)
+        self._store_params(params)
+        self.spawn(self.run_job(params))
+
+    async def run_job(self, params: GenerationParams) -> JobFinished | JobFailed | JobCancelled:
+        job = self.controller.submit(params)
+        outcome = await self.controller.wait(job)
+        if self._closing:
+            return outcome
+        records: tuple[ImageRecord, ...] = ()
+        if isinstance(outcome, JobFinished):
+            records = outcome.records
+        elif isinstance(outcome, JobCancelled):
+            records = outcome.saved
+        if records:
+            await self.add_records(records, job.id, params.batch_size)
+        return outcome
+
+    async def add_records(
+        self, records: tuple[ImageRecord, ...], job_id: int, batch_size: int
+    ) -> None:
+        # Saved params carry batch_size 1 (each file is one image); the job's says which pass.
+        entries = [
+            GalleryEntry(r.path, r.params, r, job_id, r.index // batch_size)
+            for r in reversed(records)
+        ]
+        self.gallery_model.prepend(entries)
+        self.gallery_pane.select_row(0)  # shows the newest image and its timeline
+        await self.load_thumbnails(entries)
+
+    async def load_thumbnails(self, entries: list[GalleryEntry]) -> None:
+        for entry in entries:
+            if self.gallery_model.has_thumbnail(entry.path):
+                continue
+            try:
+                image = await self.off_thread(load_thumbnail, entry.path)
+            except OSError as exc:
+                log.warning("no thumbnail for %s: %s", entry.path, exc)
+                continue
+            self.gallery_model.set_thumbnail(entry.path, image)
+
+    async def scan_output_folder(self) -> None:
+        folder = self.settings.output_dir()
+        entries = await self.off_thread(scan_folder, folder, SCAN_LIMIT)
+        self.gallery_model.append(entries)
+        await self.load_thumbnails(entries)
+
+    # -- engine events ------------------------------------------------------------------------
+
+    def _on_backend_ready(self, label: str) -> None:
+        self.device_label.setText(label)
+        self.busy_bar.hide()
+        self.statusBar().showMessage("Engine ready", 4000)
+
+    def _on_model_loading(self, event: ModelLoading) -> None:
+        self.busy_bar.show()
+        self.statusBar().showMessage(f"Loading model {Path(event.model).name}…")
+
+    def _on_model_ready(self, event: ModelReady) -> None:
+        self.busy_bar.hide()
+        if not event.cached:
+            self.statusBar().showMessage(
+                f"Model {event.model} ready ({event.family}, loaded in {event.seconds:.1f} s)", 5000
+            )
+
+    def _on_job_started(self, event: JobStarted) -> None:
+        self.prompt_pane.set_busy(True)
+        if isinstance(event.params.seed, int):
+            self.params_pane.set_last_seed(event.params.seed)
+        self.preview_pane.job_started(event)
+        self.latent_label.setText(self._latent_text(event.params.width, event.params.height))
+
+    def _on_step(self, event: StepProgress) -> None:
+        self.preview_pane.offer(event)
+        if event.preview is not None:
+            self.timelines.add_frame(event.job_id, event.batch_index, event.step, event.preview)
+
+    def _on_job_finished(self, event: JobFinished) -> None:
+        count = len(event.records)
+        self.preview_pane.job_ended(
+            f"Done: {count} image{'s' if count != 1 else ''} in {event.seconds:.1f} s"
+        )
+        self._job_ended()
+
+    def _on_job_failed(self, event: JobFailed) -> None:
+        self.preview_pane.job_ended("Failed")
+        self.preview_pane.show_error(event.message, event.detail)
+        self.statusBar().showMessage(f"Job {event.job_id} failed", 5000)
+        self._job_ended()
+
+    def _on_job_cancelled(self, event: JobCancelled) -> None:
+        running = self.controller.last_started
+        if running is not None and running.job_id == event.job_id:
+            self.preview_pane.job_ended(f"Cancelled after step {event.step}")
+        self.statusBar().showMessage(f"Job {event.job_id} cancelled", 4000)
+        self._job_ended()
+
+    def _job_ended(self) -> None:
+        self.busy_bar.hide()
+        self.prompt_pane.set_busy(bool(self.controller.jobs()))
+
+    def _refresh_queue(self) -> None:
+        jobs = self.controller.jobs()
+        self.queue_pane.set_jobs(jobs, {})
+        self.prompt_pane.set_busy(bool(jobs))
+
+    # -- models and sizes ----------------------------------------------------------------------
+
+    def _model_entries(self) -> list[tuple[str, str]]:
+        entries = [(f"{self.bundled_model.name} (bundled)", "")]
+        for folder in self.settings.model_folders:
+            path = Path(folder)
+            entries.append((f"{path.name} — {path.parent}", folder))
+        return entries
+
+    def _on_model_selected(self) -> None:
+        value = self.params_pane.model_value()
+        path = Path(value) if value else self.bundled_model
+        self.spawn(self._load_model_info(path))
+
+    async def _load_model_info(self, path: Path) -> None:
+        try:
+            info: ModelInfo | None = await self.off_thread(read_model_info, path)
+        except ValueError as exc:
+            info = None
+            self.statusBar().showMessage(str(exc), 8000)
+        self._model_info = info
+        self.params_pane.set_model_info(info)
+        self._update_latent_label()
+
+    def _latent_text(self, width: int | None, height: int | None) -> str:
+        if self._model_info is None:
+            return "latent size: shown once the model folder is readable"
+        return self._model_info.latent_text(width, height)
+
+    def _update_latent_label(self) -> None:
+        self.latent_label.setText(self._latent_text(*self.params_pane.chosen_size()))
+
+    def add_model_folder(self, folder: Path | None = None) -> None:
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")
+            if not chosen:
+                return
+            folder = Path(chosen)
+        if not is_diffusers_folder(folder):
+            QMessageBox.warning(
+                self,
+                "Not a model folder",
+                f"{folder} is not a diffusers model folder: it has no model_index.json.\n\n"
+                "Pick the folder that holds model_index.json, unet/, vae/, text_encoder/, "
+                "tokenizer/ and scheduler/.",
+            )
+            return
+        value = str(folder.resolve())
+        if value not in self.settings.model_folders:
+            self.settings.model_folders.append(value)
+        self.params_pane.set_models(self._model_entries())
+        self.params_pane.select_model(value)
+        self._save_settings()
+
+    # -- output folder -----------------------------------------------------------------------
+
+    def choose_output_folder(self, folder: Path | None = None) -> None:
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(
+                self, "Save new images in", str(self.settings.output_dir())
+            )
+            if not chosen:
+                return
+            folder = Path(chosen)
+        self.settings.output_folder = str(folder)
+        self.controller.engine.worker.set_sink(self.sink_factory(folder))
+        self._save_settings()
+        self.statusBar().showMessage(f"New images go to {folder}", 5000)
+        self.spawn(self.scan_output_folder())
+
+    # -- gallery actions ---------------------------------------------------------------------
+
+    async def show_entry(self, entry: GalleryEntry) -> None:
+        try:
+            image = await self.off_thread(load_qimage, entry.path)
+        except OSError as exc:
+            self.preview_pane.show_error(f"Cannot open {entry.path}: {exc}")
+            return
+        p = entry.params
+        caption = entry.path.name
+        if p is not None:
+            prompt = p.prompt.replace("\n", " ")
+            prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
+            caption = (
+                f"“{prompt}” · {p.width}×{p.height} · seed {p.seed} · {p.scheduler}, "
+                f"{p.steps} steps"
+            )
+        self.preview_pane.show_image(image, caption)
+        timeline = None
+        if entry.job_id is not None:
+            timeline = self.timelines.get(entry.job_id, entry.batch_index)
+        self.preview_pane.set_timeline(timeline)
+
+    def reuse_params(self, entry: GalleryEntry) -> None:
+        if entry.params is None:
+            return
+        self.prompt_pane.set_prompts(entry.params.prompt, entry.params.negative_prompt)
+        self.params_pane.set_params(entry.params)
+        self.statusBar().showMessage("Parameters loaded from the image", 3000)
+
+    def reuse_seed(self, entry: GalleryEntry) -> None:
+        if entry.seed is not None:
+            self.params_pane.set_seed(entry.seed)
+            self.statusBar().showMessage(f"Seed {entry.seed} fixed", 3000)
+
+    async def copy_image(self, entry: GalleryEntry) -> None:
+        image = await self.off_thread(load_qimage, entry.path)
+        QGuiApplication.clipboard().setImage(image)
+        self.statusBar().showMessage("Image copied to the clipboard", 3000)
+
+    def save_as_dialog(self, entry: GalleryEntry) -> None:
+        chosen, _ = QFileDialog.getSaveFileName(
+            self, "Save image as", str(Path.home() / entry.path.name), SAVE_FILTERS
+        )
+        if chosen:
+            self.spawn(self.save_as(entry, Path(chosen)))
+
+    async def save_as(self, entry: GalleryEntry, target: Path) -> None:
+        try:
+            await self.off_thread(save_copy, entry.path, target)
+        except (OSError, ValueError) as exc:
+            self.preview_pane.show_error(f"Could not save {target}: {exc}")
+            return
+        self.statusBar().showMessage(f"Saved {target}", 5000)
+
+    def open_folder(self, entry: GalleryEntry) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(entry.path.parent)))
+
+    def delete_dialog(self, entry: GalleryEntry) -> None:
+        answer = QMessageBox.question(
+            self,
+            "Delete image",
+            f"Move {entry.path.name} to the trash folder?\n\n"
+            f"It goes to {entry.path.parent / TRASH_FOLDER}; move it back to restore it.",
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.spawn(self.delete(entry))
+
+    async def delete(self, entry: GalleryEntry) -> Path | None:
+        try:
+            moved = await self.off_thread(move_to_trash, entry.path)
+        except OSError as exc:
+            self.preview_pane.show_error(f"Could not delete {entry.path}: {exc}")
+            return None
+        self.gallery_model.remove(entry.path)
+        self.statusBar().showMessage(f"Moved to {moved}", 5000)
+        return moved
+
+    # -- timeline export --------------------------------------------------------------------
+
+    def export_animation_dialog(self) -> None:
+        timeline = self.preview_pane.timeline()
+        entry = self.gallery_pane.current_entry()
+        if timeline is None or entry is None:
+            self.statusBar().showMessage("Select an image made in this session first", 4000)
+            return
+        chosen, _ = QFileDialog.getSaveFileName(
+            self,
+            "Export denoising animation",
+            str(entry.path.with_suffix(".webp")),
+            "Animated WebP (*.webp);;GIF (*.gif)",
+        )
+        if chosen:
+            self.spawn(self.export_animation(entry, Path(chosen)))
+
+    async def export_animation(self, entry: GalleryEntry, target: Path) -> Path | None:
+        timeline = self.timelines.get(entry.job_id or -1, entry.batch_index)
+        if timeline is None:
+            self.preview_pane.show_error("This image's denoising previews are no longer kept")
+            return None
+        frames = [frame for _, frame in timeline.frames]
+        try:
+            await self.off_thread(export_animation, frames, entry.path, target)
+        except (OSError, ValueError) as exc:
+            self.preview_pane.show_error(f"Could not export {target}: {exc}")
+            return None
+        self.statusBar().showMessage(f"Animation saved to {target}", 5000)
+        return target
+
+    # -- help ----------------------------------------------------------------------------------
+
+    def _show_shortcuts(self) -> None:
+        QMessageBox.information(
+            self,
+            "Keyboard shortcuts",
+            "Ctrl+Enter  generate\nEsc  cancel the running job\nShift+Esc  cancel all jobs\n"
+            "Ctrl+Up / Ctrl+Down  recent prompts (in the prompt)\nCtrl+R  recent prompts menu\n"
+            "Ctrl+L / Ctrl+G / Ctrl+K  focus prompt / gallery / queue\n"
+            "Ctrl+0 / Ctrl+1  fit / 100 %\nCtrl+E  export animation\n"
+            "In the gallery: Ctrl+C copy, Delete delete, Menu key for more",
+        )
+
+    # -- settings and shutdown ------------------------------------------------------------------
+
+    def _store_params(self, params: GenerationParams) -> None:
+        self.settings.last_params = params.to_dict()
+        self.settings.preview_method = params.preview_method
+        self.settings.preview_interval = params.preview_interval
+        self._save_settings()
+
+    def _collect_settings(self) -> None:
+        s = self.settings
+        try:
+            params = self.current_params()
+        except ValueError:
+            params = None
+        if params is not None:
+            s.last_params = params.to_dict()
+            s.preview_method = params.preview_method
+            s.preview_interval = params.preview_interval
+        s.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
+        s.window_state = bytes(self.saveState().toBase64().data()).decode("ascii")
+        s.splitters = {
+            name: bytes(splitter.saveState().toBase64().data()).decode("ascii")
+            for name, splitter in self.splitters.items()
+        }
+
+    def _save_settings(self) -> None:
+        """Save a snapshot off the GUI thread (fsync can stall the window)."""
+        self._settings_generation += 1
+        snapshot, generation = copy.deepcopy(self.settings), self._settings_generation
+
+        async def save() -> None:
+            try:
+                await self.off_thread(self._write_settings, snapshot, generation)
+            except OSError as exc:
+                self.statusBar().showMessage(f"Settings not saved: {exc}", 8000)
+
+        self.spawn(save())
+
+    def _write_settings(self, snapshot: Settings, generation: int) -> None:
+        # Saves may finish out of order (executor threads, the final save on close): an older
+        # snapshot never overwrites a newer one.
+        with self._settings_write_lock:
+            if generation < self._settings_written:
+                return
+            save_settings(snapshot)
+            self._settings_written = generation
+
+    def _save_settings_now(self) -> None:
+        self._settings_generation += 1
+        try:
+            self._write_settings(self.settings, self._settings_generation)
+        except OSError as exc:
+            log.error("settings not saved: %s", exc)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self._closing:
+            event.accept()
+            return
+        self._closing = True
+        self._collect_settings()
+        self._save_settings_now()
+        # Cancels the running job (it stops at its next step) and joins the engine thread.
+        self.controller.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
+        event.accept()
+
+
+# -- disk work (executor threads) ---------------------------------------------------------------
+
+
+def scan_folder(folder: Path, limit: int) -> list[GalleryEntry]:
+    """The newest `limit` PNGs in `folder`, newest first, with their ldstudio params if any."""
+    if not folder.is_dir():
+        return []
+    files = []
+    for path in folder.glob("*.png"):
+        try:
+            files.append((path.stat().st_mtime, path))
+        except OSError:
+            continue  # vanished between listing and stat
+    files.sort(reverse=True)
+    entries = []
+    for _, path in files[:limit]:
+        try:
+            params: GenerationParams | None = read_ldstudio_params(path)
+        except (OSError, ValueError):
+            params = None
+        entries.append(GalleryEntry(path, params))
+    return entries
+
+
+def save_copy(source: Path, target: Path) -> None:
+    """Copy an image; PNG keeps every byte (and so its metadata), JPEG/WebP are converted."""
+    suffix = target.suffix.lower()
+    if suffix == ".png":
+        shutil.copy2(source, target)
+        return
+    formats = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+    if suffix not in formats:
+        raise ValueError(
+            f"file type {suffix or '(none)'} is not supported; allowed: .png .jpg .webp"
+        )
+    with Image.open(source) as image:
+        image.convert("RGB").save(target, format=formats[suffix], quality=95)
+
+
+def move_to_trash(path: Path) -> Path:
+    """Move `path` into `<its folder>/.trash/`, never overwriting a file already there."""
+    trash = path.parent / TRASH_FOLDER
+    trash.mkdir(exist_ok=True)
+    target = trash / path.name
+    counter = 2
+    while target.exists():
+        target = trash / f"{path.stem}-{counter}{path.suffix}"
+        counter += 1
+    path.rename(target)
+    return target

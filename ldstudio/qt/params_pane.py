@@ -1,0 +1,408 @@
+"""ParamsPane: model, scheduler, steps, guidance, size, seed, batch and preview widgets; GUI thread.
+
+The widgets' ranges come from ldstudio.core.params, so out-of-range values cannot be typed;
+combinations that are allowed but probably unwanted are explained in a line under the form.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ldstudio.core.params import (
+    BATCH_COUNT_RANGE,
+    BATCH_SIZE_RANGE,
+    GUIDANCE_RANGE,
+    PREVIEW_INTERVAL_RANGE,
+    PREVIEW_METHODS,
+    RANDOM_SEED,
+    SCHEDULERS,
+    SEED_MAX,
+    SIZE_MULTIPLE,
+    SIZE_RANGE,
+    STEPS_RANGE,
+    GenerationParams,
+)
+from ldstudio.qt.model_info import ModelInfo
+
+ASPECTS: tuple[tuple[str, tuple[int, int] | None], ...] = (
+    ("Native size", None),
+    ("Square 1:1", (1, 1)),
+    ("Landscape 4:3", (4, 3)),
+    ("Portrait 3:4", (3, 4)),
+    ("Landscape 3:2", (3, 2)),
+    ("Portrait 2:3", (2, 3)),
+    ("Wide 16:9", (16, 9)),
+    ("Tall 9:16", (9, 16)),
+    ("Custom", None),
+)
+NATIVE, CUSTOM = 0, len(ASPECTS) - 1
+SEED_MODES = ("Random", "Fixed", "Reuse last")
+RANDOM, FIXED, REUSE_LAST = range(3)
+FALLBACK_NATIVE = 512
+PREVIEW_TIPS = {
+    "latent2rgb": "latent2rgb: a fast colour map of the latent (coarse, nearly free)",
+    "taesd": "taesd: the tiny decoder (sharper; needs its weights in the data folder)",
+    "vae": "vae: the full decoder (exact, slowest)",
+    "none": "none: no live preview (fastest)",
+}
+
+
+class MultipleSpinBox(QSpinBox):
+    """A spin box that only accepts multiples of `multiple`; typed values snap to the nearest."""
+
+    def __init__(self, multiple: int, low: int, high: int) -> None:
+        super().__init__()
+        self.multiple = multiple
+        self.setRange(low, high)
+        self.setSingleStep(multiple)
+        self.setSuffix(" px")
+
+    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
+        state = super().validate(text, pos)
+        if state[0] == QValidator.State.Acceptable and self.valueFromText(text) % self.multiple:
+            return (QValidator.State.Intermediate, text, pos)
+        return state
+
+    def fixup(self, text: str) -> str:
+        try:
+            value = int(text.replace(self.suffix(), "").strip())
+        except ValueError:
+            return str(self.value())
+        snapped = round(value / self.multiple) * self.multiple
+        return str(max(self.minimum(), min(self.maximum(), snapped)))
+
+
+class ParamsPane(QWidget):
+    changed = Signal()
+    add_model_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._info: ModelInfo | None = None
+        self._last_seed: int | None = None
+        # Fields this pane has no widget for (added by newer features) pass through unchanged.
+        self._base = GenerationParams(prompt="")
+
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("Which diffusion model draws the image")
+        self.add_model_button = QToolButton()
+        self.add_model_button.setText("Add…")
+        self.add_model_button.setToolTip("Add a diffusers model folder (one with model_index.json)")
+        self.add_model_button.clicked.connect(self.add_model_requested)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.add_model_button)
+
+        self.scheduler_combo = QComboBox()
+        self.scheduler_combo.addItems(SCHEDULERS)
+        self.scheduler_combo.setToolTip(
+            "The sampler that walks from noise to image; Euler a and DPM++ 2M Karras are good "
+            "defaults"
+        )
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(*STEPS_RANGE)
+        self.steps_spin.setToolTip("Denoising steps: more is slower and usually finer (20–30)")
+        self.guidance_spin = QDoubleSpinBox()
+        self.guidance_spin.setRange(*GUIDANCE_RANGE)
+        self.guidance_spin.setSingleStep(0.5)
+        self.guidance_spin.setDecimals(1)
+        self.guidance_spin.setToolTip(
+            "Guidance (CFG) scale: how strictly the image follows the prompt (5–9 is typical)"
+        )
+
+        self.aspect_combo = QComboBox()
+        for aspect_name, _ in ASPECTS:
+            self.aspect_combo.addItem(aspect_name)
+        self.aspect_combo.setToolTip("Size preset by aspect ratio, around the model's native size")
+        self.width_spin = MultipleSpinBox(SIZE_MULTIPLE, *SIZE_RANGE)
+        self.width_spin.setToolTip(f"Image width in pixels, a multiple of {SIZE_MULTIPLE}")
+        self.height_spin = MultipleSpinBox(SIZE_MULTIPLE, *SIZE_RANGE)
+        self.height_spin.setToolTip(f"Image height in pixels, a multiple of {SIZE_MULTIPLE}")
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_spin, 1)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_spin, 1)
+
+        self.seed_mode = QComboBox()
+        self.seed_mode.addItems(SEED_MODES)
+        self.seed_mode.setToolTip(
+            "Random: a new seed each job. Fixed: the seed below. Reuse last: the previous job's"
+        )
+        self.seed_spin = QDoubleSpinBox()
+        self.seed_spin.setDecimals(0)
+        self.seed_spin.setRange(0, SEED_MAX)
+        self.seed_spin.setToolTip(
+            f"Seed 0–{SEED_MAX}: the same seed and settings give the same image; image i of a "
+            "job uses seed+i"
+        )
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed_mode)
+        seed_row.addWidget(self.seed_spin, 1)
+
+        self.batch_size_spin = QSpinBox()
+        self.batch_size_spin.setRange(*BATCH_SIZE_RANGE)
+        self.batch_size_spin.setToolTip("Images drawn together in one pass (uses more memory)")
+        self.batch_count_spin = QSpinBox()
+        self.batch_count_spin.setRange(*BATCH_COUNT_RANGE)
+        self.batch_count_spin.setToolTip("How many passes to run one after another")
+        batch_row = QHBoxLayout()
+        batch_row.addWidget(self.batch_size_spin, 1)
+        batch_row.addWidget(QLabel("per pass ×"))
+        batch_row.addWidget(self.batch_count_spin, 1)
+
+        self.preview_combo = QComboBox()
+        self.preview_combo.addItems(PREVIEW_METHODS)
+        self.preview_combo.setToolTip(
+            "How the live preview is drawn: " + "; ".join(PREVIEW_TIPS.values())
+        )
+        self.preview_interval_spin = QSpinBox()
+        self.preview_interval_spin.setRange(*PREVIEW_INTERVAL_RANGE)
+        self.preview_interval_spin.setPrefix("every ")
+        self.preview_interval_spin.setSuffix(" step(s)")
+        self.preview_interval_spin.setToolTip("Draw a preview every N steps (1 = every step)")
+        preview_row = QHBoxLayout()
+        preview_row.addWidget(self.preview_combo, 1)
+        preview_row.addWidget(self.preview_interval_spin, 1)
+
+        self.hint_label = QLabel()
+        self.hint_label.setObjectName("hint")
+        self.hint_label.setWordWrap(True)
+        self.hint_label.setStyleSheet("color: palette(link);")
+
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        rows: tuple[tuple[str, QWidget | QHBoxLayout, QWidget], ...] = (
+            ("&Model", model_row, self.model_combo),
+            ("&Sampler", self.scheduler_combo, self.scheduler_combo),
+            ("S&teps", self.steps_spin, self.steps_spin),
+            ("G&uidance", self.guidance_spin, self.guidance_spin),
+            ("Si&ze", self.aspect_combo, self.aspect_combo),
+            ("", size_row, self.width_spin),
+            ("S&eed", seed_row, self.seed_mode),
+            ("&Batch", batch_row, self.batch_size_spin),
+            ("Pre&view", preview_row, self.preview_combo),
+        )
+        for text, field, buddy in rows:
+            label = QLabel(text)
+            label.setBuddy(buddy)
+            form.addRow(label, field)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(form)
+        layout.addWidget(self.hint_label)
+        layout.addStretch(1)
+
+        self.set_models([("ldstudio-shapes (bundled)", "")])
+        self.set_params(GenerationParams(prompt=""))
+        for signal in (
+            self.model_combo.currentIndexChanged,
+            self.scheduler_combo.currentIndexChanged,
+            self.steps_spin.valueChanged,
+            self.guidance_spin.valueChanged,
+            self.width_spin.valueChanged,
+            self.height_spin.valueChanged,
+            self.seed_spin.valueChanged,
+            self.batch_size_spin.valueChanged,
+            self.batch_count_spin.valueChanged,
+            self.preview_combo.currentIndexChanged,
+            self.preview_interval_spin.valueChanged,
+        ):
+            signal.connect(self._on_changed)
+        self.aspect_combo.currentIndexChanged.connect(self._on_aspect)
+        self.seed_mode.currentIndexChanged.connect(self._on_changed)
+        self._on_changed()
+
+    # -- models ------------------------------------------------------------------------------
+
+    def set_models(self, models: list[tuple[str, str]]) -> None:
+        """(label, model value) pairs; value "" is the bundled model. Keeps the selection."""
+        current = self.model_value()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for label, value in models:
+            self.model_combo.addItem(label, value)
+            self.model_combo.setItemData(
+                self.model_combo.count() - 1,
+                value or "the model that ships with ldstudio",
+                Qt.ItemDataRole.ToolTipRole,
+            )
+        self.model_combo.blockSignals(False)
+        self.select_model(current)
+
+    def model_value(self) -> str:
+        data = self.model_combo.currentData()
+        return data if isinstance(data, str) else ""
+
+    def select_model(self, value: str) -> None:
+        index = self.model_combo.findData(value)
+        self.model_combo.setCurrentIndex(max(index, 0))
+
+    def set_model_info(self, info: ModelInfo | None) -> None:
+        self._info = info
+        self._on_aspect()
+
+    @property
+    def native_size(self) -> int:
+        return self._info.native_size if self._info else FALLBACK_NATIVE
+
+    # -- values ------------------------------------------------------------------------------
+
+    def params(self, prompt: str, negative_prompt: str) -> GenerationParams:
+        """The parameters shown, validated. ValueError (naming the field) when invalid."""
+        native = self.aspect_combo.currentIndex() == NATIVE
+        mode = self.seed_mode.currentIndex()
+        seed: int | str = RANDOM_SEED
+        if mode == FIXED:
+            seed = int(self.seed_spin.value())
+        elif mode == REUSE_LAST and self._last_seed is not None:
+            seed = self._last_seed
+        return self._base.replace(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            model=self.model_value(),
+            scheduler=self.scheduler_combo.currentText(),
+            steps=self.steps_spin.value(),
+            guidance_scale=round(self.guidance_spin.value(), 2),
+            width=None if native else self.width_spin.value(),
+            height=None if native else self.height_spin.value(),
+            seed=seed,
+            batch_size=self.batch_size_spin.value(),
+            batch_count=self.batch_count_spin.value(),
+            preview_method=self.preview_combo.currentText(),
+            preview_interval=self.preview_interval_spin.value(),
+        ).validate()
+
+    def set_params(self, params: GenerationParams) -> None:
+        """Show `params` (prompts are the prompt pane's). A concrete seed selects Fixed."""
+        self._base = params
+        self.select_model(params.model)
+        self.scheduler_combo.setCurrentText(params.scheduler)
+        self.steps_spin.setValue(params.steps)
+        self.guidance_spin.setValue(params.guidance_scale)
+        if params.width is None or params.height is None:
+            self.aspect_combo.setCurrentIndex(NATIVE)
+        else:
+            self.aspect_combo.blockSignals(True)
+            self.aspect_combo.setCurrentIndex(self._aspect_for(params.width, params.height))
+            self.aspect_combo.blockSignals(False)
+            self.width_spin.setValue(params.width)
+            self.height_spin.setValue(params.height)
+            self._on_aspect()
+        if isinstance(params.seed, int):
+            self.set_seed(params.seed)
+        else:
+            self.seed_mode.setCurrentIndex(RANDOM)
+        self.batch_size_spin.setValue(params.batch_size)
+        self.batch_count_spin.setValue(params.batch_count)
+        self.preview_combo.setCurrentText(params.preview_method)
+        self.preview_interval_spin.setValue(params.preview_interval)
+        self._on_changed()
+
+    def set_seed(self, seed: int) -> None:
+        self.seed_mode.setCurrentIndex(FIXED)
+        self.seed_spin.setValue(seed)
+
+    def set_last_seed(self, seed: int) -> None:
+        """The seed of the most recent job, used by "Reuse last"."""
+        self._last_seed = seed
+        self._on_changed()
+
+    def chosen_size(self) -> tuple[int | None, int | None]:
+        if self.aspect_combo.currentIndex() == NATIVE:
+            return None, None
+        return self.width_spin.value(), self.height_spin.value()
+
+    # -- reactions ---------------------------------------------------------------------------
+
+    def _aspect_for(self, width: int, height: int) -> int:
+        for index, (_, ratio) in enumerate(ASPECTS):
+            if ratio and (width, height) == self._preset_size(ratio):
+                return index
+        return CUSTOM
+
+    def _preset_size(self, ratio: tuple[int, int]) -> tuple[int, int]:
+        # Keep the model's native pixel count; round each side to the multiple of 8.
+        area = self.native_size**2
+        w = math.sqrt(area * ratio[0] / ratio[1])
+        h = area / w
+        low, high = SIZE_RANGE
+
+        def snap(value: float) -> int:
+            snapped = round(value / SIZE_MULTIPLE) * SIZE_MULTIPLE
+            return max(low, min(high, snapped))
+
+        return snap(w), snap(h)
+
+    def _on_aspect(self) -> None:
+        index = self.aspect_combo.currentIndex()
+        ratio = ASPECTS[index][1]
+        editable = index == CUSTOM
+        for spin in (self.width_spin, self.height_spin):
+            spin.setEnabled(editable)
+            spin.blockSignals(True)
+        if index == NATIVE:
+            self.width_spin.setValue(self.native_size)
+            self.height_spin.setValue(self.native_size)
+        elif ratio is not None:
+            w, h = self._preset_size(ratio)
+            self.width_spin.setValue(w)
+            self.height_spin.setValue(h)
+        for spin in (self.width_spin, self.height_spin):
+            spin.blockSignals(False)
+        self._on_changed()
+
+    def _on_changed(self) -> None:
+        self.seed_spin.setEnabled(self.seed_mode.currentIndex() == FIXED)
+        if self.seed_mode.currentIndex() == REUSE_LAST and self._last_seed is not None:
+            self.seed_spin.setValue(self._last_seed)
+        steps = self.steps_spin.value()
+        # An interval longer than the job would mean no preview at all: make it impossible.
+        self.preview_interval_spin.setMaximum(steps)
+        self.preview_interval_spin.setEnabled(self.preview_combo.currentText() != "none")
+        self.preview_combo.setToolTip(PREVIEW_TIPS.get(self.preview_combo.currentText(), ""))
+        self.hint_label.setText(" ".join(self._hints()))
+        self.hint_label.setVisible(bool(self.hint_label.text()))
+        self.changed.emit()
+
+    def _hints(self) -> list[str]:
+        hints = []
+        scheduler = self.scheduler_combo.currentText()
+        steps, guidance = self.steps_spin.value(), self.guidance_spin.value()
+        if scheduler == "LCM" and (steps > 8 or guidance > 2):
+            hints.append(
+                "LCM is meant for LCM-distilled models with 4–8 steps and guidance 1–2; "
+                "other models give blurry images with it."
+            )
+        if guidance <= 1.0:
+            hints.append("Guidance ≤ 1 ignores the negative prompt.")
+        if self.seed_mode.currentIndex() == REUSE_LAST and self._last_seed is None:
+            hints.append("No job has run yet, so the first seed is random.")
+        w, h = self.chosen_size()
+        if w and h and w * h > 4 * self.native_size**2:
+            hints.append(
+                f"{w}×{h} is far above the model's native {self.native_size}×{self.native_size}: "
+                "expect repeated subjects and long runs."
+            )
+        count = self.batch_size_spin.value() * self.batch_count_spin.value()
+        if count > 1:
+            hints.append(f"This job makes {count} images.")
+        return hints
+
+
+def model_label(path: Path) -> str:
+    return f"{path.name}  ({path.parent})"

@@ -1,0 +1,146 @@
+"""PromptPane: prompt and negative prompt editors, Generate/Cancel, recent prompts; GUI thread."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMenu,
+    QPlainTextEdit,
+    QPushButton,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+class PromptPane(QWidget):
+    generate_requested = Signal()
+    cancel_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._recent: list[str] = []
+        self._recent_pos = -1
+
+        self.prompt_edit = QPlainTextEdit()
+        self.prompt_edit.setObjectName("prompt")
+        self.prompt_edit.setPlaceholderText("Describe the picture, e.g. a red circle on a blue …")
+        self.prompt_edit.setToolTip(
+            "What to draw. Ctrl+Enter generates; Ctrl+Up/Ctrl+Down step through recent prompts."
+        )
+        self.prompt_edit.setTabChangesFocus(True)
+        self.negative_edit = QPlainTextEdit()
+        self.negative_edit.setObjectName("negative")
+        self.negative_edit.setPlaceholderText("What to avoid (optional)")
+        self.negative_edit.setToolTip("Negative prompt: what the image should not contain.")
+        self.negative_edit.setTabChangesFocus(True)
+        self.negative_edit.setMaximumHeight(70)
+
+        prompt_label = QLabel("&Prompt")
+        prompt_label.setBuddy(self.prompt_edit)
+        negative_label = QLabel("&Negative prompt")
+        negative_label.setBuddy(self.negative_edit)
+
+        self.recent_button = QToolButton()
+        self.recent_button.setText("Recent")
+        self.recent_button.setToolTip("Recent prompts (Ctrl+R)")
+        self.recent_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.recent_menu = QMenu(self.recent_button)
+        self.recent_button.setMenu(self.recent_menu)
+
+        self.generate_button = QPushButton("&Generate")
+        self.generate_button.setToolTip("Queue a generation with these settings (Ctrl+Enter)")
+        self.generate_button.setDefault(True)
+        self.generate_button.clicked.connect(self.generate_requested)
+        self.cancel_button = QPushButton("&Cancel")
+        self.cancel_button.setToolTip("Stop the running generation at its next step (Esc)")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+
+        header = QHBoxLayout()
+        header.addWidget(prompt_label)
+        header.addStretch(1)
+        header.addWidget(self.recent_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(header)
+        layout.addWidget(self.prompt_edit, 3)
+        layout.addWidget(negative_label)
+        layout.addWidget(self.negative_edit, 1)
+        layout.addLayout(buttons)
+
+        for keys, slot in (
+            ("Ctrl+Up", lambda: self._step_recent(+1)),
+            ("Ctrl+Down", lambda: self._step_recent(-1)),
+        ):
+            shortcut = QShortcut(QKeySequence(keys), self.prompt_edit)
+            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.activated.connect(slot)
+        recent_shortcut = QShortcut(QKeySequence("Ctrl+R"), self)
+        recent_shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        recent_shortcut.activated.connect(self.recent_button.showMenu)
+        self.set_recent([])
+        # The editors take Ctrl+Enter as a line break before any window shortcut sees it.
+        self.prompt_edit.installEventFilter(self)
+        self.negative_edit.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if (
+            event.type() == QEvent.Type.KeyPress
+            and isinstance(event, QKeyEvent)
+            and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter)
+            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
+        ):
+            self.generate_requested.emit()
+            return True
+        return super().eventFilter(watched, event)
+
+    # -- values ------------------------------------------------------------------------------
+
+    def prompt(self) -> str:
+        return self.prompt_edit.toPlainText().strip()
+
+    def negative_prompt(self) -> str:
+        return self.negative_edit.toPlainText().strip()
+
+    def set_prompts(self, prompt: str, negative: str) -> None:
+        # Replace through the cursor, not setPlainText, so Ctrl+Z brings the old text back.
+        for edit, text in ((self.prompt_edit, prompt), (self.negative_edit, negative)):
+            cursor = edit.textCursor()
+            cursor.select(cursor.SelectionType.Document)
+            cursor.insertText(text)
+            edit.setTextCursor(cursor)
+
+    def set_busy(self, running: bool) -> None:
+        self.cancel_button.setEnabled(running)
+
+    # -- recent prompts -------------------------------------------------------------------
+
+    def set_recent(self, prompts: list[str]) -> None:
+        self._recent = list(prompts)
+        self._recent_pos = -1
+        self.recent_menu.clear()
+        for prompt in self._recent:
+            text = prompt if len(prompt) <= 70 else prompt[:67] + "…"
+            action = QAction(text.replace("&", "&&").replace("\n", " "), self.recent_menu)
+            action.setToolTip(prompt)
+            action.triggered.connect(lambda _=False, p=prompt: self._use_recent(p))
+            self.recent_menu.addAction(action)
+        self.recent_button.setEnabled(bool(self._recent))
+
+    def _use_recent(self, prompt: str) -> None:
+        self.set_prompts(prompt, self.negative_prompt())
+        self.prompt_edit.setFocus()
+
+    def _step_recent(self, direction: int) -> None:
+        if not self._recent:
+            return
+        self._recent_pos = max(-1, min(len(self._recent) - 1, self._recent_pos + direction))
+        text = self._recent[self._recent_pos] if self._recent_pos >= 0 else ""
+        self.set_prompts(text, self.negative_prompt())

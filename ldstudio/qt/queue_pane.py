@@ -1,0 +1,87 @@
+"""QueuePane: the running and pending jobs, with cancel one / cancel all; GUI thread."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ldstudio.core.jobs import Job, JobState
+
+JobIdRole = Qt.ItemDataRole.UserRole + 1
+
+
+class QueuePane(QWidget):
+    cancel_requested = Signal(int)  # job id
+    cancel_all_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel()
+        self.list = QListWidget()
+        self.list.setObjectName("queue")
+        self.list.setToolTip("Jobs waiting or running; Delete cancels the selected one")
+        self.title.setBuddy(self.list)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setWordWrap(False)
+        self.cancel_button = QPushButton("Cancel selected")
+        self.cancel_button.setToolTip("Cancel the selected job (Delete)")
+        self.cancel_button.clicked.connect(self._cancel_selected)
+        self.cancel_all_button = QPushButton("Cancel all")
+        self.cancel_all_button.setToolTip(
+            "Cancel the running job and every waiting one (Shift+Esc)"
+        )
+        self.cancel_all_button.clicked.connect(self.cancel_all_requested)
+        delete = QShortcut(QKeySequence.StandardKey.Delete, self.list)
+        delete.setContext(Qt.ShortcutContext.WidgetShortcut)
+        delete.activated.connect(self._cancel_selected)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.cancel_all_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+        self.set_jobs([], {})
+
+    def set_jobs(self, jobs: list[Job], progress: dict[int, str]) -> None:
+        """Show `jobs` (running first); `progress` maps a job id to a short status text."""
+        selected = self.selected_job_id()
+        self.list.clear()
+        for job in jobs:
+            running = job.state is JobState.RUNNING
+            status = progress.get(job.id, "running" if running else "waiting")
+            prompt = job.params.prompt.replace("\n", " ")
+            if len(prompt) > 48:
+                prompt = prompt[:47] + "…"
+            item = QListWidgetItem(f"#{job.id} · {status} · {prompt}")
+            item.setData(JobIdRole, job.id)
+            item.setToolTip(job.params.prompt)
+            self.list.addItem(item)
+            if job.id == selected:
+                self.list.setCurrentItem(item)
+        count = len(jobs)
+        self.title.setText(f"&Queue — {count} job{'s' if count != 1 else ''}")
+        self.cancel_button.setEnabled(count > 0)
+        self.cancel_all_button.setEnabled(count > 0)
+
+    def selected_job_id(self) -> int | None:
+        item = self.list.currentItem()
+        return None if item is None else int(item.data(JobIdRole))
+
+    def _cancel_selected(self) -> None:
+        job_id = self.selected_job_id()
+        if job_id is None and self.list.count():
+            job_id = int(self.list.item(0).data(JobIdRole))
+        if job_id is not None:
+            self.cancel_requested.emit(job_id)

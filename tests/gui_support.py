@@ -1,0 +1,83 @@
+"""Fixtures and helpers for the pytest-qt GUI tests: a qasync loop, windows on a fake backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QThread
+from PySide6.QtWidgets import QApplication
+
+from ldstudio.app import build_window
+from ldstudio.core.settings import Settings
+from ldstudio.engine.fake import FakeBackend
+from ldstudio.qt.main_window import MainWindow
+from ldstudio.qt.worker import BackendFactory
+
+JOB_TIMEOUT_MS = 10_000
+
+
+@pytest.fixture
+def qt_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
+    """A qasync loop marked running, so tasks step while pytest-qt spins the Qt event loop."""
+    import qasync
+
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    # pytest-qt drives Qt's event loop itself; qasync's callbacks run inside it, and
+    # asyncio APIs need to see the loop as the running one.
+    asyncio.events._set_running_loop(loop)
+    try:
+        yield loop
+    finally:
+        asyncio.events._set_running_loop(None)
+        loop.close()
+        asyncio.set_event_loop(None)
+
+
+@pytest.fixture
+def fake_backend() -> FakeBackend:
+    return FakeBackend()
+
+
+WindowMaker = Callable[..., MainWindow]
+
+
+@pytest.fixture
+def make_window(qtbot, qt_loop: asyncio.AbstractEventLoop) -> Iterator[WindowMaker]:
+    """Build, show and start windows; at teardown close them and check no engine thread lives."""
+    windows: list[MainWindow] = []
+
+    def make(backend: FakeBackend | BackendFactory, settings: Settings | None = None) -> MainWindow:
+        factory = backend if callable(backend) and not isinstance(backend, FakeBackend) else None
+        window = build_window(factory or (lambda: backend), settings=settings)
+        qtbot.addWidget(window)
+        window.show()
+        window.start()
+        windows.append(window)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+    for window in windows:
+        thread: QThread = window.controller.engine.thread
+        assert not thread.isRunning(), "the engine thread outlived its window"
+
+
+def generate(qtbot, window: MainWindow, prompt: str, timeout: int = JOB_TIMEOUT_MS) -> object:
+    """Type `prompt`, press Generate, and return the job's final event."""
+    set_prompt(window, prompt)
+    with qtbot.waitSignal(window.controller.job_ended, timeout=timeout) as blocker:
+        window.prompt_pane.generate_button.click()
+    return blocker.args[0]
+
+
+def set_prompt(window: MainWindow, prompt: str) -> None:
+    window.prompt_pane.prompt_edit.setPlainText(prompt)
+
+
+def output_pngs(home: Path) -> list[Path]:
+    return sorted((home / "outputs").glob("*.png"))
