@@ -9,17 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from ldstudio import __version__
 from ldstudio.core import paths
-from ldstudio.core.imagefiles import FolderSink, ImageSink
+from ldstudio.core.gallery import GalleryStore, default_library_dir
 from ldstudio.core.jobs import JobQueue
 from ldstudio.core.settings import Settings, load_settings
+from ldstudio.qt import refcount_guard
 from ldstudio.qt.controller import GenerationController
 from ldstudio.qt.main_window import MainWindow
 from ldstudio.qt.worker import Backend, BackendFactory, EngineThread
@@ -50,6 +49,7 @@ def app_icon() -> QIcon:
 
 
 def ensure_application(argv: list[str] | None = None) -> QApplication:
+    refcount_guard.install()  # before the first emit: see ldstudio.qt.refcount_guard
     app = QApplication.instance()
     if not isinstance(app, QApplication):
         app = QApplication(argv if argv is not None else sys.argv[:1])
@@ -64,13 +64,18 @@ def ensure_application(argv: list[str] | None = None) -> QApplication:
 def build_window(
     backend_factory: BackendFactory,
     settings: Settings | None = None,
-    sink_factory: Callable[[Path], ImageSink] = FolderSink,
+    store: GalleryStore | None = None,
 ) -> MainWindow:
     """The main window wired to a fresh queue and engine thread (not started: `window.start()`)."""
     settings = settings if settings is not None else load_settings()
-    engine = EngineThread(JobQueue(), backend_factory, sink_factory(settings.output_dir()))
+    # The library opens in ~1 ms (no reconcile here: the window runs it on a worker) and is
+    # the engine's sink, so every finished image is indexed as it is saved.
+    refcount_guard.install()
+    if store is None:
+        store = GalleryStore(default_library_dir(), reconcile=False)
+    engine = EngineThread(JobQueue(), backend_factory, store)
     controller = GenerationController(engine)
-    return MainWindow(controller, settings, sink_factory, paths.bundled_model_dir())
+    return MainWindow(controller, settings, paths.bundled_model_dir(), store)
 
 
 def run(backend_factory: BackendFactory | None = None, argv: list[str] | None = None) -> int:

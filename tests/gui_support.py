@@ -80,4 +80,5 @@ def set_prompt(window: MainWindow, prompt: str) -> None:
 
 
 def output_pngs(home: Path) -> list[Path]:
-    return sorted((home / "outputs").glob("*.png"))
+    """The PNGs in the library (the engine saves there: images/YYYY-MM/)."""
+    return sorted((home / "library" / "images").rglob("*.png"))

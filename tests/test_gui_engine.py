@@ -41,7 +41,9 @@ def test_tiny_model_through_the_real_engine_thread(
     (path,) = output_pngs(ldstudio_home)
     assert read_ldstudio_params(path).model == str(tiny_model.resolve())
     assert window.device_label.text() == "CPU · fp32"
-    qtbot.waitUntil(lambda: window.gallery_model.has_thumbnail(path))
+    entry = window.store.entry_for_path(path)
+    assert entry is not None and entry.params.model == str(tiny_model.resolve())
+    qtbot.waitUntil(lambda: window.gallery_model.has_thumbnail(entry.id))
 
 
 def test_bundled_model_end_to_end(make_window, qtbot, ldstudio_home: Path) -> None:

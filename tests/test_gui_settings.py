@@ -78,14 +78,13 @@ def test_settings_survive_a_restart(
     pane.preview_interval_spin.setValue(2)
     window.prompt_pane.negative_edit.setPlainText("blurry")
     assert isinstance(generate(qtbot, window, "remember me"), JobFinished)
-    window.choose_output_folder(tmp_path / "elsewhere")
     window.resize(790, 590)  # the offscreen screen is 800×600; geometry is clamped to it
     qtbot.waitUntil(lambda: window.main_splitter.width() > 700)
     window.main_splitter.setSizes([250, 260, 240])
     window.close()
 
     saved = json.loads(settings_path().read_text(encoding="utf-8"))
-    assert saved["output_folder"] == str(tmp_path / "elsewhere")
+    assert saved["recent_prompts"][0] == "remember me"
 
     again = make_window(FakeBackend(), settings=load_settings())
     assert again.prompt_pane.prompt() == "remember me"
@@ -95,20 +94,19 @@ def test_settings_survive_a_restart(
     assert (params.scheduler, params.steps, params.guidance_scale) == ("DPM++ 2M Karras", 7, 4.5)
     assert (params.width, params.height, params.seed) == (96, 128, 4_000_000_000)
     assert (params.preview_method, params.preview_interval) == ("vae", 2)
-    assert again.settings.output_dir() == tmp_path / "elsewhere"
     assert (again.width(), again.height()) == (790, 590)
     left, _, right = again.main_splitter.sizes()
     assert (left, right) == (250, 240)  # the side panes keep the widths the user gave them
 
 
-def test_new_images_go_to_the_chosen_output_folder(
-    make_window, fake_backend: FakeBackend, qtbot, tmp_path: Path
+def test_new_images_go_into_the_library(
+    make_window, fake_backend: FakeBackend, qtbot, ldstudio_home: Path
 ) -> None:
     window = make_window(fake_backend)
-    window.choose_output_folder(tmp_path / "mine")
     outcome = generate(qtbot, window, "here")
     assert isinstance(outcome, JobFinished)
-    assert outcome.records[0].path.parent == tmp_path / "mine"
+    assert outcome.records[0].path.is_relative_to(ldstudio_home / "library" / "images")
+    assert window.store.entry_for_path(outcome.records[0].path) is not None
 
 
 def test_recent_prompts_are_one_keystroke_away(

@@ -9,9 +9,9 @@ import pytest
 from gui_support import fake_backend, generate, make_window, output_pngs, qt_loop, set_prompt
 from PIL import Image
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
 
 from ldstudio.core.events import JobCancelled, JobFailed, JobFinished, StepProgress
+from ldstudio.core.gallery import GalleryFilter
 from ldstudio.core.imagefiles import FolderSink
 from ldstudio.core.metadata import read_ldstudio_params
 from ldstudio.core.params import GenerationParams
@@ -44,9 +44,11 @@ def test_generate_previews_in_order_then_image_in_gallery_and_on_disk(
     assert params.steps == 6 and params.width == params.height == 64
     assert isinstance(params.seed, int)
 
-    qtbot.waitUntil(lambda: window.gallery_model.has_thumbnail(path))
+    entry = window.store.entry_for_path(path)
+    assert entry is not None and entry.prompt == params.prompt
+    qtbot.waitUntil(lambda: window.gallery_model.has_thumbnail(entry.id))
     assert window.gallery_model.rowCount() == 1
-    assert window.gallery_model.entry(0).path == path
+    assert window.gallery_model.entry_at(0).path == path
     # The final image replaces the preview; the timeline holds all six steps plus the final.
     qtbot.waitUntil(lambda: window.preview_pane.canvas.image.width() == 64)
     slider = window.preview_pane.timeline_slider
@@ -119,7 +121,8 @@ def test_queue_of_three_with_the_middle_one_cancelled(
     prompts = sorted(read_ldstudio_params(p).prompt for p in output_pngs(ldstudio_home))
     assert prompts == ["first", "third"]
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 2)
-    assert [e.params.prompt for e in window.gallery_model.entries()] == ["third", "first"]
+    qtbot.waitUntil(lambda: window.gallery_model.entry_at(1) is not None)
+    assert [window.gallery_model.entry_at(r).prompt for r in (0, 1)] == ["third", "first"]
     assert window.queue_pane.list.count() == 0
 
 
@@ -192,10 +195,11 @@ def test_close_during_a_job_cancels_it_and_stops_the_engine(
     assert fake_backend.closed
 
 
-def test_gallery_shows_images_already_in_the_output_folder(
+def test_library_adopts_images_found_in_its_folder(
     make_window, fake_backend: FakeBackend, qtbot, ldstudio_home: Path
 ) -> None:
-    sink = FolderSink(ldstudio_home / "outputs")
+    folder = ldstudio_home / "library" / "images" / "2026-01"
+    sink = FolderSink(folder)
     params = GenerationParams(prompt="from yesterday", seed=5, width=64, height=64)
     sink.save(
         Image.new("RGB", (64, 64), "purple"),
@@ -206,45 +210,49 @@ def test_gallery_shows_images_already_in_the_output_folder(
         dtype="fp32",
         seconds=1.0,
     )
-    Image.new("RGB", (32, 32), "white").save(ldstudio_home / "outputs" / "foreign.png")
+    Image.new("RGB", (32, 32), "white").save(folder / "foreign.png")
     window = make_window(fake_backend)
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 2)
-    entries = {e.path.name: e for e in window.gallery_model.entries()}
-    assert entries["foreign.png"].params is None
-    (ours,) = [e for e in entries.values() if e.params is not None]
-    assert ours.params == params
+    foreign = window.store.entry_for_path(folder / "foreign.png")
+    assert foreign is not None and foreign.params is None
+    (ours,) = [p for p in folder.glob("*.png") if p.name != "foreign.png"]
+    assert window.store.entry_for_path(ours).params == params
 
 
 def test_gallery_context_actions(
-    make_window, fake_backend: FakeBackend, qtbot, ldstudio_home: Path, monkeypatch, tmp_path
+    make_window, fake_backend: FakeBackend, qtbot, ldstudio_home: Path, tmp_path
 ) -> None:
     window = make_window(fake_backend)
     window.params_pane.steps_spin.setValue(4)
     outcome = generate(qtbot, window, "keep me")
     assert isinstance(outcome, JobFinished)
     (record,) = outcome.records
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 1)
-    entry = window.gallery_model.entry(0)
+    # The newest image is selected once the library has counted it.
+    qtbot.waitUntil(lambda: window.gallery_pane.current_entry() is not None)
+    entry = window.gallery_pane.current_entry()
+    assert entry.path == record.path
+    actions = window.gallery_pane.actions_by_name
 
     # Reuse parameters and seed.
     window.params_pane.steps_spin.setValue(30)
     set_prompt(window, "something else")
-    window.reuse_params(entry)
-    assert window.prompt_pane.prompt() == "keep me"
+    actions["reuse_params"].trigger()
+    qtbot.waitUntil(lambda: window.prompt_pane.prompt() == "keep me")
     reused = window.current_params()
     assert reused.steps == 4 and reused.seed == record.seed
     window.params_pane.seed_mode.setCurrentIndex(0)
-    window.reuse_seed(entry)
+    actions["reuse_seed"].trigger()
     assert window.current_params().seed == record.seed
 
-    # Save as: PNG keeps the metadata, JPEG is converted.
-    qtbot.waitUntil(lambda: window.pending_tasks() == 0)
-    task = window.spawn(window.save_as(entry, tmp_path / "copy.png"))
-    qtbot.waitUntil(task.done)
+    # Save as: PNG keeps the metadata; JPEG without metadata is converted and stripped.
+    library = window.library.actions
+    with qtbot.waitSignal(library.message):
+        library.export(entry, tmp_path / "copy.png", keep_metadata=True)
     assert read_ldstudio_params(tmp_path / "copy.png").prompt == "keep me"
-    task = window.spawn(window.save_as(entry, tmp_path / "copy.jpg"))
-    qtbot.waitUntil(task.done)
+    with qtbot.waitSignal(library.message):
+        library.export(entry, tmp_path / "copy.jpg", keep_metadata=False)
     assert Image.open(tmp_path / "copy.jpg").format == "JPEG"
+    assert b"keep me" not in (tmp_path / "copy.jpg").read_bytes()
 
     # Export the denoising as an animated WebP: 4 previews + the final image.
     task = window.spawn(window.export_animation(entry, tmp_path / "steps.webp"))
@@ -252,16 +260,16 @@ def test_gallery_context_actions(
     with Image.open(tmp_path / "steps.webp") as animation:
         assert animation.is_animated and animation.n_frames == 5
 
-    # Delete asks first; "No" keeps the file.
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.No)
-    window.delete_dialog(entry)
-    assert record.path.exists() and window.gallery_model.rowCount() == 1
-    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    window.delete_dialog(entry)
+    # Delete moves the image to the library's trash; restore brings it back.
+    actions["delete"].trigger()
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 0)
     assert not record.path.exists()
-    trashed = ldstudio_home / "outputs" / ".trash" / record.path.name
-    assert read_ldstudio_params(trashed).prompt == "keep me"  # recoverable, metadata intact
+    trashed = window.store.get(entry.id)
+    assert trashed.trashed_at is not None
+    assert read_ldstudio_params(trashed.path).prompt == "keep me"  # recoverable, metadata intact
+    library.restore(trashed)
+    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 1)
+    assert record.path.exists()
 
 
 def test_batch_images_share_their_pass_timeline(
@@ -276,8 +284,9 @@ def test_batch_images_share_their_pass_timeline(
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 4)
     seeds = [r.seed for r in outcome.records]
     assert seeds == [seeds[0] + i for i in range(4)]
-    newest = window.gallery_model.entry(0)
-    assert newest.batch_index == 1
+    qtbot.waitUntil(lambda: window.gallery_model.entry_at(0) is not None)
+    newest = window.gallery_model.entry_at(0)
+    assert window.session_images[newest.path] == (outcome.job_id, 1)
     timeline = window.timelines.get(outcome.job_id, 1)
     assert timeline is not None and [s for s, _ in timeline.frames] == [1, 2]
     assert timeline.frames[0][1].shape == (8, 16, 3)  # two images tiled side by side
@@ -333,14 +342,8 @@ def test_gallery_keyboard_copy_and_delete(
     qtbot.waitUntil(lambda: not QGuiApplication.clipboard().image().isNull())
     assert QGuiApplication.clipboard().image().width() == 64
 
-    asked: list[str] = []
-
-    def answer(*args: object, **kwargs: object) -> QMessageBox.StandardButton:
-        asked.append(str(args[2]))
-        return QMessageBox.StandardButton.Yes
-
-    monkeypatch.setattr(QMessageBox, "question", answer)
+    # Delete needs no question: the image goes to the library's trash, restorable.
     qtbot.keyClick(view, Qt.Key.Key_Delete)
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 0)
-    assert "trash" in asked[0]
     assert not outcome.records[0].path.exists()
+    assert window.store.count(GalleryFilter(trashed=True)) == 1

@@ -9,15 +9,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import shutil
 import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from PIL import Image
-from PySide6.QtCore import QByteArray, Qt, QUrl
-from PySide6.QtGui import QAction, QCloseEvent, QDesktopServices, QGuiApplication, QKeySequence
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -40,14 +38,12 @@ from ldstudio.core.events import (
     ModelReady,
     StepProgress,
 )
-from ldstudio.core.imagefiles import ImageSink
-from ldstudio.core.metadata import read_ldstudio_params
+from ldstudio.core.gallery import GalleryEntry, GalleryStore
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.settings import Settings, save_settings
 from ldstudio.qt.controller import GenerationController
-from ldstudio.qt.gallery_model import GalleryEntry, GalleryModel
-from ldstudio.qt.gallery_pane import GalleryPane
-from ldstudio.qt.images import load_qimage, load_thumbnail
+from ldstudio.qt.images import load_qimage
+from ldstudio.qt.library_controller import LibraryController
 from ldstudio.qt.model_info import ModelInfo, is_diffusers_folder, read_model_info
 from ldstudio.qt.params_pane import ParamsPane
 from ldstudio.qt.preview_view import PreviewPane
@@ -59,9 +55,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APP_TITLE = "ldstudio"
-SCAN_LIMIT = 500  # newest images of the output folder shown at start; the library (issue 5) pages
-TRASH_FOLDER = ".trash"
-SAVE_FILTERS = "PNG with parameters (*.png);;JPEG (*.jpg *.jpeg);;WebP (*.webp)"
 
 
 class MainWindow(QMainWindow):
@@ -69,15 +62,18 @@ class MainWindow(QMainWindow):
         self,
         controller: GenerationController,
         settings: Settings,
-        sink_factory: Callable[[Path], ImageSink],
         bundled_model: Path,
+        store: GalleryStore,
     ) -> None:
         super().__init__()
         self.controller = controller
         self.settings = settings
-        self.sink_factory = sink_factory
         self.bundled_model = bundled_model
         self.timelines = TimelineStore()
+        self.store = store
+        # Images made in this session: path -> (job id, pass), to find their timelines.
+        self.session_images: dict[Path, tuple[int, int]] = {}
+        self._select_newest = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._model_info: ModelInfo | None = None
         self._closing = False
@@ -90,8 +86,10 @@ class MainWindow(QMainWindow):
         self.prompt_pane = PromptPane()
         self.params_pane = ParamsPane()
         self.preview_pane = PreviewPane()
-        self.gallery_model = GalleryModel()
-        self.gallery_pane = GalleryPane(self.gallery_model)
+        self.library = LibraryController(store, self.prompt_pane, self.params_pane, self)
+        self.gallery_model = self.library.model
+        self.gallery_pane = self.library.pane
+        self.details_view = self.library.details
         self.queue_pane = QueuePane()
 
         params_scroll = QScrollArea()
@@ -106,10 +104,16 @@ class MainWindow(QMainWindow):
         self.left_splitter.setStretchFactor(0, 2)
         self.left_splitter.setStretchFactor(1, 3)
         self.right_splitter = QSplitter(Qt.Orientation.Vertical)
+        details_scroll = QScrollArea()
+        details_scroll.setWidget(self.details_view)
+        details_scroll.setWidgetResizable(True)
+        details_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.right_splitter.addWidget(self.gallery_pane)
+        self.right_splitter.addWidget(details_scroll)
         self.right_splitter.addWidget(self.queue_pane)
         self.right_splitter.setStretchFactor(0, 4)
-        self.right_splitter.setStretchFactor(1, 1)
+        self.right_splitter.setStretchFactor(1, 3)
+        self.right_splitter.setStretchFactor(2, 1)
         self.main_splitter = QSplitter()
         for widget in (self.left_splitter, self.preview_pane, self.right_splitter):
             self.main_splitter.addWidget(widget)
@@ -169,9 +173,10 @@ class MainWindow(QMainWindow):
         file_menu = menu.addMenu("&File")
         add(
             file_menu,
-            "Choose &output folder…",
-            self.choose_output_folder,
-            tip="Where new images are saved",
+            "&Open image…",
+            self.library.open_image_dialog,
+            QKeySequence.StandardKey.Open,
+            tip="Read the generation parameters of a PNG, JPEG or WebP and restore them",
         )
         add(
             file_menu,
@@ -185,6 +190,12 @@ class MainWindow(QMainWindow):
             self.export_animation_dialog,
             "Ctrl+E",
             tip="Save the selected image's denoising as animated WebP or GIF",
+        )
+        add(
+            file_menu,
+            "E&mpty trash…",
+            self.library.empty_trash,
+            tip="Delete the images in the library's trash for good",
         )
         file_menu.addSeparator()
         add(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -244,14 +255,11 @@ class MainWindow(QMainWindow):
         self.queue_pane.cancel_requested.connect(c.cancel)
         self.queue_pane.cancel_all_requested.connect(c.cancel_all)
         self.preview_pane.export_requested.connect(self.export_animation_dialog)
-        g = self.gallery_pane
-        g.entry_selected.connect(lambda e: self.spawn(self.show_entry(e)))
-        g.reuse_params_requested.connect(self.reuse_params)
-        g.reuse_seed_requested.connect(self.reuse_seed)
-        g.copy_requested.connect(lambda e: self.spawn(self.copy_image(e)))
-        g.save_as_requested.connect(self.save_as_dialog)
-        g.open_folder_requested.connect(self.open_folder)
-        g.delete_requested.connect(self.delete_dialog)
+        lib = self.library
+        lib.pane.entry_selected.connect(lambda e: self.spawn(self.show_entry(e)))
+        lib.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        lib.error.connect(self.preview_pane.show_error)
+        lib.model.count_changed.connect(self._on_library_counted)
 
     def _restore(self) -> None:
         s = self.settings
@@ -272,10 +280,10 @@ class MainWindow(QMainWindow):
                 splitter.restoreState(QByteArray.fromBase64(s.splitters[name].encode("ascii")))
 
     def start(self) -> None:
-        """Start the engine and the first folder scan; call once the event loop runs."""
+        """Start the engine and the library (it checks itself against the disk on a worker)."""
         self.controller.start()
         self.busy_bar.show()
-        self.spawn(self.scan_output_folder())
+        self.library.start()
         self._on_model_selected()
 
     # -- tasks -------------------------------------------------------------------------------
@@ -343,30 +351,15 @@ class MainWindow(QMainWindow):
         self, records: tuple[ImageRecord, ...], job_id: int, batch_size: int
     ) -> None:
         # Saved params carry batch_size 1 (each file is one image); the job's says which pass.
-        entries = [
-            GalleryEntry(r.path, r.params, r, job_id, r.index // batch_size)
-            for r in reversed(records)
-        ]
-        self.gallery_model.prepend(entries)
-        self.gallery_pane.select_row(0)  # shows the newest image and its timeline
-        await self.load_thumbnails(entries)
+        for record in records:
+            self.session_images[record.path] = (job_id, record.index // batch_size)
+        self._select_newest = True  # shows the newest image and its timeline once counted
+        self.library.refresh()
 
-    async def load_thumbnails(self, entries: list[GalleryEntry]) -> None:
-        for entry in entries:
-            if self.gallery_model.has_thumbnail(entry.path):
-                continue
-            try:
-                image = await self.off_thread(load_thumbnail, entry.path)
-            except OSError as exc:
-                log.warning("no thumbnail for %s: %s", entry.path, exc)
-                continue
-            self.gallery_model.set_thumbnail(entry.path, image)
-
-    async def scan_output_folder(self) -> None:
-        folder = self.settings.output_dir()
-        entries = await self.off_thread(scan_folder, folder, SCAN_LIMIT)
-        self.gallery_model.append(entries)
-        await self.load_thumbnails(entries)
+    def _on_library_counted(self, _count: int) -> None:
+        if self._select_newest:
+            self._select_newest = False
+            self.library.select_newest()
 
     # -- engine events ------------------------------------------------------------------------
 
@@ -481,99 +474,30 @@ class MainWindow(QMainWindow):
         self.params_pane.select_model(value)
         self._save_settings()
 
-    # -- output folder -----------------------------------------------------------------------
-
-    def choose_output_folder(self, folder: Path | None = None) -> None:
-        if folder is None:
-            chosen = QFileDialog.getExistingDirectory(
-                self, "Save new images in", str(self.settings.output_dir())
-            )
-            if not chosen:
-                return
-            folder = Path(chosen)
-        self.settings.output_folder = str(folder)
-        self.controller.engine.worker.set_sink(self.sink_factory(folder))
-        self._save_settings()
-        self.statusBar().showMessage(f"New images go to {folder}", 5000)
-        self.spawn(self.scan_output_folder())
-
-    # -- gallery actions ---------------------------------------------------------------------
+    # -- gallery -------------------------------------------------------------------------------
 
     async def show_entry(self, entry: GalleryEntry) -> None:
+        if entry.missing:
+            self.preview_pane.show_error(f"{entry.path} is missing from disk")
+            return
         try:
             image = await self.off_thread(load_qimage, entry.path)
         except OSError as exc:
             self.preview_pane.show_error(f"Cannot open {entry.path}: {exc}")
             return
-        p = entry.params
         caption = entry.path.name
-        if p is not None:
-            prompt = p.prompt.replace("\n", " ")
+        if entry.prompt:
+            prompt = entry.prompt.replace("\n", " ")
             prompt = prompt if len(prompt) <= 60 else prompt[:59] + "…"
-            caption = (
-                f"“{prompt}” · {p.width}×{p.height} · seed {p.seed} · {p.scheduler}, "
-                f"{p.steps} steps"
-            )
+            facts = [f"“{prompt}”", f"{entry.width}×{entry.height}"]
+            if entry.seed is not None:
+                facts.append(f"seed {entry.seed}")
+            if entry.scheduler and entry.steps:
+                facts.append(f"{entry.scheduler}, {entry.steps} steps")
+            caption = " · ".join(facts)
         self.preview_pane.show_image(image, caption)
-        timeline = None
-        if entry.job_id is not None:
-            timeline = self.timelines.get(entry.job_id, entry.batch_index)
-        self.preview_pane.set_timeline(timeline)
-
-    def reuse_params(self, entry: GalleryEntry) -> None:
-        if entry.params is None:
-            return
-        self.prompt_pane.set_prompts(entry.params.prompt, entry.params.negative_prompt)
-        self.params_pane.set_params(entry.params)
-        self.statusBar().showMessage("Parameters loaded from the image", 3000)
-
-    def reuse_seed(self, entry: GalleryEntry) -> None:
-        if entry.seed is not None:
-            self.params_pane.set_seed(entry.seed)
-            self.statusBar().showMessage(f"Seed {entry.seed} fixed", 3000)
-
-    async def copy_image(self, entry: GalleryEntry) -> None:
-        image = await self.off_thread(load_qimage, entry.path)
-        QGuiApplication.clipboard().setImage(image)
-        self.statusBar().showMessage("Image copied to the clipboard", 3000)
-
-    def save_as_dialog(self, entry: GalleryEntry) -> None:
-        chosen, _ = QFileDialog.getSaveFileName(
-            self, "Save image as", str(Path.home() / entry.path.name), SAVE_FILTERS
-        )
-        if chosen:
-            self.spawn(self.save_as(entry, Path(chosen)))
-
-    async def save_as(self, entry: GalleryEntry, target: Path) -> None:
-        try:
-            await self.off_thread(save_copy, entry.path, target)
-        except (OSError, ValueError) as exc:
-            self.preview_pane.show_error(f"Could not save {target}: {exc}")
-            return
-        self.statusBar().showMessage(f"Saved {target}", 5000)
-
-    def open_folder(self, entry: GalleryEntry) -> None:
-        QDesktopServices.openUrl(QUrl.fromLocalFile(str(entry.path.parent)))
-
-    def delete_dialog(self, entry: GalleryEntry) -> None:
-        answer = QMessageBox.question(
-            self,
-            "Delete image",
-            f"Move {entry.path.name} to the trash folder?\n\n"
-            f"It goes to {entry.path.parent / TRASH_FOLDER}; move it back to restore it.",
-        )
-        if answer == QMessageBox.StandardButton.Yes:
-            self.spawn(self.delete(entry))
-
-    async def delete(self, entry: GalleryEntry) -> Path | None:
-        try:
-            moved = await self.off_thread(move_to_trash, entry.path)
-        except OSError as exc:
-            self.preview_pane.show_error(f"Could not delete {entry.path}: {exc}")
-            return None
-        self.gallery_model.remove(entry.path)
-        self.statusBar().showMessage(f"Moved to {moved}", 5000)
-        return moved
+        made = self.session_images.get(entry.path)
+        self.preview_pane.set_timeline(self.timelines.get(*made) if made else None)
 
     # -- timeline export --------------------------------------------------------------------
 
@@ -593,7 +517,8 @@ class MainWindow(QMainWindow):
             self.spawn(self.export_animation(entry, Path(chosen)))
 
     async def export_animation(self, entry: GalleryEntry, target: Path) -> Path | None:
-        timeline = self.timelines.get(entry.job_id or -1, entry.batch_index)
+        made = self.session_images.get(entry.path)
+        timeline = self.timelines.get(*made) if made else None
         if timeline is None:
             self.preview_pane.show_error("This image's denoising previews are no longer kept")
             return None
@@ -684,56 +609,7 @@ class MainWindow(QMainWindow):
         self.controller.shutdown()
         for task in list(self._tasks):
             task.cancel()
+        # The engine thread is joined: nothing saves into the library any more.
+        self.library.close()
+        self.store.close()
         event.accept()
-
-
-# -- disk work (executor threads) ---------------------------------------------------------------
-
-
-def scan_folder(folder: Path, limit: int) -> list[GalleryEntry]:
-    """The newest `limit` PNGs in `folder`, newest first, with their ldstudio params if any."""
-    if not folder.is_dir():
-        return []
-    files = []
-    for path in folder.glob("*.png"):
-        try:
-            files.append((path.stat().st_mtime, path))
-        except OSError:
-            continue  # vanished between listing and stat
-    files.sort(reverse=True)
-    entries = []
-    for _, path in files[:limit]:
-        try:
-            params: GenerationParams | None = read_ldstudio_params(path)
-        except (OSError, ValueError):
-            params = None
-        entries.append(GalleryEntry(path, params))
-    return entries
-
-
-def save_copy(source: Path, target: Path) -> None:
-    """Copy an image; PNG keeps every byte (and so its metadata), JPEG/WebP are converted."""
-    suffix = target.suffix.lower()
-    if suffix == ".png":
-        shutil.copy2(source, target)
-        return
-    formats = {".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
-    if suffix not in formats:
-        raise ValueError(
-            f"file type {suffix or '(none)'} is not supported; allowed: .png .jpg .webp"
-        )
-    with Image.open(source) as image:
-        image.convert("RGB").save(target, format=formats[suffix], quality=95)
-
-
-def move_to_trash(path: Path) -> Path:
-    """Move `path` into `<its folder>/.trash/`, never overwriting a file already there."""
-    trash = path.parent / TRASH_FOLDER
-    trash.mkdir(exist_ok=True)
-    target = trash / path.name
-    counter = 2
-    while target.exists():
-        target = trash / f"{path.stem}-{counter}{path.suffix}"
-        counter += 1
-    path.rename(target)
-    return target

@@ -1,0 +1,504 @@
+"""The library's detail view and the actions on its images; GUI thread, disk work on a worker.
+
+`ImageDetailsView` shows one library image large with every recorded parameter, and buttons
+for the actions. `LibraryActions` does them: favourite, tags, trash, restore, empty trash, save
+as (PNG/JPEG/WebP, metadata kept or stripped), copy, open folder, and "reuse" (which hands a
+`ReadResult` to whoever restores parameters). Store calls and image decoding run on one worker
+thread; results come back as queued signals.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QPixmap, QResizeEvent
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPushButton,
+    QSizePolicy,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ldstudio.core import export
+from ldstudio.core.gallery import GalleryEntry, GalleryStore
+from ldstudio.core.readers import PARAM_FIELDS, SOURCE_LABELS, ReadResult, read_file
+from ldstudio.qt import refcount_guard
+from ldstudio.qt.images import load_qimage
+from ldstudio.qt.library_model import LibraryModel
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = (("PNG", "png", ".png"), ("JPEG", "jpeg", ".jpg"), ("WebP", "webp", ".webp"))
+
+
+def entry_result(entry: GalleryEntry) -> ReadResult | None:
+    """The entry's exact parameters as a ReadResult, or None when the index has none."""
+    params = entry.params
+    if params is None:
+        return None
+    source = entry.source if entry.source in SOURCE_LABELS else "ldstudio"
+    fields = {name: getattr(params, name) for name in PARAM_FIELDS}
+    return ReadResult(source=source, fields=fields, params=params)
+
+
+class _Relay(QObject):
+    finished = Signal(object, object)  # callback, result
+    failed = Signal(str)
+
+
+class LibraryActions(QObject):
+    """Changes to library images, run off the GUI thread; the model refreshes after each."""
+
+    message = Signal(str)  # a short success note for the status bar
+    failed = Signal(str)  # a readable error naming the image and what went wrong
+    changed = Signal()  # the library changed: views recount
+    entry_changed = Signal(object)  # GalleryEntry as it is now
+    restore_requested = Signal(object)  # ReadResult: put these parameters in the panes
+    seed_requested = Signal(object)  # int up to 2**32 - 1: too big for a C++ int argument
+    image_loaded = Signal(object, QImage)  # image id, the full image
+
+    def __init__(
+        self, store: GalleryStore, model: LibraryModel | None = None, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        refcount_guard.install()  # one emit per action: see refcount_guard
+        self.store = store
+        self.model = model
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ldstudio-library-actions")
+        self._relay = _Relay()
+        self._relay.finished.connect(lambda callback, result: callback(result))
+        self._relay.failed.connect(self.failed)
+        self._closed = False
+        if model is not None:
+            self.changed.connect(model.refresh)
+
+    def run(self, work: Callable[[], Any], then: Callable[[Any], None], what: str) -> None:
+        """`work()` on the worker, then `then(result)` here; errors become `failed(what: ...)`."""
+        if self._closed:
+            return
+
+        def job() -> None:
+            try:
+                result = work()
+            except Exception as exc:  # every failure is shown to the user, none kills the worker
+                log.warning("%s failed: %s", what, exc)
+                self._relay.failed.emit(f"{what}: {exc}")
+                return
+            self._relay.finished.emit(then, result)
+
+        self._pool.submit(job)
+
+    def close(self) -> None:
+        """Finish queued work and stop the worker; call before `store.close()`."""
+        self._closed = True
+        self._pool.shutdown(wait=True)
+
+    # -- favourite and tags ---------------------------------------------------------------------
+
+    def set_favourite(self, entry: GalleryEntry, favourite: bool) -> None:
+        def work() -> GalleryEntry:
+            self.store.set_favourite(entry.id, favourite)
+            return self.store.get(entry.id)
+
+        self.run(work, self._entry_done, f"Could not change favourite of {entry.path.name}")
+
+    def add_tags(self, entry: GalleryEntry, tags: tuple[str, ...]) -> None:
+        def work() -> GalleryEntry:
+            self.store.add_tags(entry.id, tags)
+            return self.store.get(entry.id)
+
+        self.run(work, self._entry_done, f"Could not tag {entry.path.name}")
+
+    def remove_tag(self, entry: GalleryEntry, tag: str) -> None:
+        def work() -> GalleryEntry:
+            self.store.remove_tags(entry.id, [tag])
+            return self.store.get(entry.id)
+
+        self.run(work, self._entry_done, f"Could not untag {entry.path.name}")
+
+    def _entry_done(self, entry: GalleryEntry) -> None:
+        self.entry_changed.emit(entry)
+        self.changed.emit()
+
+    # -- trash ----------------------------------------------------------------------------------
+
+    def trash(self, entry: GalleryEntry) -> None:
+        def done(ids: list[int]) -> None:
+            self.message.emit(f"{entry.path.name} moved to the trash (restore it from Trash)")
+            self.changed.emit()
+
+        self.run(lambda: self.store.trash([entry.id]), done, f"Could not delete {entry.path.name}")
+
+    def restore(self, entry: GalleryEntry) -> None:
+        def done(ids: list[int]) -> None:
+            self.message.emit(f"{entry.path.name} restored to the library")
+            self.changed.emit()
+
+        self.run(
+            lambda: self.store.restore([entry.id]), done, f"Could not restore {entry.path.name}"
+        )
+
+    def empty_trash(self) -> None:
+        def done(count: int) -> None:
+            self.message.emit(f"Trash emptied: {count} image{'s' if count != 1 else ''} deleted")
+            self.changed.emit()
+
+        self.run(self.store.empty_trash, done, "Could not empty the trash")
+
+    # -- files ----------------------------------------------------------------------------------
+
+    def export(self, entry: GalleryEntry, target: Path, *, keep_metadata: bool) -> None:
+        def done(path: Path) -> None:
+            kept = "with" if keep_metadata else "without"
+            self.message.emit(f"Saved {path} ({kept} generation metadata)")
+
+        self.run(
+            lambda: export.export_image(entry.path, target, keep_metadata=keep_metadata),
+            done,
+            f"Could not save {target}",
+        )
+
+    def copy(self, entry: GalleryEntry) -> None:
+        def done(image: QImage) -> None:
+            QGuiApplication.clipboard().setImage(image)
+            self.message.emit("Image copied to the clipboard")
+
+        self.run(lambda: load_qimage(entry.path), done, f"Could not copy {entry.path.name}")
+
+    def load_image(self, entry: GalleryEntry) -> None:
+        self.run(
+            lambda: load_qimage(entry.path),
+            lambda image: self.image_loaded.emit(entry.id, image),
+            f"Cannot open {entry.path}",
+        )
+
+    def open_folder(self, entry: GalleryEntry) -> None:
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(entry.path.parent)))
+
+    # -- reuse ----------------------------------------------------------------------------------
+
+    def reuse_all(self, entry: GalleryEntry) -> None:
+        """Offer the entry's parameters: the index's exact ones, else what its file says."""
+        result = entry_result(entry)
+        if result is not None:
+            self.restore_requested.emit(result)
+            return
+
+        def done(found: ReadResult) -> None:
+            if found.found:
+                self.restore_requested.emit(found)
+            else:
+                self.failed.emit(f"{entry.path.name}: {found.message}; nothing to reuse")
+
+        self.run(lambda: read_file(entry.path), done, f"Cannot read {entry.path.name}")
+
+    def reuse_seed(self, entry: GalleryEntry) -> None:
+        if entry.seed is None:
+            self.failed.emit(f"{entry.path.name}: its seed is not recorded; nothing to reuse")
+            return
+        self.seed_requested.emit(entry.seed)
+
+
+def parameter_rows(entry: GalleryEntry) -> list[tuple[str, str]]:
+    """Every recorded fact of an image, as (label, value) rows for the detail view."""
+    rows = [
+        ("Prompt", entry.prompt),
+        ("Negative prompt", entry.negative_prompt),
+        ("Model", entry.model),
+        ("Seed", "" if entry.seed is None else str(entry.seed)),
+        ("Size", f"{entry.width}×{entry.height}" if entry.width and entry.height else ""),
+        ("Steps", "" if entry.steps is None else str(entry.steps)),
+        ("Guidance", "" if entry.guidance_scale is None else f"{entry.guidance_scale:g}"),
+        ("Sampler", entry.scheduler),
+        ("Time", "" if entry.seconds is None else f"{entry.seconds:.1f} s"),
+        ("Device", " · ".join(v for v in (entry.device, entry.dtype) if v)),
+        ("Created", datetime.fromtimestamp(entry.created).strftime("%Y-%m-%d %H:%M:%S")),
+        ("Made with", SOURCE_LABELS.get(entry.source, entry.source)),
+        ("Tags", ", ".join(entry.tags)),
+        ("File", str(entry.path)),
+    ]
+    params = entry.params
+    if params is not None:
+        shown = {"prompt", "negative_prompt", "model", "seed", "width", "height", "steps"}
+        shown |= {"guidance_scale", "scheduler"}
+        for key, value in params.to_dict().items():
+            if key not in shown and value not in (None, "", [], {}):
+                rows.append((key.replace("_", " ").capitalize(), str(value)))
+    for key, value in sorted(entry.extra.items()):
+        if isinstance(value, str | int | float) and str(value):
+            rows.append((key.replace("_", " "), str(value)))
+    if entry.trashed_at is not None:
+        when = datetime.fromtimestamp(entry.trashed_at).strftime("%Y-%m-%d %H:%M")
+        rows.append(("In the trash since", when))
+    if entry.missing:
+        rows.append(("Problem", "the file is missing from disk"))
+    return [(label, value) for label, value in rows if value]
+
+
+class ImageDetailsView(QWidget):
+    """One image large, all its parameters, and buttons for every action."""
+
+    def __init__(self, actions: LibraryActions, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.library_actions = actions
+        self.entry: GalleryEntry | None = None
+        self._image = QImage()
+        self.image_label = QLabel("Select an image")
+        self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image_label.setMinimumSize(QSize(64, 64))
+        self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.params_view = QTextBrowser()
+        self.params_view.setObjectName("image_parameters")
+        self.params_view.setOpenLinks(False)
+        self.params_view.setMinimumHeight(40)
+
+        self.buttons: dict[str, QPushButton] = {}
+        # Two buttons a row: the view lives in a narrow side column.
+        grid = QGridLayout()
+        for at, (name, text) in enumerate(
+            (
+                ("reuse_params", "Reuse &all"),
+                ("reuse_seed", "Reuse s&eed"),
+                ("favourite", "★ Fa&vourite"),
+                ("copy", "Cop&y"),
+                ("save_as", "Save &as…"),
+                ("open_folder", "Open &folder"),
+                ("delete", "&Delete"),
+                ("restore", "&Restore"),
+            )
+        ):
+            button = QPushButton(text)
+            button.setMinimumWidth(40)
+            grid.addWidget(button, at // 2, at % 2)
+            self.buttons[name] = button
+        self.buttons["favourite"].setCheckable(True)
+        self.tag_edit = QLineEdit()
+        self.tag_edit.setPlaceholderText("Add tags, comma separated, then Enter")
+        self.tag_list = QListWidget()
+        self.tag_list.setMaximumHeight(70)
+        self.tag_list.setMinimumHeight(24)
+        self.tag_list.setToolTip("Double-click a tag to remove it")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.image_label, 3)
+        layout.addLayout(grid)
+        layout.addWidget(self.tag_edit)
+        layout.addWidget(self.tag_list)
+        layout.addWidget(self.params_view, 2)
+
+        b = self.buttons
+        b["reuse_params"].clicked.connect(lambda: self._with_entry(actions.reuse_all))
+        b["reuse_seed"].clicked.connect(lambda: self._with_entry(actions.reuse_seed))
+        b["favourite"].clicked.connect(
+            lambda on: self._with_entry(lambda e: actions.set_favourite(e, on))
+        )
+        b["copy"].clicked.connect(lambda: self._with_entry(actions.copy))
+        b["save_as"].clicked.connect(lambda: self._with_entry(self.save_as_dialog))
+        b["open_folder"].clicked.connect(lambda: self._with_entry(actions.open_folder))
+        b["delete"].clicked.connect(lambda: self._with_entry(actions.trash))
+        b["restore"].clicked.connect(lambda: self._with_entry(actions.restore))
+        self.tag_edit.returnPressed.connect(self._add_tags)
+        self.tag_list.itemDoubleClicked.connect(
+            lambda item: self._with_entry(lambda e: actions.remove_tag(e, item.text()))
+        )
+        actions.image_loaded.connect(self._on_image)
+        actions.entry_changed.connect(self._on_entry_changed)
+        self.show_entry(None)
+
+    def show_entry(self, entry: GalleryEntry | None) -> None:
+        self.entry = entry
+        for button in self.buttons.values():
+            button.setEnabled(entry is not None)
+        self.tag_edit.setEnabled(entry is not None)
+        self.tag_list.clear()
+        if entry is None:
+            self.params_view.setHtml("<p>Select an image to see how it was made.</p>")
+            self.image_label.setPixmap(QPixmap())
+            self.image_label.setText("Select an image")
+            return
+        trashed = entry.trashed_at is not None
+        self.buttons["delete"].setVisible(not trashed)
+        self.buttons["restore"].setVisible(trashed)
+        self.buttons["reuse_seed"].setEnabled(entry.seed is not None)
+        self.buttons["favourite"].setChecked(entry.favourite)
+        for name in ("copy", "save_as", "open_folder"):
+            self.buttons[name].setEnabled(not entry.missing)
+        self.tag_list.addItems(list(entry.tags))
+        self._show_parameters(entry)
+        if entry.missing:
+            self.image_label.setText(f"{entry.path.name} is missing from disk")
+            self.image_label.setPixmap(QPixmap())
+        else:
+            self.image_label.setText("Loading…")
+            self.library_actions.load_image(entry)
+
+    def parameters_text(self) -> str:
+        return self.params_view.toPlainText()
+
+    def _with_entry(self, action: Callable[[GalleryEntry], None]) -> None:
+        if self.entry is not None:
+            action(self.entry)
+
+    def _add_tags(self) -> None:
+        tags = tuple(t.strip() for t in self.tag_edit.text().split(",") if t.strip())
+        if tags and self.entry is not None:
+            self.library_actions.add_tags(self.entry, tags)
+            self.tag_edit.clear()
+
+    def _on_entry_changed(self, entry: GalleryEntry) -> None:
+        if self.entry is not None and entry.id == self.entry.id:
+            self.entry = entry
+            self.buttons["favourite"].setChecked(entry.favourite)
+            self.tag_list.clear()
+            self.tag_list.addItems(list(entry.tags))
+            self._show_parameters(entry)
+
+    def _show_parameters(self, entry: GalleryEntry) -> None:
+        cells = "".join(
+            f"<tr><th align='left' valign='top'>{html.escape(label)}</th>"
+            f"<td>{html.escape(value).replace(chr(10), '<br>')}</td></tr>"
+            for label, value in parameter_rows(entry)
+        )
+        self.params_view.setHtml(f"<table cellspacing='4'>{cells}</table>")
+
+    def _on_image(self, image_id: int, image: QImage) -> None:
+        if self.entry is None or image_id != self.entry.id:
+            return  # a slow load for an image no longer shown
+        self._image = image
+        self.image_label.setText("")
+        self._rescale()
+
+    def shown_image(self) -> QImage:
+        return self._image
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._rescale()
+
+    def _rescale(self) -> None:
+        if self._image.isNull():
+            return
+        pixmap = QPixmap.fromImage(self._image)
+        size = self.image_label.size()
+        if pixmap.width() > size.width() or pixmap.height() > size.height():
+            pixmap = pixmap.scaled(
+                size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
+        self.image_label.setPixmap(pixmap)
+
+    def save_as_dialog(self, entry: GalleryEntry) -> None:
+        dialog = ExportDialog(entry.path, self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            target, keep = dialog.choice()
+            self.library_actions.export(entry, target, keep_metadata=keep)
+
+
+class ExportDialog(QDialog):
+    """Where to save a copy, in which format, and whether its generation metadata goes along."""
+
+    def __init__(self, source: Path, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Save image as")
+        self.path_edit = QLineEdit(str(Path.home() / source.name))
+        browse = QPushButton("&Browse…")
+        browse.clicked.connect(self._browse)
+        self.format_combo = QComboBox()
+        for label, fmt, _suffix in EXPORT_FORMATS:
+            self.format_combo.addItem(label, fmt)
+        self.keep_check = QCheckBox("&Keep generation metadata (prompt, seed, model, settings)")
+        self.keep_check.setChecked(True)
+        note = QLabel(
+            "Untick to share the picture without revealing how it was made: no prompt, "
+            "no parameters, no EXIF."
+        )
+        note.setWordWrap(True)
+        self.problem = QLabel()
+        self.problem.setObjectName("export_problem")
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(browse)
+        layout = QVBoxLayout(self)
+        layout.addLayout(path_row)
+        layout.addWidget(self.format_combo)
+        layout.addWidget(self.keep_check)
+        layout.addWidget(note)
+        layout.addWidget(self.problem)
+        layout.addWidget(buttons)
+        self.format_combo.currentIndexChanged.connect(self._format_changed)
+        self._sync_format_from_path()
+
+    def _sync_format_from_path(self) -> None:
+        try:
+            fmt = export.format_for(Path(self.path_edit.text()))
+        except ValueError:
+            return
+        self.format_combo.setCurrentIndex(max(self.format_combo.findData(fmt), 0))
+
+    def _format_changed(self) -> None:
+        suffix = EXPORT_FORMATS[self.format_combo.currentIndex()][2]
+        path = Path(self.path_edit.text())
+        self.path_edit.setText(str(path.with_suffix(suffix)))
+
+    def _browse(self) -> None:
+        chosen, _ = QFileDialog.getSaveFileName(
+            self, "Save image as", self.path_edit.text(), "Images (*.png *.jpg *.jpeg *.webp)"
+        )
+        if chosen:
+            self.path_edit.setText(chosen)
+            self._sync_format_from_path()
+
+    def choice(self) -> tuple[Path, bool]:
+        """(target, keep metadata); ValueError naming a bad file name."""
+        target = Path(self.path_edit.text()).expanduser()
+        if not target.name:
+            raise ValueError("file name: empty; type where the copy should go")
+        export.format_for(target)
+        return target, self.keep_check.isChecked()
+
+    def _accept(self) -> None:
+        try:
+            self.choice()
+        except ValueError as exc:
+            self.problem.setText(str(exc))
+            return
+        self.accept()
+
+
+def confirm_empty_trash(parent: QWidget, count: int) -> bool:
+    """Ask before deleting for good; No is the default button."""
+    if count == 0:
+        QMessageBox.information(parent, "Empty trash", "The trash is already empty.")
+        return False
+    answer = QMessageBox.warning(
+        parent,
+        "Empty trash",
+        f"Delete the {count:,} image{'s' if count != 1 else ''} in the trash for good?\n\n"
+        "This cannot be undone.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes

@@ -1,0 +1,393 @@
+"""LibraryPane: the library's virtual thumbnail grid and its filter bar; GUI thread.
+
+The pane says what the user asked for (signals ending in `_requested`, each carrying the
+`GalleryEntry`); `ldstudio.qt.image_details.LibraryActions` or the window does the work off
+the GUI thread. Filters: prompt words, model, favourites, tags, a date range, the trash, and
+the sort order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from PySide6.QtCore import (
+    QDate,
+    QItemSelection,
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QRect,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
+from PySide6.QtGui import QAction, QColor, QIcon, QKeySequence, QPainter, QPalette
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDateEdit,
+    QGridLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ldstudio.core.gallery import GalleryEntry, GalleryFilter
+from ldstudio.qt.library_model import EntryRole, LibraryModel
+
+ICON_SIZE = 128
+SEARCH_DELAY_MS = 250  # typing a word is one query, not one per key
+ALL_MODELS = "All models"
+
+
+def parse_tags(text: str) -> tuple[str, ...]:
+    """Comma-separated tags as typed in the filter bar, blanks dropped."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def day_start(date: QDate) -> float:
+    return datetime(date.year(), date.month(), date.day()).timestamp()
+
+
+class ThumbnailDelegate(QStyledItemDelegate):
+    """Paints a cell as its thumbnail, a selection frame and a favourite star; nothing else.
+
+    The default delegate asks the model for a dozen roles per cell and paint; this asks for
+    two, which matters when a scroll repaints a screenful of cells every frame.
+    """
+
+    def __init__(self, cell: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cell = cell
+
+    def paint(
+        self,
+        painter: QPainter,
+        option: QStyleOptionViewItem,
+        index: QModelIndex | QPersistentModelIndex,
+    ) -> None:
+        rect: QRect = option.rect
+        palette: QPalette = option.palette
+        state = option.state
+        if state & QStyle.StateFlag.State_Selected:
+            painter.fillRect(rect.adjusted(1, 1, -1, -1), palette.highlight())
+        icon = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(icon, QIcon):
+            icon.paint(painter, rect.adjusted(5, 5, -5, -5), Qt.AlignmentFlag.AlignCenter)
+        entry = index.data(EntryRole)
+        if isinstance(entry, GalleryEntry) and entry.favourite:
+            painter.setPen(QColor(255, 200, 0))
+            painter.drawText(rect.adjusted(6, 4, -6, -4), Qt.AlignmentFlag.AlignRight, "★")
+
+    def sizeHint(
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> QSize:
+        return QSize(self.cell, self.cell)
+
+
+class LibraryPane(QWidget):
+    entry_selected = Signal(object)  # GalleryEntry
+    entry_activated = Signal(object)  # double click / Enter: open the details
+    reuse_params_requested = Signal(object)
+    reuse_seed_requested = Signal(object)
+    favourite_requested = Signal(object, bool)
+    copy_requested = Signal(object)
+    save_as_requested = Signal(object)
+    open_folder_requested = Signal(object)
+    delete_requested = Signal(object)
+    restore_requested = Signal(object)
+    empty_trash_requested = Signal()
+
+    def __init__(self, model: LibraryModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.title = QLabel()
+        self.problem = QLabel()
+        self.problem.setObjectName("filter_problem")
+        self.problem.setWordWrap(True)
+        self.problem.hide()
+
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search prompts…")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_edit.setToolTip("Words of the prompt; each word matches as a prefix")
+        self.model_combo = QComboBox()
+        self.model_combo.addItem(ALL_MODELS, "")
+        self.model_combo.setToolTip("Only images made with this model")
+        self.favourites_check = QCheckBox("★ Favourites")
+        self.tags_edit = QLineEdit()
+        self.tags_edit.setPlaceholderText("Tags, comma separated")
+        self.tags_edit.setToolTip("Only images that carry all of these tags")
+        self.dates_check = QCheckBox("From")
+        self.since_edit = QDateEdit(QDate.currentDate().addMonths(-1))
+        self.until_edit = QDateEdit(QDate.currentDate())
+        for edit in (self.since_edit, self.until_edit):
+            edit.setCalendarPopup(True)
+            edit.setDisplayFormat("yyyy-MM-dd")
+            edit.setEnabled(False)
+        self.sort_combo = QComboBox()
+        self.sort_combo.addItems(["Newest first", "Oldest first"])
+        self.trash_check = QCheckBox("Trash")
+        self.trash_check.setToolTip("Show deleted images; restore them or empty the trash")
+
+        self.view = QListView()
+        self.view.setObjectName("library")
+        self.view.setModel(model)
+        self.view.setViewMode(QListView.ViewMode.IconMode)
+        self.view.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
+        self.view.setGridSize(QSize(ICON_SIZE + 12, ICON_SIZE + 12))
+        self.view.setItemDelegate(ThumbnailDelegate(ICON_SIZE + 12, self.view))
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+        # Static movement + uniform sizes: the view lays rows out arithmetically and asks the
+        # model only for the items it paints, which is what keeps 100,000 rows cheap.
+        self.view.setMovement(QListView.Movement.Static)
+        self.view.setUniformItemSizes(True)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.view.customContextMenuRequested.connect(self._context_menu)
+        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.view.activated.connect(self._activated)
+        self.title.setBuddy(self.view)
+
+        self.actions_by_name: dict[str, QAction] = {}
+        for name, text, keys, slot in (
+            ("reuse_params", "Reuse &parameters", "Ctrl+Shift+P", self.reuse_params_requested),
+            ("reuse_seed", "Reuse &seed", "Ctrl+Shift+S", self.reuse_seed_requested),
+            ("favourite", "&Favourite", "Ctrl+D", None),
+            ("copy", "&Copy image", QKeySequence.StandardKey.Copy, self.copy_requested),
+            ("save_as", "Save &as…", "Ctrl+Shift+A", self.save_as_requested),
+            ("open_folder", "Open containing &folder", "Ctrl+Shift+O", self.open_folder_requested),
+            ("restore", "&Restore from trash", "Ctrl+Shift+R", self.restore_requested),
+            ("delete", "&Delete (move to trash)", QKeySequence.StandardKey.Delete, None),
+        ):
+            action = QAction(text, self)
+            action.setShortcut(QKeySequence(keys))
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            if slot is not None:
+                action.triggered.connect(lambda _=False, s=slot: self._trigger(s))
+            self.view.addAction(action)
+            self.actions_by_name[name] = action
+        self.actions_by_name["favourite"].setCheckable(True)
+        self.actions_by_name["favourite"].triggered.connect(self._toggle_favourite)
+        self.actions_by_name["delete"].triggered.connect(self._delete)
+        self.empty_trash_action = QAction("&Empty trash…", self)
+        self.empty_trash_action.triggered.connect(lambda _=False: self.empty_trash_requested.emit())
+
+        # A grid two controls wide: the pane must stay usable in a narrow side column.
+        filters = QGridLayout()
+        filters.setContentsMargins(0, 0, 0, 0)
+        filters.addWidget(self.search_edit, 0, 0, 1, 2)
+        filters.addWidget(self.model_combo, 1, 0)
+        filters.addWidget(self.tags_edit, 1, 1)
+        filters.addWidget(self.favourites_check, 2, 0)
+        filters.addWidget(self.trash_check, 2, 1)
+        filters.addWidget(self.dates_check, 3, 0)
+        filters.addWidget(self.since_edit, 3, 1)
+        filters.addWidget(QLabel("to"), 4, 0, Qt.AlignmentFlag.AlignRight)
+        filters.addWidget(self.until_edit, 4, 1)
+        filters.addWidget(self.sort_combo, 5, 0, 1, 2)
+        for control in (self.model_combo, self.tags_edit, self.sort_combo):
+            control.setMinimumWidth(60)
+        self.model_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.model_combo.setMinimumContentsLength(6)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.title)
+        layout.addLayout(filters)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.view, 1)
+
+        self._search_timer = QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.apply_filter)
+        self.search_edit.textChanged.connect(lambda _t: self._search_timer.start())
+        self.tags_edit.textChanged.connect(lambda _t: self._search_timer.start())
+        for signal in (
+            self.model_combo.currentIndexChanged,
+            self.favourites_check.toggled,
+            self.trash_check.toggled,
+            self.sort_combo.currentIndexChanged,
+            self.since_edit.dateChanged,
+            self.until_edit.dateChanged,
+        ):
+            signal.connect(lambda *_: self.apply_filter())
+        self.dates_check.toggled.connect(self._dates_toggled)
+        model.count_changed.connect(self._update_title)
+        model.page_loaded.connect(self._page_loaded)
+        self._shown_id: int | None = None
+        model.choices_loaded.connect(self.set_choices)
+        self._update_title()
+
+    def sizeHint(self) -> QSize:
+        return QSize(3 * (ICON_SIZE + 12) + 24, 500)
+
+    # -- filters --------------------------------------------------------------------------------
+
+    def current_filter(self) -> GalleryFilter:
+        """The filter the bar describes; ValueError naming what is wrong."""
+        since = until = None
+        if self.dates_check.isChecked():
+            start, end = self.since_edit.date(), self.until_edit.date()
+            if start > end:
+                raise ValueError(
+                    f"date range: {start.toString('yyyy-MM-dd')} is after "
+                    f"{end.toString('yyyy-MM-dd')}; the start must not be after the end"
+                )
+            since, until = day_start(start), day_start(end.addDays(1))  # the end day counts
+        return GalleryFilter(
+            text=self.search_edit.text().strip(),
+            model=str(self.model_combo.currentData() or ""),
+            favourites=self.favourites_check.isChecked(),
+            tags=parse_tags(self.tags_edit.text()),
+            since=since,
+            until=until,
+            trashed=self.trash_check.isChecked(),
+            newest_first=self.sort_combo.currentIndex() == 0,
+        )
+
+    def apply_filter(self) -> None:
+        self._search_timer.stop()
+        try:
+            f = self.current_filter()
+        except ValueError as exc:
+            self.problem.setText(str(exc))
+            self.problem.show()
+            return
+        self.problem.hide()
+        if f != self.model.filter:
+            self.model.set_filter(f)
+        self._update_actions()
+
+    def _dates_toggled(self, on: bool) -> None:
+        self.since_edit.setEnabled(on)
+        self.until_edit.setEnabled(on)
+        self.apply_filter()
+
+    def set_choices(self, models: list[tuple[str, int]], tags: list[tuple[str, int]]) -> None:
+        """Fill the model list (keeping the choice) and offer the known tags as tooltip."""
+        chosen = self.model_combo.currentData()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItem(ALL_MODELS, "")
+        for name, count in models:
+            self.model_combo.addItem(f"{name} ({count})", name)
+        at = self.model_combo.findData(chosen)
+        self.model_combo.setCurrentIndex(max(at, 0))
+        self.model_combo.blockSignals(False)
+        known = ", ".join(name for name, _ in tags[:50])
+        self.tags_edit.setToolTip(
+            "Only images that carry all of these tags"
+            + (f"\nKnown tags: {known}" if known else "\nNo tags yet: add them in the details")
+        )
+
+    # -- selection and actions ------------------------------------------------------------------
+
+    def current_entry(self) -> GalleryEntry | None:
+        index = self.view.currentIndex()
+        if not index.isValid():
+            return None
+        entry: GalleryEntry | None = self.model.data(index, EntryRole)
+        return entry
+
+    def select_row(self, row: int) -> None:
+        index = self.model.index(row)
+        self.view.setCurrentIndex(index)
+        self.view.scrollTo(index)
+
+    def _trigger(self, signal: Any) -> None:
+        entry = self.current_entry()
+        if entry is not None:
+            signal.emit(entry)
+
+    def _toggle_favourite(self) -> None:
+        entry = self.current_entry()
+        if entry is not None:
+            self.favourite_requested.emit(entry, not entry.favourite)
+
+    def _delete(self) -> None:
+        entry = self.current_entry()
+        if entry is None:
+            return
+        # In the trash view Delete means nothing more: emptying the trash is explicit.
+        if entry.trashed_at is None:
+            self.delete_requested.emit(entry)
+
+    def _activated(self, index: QModelIndex) -> None:
+        entry = self.model.data(index, EntryRole)
+        if entry is not None:
+            self.entry_activated.emit(entry)
+
+    def _selection_changed(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
+        indexes = selected.indexes()
+        if indexes:
+            self._emit_selected(indexes[0])
+
+    def _emit_selected(self, index: QModelIndex) -> None:
+        entry: GalleryEntry | None = self.model.data(index, EntryRole)
+        if entry is not None and entry.id != self._shown_id:
+            self._shown_id = entry.id
+            self.entry_selected.emit(entry)
+
+    def _page_loaded(self, _page: int) -> None:
+        # A row selected before its page arrived (the newest image after a job) is shown now;
+        # after a refresh the selected row may hold another image.
+        index = self.view.currentIndex()
+        if index.isValid():
+            self._emit_selected(index)
+
+    def _update_actions(self, entry: GalleryEntry | None = None) -> None:
+        trashed = self.trash_check.isChecked()
+        a = self.actions_by_name
+        a["restore"].setVisible(trashed)
+        a["delete"].setVisible(not trashed)
+        if entry is not None:
+            a["reuse_params"].setEnabled(bool(entry.params_json or entry.prompt))
+            a["reuse_seed"].setEnabled(entry.seed is not None)
+            a["favourite"].setChecked(entry.favourite)
+            for name in ("copy", "save_as", "open_folder"):
+                a[name].setEnabled(not entry.missing)
+
+    def context_menu_for(self, entry: GalleryEntry) -> QMenu:
+        """The menu shown for `entry` (tests inspect it without executing it)."""
+        self._update_actions(entry)
+        menu = QMenu(self)
+        for name, action in self.actions_by_name.items():
+            if name in ("restore", "delete"):
+                menu.addSeparator()
+            if action.isVisible():
+                menu.addAction(action)
+        if self.trash_check.isChecked():
+            menu.addAction(self.empty_trash_action)
+        return menu
+
+    def _context_menu(self, pos: QPoint) -> None:
+        index: QModelIndex = self.view.indexAt(pos)
+        if not index.isValid():
+            index = self.view.currentIndex()
+        if not index.isValid():
+            return
+        self.view.setCurrentIndex(index)
+        entry = self.model.data(index, EntryRole)
+        if entry is None:
+            return  # its page is still loading
+        menu = self.context_menu_for(entry)
+        menu.exec(self.view.viewport().mapToGlobal(pos))
+        for action in self.actions_by_name.values():
+            action.setEnabled(True)
+
+    def _update_title(self, *_: object) -> None:
+        count = self.model.rowCount()
+        where = "in the trash" if self.model.filter.trashed else "in the library"
+        self.title.setText(f"&Gallery — {count:,} image{'s' if count != 1 else ''} {where}")
