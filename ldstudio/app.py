@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QApplication
 
 from ldstudio import __version__
 from ldstudio.core import paths
-from ldstudio.core.gallery import GalleryStore, default_library_dir
+from ldstudio.core.gallery import GalleryStore
 from ldstudio.core.jobs import JobQueue
 from ldstudio.core.settings import Settings, load_settings
 from ldstudio.qt import refcount_guard
@@ -72,7 +72,7 @@ def build_window(
     # the engine's sink, so every finished image is indexed as it is saved.
     refcount_guard.install()
     if store is None:
-        store = GalleryStore(default_library_dir(), reconcile=False)
+        store = GalleryStore(settings.library_dir(), reconcile=False)
     engine = EngineThread(JobQueue(), backend_factory, store)
     controller = GenerationController(engine)
     return MainWindow(controller, settings, paths.bundled_model_dir(), store)

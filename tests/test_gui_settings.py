@@ -25,7 +25,7 @@ __all__ = ["fake_backend", "make_window", "qt_loop"]
 
 def test_settings_round_trip_and_defaults(ldstudio_home: Path) -> None:
     assert load_settings() == Settings()
-    settings = Settings(output_folder="/data/out", splitters={"main": "AAAA"}, preview_interval=3)
+    settings = Settings(library_folder="/data/lib", splitters={"main": "AAAA"}, preview_interval=3)
     settings.remember_prompt("a")
     settings.remember_prompt("b")
     settings.remember_prompt("a")
@@ -34,7 +34,7 @@ def test_settings_round_trip_and_defaults(ldstudio_home: Path) -> None:
     again = load_settings()
     assert again == settings
     assert again.recent_prompts == ["a", "b"]
-    assert again.output_dir() == Path("/data/out")
+    assert again.library_dir() == Path("/data/lib")
     assert [p.name for p in ldstudio_home.iterdir()] == ["settings.json"]  # no temp files left
 
 
@@ -129,3 +129,18 @@ def test_recent_prompts_are_one_keystroke_away(
     assert window.prompt_pane.prompt() == "older"
     window.prompt_pane.prompt_edit.undo()
     assert window.prompt_pane.prompt() == "newer"  # recalling a prompt is undoable
+
+
+def test_a_chosen_library_folder_is_used_from_the_next_start(
+    make_window, fake_backend: FakeBackend, qtbot, tmp_path: Path
+) -> None:
+    window = make_window(fake_backend)
+    elsewhere = tmp_path / "my-library"
+    window.choose_library_folder(elsewhere)
+    assert window.store.root != elsewhere.resolve()  # this session keeps its library
+    window.close()
+    restarted = make_window(fake_backend, settings=load_settings())
+    assert restarted.store.root == elsewhere.resolve()
+    outcome = generate(qtbot, restarted, "kept elsewhere")
+    assert isinstance(outcome, JobFinished)
+    assert outcome.records[0].path.is_relative_to(elsewhere.resolve())

@@ -33,7 +33,7 @@ class Settings:
     window_geometry: str = ""
     window_state: str = ""
     splitters: dict[str, str] = field(default_factory=dict)
-    output_folder: str = ""
+    library_folder: str = ""  # empty: <data folder>/library
     preview_method: str = "latent2rgb"
     preview_interval: int = 1
     model_folders: list[str] = field(default_factory=list)
@@ -50,8 +50,9 @@ class Settings:
             log.warning("ignoring saved parameters: %s", exc)
             return None
 
-    def output_dir(self) -> Path:
-        return Path(self.output_folder) if self.output_folder else paths.default_output_dir()
+    def library_dir(self) -> Path:
+        """The gallery library the app opens (takes effect at start-up)."""
+        return Path(self.library_folder) if self.library_folder else paths.home_dir() / "library"
 
     def remember_prompt(self, prompt: str) -> None:
         """Put `prompt` first in the recent list (no duplicates, bounded)."""

@@ -193,6 +193,12 @@ class MainWindow(QMainWindow):
         )
         add(
             file_menu,
+            "&Library folder…",
+            self.choose_library_folder,
+            tip="Choose the folder where the image library lives (used from the next start)",
+        )
+        add(
+            file_menu,
             "E&mpty trash…",
             self.library.empty_trash,
             tip="Delete the images in the library's trash for good",
@@ -451,6 +457,23 @@ class MainWindow(QMainWindow):
 
     def _update_latent_label(self) -> None:
         self.latent_label.setText(self._latent_text(*self.params_pane.chosen_size()))
+
+    def choose_library_folder(self, folder: Path | None = None) -> None:
+        """Remember another library folder; the open library stays until the next start."""
+        if folder is None:
+            chosen = QFileDialog.getExistingDirectory(
+                self, "Choose the library folder", str(self.settings.library_dir())
+            )
+            if not chosen:
+                return
+            folder = Path(chosen)
+        self.settings.library_folder = str(folder.resolve())
+        self._save_settings()
+        self.statusBar().showMessage(
+            f"The library in {folder} will be used from the next start; "
+            "this session keeps the current one.",
+            10_000,
+        )
 
     def add_model_folder(self, folder: Path | None = None) -> None:
         if folder is None:
