@@ -1,0 +1,805 @@
+"""The model manager: model folders, every model found in them, and what to use; GUI thread.
+
+Scans run on an executor thread (`loop.run_in_executor`) and hand their entries back in batches
+with `call_soon_threadsafe`, so a folder of hundreds of files fills the table progressively and
+the window never waits on the disk. The manager never loads a model: it reads headers through
+`ldstudio.core.modelscan`, and converting a pickle goes through a callable that `app.py` injects
+(the conversion needs torch, which `ldstudio.qt` must not import).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QBrush, QCloseEvent, QColor, QFont
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ldstudio.core.modelscan import (
+    KIND_CHECKPOINT,
+    KIND_LORA,
+    KIND_VAE,
+    PICKLE_SUFFIXES,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNSAFE,
+    STATUS_UNSUPPORTED,
+    VARIANT_LABELS,
+    VARIANTS,
+    ModelEntry,
+    ModelFolderStore,
+    hf_cache_dir,
+    inspect_file,
+    scan_folder,
+)
+from ldstudio.qt.model_info import ModelInfo, read_model_info
+
+# A batch goes to the GUI thread when it is this big or this old, whichever comes first: a few
+# repaints per second keep the table live without flooding the event queue.
+BATCH_SIZE = 64
+BATCH_SECONDS = 0.1
+MAX_LORAS = 8
+LORA_STRENGTH_RANGE = (-4.0, 4.0)
+
+COLUMNS = ("Name", "Kind", "Family / variant", "Size", "Precision", "Source folder", "Status")
+COL_NAME, COL_KIND, COL_FAMILY, COL_SIZE, COL_PRECISION, COL_SOURCE, COL_STATUS = range(7)
+ENTRY_ROLE = Qt.ItemDataRole.UserRole + 1
+SORT_ROLE = Qt.ItemDataRole.UserRole + 2
+
+STATUS_TEXT = {
+    STATUS_OK: "ok",
+    STATUS_UNSUPPORTED: "unsupported",
+    STATUS_UNSAFE: "unsafe (pickle)",
+    STATUS_ERROR: "error",
+}
+STATUS_COLOURS = {
+    STATUS_UNSUPPORTED: QColor(160, 110, 0),
+    STATUS_UNSAFE: QColor(200, 90, 0),
+    STATUS_ERROR: QColor(200, 30, 30),
+}
+
+Converter = Callable[[Path], Path]
+LoraChoice = tuple[tuple[str, float], ...]
+
+
+def human_size(size: int) -> str:
+    """E.g. "2.0 GiB", "312 KiB"."""
+    value = float(size)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
+
+
+def family_text(entry: ModelEntry) -> str:
+    if entry.variant:
+        return VARIANT_LABELS.get(entry.variant, entry.variant)
+    return entry.family
+
+
+# Pixels per side each bundled single-file configuration was trained at.
+NATIVE_SIZES = {
+    "sd1": 512,
+    "sd2": 512,
+    "sd2-v": 768,
+    "sd-turbo": 512,
+    "sdxl": 1024,
+    "sdxl-turbo": 512,
+}
+
+
+def read_any_model_info(path: Path, variant: str = "") -> ModelInfo:
+    """ModelInfo for a diffusers folder or a single-file checkpoint (from its header only).
+
+    `variant` overrides the detected one (the user's choice in the model manager). ValueError
+    naming the file when it is not a loadable model. Disk work: call off the GUI thread.
+    """
+    if path.is_dir():
+        return read_model_info(path)
+    entry = inspect_file(path)
+    if not entry.loadable:
+        raise ValueError(entry.error or f"{path}: a {entry.kind} file, not a checkpoint")
+    chosen = variant or entry.variant
+    # Every supported family uses a VAE with 8 pixels per latent cell and 4 channels.
+    return ModelInfo(path, path.stem, NATIVE_SIZES.get(chosen, 512), 8, 4)
+
+
+def scan_roots(store: ModelFolderStore, include_hf_cache: bool) -> list[Path]:
+    roots = [Path(folder) for folder in store.folders]
+    if include_hf_cache and hf_cache_dir().is_dir():
+        roots.append(hf_cache_dir())
+    return roots
+
+
+def scan_in_batches(
+    roots: Sequence[Path],
+    variants: dict[str, str],
+    deliver: Callable[[list[ModelEntry]], None],
+    stop: threading.Event,
+) -> int:
+    """Scan `roots` like `scan_library` (duplicates dropped, chosen variants applied), handing
+    entries to `deliver` in batches; returns how many were found. Runs on an executor thread."""
+    store = ModelFolderStore(variants=dict(variants))
+    seen: set[Path] = set()
+    batch: list[ModelEntry] = []
+    found = 0
+    last = time.monotonic()
+    for root in roots:
+        for entry in scan_folder(root):
+            if stop.is_set():
+                return found
+            key = entry.path.resolve()
+            if key in seen:
+                continue
+            seen.add(key)
+            chosen = store.variant_for(entry.path) if entry.kind == KIND_CHECKPOINT else None
+            if chosen and chosen in VARIANTS.get(entry.family, ()):
+                entry = replace(entry, variant=chosen)
+            batch.append(entry)
+            found += 1
+            if len(batch) >= BATCH_SIZE or time.monotonic() - last >= BATCH_SECONDS:
+                deliver(batch)
+                batch, last = [], time.monotonic()
+    if batch and not stop.is_set():
+        deliver(batch)
+    return found
+
+
+class ModelTableModel(QAbstractTableModel):
+    """The scanned entries, one row each; errors in the Status column and every tooltip."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.entries: list[ModelEntry] = []
+        self.default = ""
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.entries)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = 0) -> Any:
+        if not index.isValid():
+            return None
+        entry = self.entries[index.row()]
+        column = index.column()
+        if role == ENTRY_ROLE:
+            return entry
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(entry, column)
+        if role == SORT_ROLE:
+            return entry.size_bytes if column == COL_SIZE else self._text(entry, column).lower()
+        if role == Qt.ItemDataRole.ToolTipRole:
+            # The full message, not a shortened one: it names the file and what to do.
+            return entry.error or str(entry.path)
+        if role == Qt.ItemDataRole.ForegroundRole and column == COL_STATUS:
+            colour = STATUS_COLOURS.get(entry.status)
+            return QBrush(colour) if colour is not None else None
+        if role == Qt.ItemDataRole.FontRole and column == COL_NAME and self._is_default(entry):
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.TextAlignmentRole and column == COL_SIZE:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def _is_default(self, entry: ModelEntry) -> bool:
+        return bool(self.default) and str(entry.path) == self.default
+
+    def _text(self, entry: ModelEntry, column: int) -> str:
+        if column == COL_NAME:
+            return entry.name + ("  (default)" if self._is_default(entry) else "")
+        if column == COL_KIND:
+            return entry.kind
+        if column == COL_FAMILY:
+            return family_text(entry)
+        if column == COL_SIZE:
+            return human_size(entry.size_bytes)
+        if column == COL_PRECISION:
+            return entry.precision
+        if column == COL_SOURCE:
+            return str(entry.source)
+        return STATUS_TEXT.get(entry.status, entry.status)
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self.entries = []
+        self.endResetModel()
+
+    def append(self, entries: Sequence[ModelEntry]) -> None:
+        if not entries:
+            return
+        first = len(self.entries)
+        self.beginInsertRows(QModelIndex(), first, first + len(entries) - 1)
+        self.entries.extend(entries)
+        self.endInsertRows()
+
+    def replace_entry(self, old: ModelEntry, new: ModelEntry) -> None:
+        row = self.entries.index(old)
+        self.entries[row] = new
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def set_default(self, default: str) -> None:
+        self.default = default
+        if self.entries:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.entries) - 1, 0))
+
+
+class ModelManager(QDialog):
+    """Non-modal dialog: folders, the model table, details, and choices for the next image."""
+
+    model_chosen = Signal(str)  # path of the model to generate with
+    extras_changed = Signal(str, object)  # VAE path ("" = the model's own), LoraChoice
+    default_changed = Signal(str)  # path of the new default model
+    scan_finished = Signal(object)  # list[ModelEntry], every entry of the finished scan
+
+    def __init__(
+        self,
+        converter: Converter | None = None,
+        include_hf_cache: bool = True,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Model manager")
+        self.setModal(False)
+        self.resize(1100, 680)
+        self.converter = converter
+        self.include_hf_cache = include_hf_cache
+        self.store_error = ""
+        try:
+            self.store = ModelFolderStore.load()
+        except ValueError as exc:
+            # Keep the broken file as it is (the user may have edited it) and refuse to save.
+            self.store = ModelFolderStore()
+            self.store_error = str(exc)
+        self._stop = threading.Event()
+        self._scan_task: asyncio.Task[None] | None = None
+        self._convert_task: asyncio.Task[None] | None = None
+        self.scanning = False
+        self.batches = 0
+
+        # -- folders --
+        self.folder_list = QListWidget()
+        self.folder_list.setToolTip(
+            "Folders scanned in place (A1111, ComfyUI and plain folders alike); nothing is copied"
+        )
+        self.add_folder_button = QPushButton("Add folder…")
+        self.add_folder_button.setToolTip("Add a folder of checkpoints, VAEs or LoRAs to scan")
+        self.remove_folder_button = QPushButton("Remove folder")
+        self.remove_folder_button.setToolTip(
+            "Stop scanning the selected folder (its files stay on disk)"
+        )
+        self.rescan_button = QPushButton("Rescan")
+        self.rescan_button.setToolTip("Read every folder again (headers only, in the background)")
+        self.hf_label = QLabel()
+        self.hf_label.setWordWrap(True)
+        folder_buttons = QHBoxLayout()
+        for button in (self.add_folder_button, self.remove_folder_button, self.rescan_button):
+            folder_buttons.addWidget(button)
+        folder_buttons.addStretch(1)
+        folders_box = QGroupBox("Model folders")
+        folders_layout = QVBoxLayout(folders_box)
+        folders_layout.addWidget(self.folder_list)
+        folders_layout.addLayout(folder_buttons)
+        folders_layout.addWidget(self.hf_label)
+
+        # -- table --
+        self.table_model = ModelTableModel(self)
+        self.table_model.default = self.store.default
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(self.table_model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setSortingEnabled(True)
+        self.table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # scan order until a click
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(
+            COL_SOURCE, QHeaderView.ResizeMode.Stretch
+        )
+        self.table.verticalHeader().setVisible(False)
+        self.table.selectionModel().currentRowChanged.connect(self._on_selection)
+        self.table.doubleClicked.connect(self.use_selected)
+
+        self.detail = QPlainTextEdit()
+        self.detail.setReadOnly(True)
+        self.detail.setPlaceholderText("Select a model to see its details and any error in full")
+        self.detail.setMaximumHeight(130)
+
+        # -- actions on the selected model --
+        self.use_button = QPushButton("Use this model")
+        self.use_button.setToolTip("Put this model in the parameter pane for the next image")
+        self.default_button = QPushButton("Set as default")
+        self.default_button.setToolTip("Preselect this model when ldstudio starts")
+        self.variant_combo = QComboBox()
+        self.variant_combo.setToolTip(
+            "Which configuration the checkpoint loads with. Turbo models have exactly the weights "
+            "of their base model, so only you can tell; v-prediction is detected when possible."
+        )
+        self.variant_button = QPushButton("Set variant")
+        self.vae_button = QPushButton("Use as VAE")
+        self.vae_button.setToolTip("Decode the next images with this VAE instead of the model's")
+        self.lora_button = QPushButton("Add LoRA")
+        self.lora_button.setToolTip("Apply this LoRA to the next images (strength adjustable)")
+        self.convert_button = QPushButton("Convert to safetensors…")
+        self.convert_button.setToolTip(
+            "Read this pickle once with torch's tensors-only loader and write a .safetensors "
+            "copy beside it; a file that holds anything but tensors is refused"
+        )
+        self.use_button.clicked.connect(self.use_selected)
+        self.default_button.clicked.connect(self.set_default_selected)
+        self.variant_button.clicked.connect(self.set_variant_selected)
+        self.vae_button.clicked.connect(self.use_selected_as_vae)
+        self.lora_button.clicked.connect(self.add_selected_lora)
+        self.convert_button.clicked.connect(self.convert_selected)
+        actions = QHBoxLayout()
+        for widget in (
+            self.use_button,
+            self.default_button,
+            self.variant_combo,
+            self.variant_button,
+            self.vae_button,
+            self.lora_button,
+            self.convert_button,
+        ):
+            actions.addWidget(widget)
+        actions.addStretch(1)
+
+        # -- VAE and LoRAs for the next generation --
+        self.vae_combo = QComboBox()
+        self.vae_combo.setToolTip("The VAE that decodes the next images")
+        self.vae_combo.addItem("the model's own VAE", "")
+        self.vae_combo.currentIndexChanged.connect(self._emit_extras)
+        self.lora_table = QTableWidget(0, 2)
+        self.lora_table.setHorizontalHeaderLabels(["LoRA", "Strength"])
+        self.lora_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.lora_table.verticalHeader().setVisible(False)
+        self.lora_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.lora_table.setMaximumHeight(120)
+        self.remove_lora_button = QPushButton("Remove LoRA")
+        self.remove_lora_button.clicked.connect(self.remove_selected_lora)
+        extras_box = QGroupBox("For the next images")
+        extras_layout = QVBoxLayout(extras_box)
+        vae_row = QHBoxLayout()
+        vae_row.addWidget(QLabel("VAE:"))
+        vae_row.addWidget(self.vae_combo, 1)
+        extras_layout.addLayout(vae_row)
+        extras_layout.addWidget(self.lora_table)
+        extras_layout.addWidget(self.remove_lora_button, 0, Qt.AlignmentFlag.AlignLeft)
+
+        self.message = QLabel()
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.progress = QLabel()
+
+        table_part = QWidget()
+        table_layout = QVBoxLayout(table_part)
+        table_layout.setContentsMargins(0, 0, 0, 0)
+        table_layout.addWidget(self.table, 1)
+        table_layout.addWidget(self.detail)
+        table_layout.addLayout(actions)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(folders_box)
+        splitter.addWidget(table_part)
+        splitter.addWidget(extras_box)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.message)
+        layout.addWidget(self.progress)
+
+        self.add_folder_button.clicked.connect(self.choose_and_add_folder)
+        self.remove_folder_button.clicked.connect(self.remove_selected_folder)
+        self.rescan_button.clicked.connect(self.rescan)
+        self._fill_folders()
+        self._on_selection()
+        if self.store_error:
+            self.show_message(
+                f"{self.store_error}. Folder, default and variant changes are disabled until "
+                "the file is fixed.",
+                error=True,
+            )
+
+    # -- messages ----------------------------------------------------------------------------
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        self.message.setStyleSheet("color: #c81e1e;" if error else "")
+        self.message.setText(text)
+
+    # -- folders -----------------------------------------------------------------------------
+
+    def _fill_folders(self) -> None:
+        self.folder_list.clear()
+        self.folder_list.addItems(self.store.folders)
+        cache = hf_cache_dir()
+        if not self.include_hf_cache:
+            self.hf_label.setText("")
+        elif cache.is_dir():
+            self.hf_label.setText(f"Also scanned: the Hugging Face cache, {cache}")
+        else:
+            self.hf_label.setText(f"Hugging Face cache: {cache} (not present)")
+
+    def _save_store(self) -> bool:
+        if self.store_error:
+            self.show_message(
+                f"Not saved: {self.store_error}. Fix or delete the file, then reopen.", error=True
+            )
+            return False
+        try:
+            self.store.save()
+        except OSError as exc:
+            self.show_message(f"Could not save {ModelFolderStore.file()}: {exc}", error=True)
+            return False
+        return True
+
+    def choose_folder(self) -> Path | None:
+        """Ask for a folder; a separate method so tests can answer without a native dialog."""
+        chosen = QFileDialog.getExistingDirectory(self, "Add a model folder")
+        return Path(chosen) if chosen else None
+
+    def choose_and_add_folder(self) -> None:
+        folder = self.choose_folder()
+        if folder is not None:
+            self.add_folder(folder)
+
+    def add_folder(self, folder: Path) -> bool:
+        try:
+            added = self.store.add_folder(folder)
+        except ValueError as exc:
+            self.show_message(str(exc), error=True)
+            return False
+        if not self._save_store():
+            self.store.folders.remove(str(added))
+            return False
+        self._fill_folders()
+        self.show_message(f"Added {added}; scanning…")
+        self.rescan()
+        return True
+
+    def remove_selected_folder(self) -> None:
+        item = self.folder_list.currentItem()
+        if item is None:
+            self.show_message("Select a folder in the list to remove it.", error=True)
+            return
+        folder = item.text()
+        try:
+            self.store.remove_folder(Path(folder))
+        except ValueError as exc:
+            self.show_message(str(exc), error=True)
+            return
+        if not self._save_store():
+            self.store.folders.append(folder)
+            return
+        self._fill_folders()
+        self.show_message(f"Removed {folder} from the list (its files stay on disk).")
+        self.rescan()
+
+    # -- scanning ----------------------------------------------------------------------------
+
+    def rescan(self) -> None:
+        """Start a fresh scan in the background; an older one still running is abandoned."""
+        self._stop.set()
+        self._stop = threading.Event()
+        self.table_model.clear()
+        self.batches = 0
+        self.scanning = True
+        self.rescan_button.setEnabled(False)
+        self.progress.setText("Scanning…")
+        self._scan_task = asyncio.get_event_loop().create_task(self._scan(self._stop))
+
+    async def _scan(self, stop: threading.Event) -> None:
+        loop = asyncio.get_running_loop()
+        roots = scan_roots(self.store, self.include_hf_cache)
+
+        def deliver(batch: list[ModelEntry]) -> None:  # executor thread
+            loop.call_soon_threadsafe(self._receive, stop, batch)
+
+        started = time.monotonic()
+        try:
+            await loop.run_in_executor(
+                None, scan_in_batches, roots, dict(self.store.variants), deliver, stop
+            )
+        except Exception as exc:  # an unexpected OS error must not take the app down
+            if not stop.is_set():
+                self.progress.setText("")
+                self.show_message(f"Scan failed: {type(exc).__name__}: {exc}", error=True)
+                self._scan_done(stop)
+            return
+        if stop.is_set():
+            return
+        # Batches were queued with call_soon_threadsafe before the executor returned; let them
+        # run first so the count below is complete.
+        await asyncio.sleep(0)
+        entries = self.table_model.entries
+        problems = sum(1 for e in entries if e.status != STATUS_OK)
+        self.progress.setText(
+            f"{len(entries)} model files in {len(roots)} folder(s), {problems} with problems "
+            f"(scanned in {time.monotonic() - started:.1f} s)"
+        )
+        self._scan_done(stop)
+
+    def _receive(self, stop: threading.Event, batch: list[ModelEntry]) -> None:
+        if stop.is_set():
+            return  # from an abandoned scan, or the dialog is closing
+        self.batches += 1
+        self.table_model.append(batch)
+        self._refresh_vae_choices()
+        self.progress.setText(f"Scanning… {len(self.table_model.entries)} found")
+
+    def _scan_done(self, stop: threading.Event) -> None:
+        self.scanning = False
+        self.rescan_button.setEnabled(True)
+        self._on_selection()
+        self.scan_finished.emit(list(self.table_model.entries))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self._stop.set()  # the executor thread stops at the next file
+        super().closeEvent(event)
+
+    # -- the selection -----------------------------------------------------------------------
+
+    def selected_entry(self) -> ModelEntry | None:
+        index = self.table.currentIndex()
+        if not index.isValid():
+            return None
+        entry = self.proxy.data(index, ENTRY_ROLE)
+        return entry if isinstance(entry, ModelEntry) else None
+
+    def select_path(self, path: Path) -> bool:
+        """Select the row of `path`; False when it is not listed."""
+        for row, entry in enumerate(self.table_model.entries):
+            if entry.path == path:
+                index = self.proxy.mapFromSource(self.table_model.index(row, 0))
+                self.table.setCurrentIndex(index)
+                return True
+        return False
+
+    def _on_selection(self, *_: object) -> None:
+        entry = self.selected_entry()
+        self.use_button.setEnabled(entry is not None and entry.loadable)
+        self.default_button.setEnabled(entry is not None and entry.loadable)
+        self.vae_button.setEnabled(
+            entry is not None and entry.kind == KIND_VAE and entry.status == STATUS_OK
+        )
+        self.lora_button.setEnabled(
+            entry is not None and entry.kind == KIND_LORA and entry.status == STATUS_OK
+        )
+        self.convert_button.setEnabled(
+            entry is not None
+            and entry.path.suffix.lower() in PICKLE_SUFFIXES
+            and self.converter is not None
+            and self._convert_task is None
+        )
+        self.variant_combo.clear()
+        variants = VARIANTS.get(entry.family, ()) if entry and entry.kind == KIND_CHECKPOINT else ()
+        for variant in variants:
+            self.variant_combo.addItem(VARIANT_LABELS[variant], variant)
+        if entry is not None and entry.variant:
+            self.variant_combo.setCurrentIndex(max(self.variant_combo.findData(entry.variant), 0))
+        self.variant_combo.setEnabled(len(variants) > 1)
+        self.variant_button.setEnabled(len(variants) > 1)
+        self.detail.setPlainText(self._detail_text(entry) if entry is not None else "")
+
+    def _detail_text(self, entry: ModelEntry) -> str:
+        lines = [
+            f"{entry.name} — {entry.kind}, {STATUS_TEXT.get(entry.status, entry.status)}",
+            f"File: {entry.path}",
+            f"Size on disk: {human_size(entry.size_bytes)} ({entry.size_bytes} bytes)",
+        ]
+        if entry.family:
+            lines.append(f"Family: {family_text(entry)}")
+        if entry.precision:
+            lines.append(f"Precision: {entry.precision}")
+        lines.append(f"Found in: {entry.source}")
+        if entry.error:
+            lines.append("")
+            lines.append(entry.error)
+        return "\n".join(lines)
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def use_selected(self, *_: object) -> None:
+        entry = self.selected_entry()
+        if entry is None:
+            return
+        if not entry.loadable:
+            self.show_message(
+                f"{entry.name} cannot be used for generation: "
+                f"{entry.error or f'it is a {entry.kind}, not a checkpoint or diffusers folder'}",
+                error=True,
+            )
+            return
+        self.model_chosen.emit(str(entry.path))
+        self.show_message(f"Generating with {entry.name}.")
+
+    def set_default_selected(self) -> None:
+        entry = self.selected_entry()
+        if entry is None or not entry.loadable:
+            self.show_message("Only a loadable checkpoint or diffusers folder can be the default.")
+            return
+        previous = self.store.default
+        self.store.default = str(entry.path)
+        if not self._save_store():
+            self.store.default = previous
+            return
+        self.table_model.set_default(self.store.default)
+        self.default_changed.emit(self.store.default)
+        self.show_message(f"{entry.name} is now the default model.")
+
+    def set_variant_selected(self) -> None:
+        entry = self.selected_entry()
+        variant = self.variant_combo.currentData()
+        if entry is None or not isinstance(variant, str):
+            return
+        previous = dict(self.store.variants)
+        try:
+            self.store.set_variant(entry.path, variant, entry.family)
+        except ValueError as exc:
+            self.show_message(str(exc), error=True)
+            return
+        if not self._save_store():
+            self.store.variants = previous
+            return
+        updated = replace(entry, variant=variant)
+        self.table_model.replace_entry(entry, updated)
+        self.select_path(updated.path)
+        self.show_message(f"{entry.name} now loads as {VARIANT_LABELS[variant]}.")
+
+    # -- VAE and LoRAs -----------------------------------------------------------------------
+
+    def _refresh_vae_choices(self) -> None:
+        current = self.vae_combo.currentData()
+        listed = {self.vae_combo.itemData(i) for i in range(self.vae_combo.count())}
+        self.vae_combo.blockSignals(True)
+        for entry in self.table_model.entries:
+            if (
+                entry.kind == KIND_VAE
+                and entry.status == STATUS_OK
+                and str(entry.path) not in listed
+            ):
+                self.vae_combo.addItem(entry.name, str(entry.path))
+                self.vae_combo.setItemData(
+                    self.vae_combo.count() - 1, str(entry.path), Qt.ItemDataRole.ToolTipRole
+                )
+                listed.add(str(entry.path))
+        self.vae_combo.setCurrentIndex(max(self.vae_combo.findData(current), 0))
+        self.vae_combo.blockSignals(False)
+
+    def use_selected_as_vae(self) -> None:
+        entry = self.selected_entry()
+        if entry is None or entry.kind != KIND_VAE:
+            return
+        self._refresh_vae_choices()
+        self.vae_combo.setCurrentIndex(self.vae_combo.findData(str(entry.path)))
+
+    def add_selected_lora(self) -> None:
+        entry = self.selected_entry()
+        if entry is None or entry.kind != KIND_LORA or entry.status != STATUS_OK:
+            return
+        if any(path == str(entry.path) for path, _ in self.loras()):
+            self.show_message(f"{entry.name} is already applied; change its strength below.")
+            return
+        if self.lora_table.rowCount() >= MAX_LORAS:
+            self.show_message(f"At most {MAX_LORAS} LoRAs at once.", error=True)
+            return
+        row = self.lora_table.rowCount()
+        self.lora_table.insertRow(row)
+        item = QTableWidgetItem(entry.name)
+        item.setData(Qt.ItemDataRole.UserRole, str(entry.path))
+        item.setToolTip(str(entry.path))
+        self.lora_table.setItem(row, 0, item)
+        spin = QDoubleSpinBox()
+        spin.setRange(*LORA_STRENGTH_RANGE)
+        spin.setSingleStep(0.05)
+        spin.setDecimals(2)
+        spin.setValue(1.0)
+        spin.setToolTip("How strongly the LoRA applies: 1 = as trained, 0 = not at all")
+        spin.valueChanged.connect(self._emit_extras)
+        self.lora_table.setCellWidget(row, 1, spin)
+        self._emit_extras()
+
+    def remove_selected_lora(self) -> None:
+        row = self.lora_table.currentRow()
+        if row < 0:
+            self.show_message("Select a LoRA in the list below to remove it.", error=True)
+            return
+        self.lora_table.removeRow(row)
+        self._emit_extras()
+
+    def vae(self) -> str:
+        value = self.vae_combo.currentData()
+        return value if isinstance(value, str) else ""
+
+    def loras(self) -> LoraChoice:
+        chosen: list[tuple[str, float]] = []
+        for row in range(self.lora_table.rowCount()):
+            item = self.lora_table.item(row, 0)
+            spin = self.lora_table.cellWidget(row, 1)
+            if item is not None and isinstance(spin, QDoubleSpinBox):
+                chosen.append((str(item.data(Qt.ItemDataRole.UserRole)), round(spin.value(), 4)))
+        return tuple(chosen)
+
+    def _emit_extras(self, *_: object) -> None:
+        self.extras_changed.emit(self.vae(), self.loras())
+
+    # -- convert -----------------------------------------------------------------------------
+
+    def confirm(self, title: str, text: str) -> bool:
+        """Ask yes/no; a separate method so tests can answer without a modal box."""
+        answer = QMessageBox.question(self, title, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def convert_selected(self) -> None:
+        entry = self.selected_entry()
+        if entry is None or self.converter is None or self._convert_task is not None:
+            return
+        target = entry.path.with_suffix(".safetensors")
+        if not self.confirm(
+            "Convert to safetensors",
+            f"Read {entry.path} with torch's tensors-only loader and write {target}?\n\n"
+            "Nothing in the file is executed: a file that holds anything but tensors is "
+            "refused. The original file is kept.",
+        ):
+            return
+        self._convert_task = asyncio.get_event_loop().create_task(self._convert(entry.path))
+        self._on_selection()
+
+    async def _convert(self, path: Path) -> None:
+        assert self.converter is not None
+        self.show_message(f"Converting {path}…")
+        try:
+            written = await asyncio.get_running_loop().run_in_executor(None, self.converter, path)
+        except Exception as exc:  # the converter's refusal (CheckpointError) or an OS error
+            self.show_message(f"Conversion refused: {exc}", error=True)
+        else:
+            self.show_message(f"Wrote {written}; the original {path.name} is unchanged.")
+            self.rescan()
+        finally:
+            self._convert_task = None
+            with contextlib.suppress(RuntimeError):  # the dialog may be gone by now
+                self._on_selection()

@@ -1,0 +1,123 @@
+"""The engine options dialog: what auto means, refusals shown inline, saved with the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QDialogButtonBox
+
+from ldstudio.core.options import EngineOptions
+from ldstudio.core.settings import Settings, load_settings, save_settings
+from ldstudio.qt.engine_options import (
+    AUTO_TEXT,
+    EngineEnvironment,
+    EngineOptionsDialog,
+    load_engine_options,
+)
+
+pytestmark = pytest.mark.gui
+
+CPU_ONLY = EngineEnvironment(devices=("cpu",), running="CPU · fp32 · SDPA, VAE tiling auto")
+WITH_CUDA = EngineEnvironment(devices=("cuda", "cpu"), running="CUDA · fp16")
+
+
+def make(qtbot, settings: Settings, environment: EngineEnvironment | None) -> EngineOptionsDialog:
+    dialog = EngineOptionsDialog(settings, environment)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    return dialog
+
+
+def choose(dialog: EngineOptionsDialog, name: str, value: str) -> None:
+    combo = dialog.combos[name]
+    combo.setCurrentIndex(combo.findData(value))
+
+
+def ok_button(dialog: EngineOptionsDialog):
+    return dialog.buttons.button(QDialogButtonBox.StandardButton.Ok)
+
+
+def test_every_option_has_a_tooltip_and_auto_says_what_it_picks(qtbot) -> None:
+    dialog = make(qtbot, Settings(), CPU_ONLY)
+    for name, combo in dialog.combos.items():
+        assert combo.toolTip(), name
+        assert combo.itemText(0) == f"auto ({AUTO_TEXT[name]})"
+        assert combo.currentData() == "auto"
+    for name, check in dialog.checks.items():
+        assert check.toolTip(), name
+    assert "CUDA if torch sees a GPU" in dialog.combos["device"].itemText(0)
+    assert "CPU · fp32" in dialog.running_label.text()
+    assert dialog.options() == EngineOptions()
+
+
+def test_cpu_offload_without_cuda_is_refused_inline(qtbot) -> None:
+    dialog = make(qtbot, Settings(), CPU_ONLY)
+    choose(dialog, "cpu_offload", "on")
+    note = dialog.notes["cpu_offload"]
+    assert not note.isHidden()
+    assert "needs a CUDA GPU" in note.text() and "auto or off" in note.text()
+    assert not ok_button(dialog).isEnabled()
+    choose(dialog, "cpu_offload", "off")
+    assert note.isHidden()
+    assert ok_button(dialog).isEnabled()
+
+    # Asking for a device the machine lacks is refused the same way.
+    choose(dialog, "device", "cuda")
+    assert "No CUDA GPU is available" in dialog.notes["device"].text()
+    assert not ok_button(dialog).isEnabled()
+
+
+def test_cpu_offload_allowed_with_cuda_but_not_with_the_device_set_to_cpu(qtbot) -> None:
+    dialog = make(qtbot, Settings(), WITH_CUDA)
+    choose(dialog, "cpu_offload", "on")
+    assert dialog.problems() == {}
+    choose(dialog, "device", "cpu")
+    assert "device is set to cpu" in dialog.problems()["cpu_offload"]
+
+
+def test_doubtful_choices_are_explained_but_allowed(qtbot) -> None:
+    dialog = make(qtbot, Settings(), CPU_ONLY)
+    choose(dialog, "dtype", "fp16")
+    assert "slow" in dialog.notes["dtype"].text()
+    assert ok_button(dialog).isEnabled()
+
+
+def test_options_round_trip_through_the_settings_file(qtbot, tmp_path: Path) -> None:
+    settings = Settings()
+    dialog = make(qtbot, settings, WITH_CUDA)
+    choose(dialog, "dtype", "bf16")
+    choose(dialog, "attention_slicing", "on")
+    choose(dialog, "vae_tiling", "off")
+    dialog.checks["compile_unet"].setChecked(True)
+    dialog.checks["sdpa"].setChecked(False)
+    with qtbot.waitSignal(dialog.options_changed) as blocker:
+        ok_button(dialog).click()
+    expected = EngineOptions(
+        dtype="bf16", attention_slicing="on", vae_tiling="off", compile_unet=True, sdpa=False
+    )
+    assert blocker.args == [expected]
+
+    path = tmp_path / "settings.json"
+    save_settings(settings, path)
+    reloaded = load_settings(path)
+    assert load_engine_options(reloaded) == expected
+    again = make(qtbot, reloaded, WITH_CUDA)
+    assert again.options() == expected
+    assert again.combos["dtype"].currentData() == "bf16"
+    assert again.checks["compile_unet"].isChecked()
+
+    # Accepting unchanged options does not ask the engine to rebuild.
+    with qtbot.assertNotEmitted(again.options_changed):
+        ok_button(again).click()
+
+
+def test_invalid_saved_options_fall_back_to_auto(qtbot) -> None:
+    settings = Settings(engine_options={"device": "tpu", "dtype": "fp16"})
+    assert load_engine_options(settings) == EngineOptions()
+    dialog = make(qtbot, settings, None)
+    assert dialog.options() == EngineOptions()
+    # Without knowing the machine, only what is impossible everywhere is refused.
+    choose(dialog, "device", "cpu")
+    choose(dialog, "cpu_offload", "on")
+    assert "needs a CUDA GPU" in dialog.problems()["cpu_offload"]
