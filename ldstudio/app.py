@@ -7,19 +7,29 @@ The only module that knows all three layers. The backend factory runs on the eng
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from ldstudio import __version__
 from ldstudio.core import paths
+from ldstudio.core.events import EngineNotice, Event
 from ldstudio.core.gallery import GalleryStore
-from ldstudio.core.jobs import JobQueue
+from ldstudio.core.imagefiles import ImageSink
+from ldstudio.core.jobs import Job, JobQueue, JobState
+from ldstudio.core.options import EngineOptions
 from ldstudio.core.settings import Settings, load_settings
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.controller import GenerationController
+from ldstudio.qt.engine_options import EngineEnvironment, load_engine_options
 from ldstudio.qt.main_window import MainWindow
 from ldstudio.qt.worker import Backend, BackendFactory, EngineThread
 
@@ -28,15 +38,148 @@ log = logging.getLogger(__name__)
 ICON_SIZES = (16, 32, 48, 64, 128, 256, 512)
 
 
-def diffusers_backend_factory(device: str = "auto", dtype: str = "auto") -> BackendFactory:
-    """A factory that imports torch and builds the real backend when called (engine thread)."""
+def diffusers_backend_factory(
+    device: str | None = None, dtype: str | None = None, options: EngineOptions | None = None
+) -> DiffusersEngine:
+    """A factory that imports torch and builds the real backend when called (engine thread).
 
-    def build() -> Backend:
+    `device`/`dtype` override the same fields of `options` (the saved EngineOptions).
+    """
+    chosen = options or EngineOptions()
+    chosen = dataclasses.replace(
+        chosen, device=device or chosen.device, dtype=dtype or chosen.dtype
+    )
+    return DiffusersEngine(chosen.validate())
+
+
+@dataclass(frozen=True)
+class EngineLabel:
+    """The backend's `choice` as the window shows it: device, precision and what is on."""
+
+    device: str
+    dtype: str
+    label: str  # e.g. "CUDA · fp16 · SDPA · attention slicing · VAE tiling auto"
+
+
+class DiffusersEngine:
+    """The real backend's factory, and the window's handle on its EngineOptions.
+
+    The worker calls it once, on the engine thread. `reconfigure` (GUI thread) only leaves the
+    new options behind a lock; the engine thread picks them up before its next job, closes the
+    old pipeline and builds the new backend there, so no job is disturbed and torch state never
+    crosses threads.
+    """
+
+    def __init__(self, options: EngineOptions) -> None:
+        self.options = options
+        # Replaced whole (never mutated) on the engine thread; the GUI thread reads it.
+        self.environment: EngineEnvironment | None = None
+        self.announce_ready: Callable[[str], None] = lambda label: None
+        self._lock = threading.Lock()
+        self._pending: EngineOptions | None = None
+
+    def __call__(self) -> Backend:
+        return SwitchingBackend(self)
+
+    def reconfigure(self, options: EngineOptions) -> None:
+        with self._lock:
+            self._pending = options
+
+    def take_pending(self) -> EngineOptions | None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        return pending
+
+
+def engine_label(backend: Any) -> str:
+    """The status bar's label: device, precision and the speed/memory options that are on
+    beyond the defaults, e.g. "CUDA · fp16 · attention slicing"."""
+    resolved = backend.resolved
+    parts = [backend.choice.label]
+    for name, on in (
+        ("channels_last", resolved.channels_last),
+        ("attention slicing", resolved.attention_slicing),
+        ("CPU offload", resolved.cpu_offload),
+        ("compiled UNet", resolved.compile_unet),
+        ("VAE tiling", resolved.vae_tiling == "on"),
+        ("classic attention", not resolved.sdpa),
+    ):
+        if on:
+            parts.append(name)
+    return " · ".join(parts)
+
+
+class SwitchingBackend:
+    """DiffusersBackend, rebuilt between jobs when the options change; engine thread."""
+
+    def __init__(self, engine: DiffusersEngine) -> None:
+        self._engine = engine
+        self._notice = ""
+        self._label = ""
+        try:
+            self._backend = self._build(engine.options)
+        except ValueError as exc:
+            # Options saved on another machine (or before a driver broke) must not keep the
+            # app from starting: run on the automatic choices and say so at the first job.
+            self._notice = (
+                f"The saved engine options cannot run here ({exc}); running with automatic "
+                "choices. Change them in Settings → Engine options…"
+            )
+            self._backend = self._build(EngineOptions())
+
+    def _build(self, options: EngineOptions) -> Any:
+        import torch
+
         from ldstudio.engine.backend import DiffusersBackend
+        from ldstudio.engine.device import mps_available
 
-        return DiffusersBackend(device=device, dtype=dtype)
+        backend = DiffusersBackend(options)
+        found = (("cuda", torch.cuda.is_available()), ("mps", mps_available()))
+        devices = (*(name for name, ok in found if ok), "cpu")
+        summary = backend.resolved.summary().replace(", ", " · ")
+        self._engine.environment = EngineEnvironment(devices, f"{backend.choice.label} · {summary}")
+        self._label = engine_label(backend)
+        return backend
 
-    return build
+    @property
+    def choice(self) -> EngineLabel:
+        choice = self._backend.choice
+        return EngineLabel(choice.device, choice.dtype, self._label)
+
+    def run(self, job: Job, emit: Callable[[Event], None], sink: ImageSink) -> JobState:
+        if self._notice:
+            emit(EngineNotice(self._notice, job.id))
+            self._notice = ""
+        pending = self._engine.take_pending()
+        if pending is not None:
+            self._apply(pending, job, emit)
+        state: JobState = self._backend.run(job, emit, sink)
+        return state
+
+    def _apply(self, options: EngineOptions, job: Job, emit: Callable[[Event], None]) -> None:
+        previous, label = self._engine.environment, self._label
+        # Free the old pipeline first: two copies of a model may not fit in memory.
+        self._backend.close()
+        try:
+            self._backend = self._build(options)
+        except ValueError as exc:
+            self._engine.environment, self._label = previous, label
+            emit(EngineNotice(f"Engine options not applied: {exc}", job.id))
+            return
+        self._engine.options = options
+        label = self.choice.label
+        self._engine.announce_ready(label)
+        emit(EngineNotice(f"Engine options applied: {label}", job.id))
+
+    def close(self) -> None:
+        self._backend.close()
+
+
+def convert_checkpoint(path: Path) -> Path:
+    """The model manager's "convert to safetensors" (tensors only); runs on an executor thread."""
+    from ldstudio.engine.checkpoints import convert_to_safetensors
+
+    return convert_to_safetensors(path)
 
 
 def app_icon() -> QIcon:
@@ -75,7 +218,14 @@ def build_window(
         store = GalleryStore(settings.library_dir(), reconcile=False)
     engine = EngineThread(JobQueue(), backend_factory, store)
     controller = GenerationController(engine)
-    return MainWindow(controller, settings, paths.bundled_model_dir(), store)
+    window = MainWindow(controller, settings, paths.bundled_model_dir(), store)
+    window.convert_checkpoint = convert_checkpoint
+    if isinstance(backend_factory, DiffusersEngine):
+        real = backend_factory
+        real.announce_ready = engine.worker.backend_ready.emit
+        window.engine_environment = lambda: real.environment
+        window.apply_engine_options = real.reconfigure
+    return window
 
 
 def run(backend_factory: BackendFactory | None = None, argv: list[str] | None = None) -> int:
@@ -86,7 +236,9 @@ def run(backend_factory: BackendFactory | None = None, argv: list[str] | None = 
     app = ensure_application(argv)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
-    window = build_window(backend_factory or diffusers_backend_factory())
+    settings = load_settings()
+    factory = backend_factory or diffusers_backend_factory(options=load_engine_options(settings))
+    window = build_window(factory, settings=settings)
     window.show()
     closed = asyncio.Event()
     app.lastWindowClosed.connect(closed.set)

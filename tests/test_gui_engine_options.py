@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from gui_support import fake_backend, generate, make_window, qt_loop
 from PySide6.QtWidgets import QDialogButtonBox
 
+from ldstudio.app import diffusers_backend_factory
+from ldstudio.core.events import EngineNotice, JobFinished
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.settings import Settings, load_settings, save_settings
 from ldstudio.qt.engine_options import (
@@ -17,6 +20,7 @@ from ldstudio.qt.engine_options import (
 )
 
 pytestmark = pytest.mark.gui
+__all__ = ["fake_backend", "make_window", "qt_loop"]  # fixtures used by name
 
 CPU_ONLY = EngineEnvironment(devices=("cpu",), running="CPU · fp32 · SDPA, VAE tiling auto")
 WITH_CUDA = EngineEnvironment(devices=("cuda", "cpu"), running="CUDA · fp16")
@@ -121,3 +125,48 @@ def test_invalid_saved_options_fall_back_to_auto(qtbot) -> None:
     choose(dialog, "device", "cpu")
     choose(dialog, "cpu_offload", "on")
     assert "needs a CUDA GPU" in dialog.problems()["cpu_offload"]
+
+
+# -- in the window and the real engine (phase 2 wiring) ------------------------------------------
+
+
+def test_window_saves_options_and_shows_engine_notices(make_window, fake_backend, qtbot) -> None:
+    window = make_window(fake_backend)
+    applied: list[EngineOptions] = []
+    window.apply_engine_options = applied.append
+    dialog = window.open_engine_options()
+    choose(dialog, "attention_slicing", "on")
+    ok_button(dialog).click()
+    assert applied == [EngineOptions(attention_slicing="on")]
+    assert window.settings.engine_options["attention_slicing"] == "on"
+    qtbot.waitUntil(lambda: load_settings().engine_options.get("attention_slicing") == "on")
+
+    window.controller.engine.worker.event_emitted.emit(EngineNotice("Compiling the UNet…", 1))
+    qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "Compiling the UNet…")
+
+
+def test_real_engine_falls_back_then_rebuilds_with_new_options(
+    make_window, qtbot, tiny_model: Path
+) -> None:
+    # CPU offload needs CUDA: saved options like these (from another machine) must not stop
+    # the engine; it runs on automatic choices and says so at the first job.
+    factory = diffusers_backend_factory(options=EngineOptions(device="cpu", cpu_offload="on"))
+    window = make_window(factory)
+    window.add_model_folder(tiny_model)
+    window.params_pane.steps_spin.setValue(2)
+    notices: list[EngineNotice] = []
+    window.controller.notice.connect(notices.append)
+    assert isinstance(generate(qtbot, window, "a red circle", timeout=120_000), JobFinished)
+    assert any("cannot run here" in n.message for n in notices)
+    environment = window.engine_environment()
+    assert environment is not None and "cpu" in environment.devices
+    assert window.device_label.text() == "CPU · fp32"
+
+    window.apply_engine_options(EngineOptions(device="cpu", attention_slicing="on"))
+    with qtbot.waitSignal(window.controller.backend_ready, timeout=120_000):
+        assert isinstance(generate(qtbot, window, "a red circle", timeout=120_000), JobFinished)
+    assert any(
+        n.message == "Engine options applied: CPU · fp32 · attention slicing" for n in notices
+    )
+    assert window.device_label.text() == "CPU · fp32 · attention slicing"
+    assert "attention slicing" in window.engine_environment().running

@@ -10,14 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from gui_support import qt_loop
+from gui_support import fake_backend, generate, make_window, qt_loop
 from PySide6.QtCore import Qt
 
+from ldstudio.core.events import JobFinished
 from ldstudio.core.modelscan import ModelFolderStore
 from ldstudio.qt.model_manager import COL_FAMILY, COL_NAME, COL_STATUS, ModelManager
 
 pytestmark = pytest.mark.gui
-__all__ = ["qt_loop"]  # fixture used by name
+__all__ = ["fake_backend", "make_window", "qt_loop"]  # fixtures used by name
 
 SCAN_TIMEOUT_MS = 30_000
 U = "model.diffusion_model."
@@ -336,3 +337,58 @@ def test_model_info_for_single_files_follows_the_variant(tmp_path: Path) -> None
     pickled.write_bytes(b"not opened")
     with pytest.raises(ValueError, match=r"a\.ckpt: \.ckpt files are Python pickles"):
         read_any_model_info(pickled)
+
+
+# -- in the window (phase 2 wiring) -------------------------------------------------------------
+
+
+def test_window_lists_scanned_models_and_applies_manager_choices(
+    make_window, fake_backend, qtbot, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, library: Path
+) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hf-cache"))
+    dreamy = library / "Stable-diffusion" / "dreamy.safetensors"
+    store = ModelFolderStore(folders=[str(library)], default=str(dreamy))
+    store.save()
+    window = make_window(fake_backend)
+    combo = window.params_pane.model_combo
+    qtbot.waitUntil(lambda: combo.findData(str(dreamy)) >= 0, timeout=SCAN_TIMEOUT_MS)
+    # Bundled model first, then the loadable checkpoints only; the default is preselected.
+    assert combo.itemData(0) == ""
+    listed = {combo.itemData(i) for i in range(combo.count())}
+    assert str(library / "Stable-diffusion" / "sd2base.safetensors") in listed
+    assert str(library / "Stable-diffusion" / "broken.safetensors") not in listed
+    assert str(library / "Stable-diffusion" / "old.ckpt") not in listed
+    assert window.params_pane.model_value() == str(dreamy)
+    qtbot.waitUntil(lambda: window.params_pane.native_size == 512, timeout=SCAN_TIMEOUT_MS)
+
+    titles = [action.text() for action in window.menuBar().actions()]
+    assert "&Models" in titles and "&Settings" in titles
+    manager = window.open_model_manager()
+    qtbot.waitUntil(lambda: not manager.scanning, timeout=SCAN_TIMEOUT_MS)
+    sd2 = library / "Stable-diffusion" / "sd2base.safetensors"
+    manager.select_path(sd2)
+    manager.use_button.click()
+    assert window.params_pane.model_value() == str(sd2)
+
+    vae_path = library / "VAE" / "vae-ft-mse.safetensors"
+    lora_path = library / "Lora" / "inkstyle.safetensors"
+    manager.select_path(vae_path)
+    manager.vae_button.click()
+    manager.select_path(lora_path)
+    manager.lora_button.click()
+    manager.lora_table.cellWidget(0, 1).setValue(0.6)
+    window.params_pane.cutoff_spin.setValue(0.5)
+    window.prompt_pane.prompt_edit.setPlainText("a lighthouse")
+    params = window.current_params()
+    assert params.model == str(sd2)
+    assert params.vae == str(vae_path)
+    assert params.loras == ((str(lora_path), 0.6),)
+    assert params.guidance_cutoff == 0.5
+    assert "LoRA inkstyle ×0.6" in window.params_pane.extras_label.text()
+
+    outcome = generate(qtbot, window, "a lighthouse")
+    assert isinstance(outcome, JobFinished)
+    (record,) = outcome.records
+    assert record.params.vae == str(vae_path)
+    assert record.params.loras == ((str(lora_path), 0.6),)
+    assert record.params.guidance_cutoff == 0.5

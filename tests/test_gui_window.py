@@ -339,7 +339,7 @@ def test_gallery_keyboard_copy_and_delete(
     window.gallery_pane.select_row(0)
     QGuiApplication.clipboard().clear()
     qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
-    qtbot.waitUntil(lambda: not QGuiApplication.clipboard().image().isNull())
+    qtbot.waitUntil(lambda: not QGuiApplication.clipboard().image().isNull(), timeout=20_000)
     assert QGuiApplication.clipboard().image().width() == 64
 
     # Delete needs no question: the image goes to the library's trash, restorable.

@@ -12,6 +12,7 @@ import logging
 from PySide6.QtCore import QObject, Signal, Slot
 
 from ldstudio.core.events import (
+    EngineNotice,
     Event,
     JobCancelled,
     JobFailed,
@@ -43,6 +44,7 @@ class GenerationController(QObject):
     job_cancelled = Signal(object)  # JobCancelled
     job_ended = Signal(object)  # any of the three above, after its own signal
     queue_changed = Signal()
+    notice = Signal(object)  # EngineNotice: a warm-up, a retry, options applied
 
     def __init__(self, engine: EngineThread) -> None:
         super().__init__()
@@ -137,6 +139,8 @@ class GenerationController(QObject):
             self.model_loading.emit(event)
         elif isinstance(event, ModelReady):
             self.model_ready.emit(event)
+        elif isinstance(event, EngineNotice):
+            self.notice.emit(event)
         elif isinstance(event, JobFinished | JobFailed | JobCancelled):
             if event.job_id in self._outcomes:
                 return  # a pending job cancelled here, then also reported by the engine

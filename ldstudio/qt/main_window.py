@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ldstudio.core.events import (
+    EngineNotice,
     ImageRecord,
     JobCancelled,
     JobFailed,
@@ -39,12 +40,16 @@ from ldstudio.core.events import (
     StepProgress,
 )
 from ldstudio.core.gallery import GalleryEntry, GalleryStore
+from ldstudio.core.modelscan import ModelEntry, ModelFolderStore, scan_library
+from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.settings import Settings, save_settings
 from ldstudio.qt.controller import GenerationController
+from ldstudio.qt.engine_options import EngineEnvironment, EngineOptionsDialog
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.library_controller import LibraryController
-from ldstudio.qt.model_info import ModelInfo, is_diffusers_folder, read_model_info
+from ldstudio.qt.model_info import ModelInfo, is_diffusers_folder
+from ldstudio.qt.model_manager import Converter, ModelManager, read_any_model_info
 from ldstudio.qt.params_pane import ParamsPane
 from ldstudio.qt.preview_view import PreviewPane
 from ldstudio.qt.prompt_pane import PromptPane
@@ -80,6 +85,12 @@ class MainWindow(QMainWindow):
         self._settings_generation = 0
         self._settings_written = 0
         self._settings_write_lock = threading.Lock()
+        # Set by app.py (the composition root): the engine's side of models and options.
+        self.engine_environment: Callable[[], EngineEnvironment | None] = lambda: None
+        self.apply_engine_options: Callable[[EngineOptions], None] | None = None
+        self.convert_checkpoint: Converter | None = None
+        self.model_manager: ModelManager | None = None
+        self._scanned_models: list[ModelEntry] = []
         self.setWindowTitle(APP_TITLE)
         self.setObjectName("main_window")
 
@@ -238,6 +249,28 @@ class MainWindow(QMainWindow):
         add(view_menu, "Focus &gallery", self.gallery_pane.view.setFocus, "Ctrl+G")
         add(view_menu, "Focus &queue", self.queue_pane.list.setFocus, "Ctrl+K")
 
+        models_menu = menu.addMenu("&Models")
+        add(
+            models_menu,
+            "Model &manager…",
+            self.open_model_manager,
+            "Ctrl+Shift+M",
+            tip="Model folders, every model found in them, VAE and LoRAs for the next images",
+        )
+        add(
+            models_menu,
+            "&Rescan model folders",
+            lambda: self.spawn(self.refresh_models()),
+            tip="Read the model folders again and refill the model list",
+        )
+        settings_menu = menu.addMenu("&Settings")
+        add(
+            settings_menu,
+            "&Engine options…",
+            self.open_engine_options,
+            tip="Device, precision, memory and compilation options of the engine",
+        )
+
         help_menu = menu.addMenu("&Help")
         add(help_menu, "&Keyboard shortcuts", self._show_shortcuts, "F1")
 
@@ -253,6 +286,7 @@ class MainWindow(QMainWindow):
         c.job_failed.connect(self._on_job_failed)
         c.job_cancelled.connect(self._on_job_cancelled)
         c.queue_changed.connect(self._refresh_queue)
+        c.notice.connect(self._on_notice)
         self.prompt_pane.generate_requested.connect(self.generate)
         self.prompt_pane.cancel_requested.connect(c.cancel_running)
         self.params_pane.changed.connect(self._update_latent_label)
@@ -291,6 +325,7 @@ class MainWindow(QMainWindow):
         self.busy_bar.show()
         self.library.start()
         self._on_model_selected()
+        self.spawn(self.refresh_models(select_default=True))
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -430,10 +465,89 @@ class MainWindow(QMainWindow):
 
     def _model_entries(self) -> list[tuple[str, str]]:
         entries = [(f"{self.bundled_model.name} (bundled)", "")]
+        listed = {""}
         for folder in self.settings.model_folders:
             path = Path(folder)
             entries.append((f"{path.name} — {path.parent}", folder))
+            listed.add(folder)
+        for entry in self._scanned_models:
+            if str(entry.path) not in listed:
+                entries.append((f"{entry.name} — {entry.source}", str(entry.path)))
+                listed.add(str(entry.path))
         return entries
+
+    async def refresh_models(self, select_default: bool = False) -> None:
+        """Fill the model picker from the model folders (scanned off the GUI thread)."""
+        try:
+            store = await self.off_thread(ModelFolderStore.load)
+        except ValueError as exc:
+            self.statusBar().showMessage(f"Model folders not read: {exc}", 10000)
+            store = ModelFolderStore()
+        entries = await self.off_thread(scan_library, store)
+        self._set_scanned_models(entries)
+        if not select_default:
+            return
+        # At start: the default model; else the last one used, which the picker could not
+        # show before the scan found it. A choice made meanwhile is kept.
+        saved = self.settings.params()
+        wanted = store.default or (saved.model if saved is not None else "")
+        if wanted and (store.default or self.params_pane.model_value() == ""):
+            self.params_pane.select_model(wanted)
+
+    def _set_scanned_models(self, entries: list[ModelEntry]) -> None:
+        self._scanned_models = [e for e in entries if e.loadable]
+        self.params_pane.set_models(self._model_entries())
+
+    def _variant_for(self, path: Path) -> str:
+        for entry in self._scanned_models:
+            if entry.path == path:
+                return entry.variant
+        return ""
+
+    def open_model_manager(self) -> ModelManager:
+        if self.model_manager is None:
+            manager = ModelManager(converter=self.convert_checkpoint, parent=self)
+            manager.model_chosen.connect(self._use_model)
+            manager.extras_changed.connect(self._set_extras)
+            manager.default_changed.connect(lambda _path: self.spawn(self.refresh_models()))
+            manager.scan_finished.connect(self._set_scanned_models)
+            self.model_manager = manager
+            manager.rescan()
+        self.model_manager.show()
+        self.model_manager.raise_()
+        self.model_manager.activateWindow()
+        return self.model_manager
+
+    def _use_model(self, path: str) -> None:
+        manager = self.model_manager
+        if self.params_pane.model_combo.findData(path) < 0 and manager is not None:
+            # Chosen before the scan finished: list it now.
+            chosen = [e for e in manager.table_model.entries if str(e.path) == path]
+            self._set_scanned_models([*self._scanned_models, *chosen])
+        self.params_pane.select_model(path)
+        self.statusBar().showMessage(f"Model {Path(path).name} selected", 4000)
+
+    def _set_extras(self, vae: str, loras: tuple[tuple[str, float], ...]) -> None:
+        self.params_pane.set_extras(vae, loras)
+
+    def open_engine_options(self) -> EngineOptionsDialog:
+        dialog = EngineOptionsDialog(self.settings, self.engine_environment(), self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.options_changed.connect(self._on_engine_options)
+        dialog.open()
+        return dialog
+
+    def _on_engine_options(self, options: EngineOptions) -> None:
+        self._save_settings()
+        if self.apply_engine_options is None:
+            self.statusBar().showMessage("Engine options saved; they apply at the next start", 8000)
+            return
+        self.apply_engine_options(options)
+        self.statusBar().showMessage("Engine options saved; they apply from the next image", 8000)
+
+    def _on_notice(self, event: EngineNotice) -> None:
+        log.info("engine: %s", event.message)
+        self.statusBar().showMessage(event.message, 15000)
 
     def _on_model_selected(self) -> None:
         value = self.params_pane.model_value()
@@ -442,7 +556,9 @@ class MainWindow(QMainWindow):
 
     async def _load_model_info(self, path: Path) -> None:
         try:
-            info: ModelInfo | None = await self.off_thread(read_model_info, path)
+            info: ModelInfo | None = await self.off_thread(
+                read_any_model_info, path, self._variant_for(path)
+            )
         except ValueError as exc:
             info = None
             self.statusBar().showMessage(str(exc), 8000)

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from ldstudio.core.params import (
     BATCH_COUNT_RANGE,
     BATCH_SIZE_RANGE,
+    GUIDANCE_CUTOFF_RANGE,
     GUIDANCE_RANGE,
     PREVIEW_INTERVAL_RANGE,
     PREVIEW_METHODS,
@@ -125,6 +126,21 @@ class ParamsPane(QWidget):
             "Guidance (CFG) scale: how strictly the image follows the prompt (5–9 is typical)"
         )
 
+        self.cutoff_spin = QDoubleSpinBox()
+        self.cutoff_spin.setRange(*GUIDANCE_CUTOFF_RANGE)
+        self.cutoff_spin.setSingleStep(0.05)
+        self.cutoff_spin.setDecimals(2)
+        self.cutoff_spin.setToolTip(
+            "Guidance cut-off: stop classifier-free guidance after this fraction of the steps; "
+            "the remaining steps run one UNet pass instead of two (faster, usually the same "
+            "image). 1 = guidance on every step (off)"
+        )
+        self.extras_label = QLabel()
+        self.extras_label.setObjectName("extras")
+        self.extras_label.setWordWrap(True)
+        self.extras_label.setToolTip("VAE and LoRAs chosen in Models → Model manager")
+        self.extras_label.hide()
+
         self.aspect_combo = QComboBox()
         for aspect_name, _ in ASPECTS:
             self.aspect_combo.addItem(aspect_name)
@@ -191,6 +207,7 @@ class ParamsPane(QWidget):
             ("&Sampler", self.scheduler_combo, self.scheduler_combo),
             ("S&teps", self.steps_spin, self.steps_spin),
             ("G&uidance", self.guidance_spin, self.guidance_spin),
+            ("Guidance cut-o&ff", self.cutoff_spin, self.cutoff_spin),
             ("Si&ze", self.aspect_combo, self.aspect_combo),
             ("", size_row, self.width_spin),
             ("S&eed", seed_row, self.seed_mode),
@@ -204,6 +221,7 @@ class ParamsPane(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
+        layout.addWidget(self.extras_label)
         layout.addWidget(self.hint_label)
         layout.addStretch(1)
 
@@ -214,6 +232,7 @@ class ParamsPane(QWidget):
             self.scheduler_combo.currentIndexChanged,
             self.steps_spin.valueChanged,
             self.guidance_spin.valueChanged,
+            self.cutoff_spin.valueChanged,
             self.width_spin.valueChanged,
             self.height_spin.valueChanged,
             self.seed_spin.valueChanged,
@@ -278,6 +297,7 @@ class ParamsPane(QWidget):
             scheduler=self.scheduler_combo.currentText(),
             steps=self.steps_spin.value(),
             guidance_scale=round(self.guidance_spin.value(), 2),
+            guidance_cutoff=round(self.cutoff_spin.value(), 2),
             width=None if native else self.width_spin.value(),
             height=None if native else self.height_spin.value(),
             seed=seed,
@@ -294,6 +314,8 @@ class ParamsPane(QWidget):
         self.scheduler_combo.setCurrentText(params.scheduler)
         self.steps_spin.setValue(params.steps)
         self.guidance_spin.setValue(params.guidance_scale)
+        self.cutoff_spin.setValue(params.guidance_cutoff)
+        self._show_extras()
         if params.width is None or params.height is None:
             self.aspect_combo.setCurrentIndex(NATIVE)
         else:
@@ -312,6 +334,19 @@ class ParamsPane(QWidget):
         self.preview_combo.setCurrentText(params.preview_method)
         self.preview_interval_spin.setValue(params.preview_interval)
         self._on_changed()
+
+    def set_extras(self, vae: str, loras: tuple[tuple[str, float], ...]) -> None:
+        """The VAE and LoRAs the next images use (chosen in the model manager)."""
+        self._base = self._base.replace(vae=vae, loras=loras)
+        self._show_extras()
+
+    def _show_extras(self) -> None:
+        parts = []
+        if self._base.vae:
+            parts.append(f"VAE {Path(self._base.vae).stem}")
+        parts += [f"LoRA {Path(path).stem} ×{weight:g}" for path, weight in self._base.loras]
+        self.extras_label.setText("With " + ", ".join(parts) if parts else "")
+        self.extras_label.setVisible(bool(parts))
 
     def set_seed(self, seed: int) -> None:
         self.seed_mode.setCurrentIndex(FIXED)
