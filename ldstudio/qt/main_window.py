@@ -109,6 +109,10 @@ class MainWindow(QMainWindow):
         params_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         params_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.params_pane.setMinimumWidth(self.params_pane.minimumSizeHint().width())
+        # The scroll area must not be narrower than the form, or fields are clipped at the edge.
+        params_scroll.setMinimumWidth(
+            self.params_pane.minimumWidth() + params_scroll.verticalScrollBar().sizeHint().width()
+        )
         self.left_splitter = QSplitter(Qt.Orientation.Vertical)
         self.left_splitter.addWidget(self.prompt_pane)
         self.left_splitter.addWidget(params_scroll)
@@ -131,7 +135,7 @@ class MainWindow(QMainWindow):
         self.main_splitter.setStretchFactor(0, 0)
         self.main_splitter.setStretchFactor(1, 1)
         self.main_splitter.setStretchFactor(2, 0)
-        self.main_splitter.setSizes([340, 620, 300])
+        self.main_splitter.setSizes([370, 600, 300])
         self.main_splitter.setChildrenCollapsible(False)
         central = QWidget()
         layout = QVBoxLayout(central)
