@@ -313,6 +313,8 @@ def test_reconcile_spares_temp_files_while_another_session_is_live(tmp_path: Pat
     with GalleryStore(root) as writer:
         temp = root / "images" / ".being-written.abc.tmp"
         temp.write_bytes(b"in progress")
+        old = time.time() - 3600  # older than both sessions: only a live writer protects it
+        os.utime(temp, (old, old))
         with GalleryStore(root) as other:
             assert other.reconcile().temp_files_removed == []
         assert temp.exists()
@@ -542,3 +544,21 @@ def test_deferred_recovery_is_not_forgotten(tmp_path: Path) -> None:
         store.reconcile()
     with GalleryStore(root) as store:
         assert not store.crashed_before
+
+
+def test_reconcile_never_removes_a_save_in_flight(tmp_path: Path) -> None:
+    """The engine thread may be writing while a worker reconciles at start-up."""
+    import os
+    import time
+
+    store = GalleryStore(tmp_path / "lib", reconcile=False)
+    leftover = store.images_dir / ".old.abc.tmp"
+    leftover.write_bytes(b"from a killed process")
+    old = time.time() - 3600
+    os.utime(leftover, (old, old))
+    in_flight = store.images_dir / ".new.def.tmp"
+    in_flight.write_bytes(b"being written by this process right now")
+    report = store.reconcile()
+    assert leftover in report.temp_files_removed and not leftover.exists()
+    assert in_flight.exists() and in_flight not in report.temp_files_removed
+    store.close()

@@ -544,6 +544,9 @@ class GalleryStore:
         self.use_fts = False
         self.crashed_before = False
         self.last_reconcile: ReconcileReport | None = None
+        # Temp files newer than this may be our own saves in flight (the engine thread writes
+        # while a worker reconciles): only older ones can be leftovers of a killed process.
+        self._opened_at = time.time()
         self._session = _SessionLock(self.root / "sessions")
         try:
             self._open(use_fts)
@@ -1161,6 +1164,12 @@ class GalleryStore:
 
     # --- reconcile ----------------------------------------------------------------------------
 
+    def _is_leftover(self, item: os.DirEntry[str]) -> bool:
+        try:
+            return item.stat().st_mtime < self._opened_at
+        except FileNotFoundError:
+            return False  # renamed into place (or removed) while we looked
+
     def reconcile(self) -> ReconcileReport:
         """Make the index agree with the files; see the module docstring. Worker thread."""
         started = time.perf_counter()
@@ -1183,8 +1192,8 @@ class GalleryStore:
             # library file, so it avoids Path objects and uses string slicing.
             for item in _walk(folder, _is_image_or_temp_name):
                 if item.name.endswith(TEMP_SUFFIX):
-                    if sweep_temp:
-                        os.unlink(item.path)
+                    if sweep_temp and self._is_leftover(item):
+                        Path(item.path).unlink(missing_ok=True)
                         report.temp_files_removed.append(Path(item.path))
                     continue
                 stored = item.path[len(prefix) :].replace(os.sep, "/")
@@ -1221,8 +1230,8 @@ class GalleryStore:
         known = {image_id for image_id, _ in indexed.values()} | set(adopted_ids)
         for item in _walk(self.thumbnails.folder, lambda _name: True):
             if item.name.endswith(TEMP_SUFFIX):
-                if sweep_temp:
-                    os.unlink(item.path)
+                if sweep_temp and self._is_leftover(item):
+                    Path(item.path).unlink(missing_ok=True)
                     report.temp_files_removed.append(Path(item.path))
                 continue
             head = item.name.split("-", 1)[0]

@@ -107,12 +107,10 @@ class MainWindow(QMainWindow):
         params_scroll.setWidget(self.params_pane)
         params_scroll.setWidgetResizable(True)
         params_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        params_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # As needed, not off: a pane squeezed narrower than its form scrolls instead of
+        # clipping fields at the edge (the default splitter width leaves room for the form).
+        params_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.params_pane.setMinimumWidth(self.params_pane.minimumSizeHint().width())
-        # The scroll area must not be narrower than the form, or fields are clipped at the edge.
-        params_scroll.setMinimumWidth(
-            self.params_pane.minimumWidth() + params_scroll.verticalScrollBar().sizeHint().width()
-        )
         self.left_splitter = QSplitter(Qt.Orientation.Vertical)
         self.left_splitter.addWidget(self.prompt_pane)
         self.left_splitter.addWidget(params_scroll)
