@@ -74,7 +74,16 @@ def profile_engine(engine: DiffusersBackend, params: GenerationParams, out: Path
     ]
 
 
-def measure(model: Path, size: int, steps: int, pairs: int, methods: list[str]) -> dict[str, Any]:
+def measure(
+    model: Path,
+    size: int,
+    steps: int,
+    pairs: int,
+    methods: list[str],
+    results: dict[str, Any],
+    checkpoint: Any = lambda: None,
+) -> dict[str, Any]:
+    """Fill `results` in place (so `checkpoint` can save a run that is cut short)."""
     engine = DiffusersBackend(device="auto")
     loaded = engine.load(str(model), lambda e: None)
     params = GenerationParams(
@@ -86,7 +95,7 @@ def measure(model: Path, size: int, steps: int, pairs: int, methods: list[str]) 
         seed=1,
     )
     out = Path(tempfile.mkdtemp(prefix="ldstudio-bench-"))
-    results: dict[str, Any] = {"model": model.name, "size": size, "steps": steps, "pairs": pairs}
+    results.update({"model": model.name, "size": size, "steps": steps, "pairs": pairs})
     bare_run(loaded.pipe, params, loaded.base_scheduler_config)  # warm-up
     for method in methods:
         job_params = params.replace(preview_method=method)
@@ -128,6 +137,7 @@ def measure(model: Path, size: int, steps: int, pairs: int, methods: list[str]) 
             f"(no PNG write {row['ratio_without_png_write']:.3f}×) {verdict}",
             flush=True,
         )
+        checkpoint()  # a run cut short still leaves what it measured
     engine.close()
     return results
 
@@ -154,7 +164,17 @@ def main() -> int:
             model, size, steps = Path(name), 64, args.steps
         else:
             raise SystemExit(f"--models: {name!r} is not known; allowed: bundled, sd15, a folder")
-        runs.append(measure(model, size, steps, args.pairs, methods))
+        current: dict[str, Any] = {}
+        runs.append(current)
+        measure(
+            model,
+            size,
+            steps,
+            args.pairs,
+            methods,
+            current,
+            checkpoint=lambda: write_results("overhead", {"machine": info, "runs": runs}),
+        )
     path = write_results("overhead", {"machine": info, "runs": runs})
     print(f"wrote {path}")
     return 0

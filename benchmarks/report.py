@@ -133,6 +133,9 @@ def build(folder: Path) -> str:
             "",
         ]
         lines += [f"- {what}: {figure}" for what, figure in GPU_REFERENCES]
+    notes = folder / "notes.md"
+    if notes.is_file():  # figures measured by scripts that print rather than write JSON
+        lines += ["", notes.read_text().rstrip()]
     for name, data in found.items():
         lines.append("")
         if name in SECTIONS:
