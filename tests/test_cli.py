@@ -65,7 +65,7 @@ def test_generate_json_end_to_end(tiny_model, tmp_path, ldstudio_home) -> None:
     assert "generating 2 image(s) 64x64, 4 steps" in stderr
 
 
-def test_out_file_and_default_output_folder(tiny_model, tmp_path, ldstudio_home) -> None:
+def test_out_file_and_default_into_the_library(tiny_model, tmp_path, ldstudio_home) -> None:
     target = tmp_path / "cat.png"
     proc = ldstudio(
         "generate",
@@ -87,7 +87,16 @@ def test_out_file_and_default_output_folder(tiny_model, tmp_path, ldstudio_home)
     )
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    assert Path(stdout.strip()).parent == ldstudio_home / "outputs"
+    saved = Path(stdout.strip())
+    assert saved.is_relative_to(ldstudio_home / "library" / "images")  # the app's library
+    listed = subprocess.run(
+        [sys.executable, "-m", "ldstudio", "gallery", "list", "--json"],
+        env={**os.environ, "LDSTUDIO_HOME": str(ldstudio_home)},
+        capture_output=True,
+        text=True,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert str(saved) in listed.stdout
 
 
 def test_ctrl_c_cancels_cleanly_with_exit_130(tiny_model, tmp_path, ldstudio_home) -> None:

@@ -141,8 +141,10 @@ def filter_from_args(args: argparse.Namespace) -> GalleryFilter:
 
 def open_store(args: argparse.Namespace) -> GalleryStore:
     from ldstudio.core.gallery import GalleryError, GalleryStore
+    from ldstudio.core.settings import load_settings
 
-    root = Path(args.library).expanduser() if args.library else None
+    # The app's library (a folder chosen in the app is a setting) unless --library says.
+    root = Path(args.library).expanduser() if args.library else load_settings().library_dir()
     if root is not None and root.exists() and not root.is_dir():
         raise BadInput(f"--library: {args.library!r} is a file; give a folder")
     try:

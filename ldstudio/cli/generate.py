@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ldstudio.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, BadInput
-from ldstudio.core import paths
 from ldstudio.core.events import (
     EngineNotice,
     Event,
@@ -127,7 +126,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--out",
         default=None,
         metavar="DIR|FILE",
-        help=f"output folder, or a .png file name (default: {paths.default_output_dir()})",
+        help="output folder, or a .png file name (default: the app's image library, so the "
+        "images show in the app and in `ldstudio gallery list`)",
     )
     gen.add_argument("--preview-dir", default=None, metavar="DIR", help="save each preview here")
     gen.add_argument("--json", action="store_true", help="print results as JSON on stdout")
@@ -209,10 +209,10 @@ def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
     ).validate()
 
 
-def output_target(out: str | None) -> tuple[Path, Path | None]:
-    """(folder, exact file or None) from --out."""
+def output_target(out: str | None) -> tuple[Path | None, Path | None]:
+    """(folder, exact file or None) from --out; (None, None) means the app's library."""
     if out is None:
-        return paths.default_output_dir(), None
+        return None, None
     path = Path(out).expanduser()
     suffix = path.suffix.lower()
     if suffix == ".png":
@@ -291,8 +291,10 @@ def run_generate(args: argparse.Namespace) -> int:
     preview_dir = Path(args.preview_dir).expanduser() if args.preview_dir else None
 
     # Heavy imports only now: `ldstudio --help` stays instant.
-    from ldstudio.core.imagefiles import FolderSink
+    from ldstudio.core.gallery import GalleryStore
+    from ldstudio.core.imagefiles import FolderSink, ImageSink
     from ldstudio.core.jobs import Job
+    from ldstudio.core.settings import load_settings
     from ldstudio.engine.backend import DiffusersBackend
     from ldstudio.engine.models import ModelError, check_model, resolve_model_path
 
@@ -311,12 +313,23 @@ def run_generate(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         sys.stderr.write("\ncancelling at the next step (Ctrl+C again to abort now) ...\n")
 
+    # Without --out, images go into the app's library: they show in the app and in
+    # `ldstudio gallery list`, saved with the same crash-safe order as the app's.
+    library: GalleryStore | None = None
+    sink: ImageSink
+    if folder is None:
+        library = GalleryStore(load_settings().library_dir())
+        sink = library
+    else:
+        sink = FolderSink(folder, exact)
     previous = signal.signal(signal.SIGINT, on_sigint)
     started = time.perf_counter()
     try:
-        backend.run(job, reporter, FolderSink(folder, exact))
+        backend.run(job, reporter, sink)
     finally:
         signal.signal(signal.SIGINT, previous)
+        if library is not None:
+            library.close()
     return report(reporter, args.json, backend.choice.device, time.perf_counter() - started)
 
 

@@ -46,11 +46,6 @@ def home_dir() -> Path:
     return Path(user_data_dir("ldstudio", appauthor=False))
 
 
-def default_output_dir() -> Path:
-    """Where generated images go unless the user picks another folder."""
-    return home_dir() / "outputs"
-
-
 def cache_dir() -> Path:
     """Per-user cache (fitted preview tables, thumbnails)."""
     return home_dir() / "cache"
