@@ -108,15 +108,18 @@ class DiffusersBackend:
 
     def load(self, model: str, emit: Emit) -> LoadedModel:
         path = resolve_model_path(model)
-        current = self._cache.loaded
-        if current is None or current.path != path or current.choice != self.choice:
+
+        def on_reload() -> None:
+            # Previewers hold the old pipeline's VAE; a reload for any reason drops them.
             emit(ModelLoading(model=str(path), device=self.choice.device, dtype=self.choice.dtype))
             self._previewers.clear()
+
         loaded, cached = self._cache.get(
             path,
             self.choice,
             place=lambda pipe: performance.apply(pipe, self.resolved, self.choice),
             setup=self.resolved,
+            on_reload=on_reload,
         )
         if not cached:
             self._compiled_warm = False

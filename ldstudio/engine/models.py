@@ -224,10 +224,12 @@ class PipelineCache:
         choice: DeviceChoice,
         place: Callable[[Any], None] | None = None,
         setup: Hashable = None,
+        on_reload: Callable[[], None] = lambda: None,
     ) -> tuple[LoadedModel, bool]:
         """(model, cached): cached is True when the loaded pipeline was reused.
 
         `setup` identifies how `place` configures the pipeline; a different one reloads.
+        `on_reload` runs just before a (re)load: the cache alone knows when one happens.
         """
         current = self._loaded
         # A single file's variant is the user's to change (models.json); that needs a reload.
@@ -239,6 +241,7 @@ class PipelineCache:
             self._setup,
         ) == (path, choice, variant, setup):
             return current, True
+        on_reload()
         # Drop the old pipeline first so two models never sit in memory together.
         self._loaded = None
         del current
