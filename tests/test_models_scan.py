@@ -313,6 +313,27 @@ def test_hf_cache_found_through_hf_home(
     assert scan_library(ModelFolderStore()) == []
 
 
+def test_single_file_beside_a_diffusers_layout_is_listed(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As runwayml/stable-diffusion-v1-5 and stabilityai/stable-diffusion-xl-base-1.0 ship:
+    # the diffusers folders and the single-file checkpoint in the same snapshot.
+    snapshot = _hf_cache(tmp_path / "hf", tiny_model)
+    write_safetensors(snapshot / "sd_xl_base_1.0.safetensors", checkpoint_tensors("sdxl"))
+    (snapshot / "v1-5-pruned.ckpt").write_bytes(b"not read")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    entries = scan_library(ModelFolderStore())
+    assert [(e.name, e.kind, e.family, e.status) for e in entries] == [
+        ("someorg/tiny-sd", "diffusers", "custom", "ok"),
+        ("someorg/tiny-sd/sd_xl_base_1.0", "checkpoint", "sdxl", "ok"),
+        ("someorg/tiny-sd/v1-5-pruned", "unknown", "", "unsafe"),
+    ]
+    # The component weights inside unet/, vae/ ... are not listed as models of their own.
+    assert all(e.path.parent == snapshot for e in entries[1:])
+    found = find_model("sd_xl_base_1.0", entries, ("checkpoint",))
+    assert found.path == snapshot / "sd_xl_base_1.0.safetensors"
+
+
 def test_store_round_trip_and_name_lookup(tmp_path: Path) -> None:
     a1111 = _a1111(tmp_path)
     store = ModelFolderStore.load()

@@ -536,18 +536,22 @@ def scan_folder(root: Path, max_depth: int = 6) -> Iterator[ModelEntry]:
     for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
         depth = len(here.relative_to(root).parts)
+        hf_name = _hf_cache_name(here)
         if (here / "model_index.json").is_file():
+            # Its subfolders are the pipeline's components, not models of their own. Files
+            # beside model_index.json are: many repos (SD 1.5, SDXL base) ship the single-file
+            # checkpoint next to the diffusers layout.
             dirs[:] = []
-            yield inspect_diffusers_folder(here, root, _hf_cache_name(here))
-            continue
-        # .cache/ and blobs/ hold partial downloads and the HF cache's content-addressed copies.
-        dirs[:] = sorted(
-            d for d in dirs if not d.startswith(".") and d != "blobs" and depth < max_depth
-        )
+            yield inspect_diffusers_folder(here, root, hf_name)
+        else:
+            # .cache/ and blobs/ hold partial downloads and the HF cache's content-addressed
+            # copies.
+            dirs[:] = sorted(
+                d for d in dirs if not d.startswith(".") and d != "blobs" and depth < max_depth
+            )
         for name in sorted(files):
             if name.lower().endswith(SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES):
                 entry = inspect_file(here / name, root)
-                hf_name = _hf_cache_name(here)
                 if hf_name:
                     entry = replace(entry, name=f"{hf_name}/{entry.path.stem}")
                 yield entry
