@@ -451,6 +451,38 @@ def write_lora(unet: Any, path: Path, layout: str, rank: int = 4, seed: int = 0)
     return save_single_file(state, path)
 
 
+TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+
+
+def write_text_encoder_lora(
+    text_encoder: Any, path: Path, rank: int = 4, seed: int = 0
+) -> tuple[Path, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """A kohya LoRA for a CLIP text encoder, keyed as files in the wild are.
+
+    Those keys spell the original CLIP module path (`lora_te_text_model_encoder_layers_0_...`)
+    even where transformers >= 5.6 dropped the `text_model.` level. Returns the file and the
+    (down, up) pair per module name of `text_encoder`, to check what was applied.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+    pairs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name, module in text_encoder.named_modules():
+        if not (
+            isinstance(module, torch.nn.Linear)
+            and name.rsplit(".", 1)[-1] in TEXT_ENCODER_LORA_TARGETS
+        ):
+            continue
+        down = torch.randn(rank, module.in_features, generator=generator) * 0.5
+        up = torch.randn(module.out_features, rank, generator=generator) * 0.5
+        original = name if name.startswith("text_model.") else f"text_model.{name}"
+        key = "lora_te_" + original.replace(".", "_")
+        state[f"{key}.lora_down.weight"] = down
+        state[f"{key}.lora_up.weight"] = up
+        state[f"{key}.alpha"] = torch.tensor(float(rank))
+        pairs[name] = (down, up)
+    return save_single_file(state, path), pairs
+
+
 def write_vae_file(vae: Any, path: Path, seed: int) -> Path:
     """A standalone VAE in the original layout (as vae-ft-mse-840000 ships), other weights."""
     torch.manual_seed(seed)

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from models_support import tiny_checkpoint, write_lora, write_vae_file
+import torch
+from models_support import tiny_checkpoint, write_lora, write_text_encoder_lora, write_vae_file
 from PIL import Image
 
 from ldstudio.core.events import JobFailed, JobFinished
@@ -83,6 +84,35 @@ def test_loras_change_the_output_combine_and_are_recorded(
     half, _ = generate(engine, base.replace(loras=((kohya[0], 0.5),)), tmp_path / "half")
     assert np.abs(half - with_kohya).max() > 0
     # Dropping every LoRA gives back the model's own output exactly.
+    again, _ = generate(engine, base, tmp_path / "again")
+    assert np.array_equal(again, plain)
+
+
+def test_text_encoder_lora_in_kohya_layout_applies_to_every_layer(
+    engine: Any, tiny_model: Path, tmp_path: Path
+) -> None:
+    from transformers import CLIPTextModel
+
+    text_encoder = CLIPTextModel.from_pretrained(
+        str(tiny_model / "text_encoder"), local_files_only=True
+    )
+    path, pairs = write_text_encoder_lora(text_encoder, tmp_path / "te.safetensors", seed=3)
+    base = GenerationParams(
+        prompt="a red circle", model=str(tiny_model), steps=2, width=64, height=64, seed=7
+    )
+    plain, _ = generate(engine, base, tmp_path / "plain")
+    styled, _ = generate(engine, base.replace(loras=((str(path), 0.5),)), tmp_path / "te")
+    assert np.abs(styled - plain).max() > 0
+
+    # Every projection the file names carries its delta, scaled by alpha/rank and strength:
+    # none was dropped by a key-name mismatch.
+    pipe = engine._cache.loaded.pipe
+    for name, (down, up) in pairs.items():
+        layer = pipe.text_encoder.get_submodule(name)
+        x = torch.randn(2, down.shape[1], generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            delta = layer(x) - layer.base_layer(x)
+        assert torch.allclose(delta, 0.5 * x @ (up @ down).T, atol=1e-4), name
     again, _ = generate(engine, base, tmp_path / "again")
     assert np.array_equal(again, plain)
 
