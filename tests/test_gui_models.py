@@ -369,6 +369,11 @@ def test_window_lists_scanned_models_and_applies_manager_choices(
     manager.select_path(sd2)
     manager.use_button.click()
     assert window.params_pane.model_value() == str(sd2)
+    qtbot.waitUntil(lambda: window.params_pane.native_size == 512, timeout=SCAN_TIMEOUT_MS)
+    # A variant chosen in the manager moves the native size and presets at once, no rescan.
+    manager.variant_combo.setCurrentIndex(manager.variant_combo.findData("sd2-v"))
+    manager.variant_button.click()
+    qtbot.waitUntil(lambda: window.params_pane.native_size == 768, timeout=SCAN_TIMEOUT_MS)
 
     vae_path = library / "VAE" / "vae-ft-mse.safetensors"
     lora_path = library / "Lora" / "inkstyle.safetensors"

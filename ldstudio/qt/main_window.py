@@ -11,6 +11,7 @@ import copy
 import logging
 import threading
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -513,12 +514,22 @@ class MainWindow(QMainWindow):
             manager.extras_changed.connect(self._set_extras)
             manager.default_changed.connect(lambda _path: self.spawn(self.refresh_models()))
             manager.scan_finished.connect(self._set_scanned_models)
+            manager.variant_changed.connect(self._on_variant_changed)
             self.model_manager = manager
             manager.rescan()
         self.model_manager.show()
         self.model_manager.raise_()
         self.model_manager.activateWindow()
         return self.model_manager
+
+    def _on_variant_changed(self, path: str, variant: str) -> None:
+        self._scanned_models = [
+            replace(e, variant=variant) if str(e.path) == path else e
+            for e in self._scanned_models
+        ]
+        if self.params_pane.model_value() == path:
+            # Native size and size presets follow the variant (SD 2 768-v vs 512 base).
+            self._on_model_selected()
 
     def _use_model(self, path: str) -> None:
         manager = self.model_manager

@@ -275,6 +275,7 @@ class ModelManager(QDialog):
     extras_changed = Signal(str, object)  # VAE path ("" = the model's own), LoraChoice
     default_changed = Signal(str)  # path of the new default model
     scan_finished = Signal(object)  # list[ModelEntry], every entry of the finished scan
+    variant_changed = Signal(str, str)  # path of a single-file checkpoint, its chosen variant
 
     def __init__(
         self,
@@ -688,6 +689,7 @@ class ModelManager(QDialog):
         updated = replace(entry, variant=variant)
         self.table_model.replace_entry(entry, updated)
         self.select_path(updated.path)
+        self.variant_changed.emit(str(updated.path), variant)
         self.show_message(f"{entry.name} now loads as {VARIANT_LABELS[variant]}.")
 
     # -- VAE and LoRAs -----------------------------------------------------------------------
