@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import shutil
 import sqlite3
@@ -24,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from common import machine_text
 from PIL import Image
 
 from ldstudio.core.gallery import GalleryFilter, GalleryStore, NewEntry
@@ -124,18 +124,7 @@ MODELS = ("sd15", "dreamshaper_8", "sdxl_base", "juggernautXL", "ldstudio-shapes
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} logical CPUs, "
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
-    )
+    return f"{machine_text()}, SQLite {sqlite3.sqlite_version}"
 
 
 def stats(samples: list[float]) -> str:

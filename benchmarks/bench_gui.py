@@ -14,29 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import machine_text
+
 ROOT = Path(__file__).resolve().parents[1]
 TICK_MS = 10
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    system = f"{platform.system()} {platform.release()}"
-    return f"{cpu}, {cores} usable cores, {system}, Python {platform.python_version()}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -132,7 +119,7 @@ def main() -> None:
         window.close()
 
     seconds = generate_seconds[0]
-    print(f"machine: {machine()}; torch threads on the engine: {args.threads}")
+    print(f"machine: {machine_text()}; torch threads on the engine: {args.threads}")
     print(f"model: {label}; {args.count} image(s) × {args.steps} steps, latent2rgb every step")
     for name, text in (("start", "engine start + model load"), ("generate", "generating")):
         values = lateness[name]

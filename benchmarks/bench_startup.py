@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,20 +67,6 @@ with loop:
 """
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    system = f"{platform.system()} {platform.release()}"
-    return f"{cpu}, {cores} usable cores, {system}, Python {platform.python_version()}"
-
-
 def one_run(steps: int, model: Path | None) -> dict[str, float]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.setdefault("QT_QPA_PLATFORM", "xcb" if env.get("DISPLAY") else "offscreen")
@@ -122,7 +109,7 @@ def main() -> None:
         model = build_tiny_model(Path(tempfile.mkdtemp()) / "tiny-sd")
         label = "TINY RANDOM MODEL (the bundled model is missing)"
     runs = [one_run(args.steps, model) for _ in range(args.runs)]
-    print(f"machine: {machine()}")
+    print(f"machine: {machine_text()}")
     print(f"model: {label}; {args.steps} steps, 1 image at native size; {args.runs} runs")
     for key, text in (
         ("window_shown", "launch → window shown"),

@@ -19,20 +19,37 @@ CACHE = ROOT / "benchmarks" / ".cache"  # gitignored: random-weight models built
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def machine() -> dict[str, Any]:
-    """What a figure was measured on: every printed number names it."""
-    import torch
-
+def cpu_name() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return cpu
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def machine_text() -> str:
+    """One line naming the machine, for scripts that print rather than write JSON (no torch)."""
+    system = f"{platform.system()} {platform.release()}"
+    return (
+        f"{cpu_name()}, {usable_cores()} usable cores, {system}, Python {platform.python_version()}"
+    )
+
+
+def machine() -> dict[str, Any]:
+    """What a figure was measured on: every printed number names it."""
+    import torch
+
     info: dict[str, Any] = {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
