@@ -12,21 +12,10 @@ from pathlib import Path
 
 import torch
 
+# GPT-2/CLIP's reversible map from bytes to printable characters.
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
 WORDS = ["a", "red", "blue", "green", "circle", "square", "on", "background", "cat", "dog"]
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from bytes to printable characters."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    keep += list(range(ord("®"), ord("ÿ") + 1))
-    chars = list(keep)
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, map(chr, chars), strict=True))
 
 
 def write_tokenizer(folder: Path) -> None:

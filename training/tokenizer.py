@@ -12,25 +12,11 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
+# GPT-2/CLIP's reversible map from bytes to printable characters.
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_LENGTH = 77  # as in Stable Diffusion, so prompts are padded/truncated the familiar way
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from bytes to printable unicode characters."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, [chr(c) for c in cs], strict=True))
 
 
 def _bpe(word: tuple[str, ...], ranks: dict[tuple[str, str], int]) -> list[str]:

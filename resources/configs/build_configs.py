@@ -24,24 +24,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+# GPT-2/CLIP's reversible map from bytes to printable characters.
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
 HERE = Path(__file__).resolve().parent
 DIFFUSERS_VERSION = "0.42.1"
 # CLIP's BPE file holds 262,144 merges; CLIP uses the first 48,894 (49,408 tokens in all).
 CLIP_MERGES = 49152 - 256 - 2
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP/GPT-2's reversible byte → printable-character table."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    keep += list(range(ord("®"), ord("ÿ") + 1))
-    chars = list(keep)
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, map(chr, chars), strict=True))
 
 
 def write_clip_bpe(bpe_gz: Path, out: Path) -> None:
