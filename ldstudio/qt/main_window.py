@@ -524,8 +524,7 @@ class MainWindow(QMainWindow):
 
     def _on_variant_changed(self, path: str, variant: str) -> None:
         self._scanned_models = [
-            replace(e, variant=variant) if str(e.path) == path else e
-            for e in self._scanned_models
+            replace(e, variant=variant) if str(e.path) == path else e for e in self._scanned_models
         ]
         if self.params_pane.model_value() == path:
             # Native size and size presets follow the variant (SD 2 768-v vs 512 base).
