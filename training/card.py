@@ -85,6 +85,12 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def _roundtrip(rt: dict | None) -> str:
+    if not rt:
+        return "not measured"
+    return ", ".join(f"{a} {_pct(v)}" for a, v in rt.items() if a not in ("n", "data_seed"))
+
+
 def write_card(folder: Path) -> None:
     stats = _load(folder / "training_stats.json")
     ev = _load(folder / "eval_results.json")
@@ -147,34 +153,41 @@ def write_card(folder: Path) -> None:
     )
     vae_stats = stats.get("vae", {})
     rt = stats.get("vae_roundtrip_evaluator_accuracy")
-    shortfalls = (
-        "The foreground-colour, shape and position targets are not met. Two measured causes:\n\n"
-        "- The VAE caps what any UNet could reach. Encoding and decoding "
-        f"{rt['n'] if rt else '?'} fresh real scenes (no diffusion at all) and scoring the"
-        " round trip with the evaluator gives "
-        + (", ".join(f"{a} {_pct(v)}" for a, v in rt.items() if a not in ("n", "data_seed")))
-        + ": small shapes blur into blobs (squares read as circles), and some colours drift"
-        " (cyan towards blue, white towards pink). It had 9 minutes of training; a longer VAE"
-        " run is the first thing to buy with more CPU time.\n"
-        "- The UNet has not learnt position words: position accuracy is at chance (11 %)."
-        " Background and colour conditioning only appeared after ~1,500 of its 4,333 steps,"
-        " and position (which a convolutional UNet without positional embeddings must infer"
-        " from the padding at the borders) had not started by the end. It needs more steps."
+    rt_text = (
+        "Encoding and decoding "
+        f"{rt['n']} fresh real scenes (no diffusion at all) and scoring the round trip with the"
+        " evaluator gives "
+        + _roundtrip(rt)
+        + ": what the VAE lets through, a rough ceiling for any UNet on top of it."
         if rt
-        else "Not measured."
+        else ""
     )
+    missed = [a for a, t in TARGETS.items() if ev["accuracy"][a]["accuracy"] < t] if ev else []
+    if not ev:
+        shortfalls = "Not measured yet."
+    elif missed:
+        shortfalls = (
+            f"Targets not met: {', '.join(missed)}. {rt_text} {stats.get('shortfall_notes', '')}"
+        )
+    else:
+        shortfalls = f"None: all four targets are met. {rt_text}"
     retrain = (
         f"python training/train.py --out resources/models/ldstudio-shapes --seed"
         f" {stats.get('seed', 0)} --n-data {args.get('n_data')} \\\n"
         f"    --vae-steps {args.get('vae_steps')} --vae-batch {args.get('vae_batch')}"
-        f" --vae-lr {args.get('vae_lr')} \\\n"
+        f" --vae-lr {args.get('vae_lr')} --vae-kl {args.get('vae_kl')} \\\n"
+        f"    --vae-channels {','.join(str(c) for c in stats.get('vae_channels', []))}"
+        f" --text-steps {args.get('text_steps')} --text-batch {args.get('text_batch')} \\\n"
         f"    --unet-steps {args.get('unet_steps')} --unet-batch {args.get('unet_batch')}"
         f" --unet-lr {args.get('unet_lr')} --unet-width {args.get('unet_width')}"
-        f" --unet-layers {args.get('unet_layers')} \\\n"
-        f"    --{'' if args.get('unet_text_time') else 'no-'}unet-text-time"
+        f" --unet-layers {args.get('unet_layers')} --unet-levels {args.get('unet_levels')} \\\n"
+        f"    --decoder-steps {args.get('decoder_steps')} --decoder-lr {args.get('decoder_lr')}"
         f" --threads {args.get('threads')}"
     )
     width = args.get("unet_width", 0)
+    levels = args.get("unet_levels", 2)
+    unet_channels = (width, 2 * width, 2 * width)[:levels]
+    grids = [f"{8 >> i}x{8 >> i}" for i in range(levels)]
     arch = [
         (
             "VAE (`AutoencoderKL`)",
@@ -185,9 +198,11 @@ def write_card(folder: Path) -> None:
         ),
         (
             "UNet (`UNet2DConditionModel`)",
-            f"8x8x4 latents, 2 levels, channels {width}/{2 * width},"
+            f"8x8x4 latents, {levels} levels ({' / '.join(grids)}),"
+            f" channels {'/'.join(str(c) for c in unet_channels)},"
             f" {args.get('unet_layers', '?')} layer(s) per block,"
-            " cross-attention at both levels and the mid block (8 heads), cross-attention dim 128",
+            " cross-attention at every level and the mid block (8 heads), cross-attention"
+            " dim 128",
             f"{params.get('unet', 0) / 1e6:.2f} M",
         ),
         (
@@ -268,19 +283,35 @@ python training/evaluate.py --model resources/models/ldstudio-shapes --n 256 --s
 python benchmarks/bench_bundled_model.py --json
 ```
 
-The VAE trains first ({args.get("vae_steps", "?")} steps, batch {args.get("vae_batch", "?")}
-random {args.get("vae_crop", "?")}x{args.get("vae_crop", "?")} crops, AdamW
-{args.get("vae_lr", "?")} cosine, MSE + L1 with the shape's pixels weighted 4x, + 1e-4·KL
-per pixel); the data set is then encoded to latents once; the text encoder and UNet train
-jointly ({args.get("unet_steps", "?")} steps,
-batch {args.get("unet_batch", "?")}, AdamW {args.get("unet_lr", "?")} cosine, min-SNR-5
-weighted epsilon loss, EMA {args.get("ema", "?")} of both, saved from the EMA). Losses are
-logged to `training/runs/`.
+Four phases, from one seed:
+
+1. **VAE** ({args.get("vae_steps", "?")} steps, batch {args.get("vae_batch", "?")}
+   {args.get("vae_crop", "?")}x{args.get("vae_crop", "?")} crops on the 8-pixel latent grid, half of
+   them placed over the shape, AdamW {args.get("vae_lr", "?")} cosine, MSE + L1 with the
+   shape's pixels weighted 4x, + {args.get("vae_kl", "?")}·KL per pixel). The data set is then
+   encoded to latents once.
+2. **Text encoder**, alone ({args.get("text_steps", "?")} steps, batch
+   {args.get("text_batch", "?")} captions, no images): linear heads must read every attribute
+   a caption names, or "not named", from each hidden state at or after the end token, the
+   positions cross-attention mostly reads. It is then frozen. (Trained jointly with the UNet
+   from scratch, an earlier version never learnt position phrases.)
+3. **UNet** ({args.get("unet_steps", "?")} steps, batch {args.get("unet_batch", "?")}, AdamW
+   {args.get("unet_lr", "?")} cosine, min-SNR-5 weighted epsilon loss, EMA
+   {args.get("ema", "?")}, saved from the EMA) on the frozen text encoder's hidden states.
+4. **Decoder polish** ({args.get("decoder_steps", "?")} steps, batch {args.get("vae_batch", "?")}
+   whole scenes, AdamW {args.get("decoder_lr", "?")} cosine): the VAE, rounded to fp16 as it
+   ships, trains its decoder only (the encoder, so the UNet's latents, stay as they were) on
+   the pixel loss plus the error of each scene's mean shape colour. Trained on crops alone,
+   the decoder faded small shapes towards their background; evaluator round trip before this
+   phase: {_roundtrip(stats.get("vae_roundtrip_before_decoder_phase"))}.
+
+Losses are logged to `training/runs/`.
 
 Measured: {secs.get("total", 0) / 60:.1f} min in all (VAE {secs.get("vae", 0) / 60:.1f} min,
-text encoder + UNet {secs.get("unet_and_text_encoder", 0) / 60:.1f} min) on
-{machine.get("cpu", "?")} with {machine.get("threads", "?")} torch thread(s), torch
-{machine.get("torch", "?")}, a CPU shared with other work (so times vary run to run).
+text encoder {secs.get("text_encoder", 0) / 60:.1f} min, UNet {secs.get("unet", 0) / 60:.1f} min,
+decoder {secs.get("decoder", 0) / 60:.1f} min)
+on {machine.get("cpu", "?")} with {machine.get("threads", "?")} torch thread(s), torch
+{machine.get("torch", "?")}.
 Same seed and arguments give the same model on the same machine and torch build.
 {stats.get("provenance", "")}
 
