@@ -146,3 +146,31 @@ def test_classic_attention_and_channels_last_give_the_same_picture(params, tmp_p
     image = image_of(run(tuned, params, tmp_path))
     assert np.abs(image.astype(int) - reference.astype(int)).max() <= 2
     tuned.close()
+
+
+def test_compiled_unet_warms_up_once_into_ldstudio_cache(
+    params, tmp_path, ldstudio_home, monkeypatch
+) -> None:
+    # Real inductor compilation on the CPU (it needs a C++ compiler; .ci/run installs g++).
+    # As in the app: importing diffusers has already set inductor's /tmp default, which the
+    # engine must replace. monkeypatch puts the variable back afterwards.
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    plain = DiffusersBackend(device="cpu")
+    reference = image_of(run(plain, params, tmp_path / "plain"))
+    plain.close()
+    compiled = DiffusersBackend(EngineOptions(compile_unet=True), device="cpu")
+    first = run(compiled, params, tmp_path / "first")
+    notices = [e.message for e in first if isinstance(e, EngineNotice)]
+    assert any("Compiling the UNet" in m for m in notices), notices
+    pipe = compiled.load(params.model, lambda e: None).pipe
+    blocks = [m for m in pipe.unet.modules() if type(m).__name__ == "BasicTransformerBlock"]
+    assert blocks and all(getattr(b, "_compiled_call_impl", None) for b in blocks)
+    assert np.abs(image_of(first).astype(int) - reference.astype(int)).max() <= 2
+    # Warm: no second notice, and the kernels live in ldstudio's cache, not inductor's /tmp.
+    second = run(compiled, params, tmp_path / "second")
+    assert not [e for e in second if isinstance(e, EngineNotice)]
+    cache = ldstudio_home / "cache" / "torch-compile"
+    assert any(f.is_file() for f in cache.rglob("*")), "nothing written to the compile cache"
+    compiled.close()

@@ -133,9 +133,22 @@ def enable_compile_cache() -> None:
     """Keep inductor's compiled kernels in ldstudio's cache so warm-up is paid once."""
     cache = paths.cache_dir() / "torch-compile"
     cache.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache))
+    # Importing diffusers already makes inductor write its default (/tmp/torchinductor_<user>,
+    # wiped at reboot) into TORCHINDUCTOR_CACHE_DIR, so setdefault alone never took effect.
+    # Inductor re-reads the variable at compile time; only a directory the user chose stays.
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or _is_inductor_default(current):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache)
     os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     os.environ.setdefault("TORCHINDUCTOR_AUTOGRAD_CACHE", "1")
+
+
+def _is_inductor_default(directory: str) -> bool:
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # a torch without inductor's helper: leave the variable alone
+        return False
+    return os.path.abspath(directory) == os.path.abspath(default_cache_dir())
 
 
 @torch.no_grad()
