@@ -640,15 +640,19 @@ class ModelFolderStore:
         return self.variants.get(str(file.expanduser().resolve()))
 
 
-def scan_library(
+def library_roots(
     store: ModelFolderStore, extra: list[Path] | None = None, include_hf_cache: bool = True
-) -> list[ModelEntry]:
-    """Every model in the user's folders, `extra` folders and the HF cache, variants applied."""
+) -> list[Path]:
+    """The folders a library scan walks: the user's, `extra`, then the HF cache if present."""
     roots = [Path(f) for f in store.folders] + list(extra or [])
     if include_hf_cache and hf_cache_dir().is_dir():
         roots.append(hf_cache_dir())
+    return roots
+
+
+def iter_library(store: ModelFolderStore, roots: list[Path]) -> Iterator[ModelEntry]:
+    """Every model under `roots`, each file once (folders may overlap), chosen variants applied."""
     seen: set[Path] = set()
-    entries: list[ModelEntry] = []
     for root in roots:
         for entry in scan_folder(root):
             key = entry.path.resolve()
@@ -658,8 +662,14 @@ def scan_library(
             chosen = store.variant_for(entry.path) if entry.kind == KIND_CHECKPOINT else None
             if chosen and chosen in VARIANTS.get(entry.family, ()):
                 entry = replace(entry, variant=chosen)
-            entries.append(entry)
-    return entries
+            yield entry
+
+
+def scan_library(
+    store: ModelFolderStore, extra: list[Path] | None = None, include_hf_cache: bool = True
+) -> list[ModelEntry]:
+    """Every model in the user's folders, `extra` folders and the HF cache, variants applied."""
+    return list(iter_library(store, library_roots(store, extra, include_hf_cache)))
 
 
 def find_model(name: str, entries: list[ModelEntry], kinds: tuple[str, ...]) -> ModelEntry:

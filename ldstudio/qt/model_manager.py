@@ -64,7 +64,8 @@ from ldstudio.core.modelscan import (
     ModelFolderStore,
     hf_cache_dir,
     inspect_file,
-    scan_folder,
+    iter_library,
+    library_roots,
 )
 from ldstudio.qt.model_info import ModelInfo, read_model_info
 
@@ -139,42 +140,25 @@ def read_any_model_info(path: Path, variant: str = "") -> ModelInfo:
     return ModelInfo(path, path.stem, NATIVE_SIZES.get(chosen, 512), 8, 4)
 
 
-def scan_roots(store: ModelFolderStore, include_hf_cache: bool) -> list[Path]:
-    roots = [Path(folder) for folder in store.folders]
-    if include_hf_cache and hf_cache_dir().is_dir():
-        roots.append(hf_cache_dir())
-    return roots
-
-
 def scan_in_batches(
-    roots: Sequence[Path],
+    roots: list[Path],
     variants: dict[str, str],
     deliver: Callable[[list[ModelEntry]], None],
     stop: threading.Event,
 ) -> int:
     """Scan `roots` like `scan_library` (duplicates dropped, chosen variants applied), handing
     entries to `deliver` in batches; returns how many were found. Runs on an executor thread."""
-    store = ModelFolderStore(variants=dict(variants))
-    seen: set[Path] = set()
     batch: list[ModelEntry] = []
     found = 0
     last = time.monotonic()
-    for root in roots:
-        for entry in scan_folder(root):
-            if stop.is_set():
-                return found
-            key = entry.path.resolve()
-            if key in seen:
-                continue
-            seen.add(key)
-            chosen = store.variant_for(entry.path) if entry.kind == KIND_CHECKPOINT else None
-            if chosen and chosen in VARIANTS.get(entry.family, ()):
-                entry = replace(entry, variant=chosen)
-            batch.append(entry)
-            found += 1
-            if len(batch) >= BATCH_SIZE or time.monotonic() - last >= BATCH_SECONDS:
-                deliver(batch)
-                batch, last = [], time.monotonic()
+    for entry in iter_library(ModelFolderStore(variants=dict(variants)), roots):
+        if stop.is_set():
+            return found
+        batch.append(entry)
+        found += 1
+        if len(batch) >= BATCH_SIZE or time.monotonic() - last >= BATCH_SECONDS:
+            deliver(batch)
+            batch, last = [], time.monotonic()
     if batch and not stop.is_set():
         deliver(batch)
     return found
@@ -535,7 +519,7 @@ class ModelManager(QDialog):
 
     async def _scan(self, stop: threading.Event) -> None:
         loop = asyncio.get_running_loop()
-        roots = scan_roots(self.store, self.include_hf_cache)
+        roots = library_roots(self.store, include_hf_cache=self.include_hf_cache)
 
         def deliver(batch: list[ModelEntry]) -> None:  # executor thread
             loop.call_soon_threadsafe(self._receive, stop, batch)
