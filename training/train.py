@@ -321,6 +321,17 @@ def vae_report(vae: AutoencoderKL, images: torch.Tensor, mean: torch.Tensor) -> 
     return {"recon_mae_uint8": round(err, 3), "recon_psnr_db": round(10 * math.log10(1 / mse), 2)}
 
 
+def token_ids(tokenizer: CLIPTokenizer, captions: list[str]) -> torch.Tensor:
+    """Captions padded to the full 77 positions, as the Stable Diffusion pipeline encodes them."""
+    return tokenizer(
+        captions,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+
+
 def pretrain_text_encoder(
     tokenizer: CLIPTokenizer, steps: int, batch: int, lr: float, seed: int, log: Logger
 ) -> CLIPTextModel:
@@ -356,13 +367,7 @@ def pretrain_text_encoder(
             captions.append(text)
             for a in shapes.ATTRIBUTES:
                 targets[a].append(getattr(scene, a) if keep[a] else shapes.NUM_CLASSES[a])
-        ids = tokenizer(
-            captions,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        ids = token_ids(tokenizer, captions)
         hidden = encoder(ids)[0]
         end = (ids == tokenizer.eos_token_id).int().argmax(1)
         mask = (positions[None] >= end[:, None]).float()
@@ -445,13 +450,7 @@ def train_diffusion(
                 captions.append("")  # classifier-free guidance learns the empty prompt
             else:
                 captions.append(shapes.caption(shapes.scene_from_labels(labels, i), rng)[0])
-        ids = tokenizer(
-            captions,
-            padding="max_length",
-            max_length=tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        ).input_ids
+        ids = token_ids(tokenizer, captions)
         with torch.no_grad():
             cond = text_encoder(ids)[0]
         noise = torch.randn(z0.shape, generator=gen)
