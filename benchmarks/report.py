@@ -127,7 +127,9 @@ def build(folder: Path) -> str:
             "## GPU",
             "",
             "Not measured yet: no GPU was available. `benchmarks/gpu_bench.py` is ready (about "
-            "5–8 minutes on one GPU).",
+            "5–8 minutes on one GPU); `bash benchmarks/gpu_device.sh run` runs it on a lent "
+            "machine whose Python lacks diffusers. What was checked without a GPU is under "
+            '"GPU script, checked without a GPU" below.',
             "",
             "Published references:",
             "",

@@ -47,3 +47,21 @@ def test_overhead_memory_gpu_smoke_and_report(tiny_model: Path, tmp_path: Path) 
     report = (tmp_path / "benchmarks.md").read_text()
     assert "## Overhead" in report and "## Memory" in report and "## GPU" in report
     assert "≈ 22 it/s" in report
+
+
+def test_gpu_device_script_explains_what_it_needs(tmp_path: Path) -> None:
+    script = BENCH / "gpu_device.sh"
+    usage = subprocess.run(["bash", str(script)], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage: bash benchmarks/gpu_device.sh fetch | run" in (
+        usage.stderr
+    )
+    # `run` on a checkout without the carried wheels stops before installing anything.
+    checkout = tmp_path / "checkout"
+    (checkout / "benchmarks").mkdir(parents=True)
+    (checkout / "benchmarks" / "gpu_device.sh").write_bytes(script.read_bytes())
+    bare = subprocess.run(
+        ["bash", str(checkout / "benchmarks" / "gpu_device.sh"), "run"],
+        capture_output=True,
+        text=True,
+    )
+    assert bare.returncode == 2 and "no wheels in .whl/" in bare.stderr
