@@ -9,7 +9,7 @@ import pytest
 from gallery_support import COMFY_PROMPT, ldstudio_png, png_with_text, tool_images
 from PIL import Image
 
-from ldstudio.core.export import export_image, format_for
+from ldstudio.core.export import export_image, export_to_folder, format_for
 from ldstudio.core.readers import EXIF_IFD, USER_COMMENT, UnreadableImage, read_file
 
 
@@ -109,3 +109,34 @@ def test_export_does_not_change_pixels_of_png(tmp_path: Path) -> None:
     out = export_image(source, tmp_path / "out.png", keep_metadata=False)
     with Image.open(out) as again:
         assert list(again.getdata()) == list(image.getdata())
+
+
+def test_export_to_folder_never_overwrites_and_lists_failures(tmp_path: Path) -> None:
+    good = ldstudio_png(tmp_path / "src" / "fox.png")
+    junk = tmp_path / "src" / "junk.png"
+    junk.write_bytes(b"junk")
+    out = tmp_path / "out" / "new"  # created on demand
+    report = export_to_folder([(7, good), (8, junk), (9, tmp_path / "gone.png")], out, fmt="jpg")
+    assert report.written == [out / "7-fox.jpg"]
+    assert [(path.name, "not a readable image" in why) for path, why in report.failed[:1]] == [
+        ("junk.png", True)
+    ]
+    assert report.failed[1][0].name == "gone.png" and "no such file" in report.failed[1][1]
+    assert read_file(out / "7-fox.jpg").params is not None  # metadata kept by default
+    again = export_to_folder([(7, good)], out, fmt="jpeg", keep_metadata=False)
+    assert again.written == [out / "7-fox-2.jpg"]
+    assert read_file(out / "7-fox-2.jpg").params is None
+    assert read_file(out / "7-fox.jpg").params is not None  # the first copy is untouched
+
+
+def test_export_to_folder_refuses_bad_requests_before_writing(tmp_path: Path) -> None:
+    good = ldstudio_png(tmp_path / "fox.png")
+    with pytest.raises(
+        ValueError, match="format: 'gif' is not supported; allowed: png, jpeg, webp"
+    ):
+        export_to_folder([(1, good)], tmp_path / "out", fmt="gif")
+    with pytest.raises(ValueError, match="quality: 101 is out of range; allowed: 1 to 100"):
+        export_to_folder([(1, good)], tmp_path / "out", quality=101)
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        export_to_folder([(1, good)], good)
+    assert not (tmp_path / "out").exists()

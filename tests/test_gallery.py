@@ -140,6 +140,12 @@ def test_filters(tmp_path: Path, use_fts: bool) -> None:
         assert seeds(GalleryFilter(favourites=True)) == {1}
         store.set_favourite(fox_id, False)
         assert seeds(GalleryFilter(favourites=True)) == set()
+        every = store.ids()
+        assert store.set_favourites([*every, 999], True) == 3  # an unknown id changes nothing
+        assert seeds(GalleryFilter(favourites=True)) == {1, 2, 3}
+        assert store.set_favourites(every[:2], False) == 2
+        assert len(seeds(GalleryFilter(favourites=True))) == 1
+        store.set_favourites(every, False)
 
         store.add_tags(fox_id, ["animals", "Winter"])
         assert store.get(fox_id).tags == ("animals", "Winter")

@@ -247,15 +247,74 @@ def test_context_menu_and_intents(qtbot, pane: LibraryPane, model) -> None:
     assert "&Restore from trash" not in texts
     with qtbot.waitSignal(pane.delete_requested) as deleted:
         pane.actions_by_name["delete"].trigger()
-    assert deleted.args == [entry]
+    (selection,) = deleted.args
+    assert selection.rows == (0,) and selection.known == {0: entry.id}
     with qtbot.waitSignal(pane.favourite_requested) as fav:
         pane.actions_by_name["favourite"].trigger()
-    assert fav.args == [entry, True]
+    assert fav.args[0].rows == (0,) and fav.args[1] is True
+    with qtbot.waitSignal(pane.save_as_requested) as save:  # one image: a file name to choose
+        pane.actions_by_name["save_as"].trigger()
+    assert save.args == [entry]
     pane.trash_check.setChecked(True)
     assert model.filter.trashed
     texts = [a.text() for a in pane.context_menu_for(entry).actions() if a.text()]
     assert "&Restore from trash" in texts and "&Empty trash…" in texts
     assert "&Delete (move to trash)" not in texts
+
+
+def select_rows(pane: LibraryPane, first: int, last: int) -> None:
+    """Shift-click style: rows first..last selected, `first` focused."""
+    from PySide6.QtCore import QItemSelection, QItemSelectionModel
+
+    model = pane.view.model()
+    pane.view.setCurrentIndex(model.index(first))
+    pane.view.selectionModel().select(
+        QItemSelection(model.index(first), model.index(last)),
+        QItemSelectionModel.SelectionFlag.ClearAndSelect,
+    )
+
+
+def test_many_selected_images_are_acted_on_together(qtbot, pane: LibraryPane, model) -> None:
+    entries = load_rows(qtbot, model, 0, 1, 2)
+    select_rows(pane, 0, 2)
+    assert pane.selected_rows() == [0, 1, 2]
+    assert pane.title.text().endswith("· 3 selected")
+    texts = [a.text() for a in pane.context_menu_for(entries[0], 3).actions() if a.text()]
+    assert "&Delete 3 images (move to trash)" in texts
+    assert "Save 3 images to a &folder…" in texts
+    # One-image actions are off while several are selected.
+    assert not pane.actions_by_name["reuse_params"].isEnabled()
+    assert not pane.actions_by_name["copy"].isEnabled()
+    with qtbot.waitSignal(pane.save_many_requested) as save:
+        pane.actions_by_name["save_as"].trigger()
+    assert save.args[0].rows == (0, 1, 2)
+    with qtbot.waitSignal(pane.delete_requested) as deleted:
+        pane.actions_by_name["delete"].trigger()
+    assert deleted.args[0].resolve(model.store) == [e.id for e in entries]
+    assert pane.selected_rows() == []  # the rows will hold other images: nothing stays selected
+    # Select all: 300 rows, most never loaded; their ids are found when acted on.
+    pane.view.selectAll()
+    assert pane.title.text().endswith(f"· {ROWS} selected")
+    selection = pane.selection()
+    assert len(selection) == ROWS and len(selection.known) < ROWS
+    assert selection.resolve(model.store) == model.store.ids(model.filter)
+
+
+def test_a_selection_refuses_to_resolve_after_the_library_moved(qtbot, model, store) -> None:
+    from ldstudio.core.gallery import GalleryError
+
+    (first,) = load_rows(qtbot, model, 0)
+    far = [PAGE_SIZE * 2 + 1, PAGE_SIZE * 2 + 2]  # a page never loaded
+    selection = model.selection([0, *far])
+    assert selection.known == {0: first.id}
+    ids = store.ids(model.filter)
+    assert selection.resolve(store) == [ids[0], *(ids[r] for r in far)]
+    # A new image lands at the top: row 0 is another image now, so the rows mean other images.
+    png = store.images_dir / "new.png"
+    Image.new("RGB", (8, 8)).save(png)
+    store.add_entries([NewEntry.from_file(png)])
+    with pytest.raises(GalleryError, match="library changed while these images were selected"):
+        selection.resolve(store)
 
 
 # -- details and actions ------------------------------------------------------------------------
@@ -325,6 +384,73 @@ def test_favourite_tag_trash_restore_and_empty(qtbot, model, actions, store) -> 
         actions.empty_trash()
     assert note.args == ["Trash emptied: 1 image deleted"]
     assert store.count(GalleryFilter(trashed=True)) == 0 and store.count() == ROWS - 1
+
+
+def test_bulk_favourite_trash_restore_and_save(qtbot, model, actions, store, tmp_path) -> None:
+    entries = load_rows(qtbot, model, 0, 1, 2, 3)
+    selection = model.selection([1, 2, 3])
+    with qtbot.waitSignal(actions.message) as note:
+        actions.set_favourite_rows(selection, True)
+    assert note.args == ["3 images marked as favourites"]
+    assert [store.get(e.id).favourite for e in entries] == [False, True, True, True]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    taken = out / f"{entries[1].id}-{entries[1].path.stem}.jpg"
+    taken.write_bytes(b"the user's own file")
+    with qtbot.waitSignal(actions.message) as note:
+        actions.export_rows(selection, out, fmt="jpeg", keep_metadata=True)
+    assert note.args == [f"Saved 3 images to {out} (with generation metadata)"]
+    assert taken.read_bytes() == b"the user's own file"  # never overwritten
+    assert len(list(out.glob("*.jpg"))) == 4
+    with Image.open(out / f"{entries[1].id}-{entries[1].path.stem}-2.jpg") as saved:
+        assert (saved.format, saved.size) == ("JPEG", (48, 32))
+
+    with qtbot.waitSignal(actions.message) as note:
+        actions.trash_rows(selection)
+    assert note.args == ["3 images moved to the trash (restore them from Trash)"]
+    assert store.count(GalleryFilter(trashed=True)) == 3
+    qtbot.waitUntil(lambda: model.rowCount() == ROWS - 3)
+    model.set_filter(GalleryFilter(trashed=True))
+    qtbot.waitUntil(lambda: model.rowCount() == 3)
+    trashed = load_rows(qtbot, model, 0, 1, 2)
+    with qtbot.waitSignal(actions.message) as note:
+        actions.restore_rows(model.selection([0, 1, 2]))
+    assert note.args == ["3 images restored to the library"]
+    assert sorted(e.id for e in trashed) == sorted(e.id for e in entries[1:])
+    assert all(store.get(e.id).path == e.path and e.path.is_file() for e in entries)
+
+
+def test_bulk_save_reports_images_it_could_not_save(qtbot, model, actions, store, tmp_path):
+    entries = load_rows(qtbot, model, 0, 1)
+    entries[1].path.unlink()  # a hard link to the other rows' file: replace, not overwrite
+    entries[1].path.write_bytes(b"not an image any more")
+    failures: list[str] = []
+    actions.failed.connect(failures.append)
+    with qtbot.waitSignal(actions.message) as note:
+        actions.export_rows(
+            model.selection([0, 1]), tmp_path / "new", fmt="png", keep_metadata=False
+        )
+    assert note.args[0].startswith("Saved 1 image to")
+    assert len(failures) == 1 and failures[0].startswith(
+        f"1 image not saved: {entries[1].path.name}: "
+    )
+    assert "not a readable image" in failures[0]
+
+
+def test_many_images_dialog_asks_for_a_folder(qtbot, tmp_path) -> None:
+    dialog = ExportDialog(None, count=5)
+    qtbot.addWidget(dialog)
+    assert dialog.windowTitle() == "Save 5 images to a folder"
+    dialog.format_combo.setCurrentIndex(dialog.format_combo.findData("webp"))
+    assert dialog.format() == "webp"
+    a_file = tmp_path / "file.png"
+    a_file.write_bytes(b"x")
+    dialog.path_edit.setText(str(a_file))
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        dialog.choice()
+    dialog.path_edit.setText(str(tmp_path / "new folder"))
+    assert dialog.choice() == (tmp_path / "new folder", True)
 
 
 def test_empty_trash_asks_first_with_no_as_default(qtbot, monkeypatch) -> None:
@@ -468,6 +594,52 @@ def test_controller_reconciles_restores_and_reuses(qtbot, tmp_path: Path) -> Non
         controller.empty_trash()
         qtbot.waitUntil(lambda: store.count(GalleryFilter(trashed=True)) == 0)
         qtbot.waitUntil(lambda: controller.model.rowCount() == 20)
+    finally:
+        controller.close()
+        store.close()
+
+
+def test_controller_imports_a_folder_of_other_tools_images(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtWidgets import QWidget
+
+    from ldstudio.qt.library_controller import LibraryController
+    from ldstudio.qt.params_pane import ParamsPane
+    from ldstudio.qt.prompt_pane import PromptPane
+
+    store = synthetic_library(tmp_path / "library", 5)
+    outside = tmp_path / "a1111-outputs"
+    png_with_text(outside / "00001.png", {"parameters": A1111_TEXT})
+    png_with_text(outside / "day2" / "00002.png", {})
+    (outside / "broken.png").write_bytes(b"half a file")
+    window, prompt_pane, params_pane = QWidget(), PromptPane(), ParamsPane()
+    for widget in (window, prompt_pane, params_pane):
+        qtbot.addWidget(widget)
+    controller = LibraryController(store, prompt_pane, params_pane, window, poll_revision=False)
+    notes: list[str] = []
+    errors: list[str] = []
+    controller.status_message.connect(notes.append)
+    controller.error.connect(errors.append)
+    try:
+        controller.model.refresh()
+        qtbot.waitUntil(lambda: controller.model.rowCount() == 5)
+        controller.import_folder(outside)
+        qtbot.waitUntil(lambda: controller.model.rowCount() == 7)
+        qtbot.waitUntil(lambda: len(errors) == 1)
+        assert notes[-1] == (
+            f"Imported 2 images from {outside} (indexed in place); "
+            "0 already in the library, 1 skipped"
+        )
+        assert errors[0].startswith("1 image not imported: broken.png: ")
+        imported = store.entry_for_path(outside / "00001.png")
+        assert imported is not None and imported.prompt.startswith("a lighthouse at dusk")
+        assert (outside / "00001.png").is_file()  # indexed in place: the file stays
+
+        # Again: nothing new; and the library's own folder is refused with a reason.
+        controller.import_folder(outside)
+        qtbot.waitUntil(lambda: "2 already in the library" in notes[-1])
+        controller.import_folder(store.images_dir)
+        qtbot.waitUntil(lambda: len(errors) == 3)
+        assert "is inside the library already" in errors[-1]
     finally:
         controller.close()
         store.close()

@@ -220,9 +220,8 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ldstudio.core.export import FORMATS, export_image
+    from ldstudio.core.export import export_to_folder
     from ldstudio.core.gallery import GalleryFilter
-    from ldstudio.core.readers import UnreadableImage
 
     _check_count(args.limit, "--limit", 1)
     if not 1 <= args.quality <= 100:
@@ -233,39 +232,27 @@ def run_export(args: argparse.Namespace) -> int:
     f = filter_from_args(args)
     if args.ids and f != GalleryFilter(trashed=args.trash):
         raise BadInput("give image ids or filters (--search, --model, ...), not both")
-    failed = 0
     with open_store(args) as store:
         if args.ids:
             entries = [_get(store, i) for i in args.ids]
         else:
             entries = store.page(f, 0, args.limit or store.count(f))
-        if args.limit:
-            entries = entries[: args.limit]
-        for entry in entries:
-            target = _free_name(folder / f"{entry.id}-{entry.path.stem}{FORMATS[args.format]}")
-            try:
-                export_image(
-                    entry.path,
-                    target,
-                    fmt=args.format,
-                    keep_metadata=not args.strip_metadata,
-                    quality=args.quality,
-                )
-            except (OSError, UnreadableImage) as exc:
-                sys.stderr.write(f"image {entry.id}: not exported: {exc}\n")
-                failed += 1
-                continue
-            print(target)
+    if args.limit:
+        entries = entries[: args.limit]
+    report = export_to_folder(
+        [(entry.id, entry.path) for entry in entries],
+        folder,
+        fmt=args.format,
+        keep_metadata=not args.strip_metadata,
+        quality=args.quality,
+    )
+    for target in report.written:
+        print(target)
+    for source, why in report.failed:
+        sys.stderr.write(f"{source.name}: not exported: {why}\n")
+    failed = len(report.failed)
     sys.stderr.write(f"exported {len(entries) - failed} of {len(entries)} image(s) to {folder}\n")
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _free_name(path: Path) -> Path:
-    candidate, counter = path, 2
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
-        counter += 1
-    return candidate
 
 
 def run_import(args: argparse.Namespace) -> int:

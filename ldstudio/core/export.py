@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps, PngImagePlugin
 
+from ldstudio.core.imagefiles import free_name
 from ldstudio.core.metadata import PARAMETERS_KEY, a1111_parameters
 from ldstudio.core.readers import (
     EXIF_IFD,
@@ -142,6 +145,50 @@ def export_image(
                 options["exif"] = exif
     _save_atomic(image, target, fmt, options)
     return target
+
+
+@dataclass
+class FolderExport:
+    """What export_to_folder() did: the files written, and each image not written with why."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def export_to_folder(
+    images: Sequence[tuple[int, Path]],
+    folder: Path,
+    *,
+    fmt: str = "png",
+    keep_metadata: bool = True,
+    quality: int = 95,
+) -> FolderExport:
+    """Each (library id, file) as `<id>-<stem>.<ext>` in `folder` (created if needed).
+
+    Existing files are never overwritten: a taken name gets `-2`, `-3`, ... One unreadable
+    or missing image does not stop the rest; it is listed in `failed`. ValueError for a bad
+    format or quality, before anything is written.
+    """
+    fmt = "jpeg" if fmt.lower() == "jpg" else fmt.lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"format: {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
+    if not QUALITY_RANGE[0] <= quality <= QUALITY_RANGE[1]:
+        raise ValueError(
+            f"quality: {quality} is out of range; allowed: {QUALITY_RANGE[0]} to {QUALITY_RANGE[1]}"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: is a file; give a folder to export into")
+    folder.mkdir(parents=True, exist_ok=True)
+    report = FolderExport()
+    for image_id, source in images:
+        target = free_name(folder / f"{image_id}-{source.stem}{FORMATS[fmt]}")
+        try:
+            export_image(source, target, fmt=fmt, keep_metadata=keep_metadata, quality=quality)
+        except (OSError, UnreadableImage) as exc:
+            report.failed.append((source, str(exc)))
+            continue
+        report.written.append(target)
+    return report
 
 
 def _flatten(image: Image.Image) -> Image.Image:

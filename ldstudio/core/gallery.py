@@ -56,7 +56,7 @@ from PIL import Image
 
 from ldstudio.core import paths
 from ldstudio.core.events import ImageRecord
-from ldstudio.core.imagefiles import prompt_slug, write_png_atomic
+from ldstudio.core.imagefiles import free_name, prompt_slug, write_png_atomic
 from ldstudio.core.metadata import png_text_chunks
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import ReadResult, UnreadableImage, read_file
@@ -1008,6 +1008,20 @@ class GalleryStore:
             if done.rowcount == 0:
                 raise GalleryError(f"image {image_id}: not in the library")
 
+    def set_favourites(self, ids: Sequence[int], favourite: bool) -> int:
+        """Mark (or unmark) many images in one transaction; how many were in the library."""
+        changed = 0
+        with self._write() as conn:
+            for start in range(0, len(ids), _BATCH):
+                chunk = list(ids[start : start + _BATCH])
+                marks = ",".join("?" * len(chunk))
+                done = conn.execute(
+                    f"UPDATE images SET favourite = ? WHERE id IN ({marks})",
+                    [int(favourite), *chunk],
+                )
+                changed += done.rowcount
+        return changed
+
     def add_tags(self, image_id: int, tags: Iterable[str]) -> None:
         names = [_check_tag(t) for t in tags]
         with self._write() as conn:
@@ -1041,7 +1055,7 @@ class GalleryStore:
             entry = self.get(image_id)
             if entry.trashed_at is not None:
                 continue
-            target = _free_name(self.trash_dir / f"{entry.id}-{entry.path.name}")
+            target = free_name(self.trash_dir / f"{entry.id}-{entry.path.name}")
             self._move(entry, target, trashed_at=time.time(), original=entry.path)
             done.append(entry.id)
         return done
@@ -1054,7 +1068,7 @@ class GalleryStore:
             if entry.trashed_at is None:
                 continue
             home = entry.original_path or self.images_dir / entry.path.name.split("-", 1)[-1]
-            self._move(entry, _free_name(home), trashed_at=None, original=None)
+            self._move(entry, free_name(home), trashed_at=None, original=None)
             done.append(entry.id)
         return done
 
@@ -1151,7 +1165,7 @@ class GalleryStore:
                 continue
             if copy:
                 month = datetime.fromtimestamp(entry.created).strftime("%Y-%m")
-                target = _free_name(self.images_dir / month / path.name)
+                target = free_name(self.images_dir / month / path.name)
                 _copy_file(path, target)
                 stat = target.stat()
                 entry = NewEntry(**{**entry.__dict__, "path": target, "mtime_ns": stat.st_mtime_ns})
@@ -1304,15 +1318,6 @@ def _walk(folder: Path, wanted: Callable[[str], bool]) -> Iterator[os.DirEntry[s
                         yield item
         except FileNotFoundError:
             continue
-
-
-def _free_name(path: Path) -> Path:
-    candidate = path
-    counter = 2
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
-        counter += 1
-    return candidate
 
 
 def _fsync_dir(folder: Path) -> None:

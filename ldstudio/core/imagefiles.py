@@ -32,6 +32,15 @@ def prompt_slug(prompt: str, max_chars: int = SLUG_MAX_CHARS) -> str:
     return text
 
 
+def free_name(path: Path) -> Path:
+    """`path`, or `stem-2.ext`, `stem-3.ext`, ...: the first name not taken (never overwrite)."""
+    candidate, counter = path, 2
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
+        counter += 1
+    return candidate
+
+
 def write_png_atomic(image: Image.Image, path: Path, text: dict[str, str]) -> None:
     """Write a PNG with text chunks so that `path` is either absent or complete, never partial."""
     info = PngImagePlugin.PngInfo()

@@ -3,8 +3,9 @@
 `ImageDetailsView` shows one library image large with every recorded parameter, and buttons
 for the actions. `LibraryActions` does them: favourite, tags, trash, restore, empty trash, save
 as (PNG/JPEG/WebP, metadata kept or stripped), copy, open folder, and "reuse" (which hands a
-`ReadResult` to whoever restores parameters). Store calls and image decoding run on one worker
-thread; results come back as queued signals.
+`ReadResult` to whoever restores parameters). Favourite, trash, restore and save also take a
+`RowSelection` of many images. Store calls and image decoding run on one worker thread;
+results come back as queued signals.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ from ldstudio.core.gallery import GalleryEntry, GalleryStore
 from ldstudio.core.readers import PARAM_FIELDS, SOURCE_LABELS, ReadResult, read_file
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import load_qimage
-from ldstudio.qt.library_model import LibraryModel
+from ldstudio.qt.library_model import LibraryModel, RowSelection
 
 log = logging.getLogger(__name__)
 
 EXPORT_FORMATS = (("PNG", "png", ".png"), ("JPEG", "jpeg", ".jpg"), ("WebP", "webp", ".webp"))
+
+
+def images_text(count: int) -> str:
+    return f"{count:,} image{'s' if count != 1 else ''}"
 
 
 def entry_result(entry: GalleryEntry) -> ReadResult | None:
@@ -139,27 +144,71 @@ class LibraryActions(QObject):
         self.entry_changed.emit(entry)
         self.changed.emit()
 
+    def set_favourite_rows(self, selection: RowSelection, favourite: bool) -> None:
+        def work() -> int:
+            return self.store.set_favourites(selection.resolve(self.store), favourite)
+
+        def done(count: int) -> None:
+            how = "marked as favourites" if favourite else "no longer favourites"
+            self.message.emit(f"{images_text(count)} {how}")
+            self.changed.emit()
+
+        self.run(work, done, f"Could not change favourite of {images_text(len(selection))}")
+
     # -- trash ----------------------------------------------------------------------------------
 
-    def trash(self, entry: GalleryEntry) -> None:
-        def done(ids: list[int]) -> None:
-            self.message.emit(f"{entry.path.name} moved to the trash (restore it from Trash)")
+    def _move(
+        self,
+        operation: Callable[[list[int]], list[int]],
+        ids: Callable[[], list[int]],
+        note: Callable[[int], str],
+        what: str,
+    ) -> None:
+        """Trash or restore `ids()` on the worker; `note(count done)` goes to the status bar."""
+
+        def done(moved: list[int]) -> None:
+            self.message.emit(note(len(moved)))
             self.changed.emit()
 
-        self.run(lambda: self.store.trash([entry.id]), done, f"Could not delete {entry.path.name}")
+        self.run(lambda: operation(ids()), done, what)
+
+    def trash(self, entry: GalleryEntry) -> None:
+        name = entry.path.name
+        self._move(
+            self.store.trash,
+            lambda: [entry.id],
+            lambda _n: f"{name} moved to the trash (restore it from Trash)",
+            f"Could not delete {name}",
+        )
+
+    def trash_rows(self, selection: RowSelection) -> None:
+        self._move(
+            self.store.trash,
+            lambda: selection.resolve(self.store),
+            lambda n: f"{images_text(n)} moved to the trash (restore them from Trash)",
+            f"Could not delete {images_text(len(selection))}",
+        )
 
     def restore(self, entry: GalleryEntry) -> None:
-        def done(ids: list[int]) -> None:
-            self.message.emit(f"{entry.path.name} restored to the library")
-            self.changed.emit()
+        name = entry.path.name
+        self._move(
+            self.store.restore,
+            lambda: [entry.id],
+            lambda _n: f"{name} restored to the library",
+            f"Could not restore {name}",
+        )
 
-        self.run(
-            lambda: self.store.restore([entry.id]), done, f"Could not restore {entry.path.name}"
+    def restore_rows(self, selection: RowSelection) -> None:
+        self._move(
+            self.store.restore,
+            lambda: selection.resolve(self.store),
+            lambda n: f"{images_text(n)} restored to the library",
+            f"Could not restore {images_text(len(selection))}",
         )
 
     def empty_trash(self) -> None:
         def done(count: int) -> None:
-            self.message.emit(f"Trash emptied: {count} image{'s' if count != 1 else ''} deleted")
+            self.message.emit(f"Trash emptied: {images_text(count)} deleted")
             self.changed.emit()
 
         self.run(self.store.empty_trash, done, "Could not empty the trash")
@@ -176,6 +225,32 @@ class LibraryActions(QObject):
             done,
             f"Could not save {target}",
         )
+
+    def export_rows(
+        self, selection: RowSelection, folder: Path, *, fmt: str, keep_metadata: bool
+    ) -> None:
+        """Save copies of the selected images into `folder`; existing files are never replaced."""
+
+        def work() -> export.FolderExport:
+            entries = self.store.entries(selection.resolve(self.store))
+            return export.export_to_folder(
+                [(e.id, e.path) for e in entries], folder, fmt=fmt, keep_metadata=keep_metadata
+            )
+
+        def done(report: export.FolderExport) -> None:
+            kept = "with" if keep_metadata else "without"
+            self.message.emit(
+                f"Saved {images_text(len(report.written))} to {folder} ({kept} generation metadata)"
+            )
+            if report.failed:
+                listed = "; ".join(f"{path.name}: {why}" for path, why in report.failed[:5])
+                more = len(report.failed) - 5
+                self.failed.emit(
+                    f"{images_text(len(report.failed))} not saved: {listed}"
+                    + (f"; and {more} more" if more > 0 else "")
+                )
+
+        self.run(work, done, f"Could not save {images_text(len(selection))} to {folder}")
 
     def copy(self, entry: GalleryEntry) -> None:
         def done(image: QImage) -> None:
@@ -411,14 +486,34 @@ class ImageDetailsView(QWidget):
             target, keep = dialog.choice()
             self.library_actions.export(entry, target, keep_metadata=keep)
 
+    def save_many_dialog(self, selection: RowSelection) -> None:
+        dialog = ExportDialog(None, self, count=len(selection))
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            folder, keep = dialog.choice()
+            self.library_actions.export_rows(
+                selection, folder, fmt=dialog.format(), keep_metadata=keep
+            )
+
 
 class ExportDialog(QDialog):
-    """Where to save a copy, in which format, and whether its generation metadata goes along."""
+    """Where to save a copy, in which format, and whether its generation metadata goes along.
 
-    def __init__(self, source: Path, parent: QWidget | None = None) -> None:
+    With `count` > 1 it asks for a folder instead of a file name: each image is saved there
+    as `<id>-<name>` in the chosen format, and files already there are never replaced.
+    """
+
+    def __init__(
+        self, source: Path | None, parent: QWidget | None = None, *, count: int = 1
+    ) -> None:
         super().__init__(parent)
-        self.setWindowTitle("Save image as")
-        self.path_edit = QLineEdit(str(Path.home() / source.name))
+        self.many = count > 1 or source is None
+        if self.many:
+            self.setWindowTitle(f"Save {images_text(count)} to a folder")
+            self.path_edit = QLineEdit(str(Path.home() / "ldstudio-export"))
+        else:
+            assert source is not None
+            self.setWindowTitle("Save image as")
+            self.path_edit = QLineEdit(str(Path.home() / source.name))
         browse = QPushButton("&Browse…")
         browse.clicked.connect(self._browse)
         self.format_combo = QComboBox()
@@ -451,7 +546,13 @@ class ExportDialog(QDialog):
         self.format_combo.currentIndexChanged.connect(self._format_changed)
         self._sync_format_from_path()
 
+    def format(self) -> str:
+        """The chosen format: png, jpeg or webp."""
+        return str(self.format_combo.currentData())
+
     def _sync_format_from_path(self) -> None:
+        if self.many:
+            return  # a folder: the combo alone says the format
         try:
             fmt = export.format_for(Path(self.path_edit.text()))
         except ValueError:
@@ -459,11 +560,18 @@ class ExportDialog(QDialog):
         self.format_combo.setCurrentIndex(max(self.format_combo.findData(fmt), 0))
 
     def _format_changed(self) -> None:
+        if self.many:
+            return
         suffix = EXPORT_FORMATS[self.format_combo.currentIndex()][2]
         path = Path(self.path_edit.text())
         self.path_edit.setText(str(path.with_suffix(suffix)))
 
     def _browse(self) -> None:
+        if self.many:
+            folder = QFileDialog.getExistingDirectory(self, "Save into", self.path_edit.text())
+            if folder:
+                self.path_edit.setText(folder)
+            return
         chosen, _ = QFileDialog.getSaveFileName(
             self, "Save image as", self.path_edit.text(), "Images (*.png *.jpg *.jpeg *.webp)"
         )
@@ -472,8 +580,14 @@ class ExportDialog(QDialog):
             self._sync_format_from_path()
 
     def choice(self) -> tuple[Path, bool]:
-        """(target, keep metadata); ValueError naming a bad file name."""
-        target = Path(self.path_edit.text()).expanduser()
+        """(target file or folder, keep metadata); ValueError naming a bad name."""
+        target = Path(self.path_edit.text().strip()).expanduser()
+        if self.many:
+            if not target.name:
+                raise ValueError("folder: empty; type or browse to where the copies should go")
+            if target.exists() and not target.is_dir():
+                raise ValueError(f"{target}: is a file; give a folder (it is created if needed)")
+            return target, self.keep_check.isChecked()
         if not target.name:
             raise ValueError("file name: empty; type where the copy should go")
         export.format_for(target)

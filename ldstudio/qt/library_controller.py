@@ -3,9 +3,9 @@
 It owns the `LibraryModel`, `LibraryPane`, `ImageDetailsView`, `LibraryActions` and
 `MetadataReader` for one `GalleryStore`, turns the pane's intents into actions, restores
 parameters (from library images, dropped or opened files) into the prompt and parameter panes,
-and reports outcomes through `status_message` / `error`. A window places `pane` and `details`
-and calls `start()`, `refresh()` after jobs, and `close()` before `store.close()`. GUI thread;
-the disk work runs on the parts' worker threads.
+imports folders of existing images, and reports outcomes through `status_message` / `error`.
+A window places `pane` and `details` and calls `start()`, `refresh()` after jobs, and `close()`
+before `store.close()`. GUI thread; the disk work runs on the parts' worker threads.
 """
 
 from __future__ import annotations
@@ -14,11 +14,22 @@ import logging
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from ldstudio.core.gallery import GalleryEntry, GalleryFilter, GalleryStore, ReconcileReport
+from ldstudio.core.gallery import (
+    GalleryEntry,
+    GalleryFilter,
+    GalleryStore,
+    ImportReport,
+    ReconcileReport,
+)
 from ldstudio.core.readers import ReadResult
-from ldstudio.qt.image_details import ImageDetailsView, LibraryActions, confirm_empty_trash
+from ldstudio.qt.image_details import (
+    ImageDetailsView,
+    LibraryActions,
+    confirm_empty_trash,
+    images_text,
+)
 from ldstudio.qt.library_model import LibraryModel
 from ldstudio.qt.library_pane import LibraryPane
 from ldstudio.qt.metadata_drop import (
@@ -67,12 +78,13 @@ class LibraryController(QObject):
         p.entry_selected.connect(self.details.show_entry)
         p.reuse_params_requested.connect(a.reuse_all)
         p.reuse_seed_requested.connect(a.reuse_seed)
-        p.favourite_requested.connect(a.set_favourite)
+        p.favourite_requested.connect(a.set_favourite_rows)
         p.copy_requested.connect(a.copy)
         p.save_as_requested.connect(self.details.save_as_dialog)
+        p.save_many_requested.connect(self.details.save_many_dialog)
         p.open_folder_requested.connect(a.open_folder)
-        p.delete_requested.connect(a.trash)
-        p.restore_requested.connect(a.restore)
+        p.delete_requested.connect(a.trash_rows)
+        p.restore_requested.connect(a.restore_rows)
         p.empty_trash_requested.connect(self.empty_trash)
         a.message.connect(self.status_message)
         a.failed.connect(self.error)
@@ -122,6 +134,55 @@ class LibraryController(QObject):
 
     def open_image(self, path: Path) -> None:
         self.reader.open_file(path)
+
+    def import_folder_dialog(self) -> None:
+        """File → Import images…: pick a folder, then index it in place or copy it in."""
+        folder = QFileDialog.getExistingDirectory(
+            self.window, "Import images into the library", str(Path.home())
+        )
+        if not folder:
+            return
+        box = QMessageBox(self.window)
+        box.setWindowTitle("Import images")
+        box.setText(f"Add the PNG, JPEG and WebP images in {folder} (and its sub-folders)?")
+        box.setInformativeText(
+            "Index in place: the files stay where they are and the library points at them.\n"
+            "Copy: the library keeps its own copies; the originals are not touched either way."
+        )
+        in_place = box.addButton("&Index in place", QMessageBox.ButtonRole.AcceptRole)
+        copy = box.addButton("&Copy into library", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(in_place)
+        box.exec()
+        if box.clickedButton() in (in_place, copy):
+            self.import_folder(Path(folder), copy=box.clickedButton() is copy)
+
+    def import_folder(self, folder: Path, *, copy: bool = False) -> None:
+        """Add a folder of images (with whatever metadata other tools wrote) on the worker."""
+        self.status_message.emit(f"Importing images from {folder}…")
+
+        def done(report: ImportReport) -> None:
+            self.model.refresh()
+            self.model.load_choices()
+            how = "copied" if copy else "indexed in place"
+            self.status_message.emit(
+                f"Imported {images_text(len(report.added))} from {folder} ({how}); "
+                f"{len(report.already_in_library):,} already in the library, "
+                f"{len(report.skipped):,} skipped"
+            )
+            if report.skipped:
+                listed = "; ".join(f"{path.name}: {why}" for path, why in report.skipped[:5])
+                more = len(report.skipped) - 5
+                self.error.emit(
+                    f"{images_text(len(report.skipped))} not imported: {listed}"
+                    + (f"; and {more} more" if more > 0 else "")
+                )
+
+        self.actions.run(
+            lambda: self.store.import_folder(folder, copy=copy),
+            done,
+            f"Could not import {folder}",
+        )
 
     def empty_trash(self) -> None:
         count = self.store.count(GalleryFilter(trashed=True))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +31,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 
-from ldstudio.core.gallery import GalleryEntry, GalleryFilter, GalleryStore
+from ldstudio.core.gallery import GalleryEntry, GalleryError, GalleryFilter, GalleryStore
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import pil_to_qimage
 
@@ -100,6 +100,36 @@ def entry_tooltip(entry: GalleryEntry) -> str:
     if entry.missing:
         lines.append("The file is missing from disk")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RowSelection:
+    """Rows selected in the library view, and the image ids already known for loaded rows.
+
+    Ctrl+A in a 100,000-image library selects rows whose pages were never loaded; `resolve`
+    finds their ids on a worker and refuses if the library moved under the selection, so a
+    bulk delete never touches an image the user did not see selected.
+    """
+
+    filter: GalleryFilter
+    rows: tuple[int, ...]
+    known: Mapping[int, int]  # row -> image id, for rows whose page is loaded
+    current: GalleryEntry | None = None  # the focused image (the details view shows it)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def resolve(self, store: GalleryStore) -> list[int]:
+        """The selected image ids in row order; any thread that may query `store`."""
+        if all(row in self.known for row in self.rows):
+            return [self.known[row] for row in self.rows]
+        ids = store.ids(self.filter)
+        moved = any(row >= len(ids) or ids[row] != i for row, i in self.known.items())
+        if moved or (self.rows and self.rows[-1] >= len(ids)):
+            raise GalleryError(
+                "the library changed while these images were selected; select them again"
+            )
+        return [ids[row] for row in self.rows]
 
 
 class LibraryModel(QAbstractListModel):
@@ -208,6 +238,15 @@ class LibraryModel(QAbstractListModel):
             return None
         self._pages.move_to_end(number)
         return page[offset] if offset < len(page) else None
+
+    def selection(self, rows: list[int], current: GalleryEntry | None = None) -> RowSelection:
+        """A RowSelection of `rows` (ascending), with the ids of those already loaded."""
+        known: dict[int, int] = {}
+        for row in rows:
+            page = self._pages.get(row // PAGE_SIZE)  # no page requests: rows may be 100,000
+            if page is not None and row % PAGE_SIZE < len(page):
+                known[row] = page[row % PAGE_SIZE].id
+        return RowSelection(self._filter, tuple(rows), known, current)
 
     def row_of(self, image_id: int) -> int | None:
         """The row of an image among the loaded pages, or None."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import (
     QDate,
-    QItemSelection,
+    QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
     QPoint,
@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 )
 
 from ldstudio.core.gallery import GalleryEntry, GalleryFilter
-from ldstudio.qt.library_model import EntryRole, LibraryModel
+from ldstudio.qt.library_model import EntryRole, LibraryModel, RowSelection
 
 ICON_SIZE = 128
 SEARCH_DELAY_MS = 250  # typing a word is one query, not one per key
@@ -99,12 +99,13 @@ class LibraryPane(QWidget):
     entry_activated = Signal(object)  # double click / Enter: open the details
     reuse_params_requested = Signal(object)
     reuse_seed_requested = Signal(object)
-    favourite_requested = Signal(object, bool)
+    favourite_requested = Signal(object, bool)  # RowSelection, mark or unmark
     copy_requested = Signal(object)
-    save_as_requested = Signal(object)
+    save_as_requested = Signal(object)  # one GalleryEntry: a file name to choose
+    save_many_requested = Signal(object)  # RowSelection of several: a folder to choose
     open_folder_requested = Signal(object)
-    delete_requested = Signal(object)
-    restore_requested = Signal(object)
+    delete_requested = Signal(object)  # RowSelection
+    restore_requested = Signal(object)  # RowSelection
     empty_trash_requested = Signal()
 
     def __init__(self, model: LibraryModel, parent: QWidget | None = None) -> None:
@@ -151,10 +152,13 @@ class LibraryPane(QWidget):
         # model only for the items it paints, which is what keeps 100,000 rows cheap.
         self.view.setMovement(QListView.Movement.Static)
         self.view.setUniformItemSizes(True)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Ctrl/Shift-click and Ctrl+A select many: favourite, delete, restore and save act on
+        # all of them; the details view follows the focused one.
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
-        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        self.view.selectionModel().currentChanged.connect(self._current_changed)
+        self.view.selectionModel().selectionChanged.connect(self._update_title)
         self.view.activated.connect(self._activated)
         self.title.setBuddy(self.view)
 
@@ -164,9 +168,9 @@ class LibraryPane(QWidget):
             ("reuse_seed", "Reuse &seed", "Ctrl+Shift+S", self.reuse_seed_requested),
             ("favourite", "&Favourite", "Ctrl+D", None),
             ("copy", "&Copy image", QKeySequence.StandardKey.Copy, self.copy_requested),
-            ("save_as", "Save &as…", "Ctrl+Shift+A", self.save_as_requested),
+            ("save_as", "Save &as…", "Ctrl+Shift+A", None),
             ("open_folder", "Open containing &folder", "Ctrl+Shift+O", self.open_folder_requested),
-            ("restore", "&Restore from trash", "Ctrl+Shift+R", self.restore_requested),
+            ("restore", "&Restore from trash", "Ctrl+Shift+R", None),
             ("delete", "&Delete (move to trash)", QKeySequence.StandardKey.Delete, None),
         ):
             action = QAction(text, self)
@@ -179,6 +183,9 @@ class LibraryPane(QWidget):
         self.actions_by_name["favourite"].setCheckable(True)
         self.actions_by_name["favourite"].triggered.connect(self._toggle_favourite)
         self.actions_by_name["delete"].triggered.connect(self._delete)
+        self.actions_by_name["restore"].triggered.connect(self._restore)
+        self.actions_by_name["save_as"].triggered.connect(self._save)
+        self._texts = {name: action.text() for name, action in self.actions_by_name.items()}
         self.empty_trash_action = QAction("&Empty trash…", self)
         self.empty_trash_action.triggered.connect(lambda _=False: self.empty_trash_requested.emit())
 
@@ -306,33 +313,69 @@ class LibraryPane(QWidget):
         self.view.setCurrentIndex(index)
         self.view.scrollTo(index)
 
+    def selected_rows(self) -> list[int]:
+        """The selected rows, ascending; read from the ranges, so Ctrl+A on 100,000 is cheap."""
+        rows: set[int] = set()
+        ranges = self.view.selectionModel().selection()
+        for at in range(ranges.count()):
+            selected = ranges.at(at)
+            rows.update(range(selected.top(), selected.bottom() + 1))
+        return sorted(rows)
+
+    def selection(self) -> RowSelection:
+        """The selected images; the focused one alone when nothing is selected."""
+        current = self.current_entry()
+        rows = self.selected_rows()
+        if not rows and self.view.currentIndex().isValid():
+            rows = [self.view.currentIndex().row()]
+        return self.model.selection(rows, current)
+
     def _trigger(self, signal: Any) -> None:
         entry = self.current_entry()
         if entry is not None:
             signal.emit(entry)
 
     def _toggle_favourite(self) -> None:
-        entry = self.current_entry()
-        if entry is not None:
-            self.favourite_requested.emit(entry, not entry.favourite)
+        selection = self.selection()
+        if selection.rows:
+            # The focused image decides, as in a file manager: mark all, or unmark all.
+            current = selection.current
+            self.favourite_requested.emit(selection, not (current and current.favourite))
 
     def _delete(self) -> None:
-        entry = self.current_entry()
-        if entry is None:
-            return
         # In the trash view Delete means nothing more: emptying the trash is explicit.
-        if entry.trashed_at is None:
-            self.delete_requested.emit(entry)
+        selection = self.selection()
+        if selection.rows and not self.model.filter.trashed:
+            self.delete_requested.emit(selection)
+            self._clear_many(selection)
+
+    def _restore(self) -> None:
+        selection = self.selection()
+        if selection.rows and self.model.filter.trashed:
+            self.restore_requested.emit(selection)
+            self._clear_many(selection)
+
+    def _clear_many(self, selection: RowSelection) -> None:
+        # The rows are about to hold other images: a bulk selection must not carry over to them.
+        # (After one image goes, the focus stays put, so Delete can go on down the grid.)
+        if len(selection) > 1:
+            self.view.clearSelection()
+
+    def _save(self) -> None:
+        selection = self.selection()
+        if len(selection) > 1:
+            self.save_many_requested.emit(selection)
+        elif selection.current is not None:
+            self.save_as_requested.emit(selection.current)
 
     def _activated(self, index: QModelIndex) -> None:
         entry = self.model.data(index, EntryRole)
         if entry is not None:
             self.entry_activated.emit(entry)
 
-    def _selection_changed(self, selected: QItemSelection, _deselected: QItemSelection) -> None:
-        indexes = selected.indexes()
-        if indexes:
-            self._emit_selected(indexes[0])
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self._emit_selected(current)
 
     def _emit_selected(self, index: QModelIndex) -> None:
         entry: GalleryEntry | None = self.model.data(index, EntryRole)
@@ -347,21 +390,31 @@ class LibraryPane(QWidget):
         if index.isValid():
             self._emit_selected(index)
 
-    def _update_actions(self, entry: GalleryEntry | None = None) -> None:
+    def _update_actions(self, entry: GalleryEntry | None = None, count: int = 1) -> None:
         trashed = self.trash_check.isChecked()
         a = self.actions_by_name
         a["restore"].setVisible(trashed)
         a["delete"].setVisible(not trashed)
+        for name, text in self._texts.items():
+            a[name].setText(text)
+        if count > 1:
+            many = f"{count:,} images"
+            a["favourite"].setText(f"&Favourite {many}")
+            a["save_as"].setText(f"Save {many} to a &folder…")
+            a["restore"].setText(f"&Restore {many} from trash")
+            a["delete"].setText(f"&Delete {many} (move to trash)")
         if entry is not None:
-            a["reuse_params"].setEnabled(bool(entry.params_json or entry.prompt))
-            a["reuse_seed"].setEnabled(entry.seed is not None)
+            single = count == 1
+            a["reuse_params"].setEnabled(single and bool(entry.params_json or entry.prompt))
+            a["reuse_seed"].setEnabled(single and entry.seed is not None)
             a["favourite"].setChecked(entry.favourite)
-            for name in ("copy", "save_as", "open_folder"):
-                a[name].setEnabled(not entry.missing)
+            for name in ("copy", "open_folder"):
+                a[name].setEnabled(single and not entry.missing)
+            a["save_as"].setEnabled(not (single and entry.missing))
 
-    def context_menu_for(self, entry: GalleryEntry) -> QMenu:
-        """The menu shown for `entry` (tests inspect it without executing it)."""
-        self._update_actions(entry)
+    def context_menu_for(self, entry: GalleryEntry, count: int = 1) -> QMenu:
+        """The menu shown for `entry` and `count` selected images (tests inspect it unexecuted)."""
+        self._update_actions(entry, count)
         menu = QMenu(self)
         for name, action in self.actions_by_name.items():
             if name in ("restore", "delete"):
@@ -378,16 +431,25 @@ class LibraryPane(QWidget):
             index = self.view.currentIndex()
         if not index.isValid():
             return
-        self.view.setCurrentIndex(index)
+        selection_model = self.view.selectionModel()
+        if selection_model.isSelected(index):  # right-click inside a selection keeps it
+            selection_model.setCurrentIndex(index, QItemSelectionModel.SelectionFlag.NoUpdate)
+        else:
+            self.view.setCurrentIndex(index)
         entry = self.model.data(index, EntryRole)
         if entry is None:
             return  # its page is still loading
-        menu = self.context_menu_for(entry)
+        menu = self.context_menu_for(entry, max(len(self.selected_rows()), 1))
         menu.exec(self.view.viewport().mapToGlobal(pos))
-        for action in self.actions_by_name.values():
+        for name, action in self.actions_by_name.items():
             action.setEnabled(True)
+            action.setText(self._texts[name])
 
     def _update_title(self, *_: object) -> None:
         count = self.model.rowCount()
         where = "in the trash" if self.model.filter.trashed else "in the library"
-        self.title.setText(f"&Gallery — {count:,} image{'s' if count != 1 else ''} {where}")
+        text = f"&Gallery — {count:,} image{'s' if count != 1 else ''} {where}"
+        selected = len(self.selected_rows())
+        if selected > 1:
+            text += f" · {selected:,} selected"
+        self.title.setText(text)

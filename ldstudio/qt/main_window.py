@@ -194,6 +194,14 @@ class MainWindow(QMainWindow):
         )
         add(
             file_menu,
+            "&Import images…",
+            self.library.import_folder_dialog,
+            "Ctrl+I",
+            tip="Add a folder of PNG/JPEG/WebP images (from ldstudio, A1111, ComfyUI, …) "
+            "to the library",
+        )
+        add(
+            file_menu,
             "&Add model folder…",
             self.add_model_folder,
             tip="Add a diffusers model folder to the model list",
@@ -692,7 +700,9 @@ class MainWindow(QMainWindow):
             "Ctrl+Up / Ctrl+Down  recent prompts (in the prompt)\nCtrl+R  recent prompts menu\n"
             "Ctrl+L / Ctrl+G / Ctrl+K  focus prompt / gallery / queue\n"
             "Ctrl+0 / Ctrl+1  fit / 100 %\nCtrl+E  export animation\n"
-            "In the gallery: Ctrl+C copy, Delete delete, Menu key for more",
+            "Ctrl+O  open an image's parameters\nCtrl+I  import a folder of images\n"
+            "In the gallery: Ctrl/Shift-click or Ctrl+A select many, Ctrl+D favourite, "
+            "Ctrl+C copy, Delete delete, Menu key for more",
         )
 
     # -- settings and shutdown ------------------------------------------------------------------
