@@ -20,15 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine_text
+from common import machine, machine_text, percentile, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK_MS = 10
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -121,20 +116,38 @@ def main() -> None:
     seconds = generate_seconds[0]
     print(f"machine: {machine_text()}; torch threads on the engine: {args.threads}")
     print(f"model: {label}; {args.count} image(s) × {args.steps} steps, latent2rgb every step")
+    phases: dict[str, dict[str, float]] = {}
     for name, text in (("start", "engine start + model load"), ("generate", "generating")):
         values = lateness[name]
         if values:
+            phases[name] = {
+                "p50_ms": round(statistics.median(values), 2),
+                "p99_ms": round(percentile(values, 99), 2),
+                "max_ms": round(max(values), 2),
+                "ticks": len(values),
+            }
             print(
-                f"event-loop lateness while {text:26s}: p50 {statistics.median(values):5.1f} ms"
-                f"  p99 {percentile(values, 0.99):6.1f} ms  max {max(values):6.1f} ms"
+                f"event-loop lateness while {text:26s}: p50 {phases[name]['p50_ms']:5.1f} ms"
+                f"  p99 {phases[name]['p99_ms']:6.1f} ms  max {phases[name]['max_ms']:6.1f} ms"
                 f"  ({len(values)} ticks)"
             )
     print(
         f"previews: produced {produced} ({produced / seconds:.1f}/s), displayed {displayed} "
         f"({displayed / seconds:.1f}/s) over {seconds:.1f} s of generation"
     )
-    p99 = percentile(lateness["generate"], 0.99) if lateness["generate"] else float("nan")
+    p99 = phases.get("generate", {}).get("p99_ms", float("nan"))
     print(f"goal p99 ≤ 50 ms while generating: {'met' if p99 <= 50 else 'NOT met'}")
+    results = {
+        "machine": machine(),
+        "model": label,
+        "steps": args.steps,
+        "images": args.count,
+        "engine_threads": args.threads,
+        "lateness": phases,
+        "goal_p99_ms": 50,
+        "previews": {"produced": produced, "displayed": displayed, "seconds": round(seconds, 2)},
+    }
+    print(f"wrote {write_results('gui', results)}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine_text
+from common import machine, machine_text, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +65,13 @@ with loop:
     loop.run_until_complete(done.wait())
     window.close()
 """
+
+
+MILESTONES = (
+    ("window_shown", "launch → window shown"),
+    ("engine_ready", "launch → engine ready (torch imported, device chosen)"),
+    ("first_image", "launch → first image saved"),
+)
 
 
 def one_run(steps: int, model: Path | None) -> dict[str, float]:
@@ -111,16 +118,23 @@ def main() -> None:
     runs = [one_run(args.steps, model) for _ in range(args.runs)]
     print(f"machine: {machine_text()}")
     print(f"model: {label}; {args.steps} steps, 1 image at native size; {args.runs} runs")
-    for key, text in (
-        ("window_shown", "launch → window shown"),
-        ("engine_ready", "launch → engine ready (torch imported, device chosen)"),
-        ("first_image", "launch → first image saved"),
-    ):
+    medians: dict[str, float] = {}
+    for key, text in MILESTONES:
         values = [r[key] for r in runs]
-        print(f"{text:55s} median {statistics.median(values):6.2f} s  (runs: "
+        medians[key] = round(statistics.median(values), 3)
+        print(f"{text:55s} median {medians[key]:6.2f} s  (runs: "
               + ", ".join(f"{v:.2f}" for v in values) + ")")  # fmt: skip
     still_importing = sum(1 for r in runs if not r["torch_loaded_at_show"])
     print(f"torch still importing when the window appeared: {still_importing}/{len(runs)} runs")
+    results = {
+        "machine": machine(),
+        "model": label,
+        "steps": args.steps,
+        "runs": [{key: round(r[key], 3) for key, _ in MILESTONES} for r in runs],
+        "median_s": medians,
+        "torch_still_importing_at_show": still_importing,
+    }
+    print(f"wrote {write_results('startup', results)}")
 
 
 if __name__ == "__main__":

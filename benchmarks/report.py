@@ -109,7 +109,76 @@ def gpu_section(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-SECTIONS = {"overhead": overhead_section, "memory": memory_section, "gpu": gpu_section}
+def gui_section(data: dict[str, Any]) -> list[str]:
+    goal = data["goal_p99_ms"]
+    lines = [
+        "## GUI responsiveness while generating",
+        "",
+        f"Measured on {machine_line(data['machine'])}, {data['engine_threads']} torch threads on "
+        f"the engine thread. {data['model']}: {data['images']} image(s) × {data['steps']} steps "
+        "with a latent2rgb preview every step. A 10 ms timer on the GUI thread; lateness is how "
+        f"late each tick fired. Goal: p99 ≤ {goal} ms while generating.",
+        "",
+        "| phase | p50 (ms) | p99 (ms) | max (ms) | ticks | goal |",
+        "|---|---|---|---|---|---|",
+    ]
+    names = {"start": "engine start + model load", "generate": "generating"}
+    for name, row in data["lateness"].items():
+        verdict = "—"
+        if name == "generate":
+            miss = row["p99_ms"] - goal
+            verdict = f"≤ {goal} ✓" if miss <= 0 else f"≤ {goal} ✗ (over by {miss:.1f} ms)"
+        lines.append(
+            f"| {names.get(name, name)} | {row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} "
+            f"| {row['ticks']} | {verdict} |"
+        )
+    previews = data["previews"]
+    seconds = max(previews["seconds"], 1e-9)
+    lines += [
+        "",
+        f"Previews: {previews['produced']} produced ({previews['produced'] / seconds:.1f}/s), "
+        f"{previews['displayed']} displayed ({previews['displayed'] / seconds:.1f}/s) over "
+        f"{previews['seconds']} s; the window shows the newest and skips the ones it could not "
+        "paint in time.",
+    ]
+    return lines
+
+
+def startup_section(data: dict[str, Any]) -> list[str]:
+    runs = data["runs"]
+    lines = [
+        "## Start-up",
+        "",
+        f"Measured on {machine_line(data['machine'])}, each run a fresh process in a fresh data "
+        f"folder ({data['model']}, {data['steps']} steps, {len(runs)} runs). Times count from "
+        "just before the process starts, so interpreter start-up and imports are included.",
+        "",
+        "| milestone | median (s) | runs (s) |",
+        "|---|---|---|",
+    ]
+    names = {
+        "window_shown": "launch → window shown",
+        "engine_ready": "launch → engine ready (torch imported, device chosen)",
+        "first_image": "launch → first image saved",
+    }
+    for key, median_s in data["median_s"].items():
+        each = ", ".join(f"{run[key]:.2f}" for run in runs)
+        lines.append(f"| {names.get(key, key)} | {median_s:.2f} | {each} |")
+    lines += [
+        "",
+        f"torch was still importing (on the engine thread) when the window appeared in "
+        f"{data['torch_still_importing_at_show']} of {len(runs)} runs.",
+    ]
+    return lines
+
+
+SECTIONS = {
+    "overhead": overhead_section,
+    "memory": memory_section,
+    "gpu": gpu_section,
+    "gui": gui_section,
+    "startup": startup_section,
+}
 
 
 def build(folder: Path) -> str:

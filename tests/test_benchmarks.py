@@ -65,3 +65,43 @@ def test_gpu_device_script_explains_what_it_needs(tmp_path: Path) -> None:
         text=True,
     )
     assert bare.returncode == 2 and "no wheels in .whl/" in bare.stderr
+
+
+def test_report_says_by_how_much_a_gui_goal_is_missed(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    from report import build
+
+    machine = {"cpu": "Test CPU", "cores": 2, "torch": "2.x", "date": "2026-11-26"}
+    gui = {
+        "machine": machine,
+        "model": "bundled model",
+        "steps": 40,
+        "images": 3,
+        "engine_threads": 2,
+        "goal_p99_ms": 50,
+        "lateness": {
+            "start": {"p50_ms": 0.1, "p99_ms": 90.0, "max_ms": 200.0, "ticks": 300},
+            "generate": {"p50_ms": 0.3, "p99_ms": 62.5, "max_ms": 80.0, "ticks": 250},
+        },
+        "previews": {"produced": 120, "displayed": 60, "seconds": 3.0},
+    }
+    startup = {
+        "machine": machine,
+        "model": "bundled model",
+        "steps": 20,
+        "runs": [
+            {"window_shown": 0.3, "first_image": 5.5},
+            {"window_shown": 0.4, "first_image": 5.7},
+        ],
+        "median_s": {"window_shown": 0.35, "first_image": 5.6},
+        "torch_still_importing_at_show": 2,
+    }
+    (tmp_path / "gui.json").write_text(json.dumps(gui))
+    (tmp_path / "startup.json").write_text(json.dumps(startup))
+    report = build(tmp_path)
+    assert "Test CPU, 2 cores · torch 2.x · 2026-11-26" in report
+    assert "| generating | 0.3 | 62.5 | 80.0 | 250 | ≤ 50 ✗ (over by 12.5 ms) |" in report
+    assert "| engine start + model load | 0.1 | 90.0 | 200.0 | 300 | — |" in report
+    assert "120 produced (40.0/s), 60 displayed (20.0/s)" in report
+    assert "| launch → first image saved | 5.60 | 5.50, 5.70 |" in report
+    assert "in 2 of 2 runs" in report
