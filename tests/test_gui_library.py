@@ -21,6 +21,7 @@ from ldstudio.qt import library_model
 from ldstudio.qt.image_details import (
     ExportDialog,
     ImageDetailsView,
+    failures_text,
     LibraryActions,
     confirm_empty_trash,
     parameter_rows,
@@ -436,6 +437,13 @@ def test_bulk_save_reports_images_it_could_not_save(qtbot, model, actions, store
         f"1 image not saved: {entries[1].path.name}: "
     )
     assert "not a readable image" in failures[0]
+
+
+def test_failure_lists_name_the_first_few_and_count_the_rest() -> None:
+    failures = [(Path(f"/x/{i}.png"), "unreadable") for i in range(7)]
+    text = failures_text(failures, "not imported", shown=2)
+    assert text == "7 images not imported: 0.png: unreadable; 1.png: unreadable; and 5 more"
+    assert failures_text(failures[:1], "not saved") == "1 image not saved: 0.png: unreadable"
 
 
 def test_many_images_dialog_asks_for_a_folder(qtbot, tmp_path) -> None:

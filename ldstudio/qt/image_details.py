@@ -55,6 +55,15 @@ def images_text(count: int) -> str:
     return f"{count:,} image{'s' if count != 1 else ''}"
 
 
+def failures_text(failures: list[tuple[Path, str]], what: str, shown: int = 5) -> str:
+    """'3 images not saved: a.png: why; b.png: why; and 1 more' — the first few, named."""
+    listed = "; ".join(f"{path.name}: {why}" for path, why in failures[:shown])
+    more = len(failures) - shown
+    return f"{images_text(len(failures))} {what}: {listed}" + (
+        f"; and {more} more" if more > 0 else ""
+    )
+
+
 def entry_result(entry: GalleryEntry) -> ReadResult | None:
     """The entry's exact parameters as a ReadResult, or None when the index has none."""
     params = entry.params
@@ -243,12 +252,7 @@ class LibraryActions(QObject):
                 f"Saved {images_text(len(report.written))} to {folder} ({kept} generation metadata)"
             )
             if report.failed:
-                listed = "; ".join(f"{path.name}: {why}" for path, why in report.failed[:5])
-                more = len(report.failed) - 5
-                self.failed.emit(
-                    f"{images_text(len(report.failed))} not saved: {listed}"
-                    + (f"; and {more} more" if more > 0 else "")
-                )
+                self.failed.emit(failures_text(report.failed, "not saved"))
 
         self.run(work, done, f"Could not save {images_text(len(selection))} to {folder}")
 

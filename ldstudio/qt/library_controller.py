@@ -28,6 +28,7 @@ from ldstudio.qt.image_details import (
     ImageDetailsView,
     LibraryActions,
     confirm_empty_trash,
+    failures_text,
     images_text,
 )
 from ldstudio.qt.library_model import LibraryModel
@@ -171,12 +172,7 @@ class LibraryController(QObject):
                 f"{len(report.skipped):,} skipped"
             )
             if report.skipped:
-                listed = "; ".join(f"{path.name}: {why}" for path, why in report.skipped[:5])
-                more = len(report.skipped) - 5
-                self.error.emit(
-                    f"{images_text(len(report.skipped))} not imported: {listed}"
-                    + (f"; and {more} more" if more > 0 else "")
-                )
+                self.error.emit(failures_text(report.skipped, "not imported"))
 
         self.actions.run(
             lambda: self.store.import_folder(folder, copy=copy),
