@@ -21,9 +21,9 @@ from ldstudio.qt import library_model
 from ldstudio.qt.image_details import (
     ExportDialog,
     ImageDetailsView,
-    failures_text,
     LibraryActions,
     confirm_empty_trash,
+    failures_text,
     parameter_rows,
 )
 from ldstudio.qt.library_model import PAGE_SIZE, EntryRole, LibraryModel

@@ -89,3 +89,35 @@ def test_folder_sink_exact_path_numbers_later_images(tmp_path: Path) -> None:
     sink = FolderSink(tmp_path, exact_path=tmp_path / "cat.png")
     assert _save(sink, 0) == tmp_path / "cat.png"
     assert _save(sink, 1) == tmp_path / "cat-2.png"
+
+
+def test_folder_sink_exact_path_never_replaces_the_users_files(tmp_path: Path) -> None:
+    photo = tmp_path / "holiday.png"
+    photo.write_bytes(b"a photo the user cares about")
+    (tmp_path / "holiday-2.png").write_bytes(b"another one")
+    with pytest.raises(FileExistsError, match=r"holiday\.png: already exists; choose another name"):
+        _save(FolderSink(tmp_path, exact_path=photo), 0)
+    assert photo.read_bytes() == b"a photo the user cares about"
+    # A later image of the batch moves on to the next free name.
+    assert _save(FolderSink(tmp_path, exact_path=photo), 1) == tmp_path / "holiday-2-2.png"
+    assert (tmp_path / "holiday-2.png").read_bytes() == b"another one"
+    # Replacing is allowed only when asked for.
+    assert _save(FolderSink(tmp_path, exact_path=photo, overwrite=True), 0) == photo
+
+
+def test_written_images_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from ldstudio.core.atomic import SHARED_FILE_MODE
+    from ldstudio.core.export import export_image
+
+    old = os.umask(0o022)
+    try:
+        assert SHARED_FILE_MODE == 0o644  # read from the process at import; the usual umask
+        png = _save(FolderSink(tmp_path / "out"))
+        assert stat.S_IMODE(png.stat().st_mode) == 0o644
+        jpeg = export_image(png, tmp_path / "share.jpg")
+        assert stat.S_IMODE(jpeg.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)

@@ -10,8 +10,6 @@ data and dropping it changes colours. Writes are atomic: the target is absent or
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 from PIL import Image, ImageOps, PngImagePlugin
 
+from ldstudio.core.atomic import atomic_file
 from ldstudio.core.imagefiles import free_name
 from ldstudio.core.metadata import PARAMETERS_KEY, a1111_parameters
 from ldstudio.core.readers import (
@@ -202,16 +201,5 @@ def _flatten(image: Image.Image) -> Image.Image:
 
 
 def _save_atomic(image: Image.Image, target: Path, fmt: str, options: dict[str, Any]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem[:40]}.", suffix=".tmp", dir=target.parent
-    )
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format=fmt.upper(), **options)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(target) as handle:
+        image.save(handle, format=fmt.upper(), **options)

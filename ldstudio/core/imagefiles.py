@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import unicodedata
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Protocol
 
 from PIL import Image, PngImagePlugin
 
+from ldstudio.core.atomic import atomic_file
 from ldstudio.core.events import ImageRecord
 from ldstudio.core.metadata import png_text_chunks
 from ldstudio.core.params import GenerationParams
@@ -51,17 +50,8 @@ def write_png_atomic(image: Image.Image, path: Path, text: dict[str, str]) -> No
             info.add_text(key, value)
         except UnicodeEncodeError:
             info.add_itxt(key, value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem[:40]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        image.save(handle, format="PNG", pnginfo=info)
 
 
 class ImageSink(Protocol):
@@ -83,28 +73,33 @@ class ImageSink(Protocol):
 class FolderSink:
     """Saves each image as `<date>-<time>-<seed>-<prompt slug>.png` in one folder.
 
-    With `exact_path`, the first image goes to that path and later ones get `-2`, `-3`, ...
+    With `exact_path`, the first image goes to that path and later ones to `-2`, `-3`, ... .
+    No file the user already has is replaced: a taken exact path raises FileExistsError
+    (unless `overwrite`), and a taken `-2` name moves on to the next free one.
     """
 
-    def __init__(self, folder: Path, exact_path: Path | None = None) -> None:
+    def __init__(self, folder: Path, exact_path: Path | None = None, *, overwrite: bool = False):
         self.folder = folder
         self.exact_path = exact_path
+        self.overwrite = overwrite
 
     def _target(self, params: GenerationParams, index: int) -> Path:
         if self.exact_path is not None:
             if index == 0:
+                if self.exact_path.exists() and not self.overwrite:
+                    raise FileExistsError(
+                        f"{self.exact_path}: already exists; choose another name, or allow "
+                        "replacing it"
+                    )
                 return self.exact_path
-            return self.exact_path.with_name(
-                f"{self.exact_path.stem}-{index + 1}{self.exact_path.suffix}"
+            return free_name(
+                self.exact_path.with_name(
+                    f"{self.exact_path.stem}-{index + 1}{self.exact_path.suffix}"
+                )
             )
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         stem = f"{stamp}-{params.seed}-{prompt_slug(params.prompt)}"
-        candidate = self.folder / f"{stem}.png"
-        counter = 2
-        while candidate.exists():
-            candidate = self.folder / f"{stem}-{counter}.png"
-            counter += 1
-        return candidate
+        return free_name(self.folder / f"{stem}.png")
 
     def save(
         self,

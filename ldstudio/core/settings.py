@@ -11,12 +11,12 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ldstudio.core import paths
+from ldstudio.core.atomic import atomic_file
 from ldstudio.core.params import GenerationParams
 
 log = logging.getLogger(__name__)
@@ -101,15 +101,6 @@ def load_settings(path: Path | None = None) -> Settings:
 def save_settings(settings: Settings, path: Path | None = None) -> None:
     """Write settings atomically: the file is either the old one or the complete new one."""
     path = path or settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(dataclasses.asdict(settings), ensure_ascii=False, indent=2, sort_keys=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".settings.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, private=True) as handle:  # prompts and paths: the user's alone
+        handle.write(text.encode("utf-8"))
