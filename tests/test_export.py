@@ -140,3 +140,22 @@ def test_export_to_folder_refuses_bad_requests_before_writing(tmp_path: Path) ->
     with pytest.raises(ValueError, match="is a file; give a folder"):
         export_to_folder([(1, good)], good)
     assert not (tmp_path / "out").exists()
+
+
+def test_metadata_too_large_for_jpeg_is_named_and_the_batch_goes_on(tmp_path: Path) -> None:
+    from ldstudio.core.export import MetadataTooLarge
+
+    prompt = "a red circle on a green background " * 1200  # 42,000 characters: 84 KB UTF-16
+    text = f"{prompt.strip()}\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 64x64"
+    long_one = png_with_text(tmp_path / "long.png", {"parameters": text})
+    short = ldstudio_png(tmp_path / "short.png")
+    with pytest.raises(MetadataTooLarge, match=r"too large for a JPEG \(at most 65,533 bytes"):
+        export_image(long_one, tmp_path / "x.jpg")
+    assert not (tmp_path / "x.jpg").exists()
+    export_image(long_one, tmp_path / "x.webp")  # WebP carries it
+    assert read_file(tmp_path / "x.webp").params.prompt == prompt.strip()
+    report = export_to_folder([(1, long_one), (2, short)], tmp_path / "out", fmt="jpeg")
+    assert [p.name for p in report.written] == ["2-short.jpg"]
+    assert report.failed[0][0] == long_one and "save it as PNG or WebP" in report.failed[0][1]
+    stripped = export_to_folder([(1, long_one)], tmp_path / "out", fmt="jpeg", keep_metadata=False)
+    assert stripped.written == [tmp_path / "out" / "1-long.jpg"]

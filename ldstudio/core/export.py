@@ -32,6 +32,7 @@ from ldstudio.core.readers import (
 FORMATS: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
 _SUFFIX_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 QUALITY_RANGE = (1, 100)
+JPEG_EXIF_MAX = 65_533  # one APP1 segment: 64 KiB minus its length field and "Exif\0\0"
 # Text keys that belong to the image container rather than to generation metadata.
 _CONTAINER_KEYS = {"comment", "icc_profile", "exif", "xmp", "XML:com.adobe.xmp"}
 
@@ -79,6 +80,10 @@ def user_comment(text: str) -> bytes:
     return b"UNICODE\0" + text.encode("utf-16-be")
 
 
+class MetadataTooLarge(ValueError):
+    """The metadata cannot travel in the chosen format (a JPEG's EXIF is at most 64 KiB)."""
+
+
 def export_image(
     source: Path,
     target: Path,
@@ -89,7 +94,8 @@ def export_image(
 ) -> Path:
     """Write `source` as `target` in `fmt` (default: from target's suffix); returns target.
 
-    Raises FileNotFoundError, UnreadableImage, or ValueError for a bad format or quality.
+    Raises FileNotFoundError, UnreadableImage, MetadataTooLarge, or ValueError for a bad
+    format or quality.
     """
     fmt = fmt.lower() if fmt else format_for(target)
     if fmt == "jpg":
@@ -141,6 +147,13 @@ def export_image(
             if parameters:
                 exif = Image.Exif()
                 exif.get_ifd(EXIF_IFD)[USER_COMMENT] = user_comment(parameters)
+                size = len(exif.tobytes())
+                if fmt == "jpeg" and size > JPEG_EXIF_MAX:
+                    raise MetadataTooLarge(
+                        f"{source.name}: its generation metadata ({size:,} bytes) is too large "
+                        f"for a JPEG (at most {JPEG_EXIF_MAX:,} bytes of EXIF); save it as PNG "
+                        "or WebP, or without metadata"
+                    )
                 options["exif"] = exif
     _save_atomic(image, target, fmt, options)
     return target
@@ -183,7 +196,7 @@ def export_to_folder(
         target = free_name(folder / f"{image_id}-{source.stem}{FORMATS[fmt]}")
         try:
             export_image(source, target, fmt=fmt, keep_metadata=keep_metadata, quality=quality)
-        except (OSError, UnreadableImage) as exc:
+        except (OSError, UnreadableImage, MetadataTooLarge) as exc:
             report.failed.append((source, str(exc)))
             continue
         report.written.append(target)
