@@ -283,6 +283,10 @@ def test_many_selected_images_are_acted_on_together(qtbot, pane: LibraryPane, mo
     texts = [a.text() for a in pane.context_menu_for(entries[0], 3).actions() if a.text()]
     assert "&Delete 3 images (move to trash)" in texts
     assert "Save 3 images to a &folder…" in texts
+    assert "&Favourite 3 images" in texts and not pane.actions_by_name["favourite"].isCheckable()
+    starred = dataclasses.replace(entries[0], favourite=True)
+    texts = [a.text() for a in pane.context_menu_for(starred, 3).actions() if a.text()]
+    assert "Un&favourite 3 images" in texts  # the focused image decides: all get unmarked
     # One-image actions are off while several are selected.
     assert not pane.actions_by_name["reuse_params"].isEnabled()
     assert not pane.actions_by_name["copy"].isEnabled()
@@ -299,6 +303,32 @@ def test_many_selected_images_are_acted_on_together(qtbot, pane: LibraryPane, mo
     selection = pane.selection()
     assert len(selection) == ROWS and len(selection.known) < ROWS
     assert selection.resolve(model.store) == model.store.ids(model.filter)
+
+
+def test_a_selection_follows_its_images_or_is_dropped(qtbot, pane: LibraryPane, model, store):
+    picked = load_rows(qtbot, model, 0, 1)
+    select_rows(pane, 0, 1)
+    # A job's new image sorts first: the rows move down and the selection moves with them.
+    params = GenerationParams(prompt="a brand new lighthouse", seed=7, width=64, height=64)
+    store.add_image(Image.new("RGB", (64, 64), "red"), params, model_name="tiny")
+    with qtbot.waitSignal(model.page_loaded):
+        model.refresh()
+        model.entry_at(0)
+    assert pane.selected_rows() == [1, 2]
+    assert pane.selection().resolve(store) == [e.id for e in picked]
+
+    # An import of older images: the model cannot know where they sort, and the rows under
+    # the selection hold other images after the reload. The selection is dropped, not moved.
+    old = store.images_dir / "old.png"
+    Image.new("RGB", (8, 8)).save(old)
+    store.add_entries([dataclasses.replace(NewEntry.from_file(old), created=NOW - 400 * DAY)])
+    with qtbot.waitSignal(model.page_loaded):
+        model.refresh()
+        model.entry_at(0)
+    qtbot.waitUntil(lambda: model.loaded_id(1) is not None)
+    # The picked images stayed at rows 1-2; a selection moved to rows 2-3 would be wrong.
+    assert [model.loaded_id(1), model.loaded_id(2)] == [e.id for e in picked]
+    assert pane.selected_rows() == []
 
 
 def test_a_selection_refuses_to_resolve_after_the_library_moved(qtbot, model, store) -> None:
@@ -389,10 +419,14 @@ def test_favourite_tag_trash_restore_and_empty(qtbot, model, actions, store) -> 
 
 def test_bulk_favourite_trash_restore_and_save(qtbot, model, actions, store, tmp_path) -> None:
     entries = load_rows(qtbot, model, 0, 1, 2, 3)
-    selection = model.selection([1, 2, 3])
+    selection = model.selection([1, 2, 3], current=entries[2])
+    changed: list[GalleryEntry] = []
+    actions.entry_changed.connect(changed.append)
     with qtbot.waitSignal(actions.message) as note:
         actions.set_favourite_rows(selection, True)
     assert note.args == ["3 images marked as favourites"]
+    # The focused image comes back as it is now, so its details view shows the star.
+    assert [(e.id, e.favourite) for e in changed] == [(entries[2].id, True)]
     assert [store.get(e.id).favourite for e in entries] == [False, True, True, True]
 
     out = tmp_path / "out"

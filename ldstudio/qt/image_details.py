@@ -154,12 +154,19 @@ class LibraryActions(QObject):
         self.changed.emit()
 
     def set_favourite_rows(self, selection: RowSelection, favourite: bool) -> None:
-        def work() -> int:
-            return self.store.set_favourites(selection.resolve(self.store), favourite)
+        def work() -> tuple[int, GalleryEntry | None]:
+            ids = selection.resolve(self.store)
+            count = self.store.set_favourites(ids, favourite)
+            current = selection.current
+            # The details view shows the focused image: hand it back as it is now.
+            return count, self.store.get(current.id) if current and current.id in ids else None
 
-        def done(count: int) -> None:
+        def done(result: tuple[int, GalleryEntry | None]) -> None:
+            count, current = result
             how = "marked as favourites" if favourite else "no longer favourites"
             self.message.emit(f"{images_text(count)} {how}")
+            if current is not None:
+                self.entry_changed.emit(current)
             self.changed.emit()
 
         self.run(work, done, f"Could not change favourite of {images_text(len(selection))}")

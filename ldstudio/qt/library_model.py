@@ -243,10 +243,17 @@ class LibraryModel(QAbstractListModel):
         """A RowSelection of `rows` (ascending), with the ids of those already loaded."""
         known: dict[int, int] = {}
         for row in rows:
-            page = self._pages.get(row // PAGE_SIZE)  # no page requests: rows may be 100,000
-            if page is not None and row % PAGE_SIZE < len(page):
-                known[row] = page[row % PAGE_SIZE].id
+            image_id = self.loaded_id(row)
+            if image_id is not None:
+                known[row] = image_id
         return RowSelection(self._filter, tuple(rows), known, current)
+
+    def loaded_id(self, row: int) -> int | None:
+        """The image id at `row` if its page is loaded; asks for nothing (rows may be 100,000)."""
+        page = self._pages.get(row // PAGE_SIZE)
+        if page is None or not 0 <= row % PAGE_SIZE < len(page):
+            return None
+        return page[row % PAGE_SIZE].id
 
     def row_of(self, image_id: int) -> int | None:
         """The row of an image among the loaded pages, or None."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import (
     QDate,
+    QItemSelection,
     QItemSelectionModel,
     QModelIndex,
     QPersistentModelIndex,
@@ -42,7 +43,7 @@ from PySide6.QtWidgets import (
 )
 
 from ldstudio.core.gallery import GalleryEntry, GalleryFilter
-from ldstudio.qt.library_model import EntryRole, LibraryModel, RowSelection
+from ldstudio.qt.library_model import PAGE_SIZE, EntryRole, LibraryModel, RowSelection
 
 ICON_SIZE = 128
 LAYOUT_BATCH = 5000  # rows laid out per event-loop turn
@@ -165,7 +166,7 @@ class LibraryPane(QWidget):
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._context_menu)
         self.view.selectionModel().currentChanged.connect(self._current_changed)
-        self.view.selectionModel().selectionChanged.connect(self._update_title)
+        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
         self.view.activated.connect(self._activated)
         self.title.setBuddy(self.view)
 
@@ -241,6 +242,13 @@ class LibraryPane(QWidget):
         model.count_changed.connect(self._update_title)
         model.page_loaded.connect(self._page_loaded)
         self._shown_id: int | None = None
+        # row -> image id of selected rows, as first seen: a refresh that puts other images
+        # under the selection (an import of older images, another process) clears it, so a
+        # bulk action never falls on images the user did not pick.
+        self._selected_ids: dict[int, int] = {}
+        model.rowsInserted.connect(lambda _p, first, last: self._shift_ids(first, last, 1))
+        model.rowsRemoved.connect(lambda _p, first, last: self._shift_ids(first, last, -1))
+        model.modelReset.connect(lambda: self._selected_ids.clear())
         model.choices_loaded.connect(self.set_choices)
         self._update_title()
 
@@ -390,7 +398,49 @@ class LibraryPane(QWidget):
             self._shown_id = entry.id
             self.entry_selected.emit(entry)
 
-    def _page_loaded(self, _page: int) -> None:
+    def _selection_changed(self, selected: QItemSelection, deselected: QItemSelection) -> None:
+        for rows, keep in ((deselected, False), (selected, True)):
+            for at in range(rows.count()):
+                span = rows.at(at)
+                for row in range(span.top(), span.bottom() + 1):
+                    image_id = self.model.loaded_id(row) if keep else None
+                    if image_id is None:
+                        self._selected_ids.pop(row, None)
+                    else:
+                        self._selected_ids[row] = image_id
+        self._update_title()
+
+    def _shift_ids(self, first: int, last: int, sign: int) -> None:
+        # The selection moves with inserted and removed rows; so must what we saw under it.
+        count = last - first + 1
+        shifted: dict[int, int] = {}
+        for row, image_id in self._selected_ids.items():
+            if row < first:
+                shifted[row] = image_id
+            elif sign > 0:
+                shifted[row + count] = image_id
+            elif row > last:
+                shifted[row - count] = image_id
+        self._selected_ids = shifted
+
+    def _check_selection(self, page: int) -> None:
+        model, selection_model = self.model, self.view.selectionModel()
+        if not selection_model.hasSelection():
+            self._selected_ids.clear()
+            return
+        for row in range(page * PAGE_SIZE, min((page + 1) * PAGE_SIZE, model.rowCount())):
+            if not selection_model.isSelected(model.index(row)):
+                continue
+            image_id = model.loaded_id(row)
+            if image_id is None:
+                continue
+            if self._selected_ids.setdefault(row, image_id) != image_id:
+                self._selected_ids.clear()
+                self.view.clearSelection()
+                return
+
+    def _page_loaded(self, page: int) -> None:
+        self._check_selection(page)
         # A row selected before its page arrived (the newest image after a job) is shown now;
         # after a refresh the selected row may hold another image.
         index = self.view.currentIndex()
@@ -404,9 +454,13 @@ class LibraryPane(QWidget):
         a["delete"].setVisible(not trashed)
         for name, text in self._texts.items():
             a[name].setText(text)
+        a["favourite"].setCheckable(count == 1)
         if count > 1:
             many = f"{count:,} images"
-            a["favourite"].setText(f"&Favourite {many}")
+            # No tick for many: it would show the focused image's state, not what happens.
+            # The focused image decides (see _toggle_favourite), so the text says the outcome.
+            mark = entry is None or not entry.favourite
+            a["favourite"].setText(f"&Favourite {many}" if mark else f"Un&favourite {many}")
             a["save_as"].setText(f"Save {many} to a &folder…")
             a["restore"].setText(f"&Restore {many} from trash")
             a["delete"].setText(f"&Delete {many} (move to trash)")
@@ -451,6 +505,7 @@ class LibraryPane(QWidget):
         for name, action in self.actions_by_name.items():
             action.setEnabled(True)
             action.setText(self._texts[name])
+        self.actions_by_name["favourite"].setCheckable(True)
 
     def _update_title(self, *_: object) -> None:
         count = self.model.rowCount()
