@@ -478,6 +478,10 @@ def test_failure_lists_name_the_first_few_and_count_the_rest() -> None:
     text = failures_text(failures, "not imported", shown=2)
     assert text == "7 images not imported: 0.png: unreadable; 1.png: unreadable; and 5 more"
     assert failures_text(failures[:1], "not saved") == "1 image not saved: 0.png: unreadable"
+    with_path = [(Path("/x/a.png"), "/x/a.png: not a readable image (truncated)")]
+    assert failures_text(with_path, "not imported") == (
+        "1 image not imported: a.png: not a readable image (truncated)"
+    )
 
 
 def test_many_images_dialog_asks_for_a_folder(qtbot, tmp_path) -> None:

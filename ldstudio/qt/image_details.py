@@ -57,7 +57,10 @@ def images_text(count: int) -> str:
 
 def failures_text(failures: list[tuple[Path, str]], what: str, shown: int = 5) -> str:
     """'3 images not saved: a.png: why; b.png: why; and 1 more' — the first few, named."""
-    listed = "; ".join(f"{path.name}: {why}" for path, why in failures[:shown])
+    # Core messages often start with the full path already: name each file once.
+    listed = "; ".join(
+        f"{path.name}: {why.removeprefix(f'{path}: ')}" for path, why in failures[:shown]
+    )
     more = len(failures) - shown
     return f"{images_text(len(failures))} {what}: {listed}" + (
         f"; and {more} more" if more > 0 else ""
