@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gallery_support import A1111_TEXT, ldstudio_png, png_with_text, tool_images
+from gallery_support import A1111_TEXT, COMFY_PROMPT, ldstudio_png, png_with_text, tool_images
 from PIL import Image
 
 from ldstudio.core import gallery as gallery_module
@@ -160,6 +162,27 @@ def test_filters(tmp_path: Path, use_fts: bool) -> None:
         assert store.models() == [("m1", 2), ("m2", 1)]
 
 
+@pytest.mark.parametrize("use_fts", [True, False])
+def test_emoji_and_symbols_are_found_too(tmp_path: Path, use_fts: bool) -> None:
+    with GalleryStore(tmp_path / "lib", use_fts=use_fts) as store:
+        save(store, "a small green triangle 🦊 on black", seed=1)
+        save(store, 'a ★ star, quoted "just so"', seed=2)
+        save(store, "a plain triangle", seed=3)
+
+        def seeds(text: str) -> set[int | None]:
+            f = GalleryFilter(text=text)
+            found = {e.seed for e in store.page(f, 0, 100)}
+            assert store.count(f) == len(found)
+            return found
+
+        assert seeds("🦊") == {1}  # the FTS tokenizer drops emoji: found as a substring
+        assert seeds("triangle 🦊") == {1}
+        assert seeds("★") == {2}
+        assert seeds('"') == {2}  # only punctuation: looked for as typed
+        assert seeds("triangle,") == {1, 3}  # beside words, ASCII punctuation is ignored
+        assert seeds("🐳") == set()
+
+
 def test_date_range_filter(store: GalleryStore, tmp_path: Path) -> None:
     day = 86_400.0
     base = 1_700_000_000.0
@@ -218,15 +241,81 @@ def test_trash_restore_and_empty(store: GalleryStore) -> None:
         store.get(gone.id)
 
 
-def test_trash_of_an_imported_file_never_deletes_it_outside_the_trash(
+def test_an_image_indexed_in_place_is_never_moved_or_deleted_by_the_trash(
+    store: GalleryStore, tmp_path: Path
+) -> None:
+    outside = ldstudio_png(tmp_path / "mine" / "photo.png")
+    original = outside.read_bytes()
+    (image_id,) = store.import_folder(tmp_path / "mine").added
+    thumb = store.thumbnail(store.get(image_id))
+
+    assert store.trash([image_id]) == [image_id]
+    trashed = store.get(image_id)
+    assert trashed.path == outside and outside.read_bytes() == original
+    assert trashed.trashed_at is not None and not any(store.trash_dir.iterdir())
+    assert store.count() == 0
+    assert [e.id for e in store.page(GalleryFilter(trashed=True))] == [image_id]
+    assert store.thumbnail(trashed) == thumb
+    # Reconcile neither flags it missing nor adopts it, and it stays in the trash.
+    assert not store.reconcile().changed
+    assert store.get(image_id) == trashed
+    assert store.import_folder(tmp_path / "mine").already_in_library == [outside]
+
+    assert store.restore([image_id]) == [image_id]
+    restored = store.get(image_id)
+    assert restored.path == outside and restored.trashed_at is None and store.count() == 1
+
+    store.trash([image_id])
+    assert store.empty_trash() == 1
+    assert outside.read_bytes() == original  # the user's file, untouched
+    assert not thumb.exists()
+    with pytest.raises(GalleryError, match=f"image {image_id}: not in the library"):
+        store.get(image_id)
+    assert not store.reconcile().changed
+    assert store.count() == 0 and store.count(GalleryFilter(trashed=True)) == 0
+
+
+def test_empty_trash_gives_back_in_place_images_that_earlier_versions_moved_in(
     store: GalleryStore, tmp_path: Path
 ) -> None:
     outside = ldstudio_png(tmp_path / "mine" / "photo.png")
     (image_id,) = store.import_folder(tmp_path / "mine").added
+    # What trash() used to do with such an image: move the user's file into the trash.
+    target = store.trash_dir / f"{image_id}-photo.png"
+    store._move(store.get(image_id), target, trashed_at=time.time(), original=outside)
+    assert target.is_file() and not outside.exists()
+    assert store.empty_trash() == 1
+    assert outside.is_file() and not target.exists()
+    assert store.count() == 0 and store.count(GalleryFilter(trashed=True)) == 0
+
+
+def test_restore_refuses_an_image_whose_file_is_gone_and_changes_nothing(
+    store: GalleryStore, tmp_path: Path
+) -> None:
+    kept = store.entry_for_path(save(store, "kept", seed=1))
+    lost = store.entry_for_path(save(store, "lost", seed=2))
+    assert kept and lost
+    store.trash([kept.id, lost.id])
+    trashed_lost = store.get(lost.id)
+    trashed_lost.path.unlink()
+    with pytest.raises(
+        GalleryError,
+        match=rf"image {lost.id}: its file is missing from the trash \(.*{lost.id}-.*\.png\); "
+        "nothing to restore",
+    ):
+        store.restore([kept.id, lost.id])
+    assert store.get(lost.id) == trashed_lost
+    assert store.get(kept.id).trashed_at is not None  # the request was refused as a whole
+    assert store.restore([kept.id]) == [kept.id]
+    assert store.get(kept.id).path == kept.path and kept.path.is_file()
+
+    outside = ldstudio_png(tmp_path / "mine" / "photo.png")
+    (image_id,) = store.import_folder(tmp_path / "mine").added
     store.trash([image_id])
-    assert not outside.exists() and store.get(image_id).path.parent == store.trash_dir
-    store.restore([image_id])
-    assert outside.is_file() and store.get(image_id).path == outside
+    outside.unlink()
+    with pytest.raises(GalleryError, match=f"image {image_id}: its file has gone"):
+        store.restore([image_id])
+    assert store.get(image_id).trashed_at is not None
 
 
 def test_interrupted_trash_move_is_finished_by_reconcile(
@@ -363,6 +452,105 @@ def test_import_in_place_and_copy(store: GalleryStore, tmp_path: Path) -> None:
         store.import_folder(store.images_dir)
 
 
+def test_copy_import_twice_copies_each_unchanged_file_once(
+    store: GalleryStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "other-tools"
+    images = tool_images(folder)
+    first = store.import_folder(folder, copy=True)
+    assert len(first.added) == len(images)
+    copies = sorted(all_files(store.images_dir))
+
+    again = store.import_folder(folder, copy=True)
+    assert again.added == [] and again.skipped == []
+    assert sorted(again.already_in_library) == sorted(images.values())
+    assert sorted(all_files(store.images_dir)) == copies
+
+    # A file changed since is copied again; a folder beside it with a similar name is its own.
+    edited = images["a1111"]
+    stat = edited.stat()
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    ldstudio_png(tmp_path / "other-tools2" / "ldstudio.png")
+    third = store.import_folder(folder, copy=True)
+    assert [store.get(i).source for i in third.added] == ["a1111"]
+    assert len(third.already_in_library) == len(images) - 1
+    assert len(store.import_folder(tmp_path / "other-tools2", copy=True).added) == 1
+
+    # Indexing in place is a different thing from copying: it does not count as imported.
+    assert len(store.import_folder(folder).added) == len(images)
+
+
+def test_numbers_too_big_for_the_index_do_not_stop_an_import(
+    store: GalleryStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "big"
+    huge = 99999999999999999999
+    big_seed = png_with_text(
+        folder / "seed.png", {"parameters": A1111_TEXT.replace("965400086", str(huge))}
+    )
+    big_steps = png_with_text(
+        folder / "steps.png", {"parameters": A1111_TEXT.replace("Steps: 28", f"Steps: {huge}")}
+    )
+    graph = copy.deepcopy(COMFY_PROMPT)
+    graph["3"]["inputs"]["seed"] = 2**64 - 1  # ComfyUI's largest seed
+    comfy = png_with_text(folder / "comfy.png", {"prompt": json.dumps(graph)})
+    fine = ldstudio_png(folder / "fine.png", seed=7)
+
+    report = store.import_folder(folder)
+    assert report.skipped == [] and len(report.added) == 4
+    seed_entry = store.entry_for_path(big_seed)
+    assert seed_entry and seed_entry.seed is None and seed_entry.extra["seed"] == huge
+    assert seed_entry.steps == 28 and seed_entry.prompt.startswith("a lighthouse")
+    steps_entry = store.entry_for_path(big_steps)
+    assert steps_entry and steps_entry.steps is None and steps_entry.extra["steps"] == huge
+    assert steps_entry.seed == 965400086 and "seed" not in steps_entry.extra
+    comfy_entry = store.entry_for_path(comfy)
+    assert comfy_entry and comfy_entry.seed is None and comfy_entry.extra["seed"] == 2**64 - 1
+    assert store.entry_for_path(fine).seed == 7  # type: ignore[union-attr]
+    assert store.count(GalleryFilter(text="lighthouse")) == 2
+    assert json.loads(json.dumps(seed_entry.to_dict()))["seed"] is None
+
+    # Reconcile adopts such a file into the library as well.
+    dropped = Path(shutil.copy(big_seed, store.images_dir / "dropped.png"))
+    assert store.reconcile().adopted == [dropped]
+    assert store.entry_for_path(dropped).extra["seed"] == huge  # type: ignore[union-attr]
+
+
+def test_one_file_the_index_refuses_is_skipped_and_the_rest_imported(
+    store: GalleryStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    good = ldstudio_png(folder / "good.png", prompt="a good one")
+    # A file name that is not valid UTF-8 (Linux allows it): SQLite cannot store that text.
+    try:
+        bad = ldstudio_png(folder / os.fsdecode(b"bad-\xff.png"), prompt="a bad name")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not valid UTF-8")
+
+    report = store.import_folder(folder)
+    assert report.added == [store.entry_for_path(good).id]  # type: ignore[union-attr]
+    ((skipped, why),) = report.skipped
+    assert skipped == bad and "the library index cannot store it" in why and "surrogates" in why
+
+    copied = store.import_folder(folder, copy=True)
+    assert len(copied.added) == 1 and [p for p, _ in copied.skipped] == [bad]
+    assert [p.name for p in all_files(store.images_dir)] == ["good.png"]  # no orphan copy
+
+    # Without `failed` the whole batch is refused, as one save must be.
+    before = store.count()
+    other = ldstudio_png(tmp_path / "one" / "other.png")
+    with pytest.raises(UnicodeEncodeError):
+        store.add_entries([NewEntry.from_file(other), NewEntry.from_file(bad)])
+    assert store.count() == before
+
+    # Reconcile leaves such a file alone and still adopts the others.
+    shutil.copy(bad, store.images_dir / bad.name)
+    orphan = ldstudio_png(store.images_dir / "orphan.png")
+    reconciled = store.reconcile()
+    assert reconciled.adopted == [orphan]
+    assert reconciled.unreadable == [store.images_dir / bad.name]
+
+
 def test_thumbnails_are_lazy_cached_and_follow_edits(store: GalleryStore) -> None:
     path = save(store, "thumb", seed=4)
     entry = store.entry_for_path(path)
@@ -438,13 +626,16 @@ def test_migration_from_schema_version_1(tmp_path: Path) -> None:
     conn.close()
 
     with GalleryStore(root) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 2
+        assert store.schema_version() == SCHEMA_VERSION == 3
         (entry,) = store.page(GalleryFilter(text="lighthouse"), 0, 10)
         assert entry.path == image and entry.params == params
         assert (entry.scheduler, entry.steps, entry.guidance_scale) == ("Euler a", 20, 7.0)
         assert entry.trashed_at is None and not entry.missing and entry.tags == ()
         store.add_tags(entry.id, ["kept"])
         assert store.count(GalleryFilter(tags=("kept",))) == 1
+        ldstudio_png(tmp_path / "outside" / "new.png")
+        assert len(store.import_folder(tmp_path / "outside", copy=True).added) == 1
+        assert store.import_folder(tmp_path / "outside", copy=True).added == []
 
 
 def test_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:

@@ -8,6 +8,10 @@ Layout of a library folder (default `paths.home_dir() / "library"`):
     thumbnails/xx/         cached thumbnails (see ldstudio.core.thumbnails)
     sessions/              one locked file per process that has the library open
 
+Images imported in place stay where they are, outside the library: those files are the user's,
+so deleting one only marks its row as trashed, and emptying the trash drops the row and never
+the file. Only files inside the library are moved into trash/ and deleted from there.
+
 Files are the source of truth; the index can always be rebuilt from them. Every write keeps
 this order: the image file is complete (temp file, fsync, rename) before the row that names it
 commits, so a process killed at any moment leaves at worst an orphan file, never a row that
@@ -64,7 +68,7 @@ from ldstudio.core.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "library.sqlite3"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 TEMP_SUFFIX = ".tmp"
@@ -129,6 +133,13 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE favourite = 1 AND trashed_at IS NULL;
     CREATE INDEX images_moving ON images(id) WHERE moving_from IS NOT NULL;
     """,
+    # 2 -> 3: the file a copy-import copied, as it was then, so importing again skips it.
+    """
+    ALTER TABLE images ADD COLUMN copied_from TEXT;
+    ALTER TABLE images ADD COLUMN copied_from_size INTEGER;
+    ALTER TABLE images ADD COLUMN copied_from_mtime_ns INTEGER;
+    CREATE INDEX images_copied_from ON images(copied_from) WHERE copied_from IS NOT NULL;
+    """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -149,6 +160,13 @@ CREATE TRIGGER images_fts_update AFTER UPDATE OF prompt ON images BEGIN
 END;
 INSERT INTO images_fts(images_fts) VALUES ('rebuild');
 """
+
+# SQLite's INTEGER is signed 64-bit; other tools write bigger numbers (ComfyUI seeds reach
+# 2**64 - 1).
+_SQLITE_INTEGERS = range(-(2**63), 2**63)
+# Errors SQLite (or the binding) raises for one row's values, not for the database's state:
+# a file name that is not valid Unicode, a number no column type holds, a value far too big.
+_ROW_ERRORS = (ValueError, OverflowError, sqlite3.DataError, sqlite3.IntegrityError)
 
 _COLUMNS = (
     "id, path, params_json, prompt, negative_prompt, model, seed, width, height, seconds, "
@@ -269,6 +287,15 @@ class GalleryEntry:
 
 
 @dataclass(frozen=True)
+class CopySource:
+    """The file a copy-import copied into the library, as it was when copied."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
 class NewEntry:
     """A row to add for a file that is already in place (imports, adoption, benchmarks)."""
 
@@ -292,6 +319,7 @@ class NewEntry:
     mtime_ns: int = 0
     file_size: int = 0
     trashed_at: float | None = None
+    copied_from: CopySource | None = None
 
     @classmethod
     def from_file(cls, path: Path, *, trashed_at: float | None = None) -> NewEntry:
@@ -319,16 +347,19 @@ class NewEntry:
         extra = dict(result.extra)
         extra.pop("prompt_graph", None)  # ComfyUI graphs stay in the file; the index needs none
         extra.pop("workflow", None)
+        # An integer too big for its column leaves it empty; `extra` keeps the exact value.
+        seed = _column_int("seed", fields.get("seed"), extra)
+        steps = _column_int("steps", fields.get("steps"), extra)
         return cls(
             path=path,
             created=created,
             prompt=str(fields.get("prompt", "")),
             negative_prompt=str(fields.get("negative_prompt", "")),
             model=str(result.extra.get("model_name") or fields.get("model", "")),
-            seed=fields.get("seed") if isinstance(fields.get("seed"), int) else None,
+            seed=seed,
             width=width,
             height=height,
-            steps=fields.get("steps") if isinstance(fields.get("steps"), int) else None,
+            steps=steps,
             guidance_scale=_float_or_none(fields.get("guidance_scale")),
             scheduler=str(fields.get("scheduler", "")),
             params_json=result.params.to_json() if result.params else None,
@@ -344,6 +375,20 @@ class NewEntry:
         return NewEntry(**{**self.__dict__, "trashed_at": trashed_at})
 
 
+def _column_int(name: str, value: Any, extra: dict[str, Any]) -> int | None:
+    """`value` if an INTEGER column holds it; a bigger integer goes to `extra` instead.
+
+    The index so keeps the exact value where `gallery show` and the details view read it,
+    while the column (sorting, filtering) stays empty.
+    """
+    if not isinstance(value, int):
+        return None
+    if value in _SQLITE_INTEGERS:
+        return value
+    extra.setdefault(name, value)
+    return None
+
+
 def _float_or_none(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
@@ -353,7 +398,7 @@ class ReconcileReport:
     """What reconcile() changed."""
 
     adopted: list[Path] = field(default_factory=list)
-    unreadable: list[Path] = field(default_factory=list)
+    unreadable: list[Path] = field(default_factory=list)  # or refused by the index; left alone
     flagged_missing: list[int] = field(default_factory=list)
     found_again: list[int] = field(default_factory=list)
     moves_finished: list[int] = field(default_factory=list)
@@ -473,6 +518,17 @@ def _fts_query(text: str) -> str:
     """
     words = re.findall(r"\w+", text, flags=re.UNICODE)
     return " ".join(f'"{word}"*' if len(word) > 1 else f'"{word}"' for word in words)
+
+
+def _symbol_chunks(text: str, *, words_found: bool) -> list[str]:
+    """Runs of non-word characters a search must still find: emoji and other symbols ("🦊",
+    "★"). Beside words, plain ASCII punctuation is ignored, as a search engine would; alone
+    (`"`, `:)`), the whole text is looked for as typed.
+    """
+    chunks = re.findall(r"[^\w\s]+", text, flags=re.UNICODE)
+    if not words_found:
+        return [text.strip()] if text.strip() else []
+    return [chunk for chunk in chunks if not chunk.isascii()]
 
 
 def _like_pattern(word: str) -> str:
@@ -737,66 +793,95 @@ class GalleryStore:
             seconds=seconds,
         )
 
-    def add_entries(self, entries: Iterable[NewEntry]) -> list[int]:
+    def add_entries(
+        self, entries: Iterable[NewEntry], *, failed: list[tuple[NewEntry, str]] | None = None
+    ) -> list[int]:
         """Index files already in place, in batches; a path already indexed is updated instead.
 
         The upsert matters when another process reconciled (adopted) our file between its
         rename and our commit: our row carries the exact parameters, so it wins.
+
+        An entry SQLite refuses for its values (a file name that is not valid Unicode, say)
+        rolls its whole batch back and raises; with `failed` given it is listed there with why
+        instead, and the others still go in (so one odd file never stops a large import). The
+        ids returned are those of the entries added.
         """
         ids: list[int] = []
         batch: list[NewEntry] = []
         for entry in entries:
             batch.append(entry)
             if len(batch) >= _BATCH:
-                ids.extend(self._insert(batch))
+                ids.extend(self._insert(batch, failed))
                 batch = []
         if batch:
-            ids.extend(self._insert(batch))
+            ids.extend(self._insert(batch, failed))
         return ids
 
-    def _insert(self, batch: Sequence[NewEntry]) -> list[int]:
+    def _insert(
+        self, batch: Sequence[NewEntry], failed: list[tuple[NewEntry, str]] | None
+    ) -> list[int]:
         ids: list[int] = []
         with self._write() as conn:
             for e in batch:
-                row = conn.execute(
-                    "INSERT INTO images (path, params_json, prompt, negative_prompt, model, seed,"
-                    " width, height, seconds, created, source, extra_json, steps, guidance_scale,"
-                    " scheduler, device, dtype, mtime_ns, file_size, trashed_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-                    " ON CONFLICT(path) DO UPDATE SET params_json = excluded.params_json,"
-                    " prompt = excluded.prompt, negative_prompt = excluded.negative_prompt,"
-                    " model = excluded.model, seed = excluded.seed, seconds = excluded.seconds,"
-                    " source = excluded.source, extra_json = excluded.extra_json,"
-                    " steps = excluded.steps, guidance_scale = excluded.guidance_scale,"
-                    " scheduler = excluded.scheduler, device = excluded.device,"
-                    " dtype = excluded.dtype, mtime_ns = excluded.mtime_ns,"
-                    " file_size = excluded.file_size, missing = 0"
-                    " RETURNING id",
-                    (
-                        self._db_path(e.path),
-                        e.params_json,
-                        e.prompt,
-                        e.negative_prompt,
-                        e.model,
-                        e.seed,
-                        e.width,
-                        e.height,
-                        e.seconds,
-                        e.created,
-                        e.source,
-                        e.extra_json,
-                        e.steps,
-                        e.guidance_scale,
-                        e.scheduler,
-                        e.device,
-                        e.dtype,
-                        e.mtime_ns,
-                        e.file_size,
-                        e.trashed_at,
-                    ),
-                ).fetchone()
-                ids.append(int(row[0]))
+                try:
+                    row = self._insert_one(conn, e)
+                except _ROW_ERRORS as exc:
+                    if failed is None:
+                        raise
+                    # The failed statement undid itself; the batch's transaction goes on.
+                    failed.append((e, f"the library index cannot store it ({exc})"))
+                    continue
+                ids.append(row)
         return ids
+
+    def _insert_one(self, conn: sqlite3.Connection, e: NewEntry) -> int:
+        source = e.copied_from
+        row = conn.execute(
+            "INSERT INTO images (path, params_json, prompt, negative_prompt, model, seed,"
+            " width, height, seconds, created, source, extra_json, steps, guidance_scale,"
+            " scheduler, device, dtype, mtime_ns, file_size, trashed_at, copied_from,"
+            " copied_from_size, copied_from_mtime_ns)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(path) DO UPDATE SET params_json = excluded.params_json,"
+            " prompt = excluded.prompt, negative_prompt = excluded.negative_prompt,"
+            " model = excluded.model, seed = excluded.seed, seconds = excluded.seconds,"
+            " source = excluded.source, extra_json = excluded.extra_json,"
+            " steps = excluded.steps, guidance_scale = excluded.guidance_scale,"
+            " scheduler = excluded.scheduler, device = excluded.device,"
+            " dtype = excluded.dtype, mtime_ns = excluded.mtime_ns,"
+            " file_size = excluded.file_size, missing = 0,"
+            # An adoption racing a copy-import knows nothing of the copy's source: keep it.
+            " copied_from = COALESCE(excluded.copied_from, copied_from),"
+            " copied_from_size = COALESCE(excluded.copied_from_size, copied_from_size),"
+            " copied_from_mtime_ns = COALESCE(excluded.copied_from_mtime_ns, copied_from_mtime_ns)"
+            " RETURNING id",
+            (
+                self._db_path(e.path),
+                e.params_json,
+                e.prompt,
+                e.negative_prompt,
+                e.model,
+                e.seed,
+                e.width,
+                e.height,
+                e.seconds,
+                e.created,
+                e.source,
+                e.extra_json,
+                e.steps,
+                e.guidance_scale,
+                e.scheduler,
+                e.device,
+                e.dtype,
+                e.mtime_ns,
+                e.file_size,
+                e.trashed_at,
+                source.path if source else None,
+                source.size if source else None,
+                source.mtime_ns if source else None,
+            ),
+        ).fetchone()
+        return int(row[0])
 
     # --- queries ------------------------------------------------------------------------------
 
@@ -819,11 +904,13 @@ class GalleryStore:
                         f"{column} IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)"
                     )
                     args.append(query)
-                else:
-                    clauses.append("0")  # only punctuation: no prompt word can match it
+                # The tokenizer drops emoji and other symbols: those match as substrings.
+                for chunk in _symbol_chunks(f.text, words_found=bool(query)):
+                    clauses.append("prompt LIKE ? ESCAPE '\\'")
+                    args.append(_like_pattern(chunk))
             else:
-                words = re.findall(r"\w+", f.text, flags=re.UNICODE) or [f.text.strip()]
-                for word in words:
+                words = re.findall(r"\w+", f.text, flags=re.UNICODE)
+                for word in [*words, *_symbol_chunks(f.text, words_found=bool(words))]:
                     clauses.append("prompt LIKE ? ESCAPE '\\'")
                     args.append(_like_pattern(word))
         if f.model:
@@ -1048,29 +1135,53 @@ class GalleryStore:
 
     # --- trash --------------------------------------------------------------------------------
 
+    def _is_outside(self, path: Path) -> bool:
+        """Whether an image was indexed in place from elsewhere: then its file is the user's."""
+        return not path.is_relative_to(self.root)
+
     def trash(self, ids: Iterable[int]) -> list[int]:
-        """Move images to the library's trash (restorable until emptied); the ids trashed."""
+        """Move images to the library's trash (restorable until emptied); the ids trashed.
+
+        An image indexed in place is only marked as trashed: its file stays where it is.
+        """
         done: list[int] = []
         for image_id in ids:
             entry = self.get(image_id)
             if entry.trashed_at is not None:
                 continue
-            target = free_name(self.trash_dir / f"{entry.id}-{entry.path.name}")
-            self._move(entry, target, trashed_at=time.time(), original=entry.path)
+            if self._is_outside(entry.path):
+                self._set_trashed(entry.id, time.time())
+            else:
+                target = free_name(self.trash_dir / f"{entry.id}-{entry.path.name}")
+                self._move(entry, target, trashed_at=time.time(), original=entry.path)
             done.append(entry.id)
         return done
 
     def restore(self, ids: Iterable[int]) -> list[int]:
-        """Put trashed images back where they were (a free name if that place is taken)."""
-        done: list[int] = []
-        for image_id in ids:
-            entry = self.get(image_id)
-            if entry.trashed_at is None:
+        """Put trashed images back where they were (a free name if that place is taken).
+
+        GalleryError, changing nothing, if any of them has no file left to restore.
+        """
+        entries = [entry for entry in map(self.get, ids) if entry.trashed_at is not None]
+        gone = [entry for entry in entries if not entry.path.is_file()]
+        if gone:
+            first = gone[0]
+            where = "has gone" if self._is_outside(first.path) else "is missing from the trash"
+            more = f" (and {len(gone) - 1} other image(s) likewise)" if len(gone) > 1 else ""
+            raise GalleryError(
+                f"image {first.id}: its file {where} ({first.path}); nothing to restore{more}"
+            )
+        for entry in entries:
+            if self._is_outside(entry.path):
+                self._set_trashed(entry.id, None)
                 continue
             home = entry.original_path or self.images_dir / entry.path.name.split("-", 1)[-1]
             self._move(entry, free_name(home), trashed_at=None, original=None)
-            done.append(entry.id)
-        return done
+        return [entry.id for entry in entries]
+
+    def _set_trashed(self, image_id: int, trashed_at: float | None) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE images SET trashed_at = ? WHERE id = ?", (trashed_at, image_id))
 
     def _move(
         self, entry: GalleryEntry, target: Path, *, trashed_at: float | None, original: Path | None
@@ -1106,18 +1217,36 @@ class GalleryStore:
             )
 
     def empty_trash(self) -> int:
-        """Delete every trashed image for good (rows, files, thumbnails); how many."""
+        """Delete every trashed image for good (rows, files, thumbnails); how many.
+
+        An image indexed in place only leaves the index: its file is never deleted.
+        """
         conn = self._conn()
-        rows = conn.execute("SELECT id, path FROM images WHERE trashed_at IS NOT NULL").fetchall()
+        rows = conn.execute(
+            "SELECT id, path, original_path FROM images WHERE trashed_at IS NOT NULL"
+        ).fetchall()
         if not rows:
             return 0
+        for _image_id, stored, original in rows:
+            # Earlier versions moved images indexed in place into the trash as well: those files
+            # are the user's, so they go back to their folder, not away. This happens before the
+            # rows go: a crash leaves at worst a row whose file reconcile() flags missing.
+            path = self._abs(stored)
+            if (
+                original
+                and self._is_outside(self._abs(original))
+                and path.is_relative_to(self.trash_dir)
+                and path.is_file()
+            ):
+                _move_file(path, free_name(self._abs(original)))
         # Rows go first: a crash before the unlinks leaves files in trash/ that reconcile()
         # adopts back into the trash, never a row naming a deleted file.
         with self._write() as conn:
             conn.executemany("DELETE FROM images WHERE id = ?", [(r[0],) for r in rows])
-        for image_id, stored in rows:
+        for image_id, stored, _original in rows:
             path = self._abs(stored)
-            # Only files inside the trash are deleted; never anything outside the library.
+            # Only files inside the trash are deleted; an image indexed in place only leaves the
+            # index, its file stays where it is.
             if path.is_relative_to(self.trash_dir):
                 path.unlink(missing_ok=True)
             self.thumbnails.discard(int(image_id))
@@ -1141,6 +1270,8 @@ class GalleryStore:
         """Index every PNG/JPEG/WebP in `folder`, in place or copied into the library.
 
         Files stay untouched either way; unreadable files are listed in `skipped` with why.
+        Files indexed before (in place), or copied before and unchanged since (same size and
+        modification time), are listed in `already_in_library`.
         """
         folder = folder.expanduser().resolve()
         if not folder.is_dir():
@@ -1148,6 +1279,9 @@ class GalleryStore:
         if folder == self.root or self.root in folder.parents:
             raise GalleryError(f"{folder}: is inside the library already; use reconcile instead")
         report = ImportReport()
+        # One range scan of an index each, not a query per file: folders hold 100,000 images.
+        indexed_before = set() if copy else self._paths_under(folder)
+        copied_before = self._copied_from(folder) if copy else set()
         pending: list[NewEntry] = []
         files = folder.rglob("*") if recursive else folder.iterdir()
         for path in sorted(files):
@@ -1155,10 +1289,15 @@ class GalleryStore:
                 continue
             if path.name.startswith("."):
                 continue  # hidden and temp files of other tools
-            if not copy and self.entry_for_path(path) is not None:
+            if not copy and self._db_path(path) in indexed_before:
                 report.already_in_library.append(path)
                 continue
             try:
+                stat = path.stat()
+                source = CopySource(str(path), stat.st_size, stat.st_mtime_ns)
+                if copy and source in copied_before:
+                    report.already_in_library.append(path)
+                    continue
                 entry = NewEntry.from_file(path)
             except (UnreadableImage, OSError) as exc:
                 report.skipped.append((path, str(exc)))
@@ -1167,14 +1306,41 @@ class GalleryStore:
                 month = datetime.fromtimestamp(entry.created).strftime("%Y-%m")
                 target = free_name(self.images_dir / month / path.name)
                 _copy_file(path, target)
-                stat = target.stat()
-                entry = NewEntry(**{**entry.__dict__, "path": target, "mtime_ns": stat.st_mtime_ns})
+                entry = replace(
+                    entry, path=target, mtime_ns=target.stat().st_mtime_ns, copied_from=source
+                )
             pending.append(entry)
             if len(pending) >= _BATCH:
-                report.added.extend(self.add_entries(pending))
+                self._add_imported(pending, report)
                 pending = []
-        report.added.extend(self.add_entries(pending))
+        self._add_imported(pending, report)
         return report
+
+    def _paths_under(self, folder: Path) -> set[str]:
+        """The stored paths of the images indexed in place under `folder` (outside the library)."""
+        rows = self._conn().execute(
+            "SELECT path FROM images WHERE path >= ? AND path < ?", _path_range(folder)
+        )
+        return {str(r[0]) for r in rows}
+
+    def _copied_from(self, folder: Path) -> set[CopySource]:
+        """The files under `folder` that copy-imports copied in."""
+        rows = self._conn().execute(
+            "SELECT copied_from, copied_from_size, copied_from_mtime_ns FROM images"
+            " WHERE copied_from >= ? AND copied_from < ?",
+            _path_range(folder),
+        )
+        return {CopySource(str(p), int(size), int(mtime_ns)) for p, size, mtime_ns in rows}
+
+    def _add_imported(self, pending: list[NewEntry], report: ImportReport) -> None:
+        failed: list[tuple[NewEntry, str]] = []
+        report.added.extend(self.add_entries(pending, failed=failed))
+        for entry, why in failed:
+            if entry.copied_from is None:
+                report.skipped.append((entry.path, why))
+            else:
+                entry.path.unlink(missing_ok=True)  # our copy: no row will ever name it
+                report.skipped.append((Path(entry.copied_from.path), why))
 
     # --- reconcile ----------------------------------------------------------------------------
 
@@ -1222,7 +1388,12 @@ class GalleryStore:
                     report.unreadable.append(path)
                     continue
                 report.adopted.append(path)
-        adopted_ids = self.add_entries(adopt)
+        refused: list[tuple[NewEntry, str]] = []
+        adopted_ids = self.add_entries(adopt, failed=refused)
+        for entry, why in refused:
+            log.warning("reconcile: %s: %s; left alone", entry.path, why)
+            report.adopted.remove(entry.path)
+            report.unreadable.append(entry.path)
         missing_now: list[int] = []
         back_now: list[int] = []
         for stored, (image_id, was_missing) in indexed.items():
@@ -1285,6 +1456,16 @@ class GalleryStore:
                     (0 if target.exists() else 1, image_id),
                 )
             report.moves_finished.append(int(image_id))
+
+
+def _path_range(folder: Path) -> tuple[str, str]:
+    """Bounds that every absolute path under `folder`, and no other, sorts between.
+
+    The folder's path with a separator, and the same with that separator bumped by one
+    character: an index on a path column answers the range at once.
+    """
+    prefix = os.path.join(str(folder), "")
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 def _check_tag(tag: str) -> str:
