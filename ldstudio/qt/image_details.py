@@ -625,6 +625,7 @@ def confirm_empty_trash(parent: QWidget, count: int) -> bool:
         parent,
         "Empty trash",
         f"Delete the {count:,} image{'s' if count != 1 else ''} in the trash for good?\n\n"
+        "Images imported in place only leave the library; their files stay where they are.\n"
         "This cannot be undone.",
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
         QMessageBox.StandardButton.No,
