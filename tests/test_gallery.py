@@ -423,11 +423,14 @@ def test_import_in_place_and_copy(store: GalleryStore, tmp_path: Path) -> None:
     ldstudio_png(folder / "sub" / "nested.png", prompt="nested one")
     (folder / "readme.txt").write_text("not an image")
     (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    Image.new("RGB", (8, 8)).save(folder / "anim.gif")
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
     report = store.import_folder(folder)
     assert len(report.added) == len(images) + 1
-    assert [p.name for p, _ in report.skipped] == ["broken.png"]
+    skipped = dict((p.name, why) for p, why in report.skipped)
+    assert sorted(skipped) == ["anim.gif", "broken.png"]  # the caption .txt passes quietly
+    assert skipped["anim.gif"] == "GIF is not imported; ldstudio keeps PNG, JPEG and WebP images"
     sources = {store.get(i).source for i in report.added}
     assert sources == {"ldstudio", "a1111", "comfyui", "invokeai", "fooocus", "novelai", "none"}
     assert store.get(report.added[0]).path.is_relative_to(folder)

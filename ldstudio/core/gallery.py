@@ -71,6 +71,9 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 3
 DB_NAME = "library.sqlite3"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+# Other pictures an output folder may hold: an import lists them as skipped (captions, JSON
+# and other non-images are passed over quietly).
+OTHER_IMAGE_SUFFIXES = frozenset({".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".jxl"})
 TEMP_SUFFIX = ".tmp"
 _BATCH = 500
 # From this many text matches on, paging walks the date index instead of sorting the matches
@@ -1285,7 +1288,18 @@ class GalleryStore:
         pending: list[NewEntry] = []
         files = folder.rglob("*") if recursive else folder.iterdir()
         for path in sorted(files):
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            suffix = path.suffix.lower()
+            if suffix in OTHER_IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
+                # Named, not passed over in silence: the user may expect them imported.
+                report.skipped.append(
+                    (
+                        path,
+                        f"{suffix[1:].upper()} is not imported; ldstudio keeps PNG, JPEG "
+                        "and WebP images",
+                    )
+                )
+                continue
+            if suffix not in IMAGE_SUFFIXES or not path.is_file():
                 continue
             if path.name.startswith("."):
                 continue  # hidden and temp files of other tools
