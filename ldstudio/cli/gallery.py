@@ -13,12 +13,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput
+from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput, make_folder
 
 if TYPE_CHECKING:
     from ldstudio.core.gallery import GalleryEntry, GalleryFilter, GalleryStore
 
 FORMAT_CHOICES = ("png", "jpeg", "webp")
+# SQLite's INTEGER: ids, limits and offsets beyond it cannot even be asked about.
+SQLITE_MAX = 2**63 - 1
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -140,32 +142,47 @@ def filter_from_args(args: argparse.Namespace) -> GalleryFilter:
 
 
 def open_store(args: argparse.Namespace) -> GalleryStore:
-    from ldstudio.core.gallery import GalleryError, GalleryStore
     from ldstudio.core.settings import load_settings
 
+    # Every verb opens the library first: the ids it was given are checked before that.
+    ids = [args.id] if getattr(args, "id", None) is not None else getattr(args, "ids", [])
+    for image_id in ids:
+        if not 1 <= image_id <= SQLITE_MAX:
+            raise BadInput(f"image id {image_id} is out of range; allowed: 1 to {SQLITE_MAX}")
     # The app's library (a folder chosen in the app is a setting) unless --library says.
     root = Path(args.library).expanduser() if args.library else load_settings().library_dir()
-    if root is not None and root.exists() and not root.is_dir():
-        raise BadInput(f"--library: {args.library!r} is a file; give a folder")
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"--library: {str(root)!r} is a file; give a folder")
+    return open_library(root)
+
+
+def open_library(root: Path) -> GalleryStore:
+    """The library at `root`, created if needed; BadInput when that folder cannot be used."""
+    from ldstudio.core.gallery import GalleryError, GalleryStore
+
     try:
         return GalleryStore(root)
     except GalleryError as exc:
         raise BadInput(str(exc)) from None
+    except OSError as exc:  # the folder (or its database) cannot be created or opened
+        raise BadInput(f"cannot use {root} as the library folder: {exc.strerror or exc}") from None
 
 
 def _check_count(value: int | None, option: str, minimum: int) -> None:
-    if value is not None and value < minimum:
-        raise BadInput(f"{option}: {value} is too small; allowed: {minimum} or more")
+    if value is not None and not minimum <= value <= SQLITE_MAX:
+        what = "too small" if value < minimum else "too large"
+        raise BadInput(f"{option}: {value} is {what}; allowed: {minimum} to {SQLITE_MAX}")
 
 
 def _line(entry: GalleryEntry) -> str:
     when = datetime.fromtimestamp(entry.created).strftime("%Y-%m-%d %H:%M")
     flags = ("★" if entry.favourite else "") + (" missing" if entry.missing else "")
-    prompt = entry.prompt.replace("\n", " ")
+    prompt = " ".join(entry.prompt.split())  # one line: no newlines or tabs in a listing
     if len(prompt) > 70:
         prompt = prompt[:69] + "…"
     size = f"{entry.width}x{entry.height}" if entry.width else "?"
-    return f"{entry.id:>7}  {when}  {size:>9}  seed {entry.seed}  {flags}  {prompt}".rstrip()
+    seed = f"seed {entry.seed}" if entry.seed is not None else "no seed"
+    return f"{entry.id:>7}  {when}  {size:>9}  {seed:<15}  {flags}  {prompt}".rstrip()
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -206,7 +223,8 @@ def run_show(args: argparse.Namespace) -> int:
         print(f"{key}: {data[key]}")
     for key in ("steps", "scheduler", "guidance_scale", "seed", "width", "height", "seconds"):
         if data[key] not in (None, ""):
-            print(f"{key}: {data[key]}")
+            value = f"{data[key]:.2f}" if key == "seconds" else data[key]
+            print(f"{key}: {value}")
     print(f"favourite: {'yes' if entry.favourite else 'no'}")
     if entry.tags:
         print(f"tags: {', '.join(entry.tags)}")
@@ -239,6 +257,7 @@ def run_export(args: argparse.Namespace) -> int:
             entries = store.page(f, 0, args.limit or store.count(f))
     if args.limit:
         entries = entries[: args.limit]
+    make_folder(folder, "--to")
     report = export_to_folder(
         [(entry.id, entry.path) for entry in entries],
         folder,
@@ -289,10 +308,15 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
+    from ldstudio.core.gallery import GalleryError
+
     with open_store(args) as store:
         for image_id in args.ids:
             _get(store, image_id)
-        done = store.restore(args.ids)
+        try:
+            done = store.restore(args.ids)
+        except GalleryError as exc:  # a file gone from the trash: nothing was changed
+            raise BadInput(str(exc)) from None
         for image_id in done:
             print(store.get(image_id).path)
     sys.stderr.write(f"restored {len(done)} image(s)\n")

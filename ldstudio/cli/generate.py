@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -10,7 +11,15 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ldstudio.cli.common import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, BadInput
+from ldstudio.cli.common import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    BadInput,
+    checked_model,
+    make_folder,
+    remove_folders,
+)
 from ldstudio.core.events import (
     EngineNotice,
     Event,
@@ -27,7 +36,10 @@ from ldstudio.core.modelscan import (
     KIND_DIFFUSERS,
     KIND_LORA,
     KIND_VAE,
+    VARIANTS,
     ModelFolderStore,
+    detect,
+    inspect_diffusers_folder,
     parse_lora_argument,
     resolve_reference,
 )
@@ -40,6 +52,12 @@ from ldstudio.core.params import (
 )
 
 _DEFAULTS = GenerationParams(prompt="")
+# The families a standalone VAE, a LoRA or a tiny decoder (TAESD) is made for.
+_FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+_OVERWRITE_ALONE = (
+    "--overwrite: only with --out FILE.png; images saved into a folder or the library always "
+    "get new names"
+)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -129,6 +147,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="output folder, or a .png file name (default: the app's image library, so the "
         "images show in the app and in `ldstudio gallery list`)",
     )
+    gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="with --out FILE.png: replace that file if it exists (default: refuse)",
+    )
     gen.add_argument("--preview-dir", default=None, metavar="DIR", help="save each preview here")
     gen.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     gen.set_defaults(handler=run_generate)
@@ -156,9 +179,11 @@ def parse_seed(text: str) -> int | str:
 
 def params_from_args(args: argparse.Namespace) -> GenerationParams:
     try:
-        return _params_from_args(args).validate()
+        params = _params_from_args(args).validate()
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+    # --preview is checked above even without --preview-dir; only then does it do anything.
+    return params if args.preview_dir else dataclasses.replace(params, preview_method="none")
 
 
 def _params_from_args(args: argparse.Namespace) -> GenerationParams:
@@ -167,7 +192,7 @@ def _params_from_args(args: argparse.Namespace) -> GenerationParams:
         prompt=args.prompt,
         negative_prompt=args.negative,
         model=model_from_args(args.model),
-        vae=str(resolve_reference(args.vae, (KIND_VAE,), "--vae")) if args.vae else "",
+        vae=str(vae_from_arg(args.vae)) if args.vae else "",
         loras=tuple(lora_from_arg(text) for text in args.lora),
         scheduler=args.scheduler,
         steps=args.steps,
@@ -177,7 +202,7 @@ def _params_from_args(args: argparse.Namespace) -> GenerationParams:
         seed=parse_seed(args.seed),
         batch_size=args.batch,
         batch_count=args.count,
-        preview_method=args.preview if args.preview_dir else "none",
+        preview_method=args.preview,
         preview_interval=args.preview_every,
         guidance_cutoff=args.guidance_cutoff,
     )
@@ -193,7 +218,81 @@ def model_from_args(text: str) -> str:
 
 def lora_from_arg(text: str) -> tuple[str, float]:
     name, weight = parse_lora_argument(text)
-    return str(resolve_reference(name, (KIND_LORA,), "--lora")), weight
+    if name == text and not Path(text).expanduser().exists():
+        # No number after the last colon: a weight that is not one, unless that "weight"
+        # holds a path separator (a colon inside a path).
+        head, sep, tail = text.rpartition(":")
+        if sep and head and not any(c in tail for c in "/\\"):
+            raise BadInput(
+                f"--lora: weight {tail!r} is not a number; allowed: PATH_OR_NAME:WEIGHT with "
+                "a number, e.g. style.safetensors:0.8"
+            )
+    path = resolve_reference(name, (KIND_LORA,), "--lora")
+    check_extra_file(path, KIND_LORA, "--lora")
+    return str(path), weight
+
+
+def vae_from_arg(text: str) -> Path:
+    path = resolve_reference(text, (KIND_VAE,), "--vae")
+    check_extra_file(path, KIND_VAE, "--vae")
+    return path
+
+
+def check_extra_file(path: Path, kind: str, option: str) -> None:
+    """The checks the engine makes before applying a VAE or LoRA file, made before loading."""
+    from ldstudio.engine.checkpoints import CheckpointError, checked_safetensors
+
+    if path.is_dir():
+        raise BadInput(f"{option}: {path} is a folder; give a .safetensors {kind} file")
+    try:
+        found = detect(checked_safetensors(path))
+    except CheckpointError as exc:
+        raise BadInput(f"{option}: {exc}") from None
+    if found.kind != kind:
+        raise BadInput(f"{option}: {path} is not a {kind} file (found a {found.kind} file)")
+
+
+def model_family(path: Path, variant: str) -> str:
+    """The family the engine will report for a checked model (sd1, sd2, sdxl, custom, ...)."""
+    if variant:
+        return next(family for family, names in VARIANTS.items() if variant in names)
+    return inspect_diffusers_folder(path, path).family
+
+
+def check_against_model(params: GenerationParams, path: Path, variant: str) -> None:
+    """What depends on the model's family (TAESD weights, a VAE, LoRAs), checked before it
+    loads; the engine makes the same checks after loading."""
+    if params.preview_method != "taesd" and not params.vae and not params.loras:
+        return
+    family = model_family(path, variant)
+    label = _FAMILY_LABELS.get(family, repr(family))
+    if params.preview_method == "taesd":
+        from ldstudio.engine.previews import taesd_dir
+
+        try:
+            folder = taesd_dir(family)
+        except ValueError as exc:  # a family without a tiny decoder; the message says which
+            raise BadInput(str(exc)) from None
+        if not (folder / "config.json").is_file():
+            raise BadInput(
+                f"--preview: 'taesd' needs TAESD weights for {label} models in {folder} (a "
+                "diffusers AutoencoderTiny folder with config.json and "
+                "diffusion_pytorch_model.safetensors); put them there, or use 'latent2rgb' "
+                "or 'vae'"
+            )
+    if params.vae and not variant and family not in VARIANTS:
+        raise BadInput(
+            f"--vae: a standalone VAE needs an SD 1.x, SD 2.x or SDXL model; {path} is {label}"
+        )
+    from ldstudio.engine.checkpoints import checked_safetensors
+
+    for lora, _weight in params.loras:
+        found = detect(checked_safetensors(Path(lora))).family
+        if found and family in VARIANTS and found != family:
+            raise BadInput(
+                f"--lora: {lora} is for {_FAMILY_LABELS.get(found, found)} models; the model "
+                f"{path} is {label}"
+            )
 
 
 def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
@@ -209,13 +308,26 @@ def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
     ).validate()
 
 
-def output_target(out: str | None) -> tuple[Path | None, Path | None]:
-    """(folder, exact file or None) from --out; (None, None) means the app's library."""
+def output_target(out: str | None, overwrite: bool = False) -> tuple[Path | None, Path | None]:
+    """(folder, exact file or None) from --out; (None, None) means the app's library.
+
+    Checks only: nothing is created here (see `make_folder`).
+    """
     if out is None:
+        if overwrite:
+            raise BadInput(_OVERWRITE_ALONE)
         return None, None
     path = Path(out).expanduser()
     suffix = path.suffix.lower()
-    if suffix == ".png":
+    if suffix == ".png" and not path.is_dir():
+        if path.exists() and not overwrite:
+            # Refused before any model loads: the user's file stays as it is.
+            raise BadInput(
+                f"--out: {path} already exists; choose another name, or pass --overwrite to "
+                "replace it"
+            )
+        if path.parent.exists() and not path.parent.is_dir():
+            raise BadInput(f"--out: {path.parent} is a file, so {path.name} cannot go in it")
         return path.parent, path
     if suffix in (".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"):
         raise BadInput(
@@ -224,6 +336,8 @@ def output_target(out: str | None) -> tuple[Path | None, Path | None]:
         )
     if path.exists() and not path.is_dir():
         raise BadInput(f"--out: {out!r} is an existing file that is not a .png; give a folder")
+    if overwrite:
+        raise BadInput(_OVERWRITE_ALONE)
     return path, None
 
 
@@ -286,23 +400,51 @@ class ProgressReporter:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    # Every input is checked before the model loads: a mistake costs seconds, not minutes.
     params = params_from_args(args)
-    folder, exact = output_target(args.out)
+    try:
+        options = engine_options_from_args(args)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    folder, exact = output_target(args.out, args.overwrite)
     preview_dir = Path(args.preview_dir).expanduser() if args.preview_dir else None
+    if preview_dir is not None and preview_dir.exists() and not preview_dir.is_dir():
+        raise BadInput(f"--preview-dir: {preview_dir} is a file; give a folder")
 
     # Heavy imports only now: `ldstudio --help` stays instant.
+    from ldstudio.cli.gallery import open_library
     from ldstudio.core.gallery import GalleryStore
     from ldstudio.core.imagefiles import FolderSink, ImageSink
     from ldstudio.core.jobs import Job
     from ldstudio.core.settings import load_settings
     from ldstudio.engine.backend import DiffusersBackend
-    from ldstudio.engine.models import ModelError, check_model, resolve_model_path
+    from ldstudio.engine.models import resolve_model_path
 
+    model_path = resolve_model_path(params.model)
     try:
-        check_model(resolve_model_path(params.model))
-        backend = DiffusersBackend(engine_options_from_args(args))
-    except (ModelError, ValueError) as exc:
+        variant = checked_model(model_path)
+    except BadInput as exc:
+        if args.model or not params.model:
+            raise
+        why = str(exc).rstrip(".")
+        raise BadInput(
+            f"{why}. This is your default model: choose another with `ldstudio models "
+            "set-default NAME_OR_PATH`, or `ldstudio models set-default ''` for the bundled one"
+        ) from None
+    check_against_model(params, model_path, variant)
+    try:
+        backend = DiffusersBackend(options)
+    except ValueError as exc:  # a device this machine does not have
         raise BadInput(str(exc)) from None
+    # Created only now that everything else passed: a refused run leaves no new folders.
+    created: list[Path] = []
+    try:
+        for target, option in ((folder, "--out"), (preview_dir, "--preview-dir")):
+            if target is not None:
+                created += make_folder(target, option)
+    except BadInput:
+        remove_folders(created)
+        raise
 
     job = Job.create(params)
     reporter = ProgressReporter(sys.stderr, preview_dir)
@@ -318,10 +460,10 @@ def run_generate(args: argparse.Namespace) -> int:
     library: GalleryStore | None = None
     sink: ImageSink
     if folder is None:
-        library = GalleryStore(load_settings().library_dir())
+        library = open_library(load_settings().library_dir())
         sink = library
     else:
-        sink = FolderSink(folder, exact)
+        sink = FolderSink(folder, exact, overwrite=args.overwrite)
     previous = signal.signal(signal.SIGINT, on_sigint)
     started = time.perf_counter()
     try:

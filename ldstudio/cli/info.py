@@ -69,14 +69,18 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         print(f"source: {result.label}")
         fields = result.fields
+        shown: dict[str, str] = {}
         for key, label in _LABELS:
             if fields.get(key) not in (None, ""):
                 print(f"{label}: {fields[key]}")
+                shown[label.lower()] = str(fields[key])
         if "width" in fields and "height" in fields:
             print(f"size: {fields['width']}x{fields['height']}")
         for key, value in result.extra.items():
             if key in ("prompt_graph", "workflow") or isinstance(value, dict | list):
                 continue  # graphs are pages long; --json shows them
+            if shown.get(key.lower()) == str(value):
+                continue  # A1111's raw "Sampler"/"Model" when they say what is shown above
             print(f"{key}: {value}")
         if result.params is None:
             print("note: these values do not all map onto ldstudio's settings")

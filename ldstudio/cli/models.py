@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
-from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput
+from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput, checked_model
 from ldstudio.core.modelscan import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
+    PICKLE_SUFFIXES,
     STATUS_OK,
     VARIANT_LABELS,
     VARIANTS,
@@ -150,13 +152,17 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_add_folder(args: argparse.Namespace) -> int:
     store = _store()
+    known = list(store.folders)
     try:
         folder = store.add_folder(Path(args.folder))
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    store.save()
     found = scan_library(ModelFolderStore(folders=[str(folder)]), include_hf_cache=False)
     ok = sum(e.status == STATUS_OK for e in found)
+    if str(folder) in known:
+        print(f"{folder} is already added: {len(found)} model file(s), {ok} usable")
+        return EXIT_OK
+    store.save()
     print(f"added {folder}: {len(found)} model file(s), {ok} usable")
     return EXIT_OK
 
@@ -179,6 +185,13 @@ def run_set_default(args: argparse.Namespace) -> int:
             path = resolve_reference(args.model, (KIND_CHECKPOINT, KIND_DIFFUSERS), "model")
         except ValueError as exc:
             raise BadInput(str(exc)) from None
+        # The check `generate --model` makes: a default that cannot load would break every
+        # later `generate` without --model.
+        try:
+            checked_model(path)
+        except BadInput as exc:
+            current = store.default or "the bundled model"
+            raise BadInput(f"{str(exc).rstrip('.')}; the default model stays {current}") from None
         store.default = str(path)
     else:
         store.default = ""
@@ -207,19 +220,50 @@ def run_set_variant(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     source = Path(args.file).expanduser()
+    pickles = ", ".join(PICKLE_SUFFIXES)
+    if source.is_dir():
+        raise BadInput(
+            f"convert: {source} is a folder; give one pickle checkpoint file ({pickles})"
+        )
     if not source.is_file():
         raise BadInput(f"convert: {source} does not exist")
+    if source.suffix.lower() not in PICKLE_SUFFIXES:
+        raise BadInput(
+            f"convert: {source} is not a pickle checkpoint; allowed: {pickles} files "
+            "(.safetensors files need no conversion)"
+        )
+    target = Path(args.out).expanduser() if args.out else source.with_suffix(".safetensors")
+    if target.suffix.lower() != ".safetensors":
+        raise BadInput(f"--out: {target} must end in .safetensors")
+    if target.exists():
+        raise BadInput(f"--out: {target} already exists; ldstudio does not overwrite files")
     # torch only now: the other actions stay instant.
     from ldstudio.engine.checkpoints import CheckpointError, convert_to_safetensors
 
-    target = Path(args.out).expanduser() if args.out else None
-    if target is not None and target.suffix.lower() != ".safetensors":
-        raise BadInput(f"--out: {target} must end in .safetensors")
     try:
         written = convert_to_safetensors(source, target)
     except CheckpointError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {_conversion_error(source, exc)}\n")
         return EXIT_FAILED
     entry = inspect_file(written)
     print(f"wrote {written} ({entry.kind}, {_family(entry)}, {entry.status})")
     return EXIT_OK
+
+
+def _conversion_error(source: Path, exc: Exception) -> str:
+    """The engine's message, minus PyTorch's advice to load with `weights_only=False`: that
+    is the unsafe load this command exists to avoid."""
+    cause = exc.__context__  # what torch.load raised, when it was torch.load that failed
+    if cause is None:
+        return str(exc)
+    detail = str(cause)
+    if "weights_only" not in detail and "Weights only" not in detail:
+        first = detail.splitlines()[0] if detail else ""
+        return f"{source}: cannot be read as a PyTorch checkpoint ({type(cause).__name__}: {first})"
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", detail)
+    what = f" (it refers to {refused.group(1)})" if refused else ""
+    return (
+        f"{source}: refused: it holds more than plain tensors{what}, and loading it could run "
+        "code hidden in it. ldstudio converts only files that hold tensors and nothing else; "
+        "ask its publisher for a .safetensors version."
+    )
