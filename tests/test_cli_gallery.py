@@ -67,6 +67,16 @@ def test_info_text_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert data["fields"]["steps"] == 28 and (data["width"], data["height"]) == (32, 24)
 
 
+def test_info_names_each_value_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from ldstudio.core.export import export_image
+
+    jpeg = export_image(ldstudio_png(tmp_path / "a.png"), tmp_path / "a.jpg")
+    code, out, _ = run(capsys, "info", str(jpeg))
+    assert code == EXIT_OK and "source: AUTOMATIC1111" in out
+    lines = [line.split(":")[0].lower() for line in out.splitlines()]
+    assert lines.count("sampler") == 1 and lines.count("model") == 1
+
+
 def test_info_every_tool(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     for source, path in tool_images(tmp_path).items():
         code, out, _ = run(capsys, "info", str(path), "--json")
@@ -169,10 +179,28 @@ def test_delete_restore_empty_trash(capsys: pytest.CaptureFixture[str], library:
     code, out, _ = run(capsys, "gallery", "restore", str(library[1]))
     assert code == EXIT_OK and Path(out.strip()).is_file()
     run(capsys, "gallery", "delete", str(library[1]))
+    with GalleryStore() as store:
+        trashed = store.get(library[1]).path
+    moved = trashed.rename(trashed.with_name("elsewhere.png"))  # the file leaves the trash
+    code, _, err = run(capsys, "gallery", "restore", str(library[1]))
+    assert code == EXIT_BAD_INPUT
+    assert f"image {library[1]}: its file is missing from the trash" in err
+    moved.rename(trashed)
     code, _, err = run(capsys, "gallery", "empty-trash", "--yes")
     assert code == EXIT_OK and "deleted 1 image(s) for good" in err
     with GalleryStore() as store:
         assert store.count() == 2 and store.count(GalleryFilter(trashed=True)) == 0
+
+
+def test_list_and_show_read_well(
+    capsys: pytest.CaptureFixture[str], library: list[int], tmp_path: Path
+) -> None:
+    plain = png_with_text(tmp_path / "in" / "plain.png", {})
+    run(capsys, "gallery", "import", str(plain.parent))
+    code, out, _ = run(capsys, "gallery", "list")
+    assert code == EXIT_OK and "no seed" in out and "seed None" not in out
+    code, out, _ = run(capsys, "gallery", "show", str(library[0]))
+    assert "seconds: 0.10" in out.splitlines()
 
 
 def test_favourite_and_tag(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
@@ -192,6 +220,8 @@ def test_import_and_reconcile(capsys: pytest.CaptureFixture[str], tmp_path: Path
     tool_images(folder)
     code, _, err = run(capsys, "gallery", "import", str(folder), "--copy")
     assert code == EXIT_OK and "imported 7 image(s) (copied)" in err
+    code, _, err = run(capsys, "gallery", "import", str(folder), "--copy")
+    assert code == EXIT_OK and "imported 0 image(s) (copied); 7 already in the library" in err
     code, _, err = run(capsys, "gallery", "import", str(tmp_path / "nope"))
     assert code == EXIT_BAD_INPUT and "not a folder" in err
     with GalleryStore() as store:
@@ -200,6 +230,47 @@ def test_import_and_reconcile(capsys: pytest.CaptureFixture[str], tmp_path: Path
     assert code == EXIT_OK and "adopted 1" in err
     _, out, _ = run(capsys, "gallery", "list", "--search", "dropped", "--json")
     assert json.loads(out)["images"][0]["path"] == str(orphan)
+
+
+def test_import_show_and_list_an_image_whose_seed_is_too_big_for_the_index(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "outputs"
+    huge = "99999999999999999999"
+    png_with_text(folder / "big.png", {"parameters": A1111_TEXT.replace("965400086", huge)})
+    ldstudio_png(folder / "fine.png")
+    library = str(tmp_path / "L")
+    code, _, err = run(capsys, "gallery", "--library", library, "import", str(folder))
+    assert code == EXIT_OK and "imported 2 image(s) (indexed in place)" in err
+    assert "0 skipped" in err
+    _, out, _ = run(capsys, "gallery", "--library", library, "list", "--json")
+    (big,) = [i for i in json.loads(out)["images"] if i["path"].endswith("big.png")]
+    assert big["seed"] is None and big["steps"] == 28
+    code, out, _ = run(capsys, "gallery", "--library", library, "show", str(big["id"]))
+    assert code == EXIT_OK and f"seed: {huge}" in out
+    code, out, _ = run(capsys, "gallery", "--library", library, "show", str(big["id"]), "--json")
+    assert code == EXIT_OK and json.loads(out)["extra"]["seed"] == int(huge)
+    code, out, _ = run(capsys, "gallery", "--library", library, "list")
+    assert code == EXIT_OK and "a lighthouse at dusk" in out
+
+
+def test_deleting_an_image_indexed_in_place_never_touches_its_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    photo = ldstudio_png(tmp_path / "photos" / "photo.png")
+    original = photo.read_bytes()
+    assert run(capsys, "gallery", "import", str(photo.parent))[0] == EXIT_OK
+    _, out, _ = run(capsys, "gallery", "list", "--json")
+    (image_id,) = [str(i["id"]) for i in json.loads(out)["images"]]
+    assert run(capsys, "gallery", "delete", image_id)[0] == EXIT_OK
+    assert photo.read_bytes() == original
+    code, out, _ = run(capsys, "gallery", "restore", image_id)
+    assert code == EXIT_OK and Path(out.strip()) == photo
+    run(capsys, "gallery", "delete", image_id)
+    assert run(capsys, "gallery", "empty-trash", "--yes")[0] == EXIT_OK
+    assert photo.read_bytes() == original
+    with GalleryStore() as store:
+        assert store.count() == 0 and store.count(GalleryFilter(trashed=True)) == 0
 
 
 def test_cli_help_does_not_import_pillow_heavy_paths() -> None:

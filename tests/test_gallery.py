@@ -156,6 +156,8 @@ def test_filters(tmp_path: Path, use_fts: bool) -> None:
         assert store.all_tags() == [("animals", 1), ("Winter", 1)]
         store.remove_tags(fox_id, ["Winter"])
         assert store.all_tags() == [("animals", 1)]
+        with pytest.raises(GalleryError, match="cannot contain a comma"):
+            store.add_tags(fox_id, ["a,b"])
         with pytest.raises(GalleryError, match="1 to 100 characters"):
             store.add_tags(fox_id, ["   "])
 

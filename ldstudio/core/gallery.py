@@ -1486,6 +1486,8 @@ def _check_tag(tag: str) -> str:
     name = tag.strip()
     if not name or len(name) > 100 or any(c in name for c in "\n\r\t"):
         raise GalleryError(f"tag {tag!r}: not allowed; a tag is 1 to 100 characters on one line")
+    if "," in name:  # the app's tag fields split on commas: such a tag could never be typed
+        raise GalleryError(f"tag {tag!r}: not allowed; a tag cannot contain a comma")
     return name
 
 
