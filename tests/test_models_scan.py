@@ -309,6 +309,13 @@ def test_hf_cache_found_through_hf_home(
     assert entries[0].path == snapshot
     assert find_model("someorg/tiny-sd", entries, ("diffusers",)).path == snapshot
     assert find_model("tiny-sd", entries, ("diffusers",)).path == snapshot
+    # A name that exists but is not of the kinds asked for says what it is, not "not found".
+    with pytest.raises(
+        ValueError,
+        match=r"'tiny-sd' is .*, which cannot be used here: it is a "
+        r"diffusers, not one of: lora",
+    ):
+        find_model("tiny-sd", entries, ("lora",))
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "elsewhere"))
     assert scan_library(ModelFolderStore()) == []
 

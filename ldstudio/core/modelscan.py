@@ -687,6 +687,12 @@ def find_model(name: str, entries: list[ModelEntry], kinds: tuple[str, ...]) -> 
             raise ValueError(
                 f"{name!r} matches {len(match)} models ({places}); give a path instead"
             )
+    # Found, but not as a usable model: say what it is rather than that it does not exist.
+    # (Any candidate of this name returned above: what is left is of another kind.)
+    for entry in entries:
+        if name.lower() in (entry.name.lower(), entry.name.lower().split("/")[-1]):
+            why = entry.error or f"it is a {entry.kind}, not one of: {', '.join(kinds)}"
+            raise ValueError(f"{name!r} is {entry.path}, which cannot be used here: {why}")
     known = ", ".join(sorted(e.name for e in candidates)) or "none found"
     raise ValueError(
         f"{name!r} is neither an existing path nor a known model name; known: {known}. "
