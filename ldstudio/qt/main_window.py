@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from PySide6.QtCore import QByteArray, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -112,6 +112,16 @@ class MainWindow(QMainWindow):
         # clipping fields at the edge (the default splitter width leaves room for the form).
         params_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.params_pane.setMinimumWidth(self.params_pane.minimumSizeHint().width())
+        # The form never narrower than its fields (plus room for the vertical scroll bar): on
+        # a small window the preview gives way, not the Add… button and the spin boxes. That
+        # makes the window at least ~870 px wide; a screen narrower than 1024 px keeps the
+        # horizontal scroll bar instead, so the window still fits on it.
+        screen = QGuiApplication.primaryScreen()
+        if screen is None or screen.availableGeometry().width() >= 1024:
+            params_scroll.setMinimumWidth(
+                self.params_pane.minimumWidth()
+                + params_scroll.verticalScrollBar().sizeHint().width()
+            )
         self.left_splitter = QSplitter(Qt.Orientation.Vertical)
         self.left_splitter.addWidget(self.prompt_pane)
         self.left_splitter.addWidget(params_scroll)
