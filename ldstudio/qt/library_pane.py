@@ -89,6 +89,10 @@ class ThumbnailDelegate(QStyledItemDelegate):
         if isinstance(entry, GalleryEntry) and entry.favourite:
             painter.setPen(QColor(255, 200, 0))
             painter.drawText(rect.adjusted(6, 4, -6, -4), Qt.AlignmentFlag.AlignRight, "★")
+        if isinstance(entry, GalleryEntry) and entry.missing:
+            # The red tile alone reads as a colour, not a problem: say it.
+            painter.setPen(palette.color(QPalette.ColorRole.Text))
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "file missing")
 
     def sizeHint(
         self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
