@@ -200,6 +200,23 @@ def test_lora_for_another_family_is_refused_before_loading(
     assert f"--lora: {xl} is for SDXL models; the model {model} is SD 1.x" in err
 
 
+def test_prompt_loras_are_checked_before_loading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = refused(capsys, "generate", "a cat <lora:ghost:0.8>")
+    assert "prompt: <lora:ghost>: 'ghost' is neither an existing path nor a known model" in err
+    err = refused(capsys, "generate", "a cat <lora:ghost:strong>")
+    assert "has strength 'strong'; allowed: a number" in err
+    model = sd1_folder(tmp_path / "sd1-model")
+    xl = lora_file(tmp_path / "xl.safetensors", SDXL_LORA_KEY)
+    err = refused(capsys, "generate", f"a cat <lora:{xl}:0.5>", "--model", str(model))
+    assert f"prompt: <lora:{xl}>: {xl} is for SDXL models; the model {model} is SD 1.x" in err
+    png = tmp_path / "not-a-lora.safetensors"
+    png.write_bytes(b"\x89PNG")
+    err = refused(capsys, "generate", f"a cat <lora:{png}>")
+    assert f"prompt: <lora:{png}>: " in err and "not a valid .safetensors file" in err
+
+
 def test_lora_weight_that_is_not_a_number(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -42,6 +42,7 @@ from ldstudio.core.modelscan import (
     inspect_diffusers_folder,
     parse_lora_argument,
     resolve_reference,
+    split_lora_tags,
 )
 from ldstudio.core.options import SWITCHES, EngineOptions
 from ldstudio.core.params import (
@@ -180,6 +181,7 @@ def parse_seed(text: str) -> int | str:
 def params_from_args(args: argparse.Namespace) -> GenerationParams:
     try:
         params = _params_from_args(args).validate()
+        prompt_lora_paths(params.prompt)  # <lora:name:w> tags: found and usable, or say why
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     # --preview is checked above even without --preview-dir; only then does it do anything.
@@ -232,6 +234,19 @@ def lora_from_arg(text: str) -> tuple[str, float]:
     return str(path), weight
 
 
+def prompt_lora_paths(prompt: str) -> list[tuple[str, Path]]:
+    """(how the prompt names it, file) for each `<lora:name:w>` tag, checked as the engine
+    will after loading (the engine resolves them again; this moves a refusal before the load)."""
+    _text, tags = split_lora_tags(prompt)
+    found = []
+    for name, _weight in tags:
+        what = f"prompt: <lora:{name}>"
+        path = resolve_reference(name, (KIND_LORA,), what)
+        check_extra_file(path, KIND_LORA, what)
+        found.append((what, path))
+    return found
+
+
 def vae_from_arg(text: str) -> Path:
     path = resolve_reference(text, (KIND_VAE,), "--vae")
     check_extra_file(path, KIND_VAE, "--vae")
@@ -262,7 +277,9 @@ def model_family(path: Path, variant: str) -> str:
 def check_against_model(params: GenerationParams, path: Path, variant: str) -> None:
     """What depends on the model's family (TAESD weights, a VAE, LoRAs), checked before it
     loads; the engine makes the same checks after loading."""
-    if params.preview_method != "taesd" and not params.vae and not params.loras:
+    loras = [("--lora", Path(lora)) for lora, _weight in params.loras]
+    loras += prompt_lora_paths(params.prompt)
+    if params.preview_method != "taesd" and not params.vae and not loras:
         return
     family = model_family(path, variant)
     label = _FAMILY_LABELS.get(family, repr(family))
@@ -286,11 +303,11 @@ def check_against_model(params: GenerationParams, path: Path, variant: str) -> N
         )
     from ldstudio.engine.checkpoints import checked_safetensors
 
-    for lora, _weight in params.loras:
-        found = detect(checked_safetensors(Path(lora))).family
+    for what, lora in loras:
+        found = detect(checked_safetensors(lora)).family
         if found and family in VARIANTS and found != family:
             raise BadInput(
-                f"--lora: {lora} is for {_FAMILY_LABELS.get(found, found)} models; the model "
+                f"{what}: {lora} is for {_FAMILY_LABELS.get(found, found)} models; the model "
                 f"{path} is {label}"
             )
 
