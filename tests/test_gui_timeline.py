@@ -55,3 +55,26 @@ def test_export_refuses_unknown_types_and_empty_timelines(tmp_path: Path) -> Non
         export_animation([frame(1)], None, tmp_path / "a.mp4")
     with pytest.raises(ValueError, match="no preview frames"):
         export_animation([], None, tmp_path / "a.gif")
+
+
+@pytest.mark.gui
+def test_preview_pane_says_step_counts_and_long_errors_never_widen_it(qtbot) -> None:
+    from ldstudio.qt.preview_view import PreviewPane
+    from ldstudio.qt.timeline import Timeline
+
+    pane = PreviewPane()
+    qtbot.addWidget(pane)
+    pane.resize(500, 400)
+    pane.show()
+    one = Timeline(1, 0, [(1, np.zeros((8, 8, 3), np.uint8))])
+    pane.set_timeline(one)
+    assert pane.timeline_label.text() == "Timeline: 1 step"
+    one.frames.append((2, np.zeros((8, 8, 3), np.uint8)))
+    pane.set_timeline(one)
+    assert pane.timeline_label.text() == "Timeline: 2 steps"
+
+    narrowest = pane.minimumSizeHint().width()
+    message = "Could not tag the image: tag " + "y" * 400 + " is too long"
+    pane.show_error(message)
+    assert pane.minimumSizeHint().width() == narrowest  # clipped, not a wider window
+    assert pane.error_label.toolTip() == message  # the whole text is still there

@@ -103,6 +103,10 @@ class PreviewPane(QWidget):
         self.error_label = QLabel()
         self.error_label.setObjectName("error")
         self.error_label.setWordWrap(True)
+        # A word longer than the pane (a 150-character tag, a hash) cannot wrap: without this
+        # its minimum width would widen the whole window past the screen. Clipped instead;
+        # the tooltip and a selection copy hold it whole.
+        self.error_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.error_label.setStyleSheet(
             "QLabel#error { background: #b3261e; color: white; padding: 6px; border-radius: 4px; }"
@@ -256,7 +260,7 @@ class PreviewPane(QWidget):
 
     def show_error(self, message: str, detail: str = "") -> None:
         self.error_label.setText(message)
-        self.error_label.setToolTip(detail)
+        self.error_label.setToolTip(detail or message)  # the whole text, even if clipped
         self.error_bar.show()
 
     def clear_error(self) -> None:
@@ -280,7 +284,8 @@ class PreviewPane(QWidget):
         self.timeline_slider.blockSignals(False)
         self.timeline_slider.setEnabled(count > 0)
         self.export_button.setEnabled(count > 0)
-        self.timeline_label.setText(f"Timeline: {count} steps" if count else "No timeline")
+        steps = f"{count} step{'s' if count != 1 else ''}"
+        self.timeline_label.setText(f"Timeline: {steps}" if count else "No timeline")
 
     def timeline(self) -> Timeline | None:
         return self._timeline
