@@ -499,6 +499,21 @@ def test_many_images_dialog_asks_for_a_folder(qtbot, tmp_path) -> None:
     assert dialog.choice() == (tmp_path / "new folder", True)
 
 
+def test_a_refused_tag_comes_back_to_the_box_and_empty_rows_are_not_shown(
+    qtbot, model, actions, store
+) -> None:
+    (entry,) = load_rows(qtbot, model, 0)
+    view = ImageDetailsView(actions)
+    qtbot.addWidget(view)
+    view.show_entry(entry)
+    view.tag_edit.setText("fine, " + "y" * 150)
+    with qtbot.waitSignal(actions.failed):
+        view.tag_edit.returnPressed.emit()
+    assert view.tag_edit.text() == "fine, " + "y" * 150  # to correct, not to retype
+    assert store.get(entry.id).tags == ()
+    assert all(label != "Loras" for label, _value in parameter_rows(entry))  # () is empty
+
+
 def test_empty_trash_asks_first_with_no_as_default(qtbot, monkeypatch) -> None:
     asked: list[tuple] = []
 
@@ -545,6 +560,33 @@ def test_export_dialog_validates_and_follows_the_format(qtbot, tmp_path) -> None
     dialog._accept()
     assert "allowed: .jpeg, .jpg, .png, .webp" in dialog.problem.text()
     assert dialog.result() == 0  # not accepted
+
+
+def test_save_as_asks_before_replacing_a_file(qtbot, tmp_path, monkeypatch) -> None:
+    existing = tmp_path / "existing.png"
+    existing.write_bytes(b"the user's")
+    asked: list[str] = []
+    answer = [QMessageBox.StandardButton.No]
+
+    def question(_parent, _title, text, _buttons, default):
+        asked.append(text)
+        assert default == QMessageBox.StandardButton.No
+        return answer[0]
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    dialog = ExportDialog(tmp_path / "x.png")
+    qtbot.addWidget(dialog)
+    dialog.path_edit.setText(str(existing))
+    dialog._accept()
+    assert asked and str(existing) in asked[0] and dialog.result() == 0  # No: stays open
+    answer[0] = QMessageBox.StandardButton.Yes
+    dialog._accept()
+    assert dialog.result() == 1
+    assert existing.read_bytes() == b"the user's"  # the dialog only asks; saving replaces
+    dialog.path_edit.setText(str(tmp_path / "new.png"))
+    asked.clear()
+    dialog._accept()
+    assert asked == []  # a free name needs no question
 
 
 def test_reuse_all_and_seed(qtbot, model, actions, store, tmp_path) -> None:

@@ -330,7 +330,7 @@ def parameter_rows(entry: GalleryEntry) -> list[tuple[str, str]]:
         shown = {"prompt", "negative_prompt", "model", "seed", "width", "height", "steps"}
         shown |= {"guidance_scale", "scheduler"}
         for key, value in params.to_dict().items():
-            if key not in shown and value not in (None, "", [], {}):
+            if key not in shown and value not in (None, "", [], {}, ()):
                 rows.append((key.replace("_", " ").capitalize(), str(value)))
     for key, value in sorted(entry.extra.items()):
         if isinstance(value, str | int | float) and str(value):
@@ -411,6 +411,8 @@ class ImageDetailsView(QWidget):
         )
         actions.image_loaded.connect(self._on_image)
         actions.entry_changed.connect(self._on_entry_changed)
+        actions.failed.connect(self._action_failed)
+        self._typed_tags = ""  # what was sent, until the library takes or refuses it
         self.show_entry(None)
 
     def show_entry(self, entry: GalleryEntry | None) -> None:
@@ -450,10 +452,18 @@ class ImageDetailsView(QWidget):
     def _add_tags(self) -> None:
         tags = tuple(t.strip() for t in self.tag_edit.text().split(",") if t.strip())
         if tags and self.entry is not None:
+            self._typed_tags = self.tag_edit.text()
             self.library_actions.add_tags(self.entry, tags)
             self.tag_edit.clear()
 
+    def _action_failed(self, _message: str) -> None:
+        # A refused tag (too long, a comma…) comes back to the box to be corrected, not retyped.
+        if self._typed_tags and not self.tag_edit.text():
+            self.tag_edit.setText(self._typed_tags)
+        self._typed_tags = ""
+
     def _on_entry_changed(self, entry: GalleryEntry) -> None:
+        self._typed_tags = ""
         if self.entry is not None and entry.id == self.entry.id:
             self.entry = entry
             self.buttons["favourite"].setChecked(entry.favourite)
@@ -521,6 +531,7 @@ class ExportDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.many = count > 1 or source is None
+        self._confirmed: Path | None = None
         if self.many:
             self.setWindowTitle(f"Save {images_text(count)} to a folder")
             self.path_edit = QLineEdit(str(Path.home() / "ldstudio-export"))
@@ -591,6 +602,7 @@ class ExportDialog(QDialog):
         )
         if chosen:
             self.path_edit.setText(chosen)
+            self._confirmed = Path(chosen)  # the file dialog asked before replacing
             self._sync_format_from_path()
 
     def choice(self) -> tuple[Path, bool]:
@@ -609,11 +621,27 @@ class ExportDialog(QDialog):
 
     def _accept(self) -> None:
         try:
-            self.choice()
+            target, _keep = self.choice()
         except ValueError as exc:
             self.problem.setText(str(exc))
             return
+        # A typed name of an existing file is asked about; Browse… already asked itself.
+        asked = not self.many and target.exists() and target != self._confirmed
+        if asked and not confirm_replace(self, target):
+            return
         self.accept()
+
+
+def confirm_replace(parent: QWidget, target: Path) -> bool:
+    """Ask before replacing a file the user already has; No is the default button."""
+    answer = QMessageBox.question(
+        parent,
+        "Replace file?",
+        f"{target} already exists.\n\nReplace it with this image?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
 
 
 def confirm_empty_trash(parent: QWidget, count: int) -> bool:
