@@ -120,3 +120,29 @@ def test_a_folder_without_model_index_is_refused(tmp_path) -> None:
 
     with pytest.raises(ValueError, match=r"model_index\.json is missing"):
         read_model_info(tmp_path)
+
+
+def test_a_restored_size_survives_the_model_info_arriving_later(qtbot) -> None:
+    from pathlib import Path
+
+    widget = ParamsPane()  # as at start-up: settings restored before the model is read
+    qtbot.addWidget(widget)
+    widget.set_params(GenerationParams(prompt="x", width=512, height=512))
+    widget.set_model_info(ModelInfo(Path("m"), "m", 64, 8, 4))  # native 64, not 512
+    assert widget.chosen_size() == (512, 512)
+    assert widget.aspect_combo.currentIndex() == CUSTOM
+
+
+def test_text_still_being_typed_is_taken_before_a_job(qtbot, pane: ParamsPane) -> None:
+    pane.aspect_combo.setCurrentIndex(CUSTOM)
+    pane.show()
+    pane.width_spin.setFocus()
+    pane.width_spin.lineEdit().selectAll()
+    qtbot.keyClicks(pane.width_spin.lineEdit(), "100")
+    pane.steps_spin.lineEdit().selectAll()
+    qtbot.keyClicks(pane.steps_spin.lineEdit(), "33")
+    assert pane.width_spin.value() != 96  # typed, not yet taken (100 is no multiple of 8)
+    pane.commit_typed()
+    params = pane.params("x", "")
+    assert (params.width, params.steps) == (96, 33)  # snapped as leaving the field would
+    assert pane.width_spin.text() == "96 px"

@@ -380,6 +380,7 @@ class MainWindow(QMainWindow):
         )
 
     def generate(self) -> None:
+        self.params_pane.commit_typed()
         try:
             params = self.current_params()
         except ValueError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -86,6 +87,10 @@ class MultipleSpinBox(QSpinBox):
             return str(self.value())
         snapped = round(value / self.multiple) * self.multiple
         return str(max(self.minimum(), min(self.maximum(), snapped)))
+
+    def commit(self) -> None:
+        """Take what is typed now, snapped, as leaving the field would."""
+        self.setValue(int(self.fixup(self.cleanText())))
 
 
 class ParamsPane(QWidget):
@@ -281,6 +286,16 @@ class ParamsPane(QWidget):
 
     # -- values ------------------------------------------------------------------------------
 
+    def commit_typed(self) -> None:
+        """Take the text still being typed in any field (Ctrl+Enter does not leave it), so a
+        job never runs with other numbers than the form shows."""
+        for spin in self.findChildren(QAbstractSpinBox):
+            if isinstance(spin, MultipleSpinBox):
+                if spin.isEnabled():
+                    spin.commit()
+            else:
+                spin.interpretText()
+
     def params(self, prompt: str, negative_prompt: str) -> GenerationParams:
         """The parameters shown, validated. ValueError (naming the field) when invalid."""
         native = self.aspect_combo.currentIndex() == NATIVE
@@ -319,8 +334,11 @@ class ParamsPane(QWidget):
         if params.width is None or params.height is None:
             self.aspect_combo.setCurrentIndex(NATIVE)
         else:
+            # Presets follow the model's native size, unknown until its info arrives: a
+            # concrete size shown as a preset now would change with it (512 → 64 at start-up).
+            aspect = self._aspect_for(params.width, params.height) if self._info else CUSTOM
             self.aspect_combo.blockSignals(True)
-            self.aspect_combo.setCurrentIndex(self._aspect_for(params.width, params.height))
+            self.aspect_combo.setCurrentIndex(aspect)
             self.aspect_combo.blockSignals(False)
             self.width_spin.setValue(params.width)
             self.height_spin.setValue(params.height)
