@@ -55,6 +55,9 @@ def test_export_refuses_unknown_types_and_empty_timelines(tmp_path: Path) -> Non
         export_animation([frame(1)], None, tmp_path / "a.mp4")
     with pytest.raises(ValueError, match="no preview frames"):
         export_animation([], None, tmp_path / "a.gif")
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(ValueError, match=r"file is a file, so a\.gif cannot go in it"):
+        export_animation([frame(1)], None, tmp_path / "file" / "a.gif")
 
 
 @pytest.mark.gui

@@ -9,6 +9,7 @@ import pytest
 from gui_support import fake_backend, generate, make_window, output_pngs, qt_loop, set_prompt
 from PIL import Image
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFileDialog
 
 from ldstudio.core.events import JobCancelled, JobFailed, JobFinished, StepProgress
 from ldstudio.core.gallery import GalleryFilter
@@ -220,7 +221,7 @@ def test_library_adopts_images_found_in_its_folder(
 
 
 def test_gallery_context_actions(
-    make_window, fake_backend: FakeBackend, qtbot, ldstudio_home: Path, tmp_path
+    make_window, fake_backend: FakeBackend, qtbot, ldstudio_home: Path, tmp_path, monkeypatch
 ) -> None:
     window = make_window(fake_backend)
     window.params_pane.steps_spin.setValue(4)
@@ -259,6 +260,18 @@ def test_gallery_context_actions(
     qtbot.waitUntil(task.done, timeout=10_000)
     with Image.open(tmp_path / "steps.webp") as animation:
         assert animation.is_animated and animation.n_frames == 5
+    # The dialog proposes a place outside the library (a file there would be adopted as an
+    # image), and a bare name takes the type picked in the dialog.
+    offered: list[str] = []
+
+    def save_dialog(_parent, _title, proposed, _filters):
+        offered.append(proposed)
+        return str(tmp_path / "bare"), "GIF (*.gif)"
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    window.export_animation_dialog()
+    qtbot.waitUntil(lambda: (tmp_path / "bare.gif").is_file(), timeout=10_000)
+    assert not Path(offered[0]).is_relative_to(ldstudio_home / "library")
 
     # Delete moves the image to the library's trash; restore brings it back.
     actions["delete"].trigger()

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, QStandardPaths, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -677,14 +677,19 @@ class MainWindow(QMainWindow):
         if timeline is None or entry is None:
             self.statusBar().showMessage("Select an image made in this session first", 4000)
             return
-        chosen, _ = QFileDialog.getSaveFileName(
+        # Not beside the image: a file in the library folder would be adopted as a picture.
+        folder = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.PicturesLocation)
+        chosen, kind = QFileDialog.getSaveFileName(
             self,
             "Export denoising animation",
-            str(entry.path.with_suffix(".webp")),
+            str(Path(folder or Path.home()) / f"{entry.path.stem}.webp"),
             "Animated WebP (*.webp);;GIF (*.gif)",
         )
         if chosen:
-            self.spawn(self.export_animation(entry, Path(chosen)))
+            target = Path(chosen)
+            if not target.suffix:  # a bare name: the type picked in the dialog decides
+                target = target.with_suffix(".gif" if "gif" in kind.lower() else ".webp")
+            self.spawn(self.export_animation(entry, target))
 
     async def export_animation(self, entry: GalleryEntry, target: Path) -> Path | None:
         made = self.session_images.get(entry.path)

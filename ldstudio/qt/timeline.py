@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ldstudio.core.atomic import atomic_file
+
 DEFAULT_MAX_JOBS = 5
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 ANIMATION_FORMATS = ("webp", "gif")
@@ -104,11 +106,12 @@ def export_animation(
     size = (round(width * scale), round(height * scale))
     images = [im.resize(size, Image.Resampling.BICUBIC) for im in images]
     durations = [frame_ms] * (len(images) - 1) + [hold_ms]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
-    try:
+    nearest = next(parent for parent in target.parents if parent.exists())
+    if not nearest.is_dir():
+        raise ValueError(f"animation file: {nearest} is a file, so {target.name} cannot go in it")
+    with atomic_file(target) as handle:
         images[0].save(
-            tmp,
+            handle,
             format="WEBP" if kind == "webp" else "GIF",
             save_all=True,
             append_images=images[1:],
@@ -116,8 +119,4 @@ def export_animation(
             loop=0,
             **({"lossless": False, "quality": 90} if kind == "webp" else {}),
         )
-        tmp.replace(target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return target
