@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from gui_support import fake_backend, generate, make_window, qt_loop
-from PySide6.QtWidgets import QDialogButtonBox
+from PySide6.QtCore import QRect
+from PySide6.QtWidgets import QDialogButtonBox, QLabel, QWidget
 
 from ldstudio.app import diffusers_backend_factory
 from ldstudio.core.events import EngineNotice, JobFinished
@@ -14,9 +15,11 @@ from ldstudio.core.options import EngineOptions
 from ldstudio.core.settings import Settings, load_settings, save_settings
 from ldstudio.qt.engine_options import (
     AUTO_TEXT,
+    COMPILE_NOTE,
     EngineEnvironment,
     EngineOptionsDialog,
     load_engine_options,
+    reset_impossible_options,
 )
 
 pytestmark = pytest.mark.gui
@@ -127,6 +130,87 @@ def test_invalid_saved_options_fall_back_to_auto(qtbot) -> None:
     assert "needs a CUDA GPU" in dialog.problems()["cpu_offload"]
 
 
+def test_while_the_engine_starts_machine_dependent_choices_wait_for_it(qtbot) -> None:
+    # Opened before "Engine ready": nothing says whether this machine has a CUDA GPU yet.
+    settings = Settings()
+    dialog = make(qtbot, settings, None)
+    assert "still starting" in dialog.running_label.text()
+    assert "checked when it is ready" in dialog.running_label.text()
+    choose(dialog, "device", "cuda")
+    assert "known once the engine is ready" in dialog.notes["device"].text()
+    assert not ok_button(dialog).isEnabled()
+    dialog.accept()  # a keyboard accept is refused as well
+    assert settings.engine_options == {}
+    # Choices that run anywhere are not held back.
+    choose(dialog, "device", "cpu")
+    dialog.checks["compile_unet"].setChecked(True)
+    assert ok_button(dialog).isEnabled()
+
+
+def test_the_choice_is_checked_when_the_engine_finds_its_devices(qtbot) -> None:
+    found: list[EngineEnvironment] = []
+    settings = Settings()
+    dialog = make(qtbot, settings, lambda: found[0] if found else None)
+    choose(dialog, "device", "cuda")
+    assert not ok_button(dialog).isEnabled()
+    found.append(CPU_ONLY)  # the engine is ready: CPU only
+    qtbot.waitUntil(lambda: "No CUDA GPU is available" in dialog.notes["device"].text())
+    assert "CPU · fp32" in dialog.running_label.text()
+    assert not ok_button(dialog).isEnabled()
+    ok_button(dialog).click()
+    assert settings.engine_options == {}, "cuda was saved on a machine without CUDA"
+
+    with_cuda = make(qtbot, Settings(), None)
+    choose(with_cuda, "device", "cuda")
+    with_cuda.set_environment(WITH_CUDA)
+    assert with_cuda.notes["device"].isHidden()
+    assert ok_button(with_cuda).isEnabled()
+
+
+def test_saved_options_this_machine_cannot_run_are_reset_to_auto_with_a_message() -> None:
+    # Saved on a GPU machine, or before the dialog checked them.
+    saved = {"device": "cuda", "cpu_offload": "on", "attention_slicing": "on"}
+    settings = Settings(engine_options=dict(saved))
+    message = reset_impossible_options(settings, CPU_ONLY)
+    assert "device cuda → auto (No CUDA GPU is available to torch here" in message
+    assert "cpu_offload on → auto" in message and "Engine options" in message
+    assert load_engine_options(settings) == EngineOptions(attention_slicing="on")
+    assert reset_impossible_options(settings, CPU_ONLY) == ""
+
+    fine = Settings(engine_options=dict(saved))
+    assert reset_impossible_options(fine, WITH_CUDA) == ""
+    assert fine.engine_options == saved
+
+
+def _in_dialog(dialog: EngineOptionsDialog, widget: QWidget) -> QRect:
+    return QRect(widget.mapTo(dialog, widget.rect().topLeft()), widget.size())
+
+
+def test_notes_push_the_rows_below_down_without_overlap(qtbot) -> None:
+    dialog = make(qtbot, Settings(), CPU_ONLY)
+    qtbot.waitExposed(dialog)
+    choose(dialog, "device", "cpu")
+    choose(dialog, "dtype", "fp16")
+    dialog.checks["compile_unet"].setChecked(True)
+    choose(dialog, "cpu_offload", "on")
+    qtbot.wait(50)  # let the layout settle
+    (compile_note,) = [w for w in dialog.findChildren(QLabel) if w.text() == COMPILE_NOTE]
+    labels = [compile_note, *(note for note in dialog.notes.values() if not note.isHidden())]
+    assert len(labels) == 4
+    for label in labels:
+        # Every wrapped line of each note has room: none is squeezed.
+        assert label.height() >= label.heightForWidth(label.width()), label.text()
+    # The compile note ends above the next row's field, and the last note above the buttons.
+    assert (
+        _in_dialog(dialog, compile_note).bottom()
+        < _in_dialog(dialog, dialog.combos["vae_tiling"]).top()
+    )
+    assert (
+        _in_dialog(dialog, dialog.notes["cpu_offload"]).bottom()
+        < _in_dialog(dialog, dialog.restart_label).top()
+    )
+
+
 # -- in the window and the real engine (phase 2 wiring) ------------------------------------------
 
 
@@ -170,3 +254,21 @@ def test_real_engine_falls_back_then_rebuilds_with_new_options(
     )
     assert window.device_label.text() == "CPU · fp32 · attention slicing"
     assert "attention slicing" in window.engine_environment().running
+
+
+def test_the_window_resets_impossible_saved_options_when_the_engine_is_ready(
+    make_window, fake_backend, ldstudio_home, qtbot
+) -> None:
+    settings = Settings(engine_options={"device": "cuda", "attention_slicing": "on"})
+    window = make_window(fake_backend, settings)
+    applied: list[EngineOptions] = []
+    window.apply_engine_options = applied.append
+    window.engine_environment = lambda: CPU_ONLY
+    window._on_backend_ready("CPU · fp32")
+    assert load_engine_options(window.settings) == EngineOptions(attention_slicing="on")
+    assert applied == [EngineOptions(attention_slicing="on")]  # the other choice applies again
+    notice = window.engine_options_notice
+    assert notice.isVisible() and "device cuda → auto" in notice.text()
+    saved = ldstudio_home / "settings.json"  # written off the GUI thread
+    qtbot.waitUntil(lambda: saved.is_file() and '"attention_slicing": "on"' in saved.read_text())
+    assert '"device": "cuda"' not in saved.read_text()

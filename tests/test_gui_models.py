@@ -168,6 +168,44 @@ def test_errors_and_unsafe_pickles_are_shown_not_hidden(
     assert not manager.convert_button.isEnabled()
 
 
+def test_at_the_default_size_the_model_table_gets_the_height_and_columns_fit(
+    qtbot, manager: ModelManager, library: Path
+) -> None:
+    for i in range(4):
+        checkpoint(library / "Stable-diffusion" / f"extra{i}.safetensors", "sd2")
+    entries = add_and_scan(qtbot, manager, library)
+    assert len(entries) == 10
+    assert manager.size().toTuple() == (1100, 680)
+    qtbot.waitUntil(lambda: manager.table.viewport().height() > 0)
+    table = manager.table
+    # Every row shows: the folder list (one entry) and the LoRA box no longer take the height.
+    assert table.viewport().height() >= 10 * table.rowHeight(0)
+    assert table.height() > manager.folder_list.height() * 2
+    assert manager.folder_list.height() <= 5 * (manager.folder_list.fontMetrics().lineSpacing() + 4)
+    # The family column fits "SD 2.x (epsilon, 512 px)" and its own header, uncut.
+    header = table.horizontalHeader()
+    assert cell(manager, "sd2base", COL_FAMILY) == "SD 2.x (epsilon, 512 px)"
+    assert header.sectionSize(COL_FAMILY) >= table.sizeHintForColumn(COL_FAMILY)
+    assert header.sectionSize(COL_FAMILY) >= header.sectionSizeHint(COL_FAMILY)
+    assert header.sectionSize(COL_NAME) >= table.sizeHintForColumn(COL_NAME)
+
+
+def test_adding_a_folder_ends_with_what_the_scan_found_in_it(
+    qtbot, manager: ModelManager, library: Path
+) -> None:
+    with qtbot.waitSignal(manager.scan_finished, timeout=SCAN_TIMEOUT_MS):
+        assert manager.add_folder(library)
+        assert manager.message.text() == f"Added {library.resolve()}; scanning…"
+    # dreamy, sd2base, the VAE and the LoRA are usable; broken and old.ckpt are not.
+    assert manager.message.text() == f"Added {library.resolve()}: 6 model file(s), 4 usable."
+    with qtbot.waitSignal(manager.scan_finished, timeout=SCAN_TIMEOUT_MS):
+        assert manager.add_folder(library)
+    assert manager.message.text() == (
+        f"{library.resolve()} is already in the list: 6 model file(s), 4 usable."
+    )
+    assert ModelFolderStore.load().folders == [str(library.resolve())]
+
+
 def test_folders_default_and_variant_are_saved(
     qtbot, manager: ModelManager, library: Path, tmp_path: Path
 ) -> None:
@@ -183,7 +221,7 @@ def test_folders_default_and_variant_are_saved(
         manager.default_button.click()
     assert blocker.args == [str(dreamy)]
     assert ModelFolderStore.load().default == str(dreamy)
-    assert cell(manager, "dreamy", COL_NAME) == "dreamy  (default)"
+    assert cell(manager, "dreamy", COL_NAME) == "dreamy.safetensors  (default)"
 
     sd2 = library / "Stable-diffusion" / "sd2base.safetensors"
     manager.select_path(sd2)
@@ -198,7 +236,7 @@ def test_folders_default_and_variant_are_saved(
     with qtbot.waitSignal(again.scan_finished, timeout=SCAN_TIMEOUT_MS):
         again.rescan()
     assert cell(again, "sd2base", COL_FAMILY) == "SD 2.x (v-prediction, 768 px)"
-    assert cell(again, "dreamy", COL_NAME) == "dreamy  (default)"
+    assert cell(again, "dreamy", COL_NAME) == "dreamy.safetensors  (default)"
 
     manager.folder_list.setCurrentRow(0)
     with qtbot.waitSignal(manager.scan_finished, timeout=SCAN_TIMEOUT_MS):
@@ -314,6 +352,14 @@ def test_convert_asks_first_and_shows_the_refusal(
     assert listed["plain.safetensors"].kind == "unknown"  # a bare tensor, listed after rescan
     assert (folder / "plain.safetensors").is_file()
     assert good.is_file(), "the original is kept"
+    # Both are named "plain": the Name column tells the two files apart by their extension.
+    model = dialog.table_model
+    names = [
+        model.data(model.index(row, COL_NAME))
+        for row, entry in enumerate(model.entries)
+        if entry.name == "plain"
+    ]
+    assert sorted(names) == ["plain.ckpt", "plain.safetensors"]
 
     answers.append(True)
     dialog.select_path(evil)
@@ -323,6 +369,38 @@ def test_convert_asks_first_and_shows_the_refusal(
     assert not created.exists(), "the malicious pickle ran"
     assert not (folder / "evil.safetensors").exists()
     qtbot.waitUntil(lambda: dialog.convert_button.isEnabled(), timeout=SCAN_TIMEOUT_MS)
+
+
+def test_converting_a_non_checkpoint_shows_the_clis_explanation_not_torchs_advice(
+    qtbot, qt_loop, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    from ldstudio.app import convert_checkpoint
+    from ldstudio.cli import main
+    from ldstudio.cli.common import EXIT_FAILED
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "no-hf-cache"))
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    noise = folder / "random.ckpt"
+    noise.write_bytes(np.random.default_rng(0).bytes(4096))
+    assert main(["models", "convert", str(noise)]) == EXIT_FAILED
+    cli_text = capsys.readouterr().err.strip().removeprefix("error: ")
+
+    dialog = ModelManager(converter=convert_checkpoint)  # what app.py injects
+    qtbot.addWidget(dialog)
+    with qtbot.waitSignal(dialog.scan_finished, timeout=SCAN_TIMEOUT_MS):
+        dialog.add_folder(folder)
+    monkeypatch.setattr(dialog, "confirm", lambda title, text: True)
+    dialog.select_path(noise)
+    dialog.convert_button.click()
+    assert not dialog.convert_button.isEnabled()  # until the conversion ends
+    qtbot.waitUntil(lambda: dialog.convert_button.isEnabled(), timeout=SCAN_TIMEOUT_MS)
+    shown = dialog.message.text()
+    # PyTorch's advice is the unsafe load ldstudio exists to avoid: never passed on.
+    assert "weights_only" not in shown and "will likely succeed" not in shown
+    assert f"{noise}: refused: torch's tensors-only loader cannot read it" in shown
+    assert shown == f"Not converted: {cli_text}"
+    assert not (folder / "random.safetensors").exists()
 
 
 def test_model_info_for_single_files_follows_the_variant(tmp_path: Path) -> None:

@@ -156,3 +156,24 @@ def test_convert_refuses_a_malicious_pickle_and_converts_a_plain_one(
     assert main(["models", "convert", str(plain)]) == EXIT_OK
     assert "(vae," in capsys.readouterr().out
     assert (tmp_path / "vae.safetensors").is_file()
+
+
+def test_convert_explains_files_that_are_no_checkpoint_without_torchs_advice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(bytes(range(256)) * 16)
+    assert main(["models", "convert", str(noise)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {noise}: refused: torch's tensors-only loader cannot read it")
+    assert "Nothing in it was run" in err
+    assert "weights_only" not in err and "will likely succeed" not in err
+
+    cut = tmp_path / "cut.pt"
+    torch.save({"w": torch.zeros(64)}, str(cut))
+    cut.write_bytes(cut.read_bytes()[:-200])
+    assert main(["models", "convert", str(cut)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"{cut}: cannot be read as a PyTorch checkpoint (RuntimeError: " in err
+    assert not (tmp_path / "noise.safetensors").exists()
+    assert not (tmp_path / "cut.safetensors").exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -243,27 +242,9 @@ def run_convert(args: argparse.Namespace) -> int:
     try:
         written = convert_to_safetensors(source, target)
     except CheckpointError as exc:
-        sys.stderr.write(f"error: {_conversion_error(source, exc)}\n")
+        # Already in ldstudio's words: the GUI shows the same text (see conversion_refusal).
+        sys.stderr.write(f"error: {exc}\n")
         return EXIT_FAILED
     entry = inspect_file(written)
     print(f"wrote {written} ({entry.kind}, {_family(entry)}, {entry.status})")
     return EXIT_OK
-
-
-def _conversion_error(source: Path, exc: Exception) -> str:
-    """The engine's message, minus PyTorch's advice to load with `weights_only=False`: that
-    is the unsafe load this command exists to avoid."""
-    cause = exc.__context__  # what torch.load raised, when it was torch.load that failed
-    if cause is None:
-        return str(exc)
-    detail = str(cause)
-    if "weights_only" not in detail and "Weights only" not in detail:
-        first = detail.splitlines()[0] if detail else ""
-        return f"{source}: cannot be read as a PyTorch checkpoint ({type(cause).__name__}: {first})"
-    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", detail)
-    what = f" (it refers to {refused.group(1)})" if refused else ""
-    return (
-        f"{source}: refused: it holds more than plain tensors{what}, and loading it could run "
-        "code hidden in it. ldstudio converts only files that hold tensors and nothing else; "
-        "ask its publisher for a .safetensors version."
-    )

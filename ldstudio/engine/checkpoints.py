@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -203,10 +204,7 @@ def convert_to_safetensors(source: Path, target: Path | None = None) -> Path:
     try:
         data = torch.load(str(source), map_location="cpu", weights_only=True, mmap=False)
     except Exception as exc:  # the restricted unpickler raises UnpicklingError and others
-        raise CheckpointError(
-            f"{source}: refused: it holds more than plain tensors, so it cannot be read "
-            f"safely ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
+        raise CheckpointError(conversion_refusal(source, exc)) from None
     while isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
@@ -224,3 +222,32 @@ def convert_to_safetensors(source: Path, target: Path | None = None) -> Path:
     save_file(tensors, str(tmp), metadata={"converted_from": source.name})
     tmp.replace(target)
     return target
+
+
+def conversion_refusal(source: Path, exc: Exception) -> str:
+    """Why `torch.load(weights_only=True)` could not read `source`, in ldstudio's words.
+
+    PyTorch's own message advises loading again with `weights_only=False`: the unsafe load
+    that conversion exists to avoid, so it is never passed on (the CLI and the GUI both show
+    this text).
+    """
+    detail = str(exc)
+    if "weights_only" not in detail and "Weights only" not in detail:
+        first = detail.splitlines()[0] if detail else ""
+        cause = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        return f"{source}: cannot be read as a PyTorch checkpoint ({cause})"
+    refused = re.search(r"GLOBAL ([\w.]+) was not an allowed global", detail)
+    if refused is not None:
+        return (
+            f"{source}: refused: it holds more than plain tensors (it refers to "
+            f"{refused.group(1)}), and loading it could run code hidden in it. ldstudio converts "
+            "only files that hold tensors and nothing else; ask its publisher for a "
+            ".safetensors version."
+        )
+    # An opcode the restricted unpickler does not know: random bytes, a damaged file, or a
+    # pickle built to run code all end here, and nothing tells them apart safely.
+    return (
+        f"{source}: refused: torch's tensors-only loader cannot read it: it is damaged, not a "
+        "PyTorch checkpoint, or holds more than plain tensors. Nothing in it was run; ldstudio "
+        "converts only files that hold tensors and nothing else."
+    )

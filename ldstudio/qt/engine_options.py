@@ -2,16 +2,19 @@
 
 The dialog edits an `EngineOptions` and never touches torch: what the machine has (devices,
 the engine's resolved choices) comes in as an `EngineEnvironment` that `app.py` fills from the
-engine thread. Choices the machine cannot do are refused inline, before the engine sees them.
+engine thread. Choices the machine cannot do are refused inline, before the engine sees them;
+while the engine is still starting, choices that depend on the machine wait for it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -58,6 +61,10 @@ LABELS = {
     "attention_slicing": "&Attention slicing",
     "cpu_offload": "CPU o&ffload",
 }
+STARTING_TEXT = (
+    "The engine is still starting: which devices this machine has is not known yet. Choices "
+    "that depend on them are checked when it is ready."
+)
 COMPILE_NOTE = (
     "The first image after each start compiles the UNet: a one-time warm-up of a minute or "
     "more, shown in the status bar. torch keeps a compile cache, so later starts are quicker."
@@ -78,6 +85,12 @@ class EngineEnvironment:
 
     devices: tuple[str, ...]  # usable torch devices, e.g. ("cuda", "cpu")
     running: str = ""  # the engine's resolved choices now, e.g. "CUDA · fp16 · SDPA"
+
+
+# The window's view of the engine: None until the engine has found its devices.
+EnvironmentSource = Callable[[], EngineEnvironment | None]
+# How often an open dialog asks again while the engine is starting (a few seconds at most).
+ENVIRONMENT_POLL_MS = 250
 
 
 def load_engine_options(settings: Settings) -> EngineOptions:
@@ -124,6 +137,48 @@ def problems(options: EngineOptions, environment: EngineEnvironment | None) -> d
     return found
 
 
+def unchecked(options: EngineOptions, environment: EngineEnvironment | None) -> dict[str, str]:
+    """Field name → a choice only the engine's devices can confirm, while they are unknown.
+
+    Saving such a choice unchecked is what let `device: cuda` be saved on a CPU-only machine:
+    the engine then refused it at the next job, where the notice was easily missed.
+    """
+    if environment is not None:
+        return {}
+    found: dict[str, str] = {}
+    names = {"cuda": "a CUDA GPU", "mps": "an Apple MPS device"}
+    if options.device in names:
+        found["device"] = (
+            f"Whether torch sees {names[options.device]} is known once the engine is ready; "
+            "OK waits until then."
+        )
+    if options.cpu_offload == "on" and options.device not in ("cpu", "mps"):
+        found["cpu_offload"] = (
+            "CPU offload needs a CUDA GPU; whether there is one is known once the engine is "
+            "ready. OK waits until then."
+        )
+    return found
+
+
+def reset_impossible_options(settings: Settings, environment: EngineEnvironment) -> str:
+    """Set the saved options this machine cannot run back to auto; say what changed, or "".
+
+    For options saved before their check (on another machine, or by an older ldstudio): left
+    as they are they would be refused at every start. The caller saves `settings`.
+    """
+    options = load_engine_options(settings)
+    found = problems(options, environment)
+    if not found:
+        return ""
+    values = options.to_dict()
+    values.update({name: "auto" for name in found if name in CHOICES})
+    store_engine_options(settings, EngineOptions.from_dict(values))
+    changes = "; ".join(
+        f"{name} {getattr(options, name)} → auto ({why.rstrip('.')})" for name, why in found.items()
+    )
+    return f"Saved engine options reset: {changes}. Settings → Engine options… to change them."
+
+
 def warnings_for(options: EngineOptions, environment: EngineEnvironment | None) -> dict[str, str]:
     """Field name → a doubtful but allowed choice, explained."""
     found: dict[str, str] = {}
@@ -145,13 +200,21 @@ class EngineOptionsDialog(QDialog):
     def __init__(
         self,
         settings: Settings,
-        environment: EngineEnvironment | None = None,
+        environment: EngineEnvironment | EnvironmentSource | None = None,
         parent: QWidget | None = None,
     ) -> None:
+        """`environment` is what the engine found, or a callable that returns it once known
+        (None while the engine starts): the dialog then checks the choices when it arrives."""
         super().__init__(parent)
         self.setWindowTitle("Engine options")
         self.settings = settings
-        self.environment = environment
+        self._source: EnvironmentSource | None = None
+        self.environment: EngineEnvironment | None
+        if isinstance(environment, EngineEnvironment) or environment is None:
+            self.environment = environment
+        else:
+            self._source = environment
+            self.environment = environment()
         self.initial = load_engine_options(settings)
         self.combos: dict[str, QComboBox] = {}
         self.checks: dict[str, QCheckBox] = {}
@@ -206,8 +269,6 @@ class EngineOptionsDialog(QDialog):
         self.running_label = QLabel()
         self.running_label.setWordWrap(True)
         self.running_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        if environment is not None and environment.running:
-            self.running_label.setText(f"The engine runs now with: {environment.running}")
         self.restart_label = QLabel(
             "Changes apply from the next image: the engine reloads the model with them."
         )
@@ -227,7 +288,35 @@ class EngineOptionsDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.restart_label)
         layout.addWidget(self.buttons)
+        self._poll = QTimer(self)
+        self._poll.setInterval(ENVIRONMENT_POLL_MS)
+        self._poll.timeout.connect(self._ask_environment)
+        self._show_environment()
         self.set_options(self.initial)
+        if self._source is not None and self.environment is None:
+            self._poll.start()
+
+    def set_environment(self, environment: EngineEnvironment | None) -> None:
+        """What the engine found; the choices are checked against it at once."""
+        self.environment = environment
+        self._show_environment()
+        self._update()
+
+    def _ask_environment(self) -> None:
+        assert self._source is not None
+        environment = self._source()
+        if environment is not None:
+            self._poll.stop()
+            self.set_environment(environment)
+
+    def _show_environment(self) -> None:
+        environment = self.environment
+        if environment is None:
+            self.running_label.setText(STARTING_TEXT)
+        elif environment.running:
+            self.running_label.setText(f"The engine runs now with: {environment.running}")
+        else:
+            self.running_label.setText("")
 
     def set_options(self, options: EngineOptions) -> None:
         for name, combo in self.combos.items():
@@ -248,21 +337,50 @@ class EngineOptionsDialog(QDialog):
     def problems(self) -> dict[str, str]:
         return problems(self.options(), self.environment)
 
+    def unchecked(self) -> dict[str, str]:
+        return unchecked(self.options(), self.environment)
+
     def _update(self, *_: object) -> None:
         options = self.options()
         errors = problems(options, self.environment)
+        waiting = unchecked(options, self.environment)
         warnings = warnings_for(options, self.environment)
         for name, note in self.notes.items():
-            text = errors.get(name) or warnings.get(name, "")
+            text = errors.get(name) or waiting.get(name) or warnings.get(name, "")
             note.setStyleSheet("color: #c81e1e;" if name in errors else "color: #a06e00;")
             note.setText(text)
             note.setVisible(bool(text))
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        ok.setEnabled(not errors)
-        ok.setToolTip("Fix the options marked in red first" if errors else "")
+        ok.setEnabled(not errors and not waiting)
+        if errors:
+            ok.setToolTip("Fix the options marked in red first")
+        elif waiting:
+            ok.setToolTip("Waiting for the engine to find this machine's devices")
+        else:
+            ok.setToolTip("")
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        """Grow to the height the wrapped notes need at the current width.
+
+        A top-level window's minimum size ignores height-for-width, so a note that appears
+        would otherwise squeeze its neighbours (the dimmed compile note ran into the next row).
+        """
+        layout = self.layout()
+        assert layout is not None  # set in __init__ before the first _update
+        layout.activate()
+        needed = self.heightForWidth(self.width())
+        self.setMinimumHeight(max(needed, layout.minimumSize().height()))
+        if needed > self.height():
+            self.resize(self.width(), needed)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self._fit_height()  # narrower means more wrapped lines
 
     def accept(self) -> None:
-        if self.problems():
+        if self.problems() or self.unchecked():
             return  # OK is disabled then; this guards a keyboard accept as well
         options = self.options().validate()
         store_engine_options(self.settings, options)

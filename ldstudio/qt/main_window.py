@@ -46,7 +46,12 @@ from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.settings import Settings, save_settings
 from ldstudio.qt.controller import GenerationController
-from ldstudio.qt.engine_options import EngineEnvironment, EngineOptionsDialog
+from ldstudio.qt.engine_options import (
+    EngineEnvironment,
+    EngineOptionsDialog,
+    load_engine_options,
+    reset_impossible_options,
+)
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.library_controller import LibraryController
 from ldstudio.qt.model_info import ModelInfo, is_diffusers_folder
@@ -430,6 +435,27 @@ class MainWindow(QMainWindow):
         self.device_label.setText(label)
         self.busy_bar.hide()
         self.statusBar().showMessage("Engine ready", 4000)
+        self._check_saved_engine_options()
+
+    def _check_saved_engine_options(self) -> None:
+        """Saved options this machine cannot run (saved elsewhere, or before they could be
+        checked) go back to auto, saying so: left alone they would be refused at every start."""
+        environment = self.engine_environment()
+        if environment is None:
+            return
+        message = reset_impossible_options(self.settings, environment)
+        if not message:
+            return
+        self._save_settings()
+        if self.apply_engine_options is not None:
+            # The engine fell back to all-auto at start: the user's other choices apply again.
+            self.apply_engine_options(load_engine_options(self.settings))
+        # A dialog, not the status bar: the next "Model … ready" would replace it in seconds.
+        self.engine_options_notice = QMessageBox(
+            QMessageBox.Icon.Warning, "Engine options", message, parent=self
+        )
+        self.engine_options_notice.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.engine_options_notice.open()
 
     def _on_model_loading(self, event: ModelLoading) -> None:
         self.busy_bar.show()
@@ -562,7 +588,9 @@ class MainWindow(QMainWindow):
         self.params_pane.set_extras(vae, loras)
 
     def open_engine_options(self) -> EngineOptionsDialog:
-        dialog = EngineOptionsDialog(self.settings, self.engine_environment(), self)
+        # The source, not its value: opened while the engine starts, the dialog checks the
+        # device-dependent choices once the engine knows its devices.
+        dialog = EngineOptionsDialog(self.settings, self.engine_environment, self)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.options_changed.connect(self._on_engine_options)
         dialog.open()

@@ -51,9 +51,11 @@ from PySide6.QtWidgets import (
 
 from ldstudio.core.modelscan import (
     KIND_CHECKPOINT,
+    KIND_DIFFUSERS,
     KIND_LORA,
     KIND_VAE,
     PICKLE_SUFFIXES,
+    SAFETENSORS_SUFFIXES,
     STATUS_ERROR,
     STATUS_OK,
     STATUS_UNSAFE,
@@ -75,6 +77,13 @@ BATCH_SIZE = 64
 BATCH_SECONDS = 0.1
 MAX_LORAS = 8
 LORA_STRENGTH_RANGE = (-4.0, 4.0)
+# Folders are set up once and rarely change: this many rows show, more scroll, and the model
+# table keeps the height.
+FOLDER_ROWS = 4
+LORA_ROWS = 3
+# The Name column fits its longest name up to this many average characters; beyond, names are
+# elided (the tooltip has the full path) so the Source folder column keeps some room.
+NAME_COLUMN_CHARS = 48
 
 COLUMNS = ("Name", "Kind", "Family / variant", "Size", "Precision", "Source folder", "Status")
 COL_NAME, COL_KIND, COL_FAMILY, COL_SIZE, COL_PRECISION, COL_SOURCE, COL_STATUS = range(7)
@@ -105,6 +114,19 @@ def human_size(size: int) -> str:
             return f"{int(value)} {unit}" if unit == "bytes" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"  # pragma: no cover - the loop returns at GiB
+
+
+def display_name(entry: ModelEntry) -> str:
+    """The Name column: a single file's name keeps its extension, so a converted
+    "model.safetensors" and its original "model.ckpt" read as the two files they are."""
+    suffix = entry.path.suffix
+    if (
+        entry.kind != KIND_DIFFUSERS
+        and suffix.lower() in SAFETENSORS_SUFFIXES + PICKLE_SUFFIXES
+        and entry.name.endswith(entry.path.stem)
+    ):
+        return entry.name + suffix
+    return entry.name
 
 
 def family_text(entry: ModelEntry) -> str:
@@ -215,7 +237,7 @@ class ModelTableModel(QAbstractTableModel):
 
     def _text(self, entry: ModelEntry, column: int) -> str:
         if column == COL_NAME:
-            return entry.name + ("  (default)" if self._is_default(entry) else "")
+            return display_name(entry) + ("  (default)" if self._is_default(entry) else "")
         if column == COL_KIND:
             return entry.kind
         if column == COL_FAMILY:
@@ -285,6 +307,8 @@ class ModelManager(QDialog):
         self._convert_task: asyncio.Task[None] | None = None
         self.scanning = False
         self.batches = 0
+        # Folders added since the last finished scan: its summary reports on each of them.
+        self._added: list[tuple[Path, bool]] = []  # (folder, it was already listed)
 
         # -- folders --
         self.folder_list = QListWidget()
@@ -299,16 +323,22 @@ class ModelManager(QDialog):
         )
         self.rescan_button = QPushButton("Rescan")
         self.rescan_button.setToolTip("Read every folder again (headers only, in the background)")
+        row_height = self.folder_list.fontMetrics().lineSpacing() + 4
+        self.folder_list.setMaximumHeight(
+            FOLDER_ROWS * row_height + 2 * self.folder_list.frameWidth()
+        )
         self.hf_label = QLabel()
         self.hf_label.setWordWrap(True)
-        folder_buttons = QHBoxLayout()
+        folder_buttons = QVBoxLayout()
         for button in (self.add_folder_button, self.remove_folder_button, self.rescan_button):
             folder_buttons.addWidget(button)
         folder_buttons.addStretch(1)
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder_list, 1)
+        folder_row.addLayout(folder_buttons)
         folders_box = QGroupBox("Model folders")
         folders_layout = QVBoxLayout(folders_box)
-        folders_layout.addWidget(self.folder_list)
-        folders_layout.addLayout(folder_buttons)
+        folders_layout.addLayout(folder_row)
         folders_layout.addWidget(self.hf_label)
 
         # -- table --
@@ -324,17 +354,26 @@ class ModelManager(QDialog):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(
-            COL_SOURCE, QHeaderView.ResizeMode.Stretch
-        )
+        header = self.table.horizontalHeader()
+        # Short columns fit their longest value ("SD 2.x (v-prediction, 768 px)") and header;
+        # the folder path takes what is left. Name is fitted after each scan but stays
+        # resizable by hand (see _fit_name_column).
+        for column in (COL_KIND, COL_FAMILY, COL_SIZE, COL_PRECISION, COL_STATUS):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(COL_SOURCE, QHeaderView.ResizeMode.Stretch)
         self.table.verticalHeader().setVisible(False)
+        # One line per model: long names elide (full path in the tooltip) instead of wrapping,
+        # so rows can be compact and many fit.
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setDefaultSectionSize(
+            self.table.fontMetrics().lineSpacing() + 8
+        )
         self.table.selectionModel().currentRowChanged.connect(self._on_selection)
         self.table.doubleClicked.connect(self.use_selected)
 
         self.detail = QPlainTextEdit()
         self.detail.setReadOnly(True)
         self.detail.setPlaceholderText("Select a model to see its details and any error in full")
-        self.detail.setMaximumHeight(130)
 
         # -- actions on the selected model --
         self.use_button = QPushButton("Use this model")
@@ -385,7 +424,12 @@ class ModelManager(QDialog):
         self.lora_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.lora_table.verticalHeader().setVisible(False)
         self.lora_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.lora_table.setMaximumHeight(120)
+        # Rows hold a spin box, so they are taller than a line of text.
+        self.lora_table.setMaximumHeight(
+            self.lora_table.horizontalHeader().sizeHint().height()
+            + LORA_ROWS * QDoubleSpinBox().sizeHint().height()
+            + 2 * self.lora_table.frameWidth()
+        )
         self.remove_lora_button = QPushButton("Remove LoRA")
         self.remove_lora_button.clicked.connect(self.remove_selected_lora)
         extras_box = QGroupBox("For the next images")
@@ -394,26 +438,38 @@ class ModelManager(QDialog):
         vae_row.addWidget(QLabel("VAE:"))
         vae_row.addWidget(self.vae_combo, 1)
         extras_layout.addLayout(vae_row)
-        extras_layout.addWidget(self.lora_table)
-        extras_layout.addWidget(self.remove_lora_button, 0, Qt.AlignmentFlag.AlignLeft)
+        lora_row = QHBoxLayout()
+        lora_row.addWidget(self.lora_table, 1)
+        lora_row.addWidget(self.remove_lora_button, 0, Qt.AlignmentFlag.AlignTop)
+        extras_layout.addLayout(lora_row)
 
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.progress = QLabel()
 
+        # The model table takes every pixel of height the rest does not need: folders above
+        # are capped at a few rows, and the details sit beside the next images' choices
+        # below a splitter that starts as low as those choices allow.
         table_part = QWidget()
         table_layout = QVBoxLayout(table_part)
         table_layout.setContentsMargins(0, 0, 0, 0)
         table_layout.addWidget(self.table, 1)
-        table_layout.addWidget(self.detail)
         table_layout.addLayout(actions)
+        bottom = QWidget()
+        bottom_layout = QHBoxLayout(bottom)
+        bottom_layout.setContentsMargins(0, 0, 0, 0)
+        bottom_layout.addWidget(self.detail, 3)
+        bottom_layout.addWidget(extras_box, 2)
         splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(folders_box)
         splitter.addWidget(table_part)
-        splitter.addWidget(extras_box)
-        splitter.setStretchFactor(1, 1)
+        splitter.addWidget(bottom)
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 0)
+        splitter.setChildrenCollapsible(False)
+        splitter.setSizes([self.height(), extras_box.sizeHint().height()])
         layout = QVBoxLayout(self)
+        layout.addWidget(folders_box)
         layout.addWidget(splitter, 1)
         layout.addWidget(self.message)
         layout.addWidget(self.progress)
@@ -473,18 +529,34 @@ class ModelManager(QDialog):
             self.add_folder(folder)
 
     def add_folder(self, folder: Path) -> bool:
+        known = list(self.store.folders)
         try:
             added = self.store.add_folder(folder)
         except ValueError as exc:
             self.show_message(str(exc), error=True)
             return False
-        if not self._save_store():
+        listed = str(added) in known
+        if not listed and not self._save_store():
             self.store.folders.remove(str(added))
             return False
         self._fill_folders()
-        self.show_message(f"Added {added}; scanning…")
+        self._added.append((added, listed))
+        self.show_message(
+            f"{added} is already in the list; scanning…" if listed else f"Added {added}; scanning…"
+        )
         self.rescan()
         return True
+
+    def _added_summary(self, entries: Sequence[ModelEntry]) -> str:
+        """What the finished scan found in each folder added since the last one, worded like
+        `ldstudio models add-folder`."""
+        parts = []
+        for folder, listed in self._added:
+            found = [e for e in entries if e.source == folder]
+            usable = sum(e.status == STATUS_OK for e in found)
+            start = f"{folder} is already in the list" if listed else f"Added {folder}"
+            parts.append(f"{start}: {len(found)} model file(s), {usable} usable")
+        return "; ".join(parts) + "."
 
     def remove_selected_folder(self) -> None:
         item = self.folder_list.currentItem()
@@ -531,6 +603,7 @@ class ModelManager(QDialog):
             )
         except Exception as exc:  # an unexpected OS error must not take the app down
             if not stop.is_set():
+                self._added = []
                 self.progress.setText("")
                 self.show_message(f"Scan failed: {type(exc).__name__}: {exc}", error=True)
                 self._scan_done(stop)
@@ -546,6 +619,10 @@ class ModelManager(QDialog):
             f"{len(entries)} model files in {len(roots)} folder(s), {problems} with problems "
             f"(scanned in {time.monotonic() - started:.1f} s)"
         )
+        if self._added:
+            # Replaces "Added …; scanning…", which would otherwise outlive the scan.
+            self.show_message(self._added_summary(entries))
+            self._added = []
         self._scan_done(stop)
 
     def _receive(self, stop: threading.Event, batch: list[ModelEntry]) -> None:
@@ -553,8 +630,15 @@ class ModelManager(QDialog):
             return  # from an abandoned scan, or the dialog is closing
         self.batches += 1
         self.table_model.append(batch)
+        self._fit_name_column()
         self._refresh_vae_choices()
         self.progress.setText(f"Scanning… {len(self.table_model.entries)} found")
+
+    def _fit_name_column(self) -> None:
+        self.table.resizeColumnToContents(COL_NAME)
+        widest = self.table.fontMetrics().averageCharWidth() * NAME_COLUMN_CHARS
+        if self.table.columnWidth(COL_NAME) > widest:
+            self.table.setColumnWidth(COL_NAME, widest)
 
     def _scan_done(self, stop: threading.Event) -> None:
         self.scanning = False
@@ -653,6 +737,7 @@ class ModelManager(QDialog):
             self.store.default = previous
             return
         self.table_model.set_default(self.store.default)
+        self._fit_name_column()  # "  (default)" moved to another row
         self.default_changed.emit(self.store.default)
         self.show_message(f"{entry.name} is now the default model.")
 
@@ -781,7 +866,9 @@ class ModelManager(QDialog):
         try:
             written = await asyncio.get_running_loop().run_in_executor(None, self.converter, path)
         except Exception as exc:  # the converter's refusal (CheckpointError) or an OS error
-            self.show_message(f"Conversion refused: {exc}", error=True)
+            # The engine words its refusals itself (never torch's "load with
+            # weights_only=False" advice): shown as they come.
+            self.show_message(f"Not converted: {exc}", error=True)
         else:
             self.show_message(f"Wrote {written}; the original {path.name} is unchanged.")
             self.rescan()
