@@ -81,3 +81,12 @@ def test_preview_pane_says_step_counts_and_long_errors_never_widen_it(qtbot) -> 
     pane.show_error(message)
     assert pane.minimumSizeHint().width() == narrowest  # clipped, not a wider window
     assert pane.error_label.toolTip() == message  # the whole text is still there
+
+    from PySide6.QtGui import QImage
+
+    caption = "“" + "a very long prompt " * 20 + "” · 64×64 · seed 1"
+    pane.show_image(QImage(8, 8, QImage.Format.Format_RGB32), caption)
+    assert pane.caption.text().endswith("…") and len(pane.caption.text()) < len(caption)
+    assert pane.caption.toolTip() == caption
+    pane.resize(4000, 400)
+    qtbot.waitUntil(lambda: pane.caption.text() == caption)  # room again: whole

@@ -360,3 +360,19 @@ def test_gallery_keyboard_copy_and_delete(
     qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 0)
     assert not outcome.records[0].path.exists()
     assert window.store.count(GalleryFilter(trashed=True)) == 1
+
+
+def test_a_library_failure_clears_once_a_later_library_action_succeeds(
+    make_window, fake_backend: FakeBackend
+) -> None:
+    window = make_window(fake_backend)
+    bar, library = window.preview_pane.error_bar, window.library
+    library.error.emit("Could not tag a.png: tag too long")
+    assert bar.isVisible()
+    library.status_message.emit("Saved 2 images to /tmp/x")
+    assert not bar.isVisible()
+    # A generation failure shown since is not the library's to clear.
+    library.error.emit("Could not tag a.png: tag too long")
+    window.preview_pane.show_error("Generation failed: out of memory")
+    library.status_message.emit("Image copied to the clipboard")
+    assert bar.isVisible() and "out of memory" in window.preview_pane.error_label.text()

@@ -94,6 +94,7 @@ class MainWindow(QMainWindow):
         # Set by app.py (the composition root): the engine's side of models and options.
         self.engine_environment: Callable[[], EngineEnvironment | None] = lambda: None
         self.apply_engine_options: Callable[[EngineOptions], None] | None = None
+        self._library_error = ""  # the library failure the red bar shows, if it still does
         self.convert_checkpoint: Converter | None = None
         self.model_manager: ModelManager | None = None
         self._scanned_models: list[ModelEntry] = []
@@ -323,8 +324,8 @@ class MainWindow(QMainWindow):
         self.preview_pane.export_requested.connect(self.export_animation_dialog)
         lib = self.library
         lib.pane.entry_selected.connect(lambda e: self.spawn(self.show_entry(e)))
-        lib.status_message.connect(lambda text: self.statusBar().showMessage(text, 6000))
-        lib.error.connect(self.preview_pane.show_error)
+        lib.status_message.connect(self._on_library_message)
+        lib.error.connect(self._on_library_error)
         lib.model.count_changed.connect(self._on_library_counted)
 
     def _restore(self) -> None:
@@ -430,6 +431,18 @@ class MainWindow(QMainWindow):
             self.library.select_newest()
 
     # -- engine events ------------------------------------------------------------------------
+
+    def _on_library_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 6000)
+        # A library action that went through: its earlier failure is no longer news (a
+        # generation failure shown since stays).
+        if self._library_error and self.preview_pane.error_label.text() == self._library_error:
+            self.preview_pane.clear_error()
+        self._library_error = ""
+
+    def _on_library_error(self, text: str) -> None:
+        self.preview_pane.show_error(text)
+        self._library_error = text
 
     def _on_backend_ready(self, label: str) -> None:
         self.device_label.setText(label)

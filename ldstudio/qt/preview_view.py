@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QPainter, QPaintEvent
+from PySide6.QtGui import QImage, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -122,7 +122,8 @@ class PreviewPane(QWidget):
         error_row.addWidget(self.error_close)
         self.error_bar.hide()
 
-        self.caption = QLabel("No image yet")
+        self._caption = "No image yet"
+        self.caption = QLabel(self._caption)
         self.caption.setObjectName("caption")
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         # A long prompt in the caption must not widen the pane and squeeze the side panes.
@@ -199,7 +200,7 @@ class PreviewPane(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
         p = event.params
-        self.caption.setText(f"Job {event.job_id}: denoising {p.width}×{p.height}, {p.scheduler}")
+        self.set_caption(f"Job {event.job_id}: denoising {p.width}×{p.height}, {p.scheduler}")
         self.set_timeline(None)
         self.timeline_label.setText("Timeline: recording…")
         self._timer.start()
@@ -245,7 +246,7 @@ class PreviewPane(QWidget):
         self._pending = None
         self.canvas.set_image(array_to_qimage(frame.preview))
         self.displayed += 1
-        self.caption.setText(
+        self.set_caption(
             f"Job {frame.job_id}: preview of step {frame.step}/{frame.total} "
             f"({frame.preview.shape[1]}×{frame.preview.shape[0]} preview, scaled up)"
         )
@@ -255,8 +256,22 @@ class PreviewPane(QWidget):
     def show_image(self, image: QImage, caption: str) -> None:
         self._final = image
         self.canvas.set_image(image)
-        self.caption.setText(caption)
-        self.caption.setToolTip(caption)
+        self.set_caption(caption)
+
+    def set_caption(self, text: str) -> None:
+        """The line above the image, cut with "…" where it does not fit; whole in the tooltip."""
+        self._caption = text
+        self.caption.setToolTip(text)
+        self._elide_caption()
+
+    def _elide_caption(self) -> None:
+        width = self.caption.width()
+        metrics = self.caption.fontMetrics()
+        self.caption.setText(metrics.elidedText(self._caption, Qt.TextElideMode.ElideRight, width))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide_caption()
 
     def show_error(self, message: str, detail: str = "") -> None:
         self.error_label.setText(message)
