@@ -428,7 +428,10 @@ def test_import_in_place_and_copy(store: GalleryStore, tmp_path: Path) -> None:
     Image.new("RGB", (8, 8)).save(folder / "anim.gif")
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
-    report = store.import_folder(folder)
+    seen: list[tuple[int, int]] = []
+    report = store.import_folder(folder, progress=lambda done, total: seen.append((done, total)))
+    total = sum(1 for _ in folder.rglob("*"))
+    assert seen == [(done, total) for done in range(total + 1)]  # every file, then the end
     assert len(report.added) == len(images) + 1
     skipped = dict((p.name, why) for p, why in report.skipped)
     assert sorted(skipped) == ["anim.gif", "broken.png"]  # the caption .txt passes quietly

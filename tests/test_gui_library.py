@@ -687,7 +687,9 @@ def test_controller_reconciles_restores_and_reuses(qtbot, tmp_path: Path) -> Non
         store.close()
 
 
-def test_controller_imports_a_folder_of_other_tools_images(qtbot, tmp_path: Path) -> None:
+def test_controller_imports_a_folder_of_other_tools_images(
+    qtbot, tmp_path: Path, monkeypatch
+) -> None:
     from PySide6.QtWidgets import QWidget
 
     from ldstudio.qt.library_controller import LibraryController
@@ -707,6 +709,9 @@ def test_controller_imports_a_folder_of_other_tools_images(qtbot, tmp_path: Path
     errors: list[str] = []
     controller.status_message.connect(notes.append)
     controller.error.connect(errors.append)
+    progress: list[str] = []
+    controller.import_progress.connect(progress.append)
+    monkeypatch.setattr("ldstudio.qt.library_controller.IMPORT_PROGRESS_S", 0.0)
     try:
         controller.model.refresh()
         qtbot.waitUntil(lambda: controller.model.rowCount() == 5)
@@ -718,6 +723,8 @@ def test_controller_imports_a_folder_of_other_tools_images(qtbot, tmp_path: Path
             "0 already in the library, 1 skipped"
         )
         assert errors[0].startswith("1 image not imported: broken.png: ")
+        # A long import says how far it got (throttled; here every entry): 3 files, 1 folder.
+        assert progress[-1] == f"Importing images from {outside}: 3 of 4 files looked at…"
         imported = store.entry_for_path(outside / "00001.png")
         assert imported is not None and imported.prompt.startswith("a lighthouse at dusk")
         assert (outside / "00001.png").is_file()  # indexed in place: the file stays

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -274,6 +276,23 @@ def run_export(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _progress_line() -> Callable[[int, int], None] | None:
+    """On a terminal, one line that counts up during a long import; nothing in a pipe."""
+    if not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.5 or done == total:
+            last[0] = now
+            end = "\n" if done == total else ""
+            sys.stderr.write(f"\rlooked at {done:,} of {total:,} files{end}")
+            sys.stderr.flush()
+
+    return show
+
+
 def run_import(args: argparse.Namespace) -> int:
     from ldstudio.core.gallery import GalleryError
 
@@ -282,7 +301,7 @@ def run_import(args: argparse.Namespace) -> int:
         raise BadInput(f"{args.folder}: not a folder; give a folder of images to import")
     with open_store(args) as store:
         try:
-            report = store.import_folder(folder, copy=args.copy)
+            report = store.import_folder(folder, copy=args.copy, progress=_progress_line())
         except GalleryError as exc:
             raise BadInput(str(exc)) from None
     for path, why in report.skipped:

@@ -1268,13 +1268,19 @@ class GalleryStore:
     # --- import -------------------------------------------------------------------------------
 
     def import_folder(
-        self, folder: Path, *, copy: bool = False, recursive: bool = True
+        self,
+        folder: Path,
+        *,
+        copy: bool = False,
+        recursive: bool = True,
+        progress: Callable[[int, int], None] | None = None,
     ) -> ImportReport:
         """Index every PNG/JPEG/WebP in `folder`, in place or copied into the library.
 
         Files stay untouched either way; unreadable files are listed in `skipped` with why.
         Files indexed before (in place), or copied before and unchanged since (same size and
-        modification time), are listed in `already_in_library`.
+        modification time), are listed in `already_in_library`. `progress(done, total)` is
+        called after each file looked at (total: every file found, images or not).
         """
         folder = folder.expanduser().resolve()
         if not folder.is_dir():
@@ -1286,8 +1292,10 @@ class GalleryStore:
         indexed_before = set() if copy else self._paths_under(folder)
         copied_before = self._copied_from(folder) if copy else set()
         pending: list[NewEntry] = []
-        files = folder.rglob("*") if recursive else folder.iterdir()
-        for path in sorted(files):
+        files = sorted(folder.rglob("*") if recursive else folder.iterdir())
+        for done, path in enumerate(files):
+            if progress is not None:
+                progress(done, len(files))
             suffix = path.suffix.lower()
             if suffix in OTHER_IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
                 # Named, not passed over in silence: the user may expect them imported.
@@ -1328,6 +1336,8 @@ class GalleryStore:
                 self._add_imported(pending, report)
                 pending = []
         self._add_imported(pending, report)
+        if progress is not None:
+            progress(len(files), len(files))
         return report
 
     def _paths_under(self, folder: Path) -> set[str]:

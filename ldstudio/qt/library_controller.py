@@ -11,6 +11,7 @@ before `store.close()`. GUI thread; the disk work runs on the parts' worker thre
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -45,11 +46,14 @@ from ldstudio.qt.prompt_pane import PromptPane
 
 log = logging.getLogger(__name__)
 
+IMPORT_PROGRESS_S = 0.5  # how often a long import says how far it got
+
 
 class LibraryController(QObject):
     status_message = Signal(str)  # a short note for the status bar
     error = Signal(str)  # something the user must see: what failed and why
     reconciled = Signal(object)  # ReconcileReport, after the start-up check
+    import_progress = Signal(str)  # "Importing … 1,200 of 20,000 files", while an import runs
 
     def __init__(
         self,
@@ -161,6 +165,15 @@ class LibraryController(QObject):
     def import_folder(self, folder: Path, *, copy: bool = False) -> None:
         """Add a folder of images (with whatever metadata other tools wrote) on the worker."""
         self.status_message.emit(f"Importing images from {folder}…")
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:  # the worker thread: queued to the GUI
+            now = time.monotonic()
+            if now - last[0] >= IMPORT_PROGRESS_S and done < total:
+                last[0] = now
+                self.import_progress.emit(
+                    f"Importing images from {folder}: {done:,} of {total:,} files looked at…"
+                )
 
         def done(report: ImportReport) -> None:
             self.model.refresh()
@@ -175,7 +188,7 @@ class LibraryController(QObject):
                 self.error.emit(failures_text(report.skipped, "not imported"))
 
         self.actions.run(
-            lambda: self.store.import_folder(folder, copy=copy),
+            lambda: self.store.import_folder(folder, copy=copy, progress=progress),
             done,
             f"Could not import {folder}",
         )

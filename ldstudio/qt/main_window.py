@@ -325,6 +325,7 @@ class MainWindow(QMainWindow):
         lib = self.library
         lib.pane.entry_selected.connect(lambda e: self.spawn(self.show_entry(e)))
         lib.status_message.connect(self._on_library_message)
+        lib.import_progress.connect(self._on_import_progress)  # a method: queued to this thread
         lib.error.connect(self._on_library_error)
         lib.model.count_changed.connect(self._on_library_counted)
 
@@ -439,6 +440,9 @@ class MainWindow(QMainWindow):
         if self._library_error and self.preview_pane.error_label.text() == self._library_error:
             self.preview_pane.clear_error()
         self._library_error = ""
+
+    def _on_import_progress(self, text: str) -> None:
+        self.statusBar().showMessage(text, 3000)
 
     def _on_library_error(self, text: str) -> None:
         self.preview_pane.show_error(text)
