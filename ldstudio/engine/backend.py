@@ -232,7 +232,7 @@ class DiffusersBackend:
         pipe = loaded.pipe
         first = batch_index * params.batch_size
         seeds = [params.seed_for(first + i) for i in range(params.batch_size)]
-        pipe.scheduler = build_scheduler(params.scheduler, loaded.base_scheduler_config, seeds[0])
+        pipe.scheduler = build_scheduler(params.scheduler, loaded.base_scheduler_config, seeds)
         tap = _X0Tap(pipe.scheduler)
         # CPU generators: the same seed gives the same starting noise on every machine.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]

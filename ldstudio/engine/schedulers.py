@@ -32,11 +32,14 @@ _TABLE: dict[str, tuple[type[Any], dict[str, Any]]] = {
 assert tuple(_TABLE) == SCHEDULERS, "core.params.SCHEDULERS and the engine table must agree"
 
 
-def build_scheduler(name: str, base_config: Any, seed: int) -> Any:
+def build_scheduler(name: str, base_config: Any, seeds: int | list[int]) -> Any:
     """A fresh scheduler of the named kind from the model's own scheduler config.
 
-    Built per job: it is cheap, and it keeps step state from leaking between jobs. `seed`
-    feeds the one sampler that draws its noise outside the pipeline's generators (SDE).
+    Built per job: it is cheap, and it keeps step state from leaking between jobs. `seeds`
+    (one per image of the pass) feed the one sampler that draws its noise outside the
+    pipeline's generators (SDE): one Brownian tree per image, so image i of a batch is the
+    image a single run with its seed makes. A lone seed goes in as an int, as it always did:
+    a tree of shape (C, H, W) draws the same noise as one of (1, C, H, W).
     """
     try:
         cls, overrides = _TABLE[name]
@@ -46,5 +49,7 @@ def build_scheduler(name: str, base_config: Any, seed: int) -> Any:
         ) from None
     extra = dict(overrides)
     if cls is DPMSolverSDEScheduler:
-        extra["noise_sampler_seed"] = seed
+        if isinstance(seeds, list):
+            seeds = seeds[0] if len(seeds) == 1 else seeds
+        extra["noise_sampler_seed"] = seeds
     return cls.from_config(base_config, **extra)
