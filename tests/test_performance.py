@@ -120,6 +120,54 @@ def test_decode_out_of_memory_is_retried_tiled_once_and_reported(params, tmp_pat
     engine.close()
 
 
+CPU_OOM = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+    "memory: you tried to allocate 8589934592 bytes. Error code 12"
+)
+
+
+def test_cpu_out_of_memory_is_recognised_and_a_second_one_says_what_was_tried(
+    params, tmp_path
+) -> None:
+    engine = DiffusersBackend(device="cpu")
+    run(engine, params, tmp_path)  # the latent2rgb previewer fits itself with a first decode
+    vae = engine.load(params.model, lambda e: None).pipe.vae
+    original = vae.decode
+    failing = {"tiled too": False}
+
+    def decode(*args, **kwargs):
+        if not vae.use_tiling or failing["tiled too"]:
+            raise RuntimeError(CPU_OOM)  # what torch's CPU allocator raises
+        return original(*args, **kwargs)
+
+    vae.decode = decode
+    events = run(engine, params, tmp_path)
+    assert isinstance(events[-1], JobFinished)  # retried tiled, as for CUDA
+    assert any(isinstance(e, EngineNotice) and "retried once" in e.message for e in events)
+
+    failing["tiled too"] = True
+    message = run(engine, params, tmp_path)[-1].message
+    assert message.startswith("Out of memory on CPU while decoding, even when retried with VAE")
+    assert "closing other programs" in message
+    assert "CPU offload" not in message and "Try a smaller size" in message
+    assert "VAE tiling." not in message  # just tried: no advice to turn it on
+    vae.decode = original
+    engine.close()
+
+
+def test_vae_tiles_are_never_smaller_than_512_px(params) -> None:
+    engine = DiffusersBackend(device="cpu")
+    pipe = engine.load(params.model, lambda e: None).pipe
+    vae = pipe.vae
+    factor = vae.tile_sample_min_size // vae.tile_latent_min_size
+    assert vae.config.sample_size < 512  # the tiny model's VAE, like the bundled one's
+    performance.set_vae_tiling(pipe, True)
+    assert vae.use_tiling and vae.tile_sample_min_size == 512
+    assert vae.tile_latent_min_size == 512 // factor
+    performance.set_vae_tiling(pipe, False)
+    engine.close()
+
+
 def test_out_of_memory_during_denoising_is_not_retried(params, tmp_path) -> None:
     engine = DiffusersBackend(device="cpu")
     unet = engine.load(params.model, lambda e: None).pipe.unet

@@ -324,6 +324,10 @@ class DiffusersBackend:
         performance.set_vae_tiling(pipe, True)
         try:
             images = performance.decode_latents(pipe, latents)
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                raise _TiledDecodeOutOfMemory(str(exc)) from exc
+            raise
         finally:
             performance.set_vae_tiling(pipe, was_tiled)
         emit(
@@ -336,19 +340,39 @@ class DiffusersBackend:
         return images
 
     def _failure_message(self, exc: BaseException, params: GenerationParams) -> str:
-        if is_out_of_memory(exc):
-            size = f"{params.width or 'native'}×{params.height or 'native'}"
-            return (
-                f"Out of memory on {self.choice.device.upper()} while generating {size} with "
-                f"batch size {params.batch_size}. Try a smaller size or batch size, or turn on "
-                "memory options (VAE tiling, attention slicing, CPU offload)."
-            )
-        return f"Generation failed: {type(exc).__name__}: {exc}"
+        if not (isinstance(exc, _TiledDecodeOutOfMemory) or is_out_of_memory(exc)):
+            return f"Generation failed: {type(exc).__name__}: {exc}"
+        device = self.choice.device
+        size = f"{params.width or 'native'}×{params.height or 'native'}"
+        where = (
+            "while decoding, even when retried with VAE tiling"
+            if isinstance(exc, _TiledDecodeOutOfMemory)
+            else "while generating"
+        )
+        # Only what can help on this device: CPU offload needs CUDA; tiling was just tried.
+        helps = ["a smaller size", "a smaller batch size" if params.batch_size > 1 else ""]
+        if device == "cpu":
+            helps.append("closing other programs (on the CPU the limit is your RAM)")
+        else:
+            helps.append("attention slicing (Settings → Engine options)")
+            if device == "cuda":
+                helps.append("CPU offload")
+        if not isinstance(exc, _TiledDecodeOutOfMemory):
+            helps.append("VAE tiling")
+        advice = ", ".join(h for h in helps if h)
+        return (
+            f"Out of memory on {device.upper()} {where} {size} with batch size "
+            f"{params.batch_size}. Try {advice}."
+        )
 
     def close(self) -> None:
         self._cache.clear()
         self._previewers.clear()
         free_memory(self.choice.device)
+
+
+class _TiledDecodeOutOfMemory(RuntimeError):
+    """The decode ran out of memory a second time, tiled: tiling is no advice any more."""
 
 
 @dataclasses.dataclass

@@ -54,11 +54,17 @@ def choose_device(device: str = "auto", dtype: str = "auto") -> DeviceChoice:
     return DeviceChoice(device=device, dtype=dtype)
 
 
+# How each allocator words running out: CUDA/MPS "out of memory"; torch's CPU allocator
+# "DefaultCPUAllocator: can't allocate memory" (Linux, macOS) or "not enough memory" (Windows).
+_OOM_WORDS = ("out of memory", "can't allocate memory", "not enough memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA and MPS out-of-memory errors (MPS raises a plain RuntimeError)."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
+    """True for out-of-memory errors of CUDA, MPS (a plain RuntimeError) and the CPU."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(words in text for words in _OOM_WORDS)
 
 
 def total_memory(device: str) -> int | None:

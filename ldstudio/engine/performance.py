@@ -119,12 +119,25 @@ def apply(pipe: Any, resolved: ResolvedOptions, choice: DeviceChoice) -> None:
         pipe.unet.compile_repeated_blocks(fullgraph=True)
 
 
+MIN_VAE_TILE = 512  # pixels
+
+
 def set_vae_tiling(pipe: Any, enabled: bool) -> None:
     vae = pipe.vae
     if getattr(vae, "use_tiling", False) == enabled:
         return
     if enabled:
         vae.enable_tiling()
+        # diffusers tiles at the VAE config's sample_size: 64 px for the bundled model, whose
+        # tiles then show as a faint grid and a colour drift. 512 px, as SD 1.x uses, hides them.
+        sample, latent = (
+            getattr(vae, "tile_sample_min_size", 0),
+            getattr(vae, "tile_latent_min_size", 0),
+        )
+        if isinstance(sample, int) and isinstance(latent, int) and 0 < sample < MIN_VAE_TILE:
+            factor = max(1, sample // max(latent, 1))
+            vae.tile_sample_min_size = MIN_VAE_TILE
+            vae.tile_latent_min_size = MIN_VAE_TILE // factor
     else:
         vae.disable_tiling()
 
