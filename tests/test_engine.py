@@ -278,7 +278,8 @@ def test_out_of_memory_becomes_a_failure_with_a_hint(backend, params, tmp_path, 
     _, state, events = run(backend, params, tmp_path)
     assert state is JobState.FAILED
     message = events[-1].message
-    assert "Out of memory" in message and "smaller size or batch size" in message
+    assert message.startswith("Out of memory on CPU while generating")
+    assert "Try a smaller size, closing other programs" in message and "VAE tiling" in message
     assert "OutOfMemoryError" in events[-1].detail
     monkeypatch.undo()
     assert run(backend, params, tmp_path)[1] is JobState.FINISHED
