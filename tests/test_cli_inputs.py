@@ -354,3 +354,17 @@ def test_closed_stdout_exits_quietly(ldstudio_home: Path) -> None:
         assert done.returncode == EXIT_BROKEN_PIPE, done.stderr
         assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
     os.close(write_end)
+
+
+def test_a_second_ctrl_c_aborts_without_a_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ldstudio.engine.backend import DiffusersBackend
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt  # what Python raises at the second Ctrl+C
+
+    monkeypatch.setattr(DiffusersBackend, "run", interrupted)
+    code, out, err = run(capsys, "generate", "x", "--steps", "2", "--out", str(tmp_path), "--json")
+    assert code == 130 and json.loads(out) == {"status": "aborted"}
+    assert "aborted; images saved before this are kept" in err and "Traceback" not in err

@@ -35,6 +35,7 @@ def test_defaults_are_valid() -> None:
         ({"scheduler": "Heun"}, "scheduler", "Euler a"),
         ({"preview_method": "fast"}, "preview_method", "latent2rgb"),
         ({"preview_interval": 0}, "preview_interval", "1 to 150"),
+        ({"guidance_cutoff": 0.0}, "guidance_cutoff", "0.05 to 1"),
         ({"prompt": None}, "prompt", "str"),
     ],
 )

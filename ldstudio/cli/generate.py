@@ -485,6 +485,13 @@ def run_generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         backend.run(job, reporter, sink)
+    except KeyboardInterrupt:
+        # The second Ctrl+C: stop now. Images already saved are complete (atomic writes);
+        # the one being made is not written.
+        sys.stderr.write("aborted; images saved before this are kept, the unfinished one is not\n")
+        if args.json:
+            print(json.dumps({"status": "aborted"}))
+        return EXIT_CANCELLED
     finally:
         signal.signal(signal.SIGINT, previous)
         if library is not None:

@@ -24,7 +24,8 @@ PREVIEW_METHODS: tuple[str, ...] = ("latent2rgb", "taesd", "vae", "none")
 SEED_MAX = 2**32 - 1
 STEPS_RANGE = (1, 150)
 GUIDANCE_RANGE = (0.0, 30.0)
-GUIDANCE_CUTOFF_RANGE = (0.0, 1.0)
+# From 0.05: guidance on no step at all is guidance 1, which says so honestly in the metadata.
+GUIDANCE_CUTOFF_RANGE = (0.05, 1.0)
 SIZE_RANGE = (64, 4096)
 SIZE_MULTIPLE = 8
 BATCH_SIZE_RANGE = (1, 64)
