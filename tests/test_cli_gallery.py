@@ -77,6 +77,23 @@ def test_info_names_each_value_once(capsys: pytest.CaptureFixture[str], tmp_path
     assert lines.count("sampler") == 1 and lines.count("model") == 1
 
 
+def test_info_shows_cutoff_vae_and_loras(capsys: pytest.CaptureFixture[str], tmp_path: Path):
+    from ldstudio.core.imagefiles import write_png_atomic
+    from ldstudio.core.metadata import png_text_chunks
+
+    params = GenerationParams(
+        prompt="x", seed=1, width=64, height=64, guidance_cutoff=0.6,
+        vae="/m/vae.safetensors", loras=(("/m/ink.safetensors", 0.8),),
+    )  # fmt: skip
+    path = tmp_path / "made.png"
+    write_png_atomic(Image.new("RGB", (64, 64)), path, png_text_chunks(params, "m"))
+    code, out, _ = run(capsys, "info", str(path))
+    assert code == EXIT_OK
+    for line in ("guidance cut-off: 0.6 of the steps", "VAE: /m/vae.safetensors",
+                 "LoRA: /m/ink.safetensors ×0.8"):  # fmt: skip
+        assert line in out.splitlines()
+
+
 def test_info_every_tool(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     for source, path in tool_images(tmp_path).items():
         code, out, _ = run(capsys, "info", str(path), "--json")

@@ -76,6 +76,14 @@ def run_info(args: argparse.Namespace) -> int:
                 shown[label.lower()] = str(fields[key])
         if "width" in fields and "height" in fields:
             print(f"size: {fields['width']}x{fields['height']}")
+        params = result.params
+        if params is not None:  # what else shaped the image, when the file says
+            if params.guidance_cutoff < 1.0:
+                print(f"guidance cut-off: {params.guidance_cutoff:g} of the steps")
+            if params.vae:
+                print(f"VAE: {params.vae}")
+            for lora, weight in params.loras:
+                print(f"LoRA: {lora} ×{weight:g}")
         for key, value in result.extra.items():
             if key in ("prompt_graph", "workflow") or isinstance(value, dict | list):
                 continue  # graphs are pages long; --json shows them
