@@ -429,7 +429,9 @@ def test_import_in_place_and_copy(store: GalleryStore, tmp_path: Path) -> None:
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
     seen: list[tuple[int, int]] = []
-    report = store.import_folder(folder, progress=lambda done, total: seen.append((done, total)))
+    report = store.import_folder(
+        folder, progress=lambda done, total: seen.append((done, total)), progress_every=0
+    )
     total = sum(1 for _ in folder.rglob("*"))
     assert seen == [(done, total) for done in range(total + 1)]  # every file, then the end
     assert len(report.added) == len(images) + 1

@@ -181,7 +181,6 @@ def parse_seed(text: str) -> int | str:
 def params_from_args(args: argparse.Namespace) -> GenerationParams:
     try:
         params = _params_from_args(args).validate()
-        prompt_lora_paths(params.prompt)  # <lora:name:w> tags: found and usable, or say why
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     # --preview is checked above even without --preview-dir; only then does it do anything.
@@ -274,11 +273,12 @@ def model_family(path: Path, variant: str) -> str:
     return inspect_diffusers_folder(path, path).family
 
 
-def check_against_model(params: GenerationParams, path: Path, variant: str) -> None:
+def check_against_model(
+    params: GenerationParams, prompt_loras: list[tuple[str, Path]], path: Path, variant: str
+) -> None:
     """What depends on the model's family (TAESD weights, a VAE, LoRAs), checked before it
     loads; the engine makes the same checks after loading."""
-    loras = [("--lora", Path(lora)) for lora, _weight in params.loras]
-    loras += prompt_lora_paths(params.prompt)
+    loras = [("--lora", Path(lora)) for lora, _weight in params.loras] + prompt_loras
     if params.preview_method != "taesd" and not params.vae and not loras:
         return
     family = model_family(path, variant)
@@ -420,6 +420,8 @@ def run_generate(args: argparse.Namespace) -> int:
     # Every input is checked before the model loads: a mistake costs seconds, not minutes.
     params = params_from_args(args)
     try:
+        # <lora:name:w> tags: found and usable, or say why (resolved once: a library scan).
+        prompt_loras = prompt_lora_paths(params.prompt)
         options = engine_options_from_args(args)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -448,7 +450,7 @@ def run_generate(args: argparse.Namespace) -> int:
             f"{why}. This is your default model: choose another with `ldstudio models "
             "set-default NAME_OR_PATH`, or `ldstudio models set-default ''` for the bundled one"
         ) from None
-    check_against_model(params, model_path, variant)
+    check_against_model(params, prompt_loras, model_path, variant)
     try:
         backend = DiffusersBackend(options)
     except ValueError as exc:  # a device this machine does not have

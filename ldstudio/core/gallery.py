@@ -1274,13 +1274,15 @@ class GalleryStore:
         copy: bool = False,
         recursive: bool = True,
         progress: Callable[[int, int], None] | None = None,
+        progress_every: float = 0.5,
     ) -> ImportReport:
         """Index every PNG/JPEG/WebP in `folder`, in place or copied into the library.
 
         Files stay untouched either way; unreadable files are listed in `skipped` with why.
         Files indexed before (in place), or copied before and unchanged since (same size and
-        modification time), are listed in `already_in_library`. `progress(done, total)` is
-        called after each file looked at (total: every file found, images or not).
+        modification time), are listed in `already_in_library`. `progress(done, total)` says
+        how far it got (total: every file found, images or not): at most once per
+        `progress_every` seconds, and once at the end with done == total.
         """
         folder = folder.expanduser().resolve()
         if not folder.is_dir():
@@ -1293,9 +1295,11 @@ class GalleryStore:
         copied_before = self._copied_from(folder) if copy else set()
         pending: list[NewEntry] = []
         files = sorted(folder.rglob("*") if recursive else folder.iterdir())
+        report_at = 0.0
         for done, path in enumerate(files):
-            if progress is not None:
+            if progress is not None and time.monotonic() >= report_at:
                 progress(done, len(files))
+                report_at = time.monotonic() + progress_every
             suffix = path.suffix.lower()
             if suffix in OTHER_IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
                 # Named, not passed over in silence: the user may expect them imported.

@@ -11,7 +11,6 @@ before `store.close()`. GUI thread; the disk work runs on the parts' worker thre
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
@@ -165,12 +164,9 @@ class LibraryController(QObject):
     def import_folder(self, folder: Path, *, copy: bool = False) -> None:
         """Add a folder of images (with whatever metadata other tools wrote) on the worker."""
         self.status_message.emit(f"Importing images from {folder}…")
-        last = [0.0]
 
         def progress(done: int, total: int) -> None:  # the worker thread: queued to the GUI
-            now = time.monotonic()
-            if now - last[0] >= IMPORT_PROGRESS_S and done < total:
-                last[0] = now
+            if done < total:  # the end is the report's own message
                 self.import_progress.emit(
                     f"Importing images from {folder}: {done:,} of {total:,} files looked at…"
                 )
@@ -188,7 +184,9 @@ class LibraryController(QObject):
                 self.error.emit(failures_text(report.skipped, "not imported"))
 
         self.actions.run(
-            lambda: self.store.import_folder(folder, copy=copy, progress=progress),
+            lambda: self.store.import_folder(
+                folder, copy=copy, progress=progress, progress_every=IMPORT_PROGRESS_S
+            ),
             done,
             f"Could not import {folder}",
         )
