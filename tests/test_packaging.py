@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import subprocess
 import sys
 import zipfile
@@ -34,15 +35,28 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv that reuses the installed torch & co. but has its own ldstudio (the wheel)."""
+    """A fresh venv that reuses the test venv's torch & co. but has its own ldstudio (the wheel).
+
+    Not `--system-site-packages`: that reaches the base interpreter's site-packages, which on a
+    bare machine hold none of ldstudio's dependencies. A .pth file naming the test venv's
+    site-packages instead: a plain directory line only adds the path, without running the .pth
+    files inside it, so the checkout's editable install stays out of reach and the wheel's
+    ldstudio (in the new venv's own site-packages, earlier on sys.path) is what gets imported.
+    """
     root = tmp_path_factory.mktemp("venv")
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(root)], cwd=root)
+    run([sys.executable, "-m", "venv", str(root)], cwd=root)
     python = root / "bin" / "python"
     run(
         [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--force-reinstall",
          str(wheel)],
         cwd=root,
     )  # fmt: skip
+    # Only now: pip must not see (nor try to replace) the test venv's ldstudio.
+    inner = run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd=root
+    ).strip()
+    outer = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (Path(inner) / "ldstudio-test-deps.pth").write_text("".join(f"{p}\n" for p in outer))
     return root
 
 
