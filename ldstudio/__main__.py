@@ -15,6 +15,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def gui_main() -> int:
+    # Before Qt loads a platform plugin: without a display or the xcb plugin's system libraries
+    # Qt aborts with a core dump and advice to reinstall, which does not help.
+    from ldstudio.qt.platform_check import window_problem
+
+    problem = window_problem()
+    if problem is not None:
+        sys.stderr.write(problem + "\n")
+        return 1
     # Imported here so `ldstudio generate` never loads Qt.
     from ldstudio.app import run
 
