@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PySide6.QtCore import QSocketNotifier, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -36,6 +39,7 @@ from ldstudio.qt.worker import Backend, BackendFactory, EngineThread
 log = logging.getLogger(__name__)
 
 ICON_SIZES = (16, 32, 48, 64, 128, 256, 512)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for Ctrl+C
 
 
 def diffusers_backend_factory(
@@ -228,8 +232,16 @@ def build_window(
     return window
 
 
-def run(backend_factory: BackendFactory | None = None, argv: list[str] | None = None) -> int:
-    """Open the window and run until it closes; returns the process exit code."""
+def run(
+    backend_factory: BackendFactory | None = None,
+    argv: list[str] | None = None,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> int:
+    """Open the window and run until it closes; returns the process exit code.
+
+    `interrupted` says whether Ctrl+C was pressed while starting (see ldstudio.__main__); then
+    the loop does not run and the exit code is 130.
+    """
     import qasync
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -242,8 +254,58 @@ def run(backend_factory: BackendFactory | None = None, argv: list[str] | None = 
     window.show()
     closed = asyncio.Event()
     app.lastWindowClosed.connect(closed.set)
-    with loop:
+    if interrupted():
+        return EXIT_INTERRUPTED
+    with loop, CtrlCCloses(window) as ctrl_c:
         # Start the engine from inside the running loop, after the first paint is queued.
         loop.call_soon(window.start)
         loop.run_until_complete(closed.wait())
-    return 0
+    return EXIT_INTERRUPTED if ctrl_c.pressed else 0
+
+
+class CtrlCCloses:
+    """While the window runs, Ctrl+C in the terminal closes it as its close button does (the
+    running job is cancelled, settings are saved), and `run` exits 130. Closing waits for the
+    engine thread (while it still imports torch, that takes seconds): a second Ctrl+C quits at
+    once, by the signal's default action.
+
+    Qt's event loop runs no Python code of its own, so Python's SIGINT handler would wait for the
+    next Qt event; the signal's wakeup byte on a socket is that event.
+    """
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self.pressed = False
+        self._reader, self._writer = socket.socketpair()
+        for end in (self._reader, self._writer):
+            end.setblocking(False)
+        self._notifier = QSocketNotifier(self._reader.fileno(), QSocketNotifier.Type.Read)
+        self._notifier.activated.connect(self._drain)
+
+    def __enter__(self) -> CtrlCCloses:
+        self._previous_fd = signal.set_wakeup_fd(self._writer.fileno())
+        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+        signal.set_wakeup_fd(self._previous_fd)
+        self._notifier.setEnabled(False)
+        self._reader.close()
+        self._writer.close()
+
+    def _on_sigint(self, _signum: int, _frame: Any) -> None:
+        self.pressed = True
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        sys.stderr.write(
+            "ldstudio: interrupted (Ctrl+C); closing the window (Ctrl+C again quits at once)\n"
+        )
+        # Not from inside the handler: it may have interrupted any Python code.
+        QTimer.singleShot(0, self.window.close)
+
+    def _drain(self) -> None:
+        try:
+            while self._reader.recv(64):
+                pass
+        except BlockingIOError:
+            pass
