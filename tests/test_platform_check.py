@@ -14,6 +14,7 @@ import pytest
 
 from ldstudio.qt.platform_check import (
     HEADLESS_HINT,
+    answers,
     missing_libraries_message,
     not_found,
     window_problem,
@@ -110,13 +111,56 @@ def test_missing_libraries_are_named_with_the_command_that_installs_them(
 
 
 def test_all_libraries_found_opens_the_window() -> None:
-    assert window_problem(X11, "linux", PLUGIN, ldd_printing(LDD_ALL_FOUND)) is None
+    ldd = ldd_printing(LDD_ALL_FOUND)
+    assert window_problem(X11, "linux", PLUGIN, ldd, x_server_answers=lambda _d: True) is None
+
+
+def test_a_display_nobody_answers_on_is_named() -> None:
+    asked: list[str] = []
+
+    def nobody(display: str) -> bool:
+        asked.append(display)
+        return False
+
+    problem = window_problem(
+        {"DISPLAY": ":7"}, "linux", PLUGIN, ldd_printing(LDD_ALL_FOUND), x_server_answers=nobody
+    )
+    assert asked == [":7"]
+    assert problem == (
+        "ldstudio: cannot open the window: no X server answers on DISPLAY=:7 (is it running? "
+        f"is DISPLAY right?); {HEADLESS_HINT}"
+    )
+    # Missing libraries come first: they are what the user must install either way.
+    problem = window_problem(
+        X11, "linux", PLUGIN, ldd_printing(LDD_TWO_MISSING), x_server_answers=nobody
+    )
+    assert problem is not None and "missing: libxcb-cursor.so.0" in problem
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux abstract sockets")
+def test_answers_connects_to_the_x_socket_or_tcp_port() -> None:
+    import socket
+
+    number = 4000 + os.getpid() % 1000  # far above real displays
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(f"\0/tmp/.X11-unix/X{number}")  # abstract: nothing on disk
+        server.listen()
+        assert answers(f":{number}") and answers(f":{number}.0") and answers(f"unix:{number}")
+    assert not answers(f":{number}")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert answers(f"127.0.0.1:{port - 6000}.0")
+    assert not answers(f"127.0.0.1:{port - 6000}")
+    assert answers("not a display")  # a form it does not know: Qt tries it
 
 
 def test_no_ldd_skips_the_check() -> None:
-    assert window_problem(X11, "linux", PLUGIN, lambda _path: None) is None
+    up = {"x_server_answers": lambda _d: True}
+    assert window_problem(X11, "linux", PLUGIN, lambda _path: None, **up) is None
     # The default runner finds ldd on PATH; without one there is nothing to run.
-    assert window_problem(X11, "linux", PLUGIN, which=only("apt-get")) is None
+    assert window_problem(X11, "linux", PLUGIN, which=only("apt-get"), **up) is None
 
 
 def test_each_package_manager_gets_its_own_package_names() -> None:
@@ -201,4 +245,18 @@ def test_window_with_a_missing_library_names_it(tmp_path: Path) -> None:
     assert any(command in stderr for command in commands), stderr
     assert "ldstudio generate" in lines[-1]
     assert "Reinstalling" not in stderr and "qt.qpa" not in stderr
+    assert seconds < 5
+
+
+@linux_with_ldd
+def test_window_on_a_display_without_a_server_exits_1(tmp_path: Path) -> None:
+    display = f":{4000 + os.getpid() % 1000}"  # no X server there
+    if (problem := window_problem(bare_env(DISPLAY=display))) and "missing" in problem:
+        pytest.skip(f"this machine lacks the xcb libraries: {problem}")
+    code, stderr, seconds = ldstudio_window(bare_env(DISPLAY=display))
+    assert code == 1, stderr
+    assert stderr.splitlines() == [
+        f"ldstudio: cannot open the window: no X server answers on DISPLAY={display} (is it "
+        f"running? is DISPLAY right?); {HEADLESS_HINT}"
+    ]
     assert seconds < 5

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +69,7 @@ INSTALLERS = (
 
 LddRunner = Callable[[Path], str | None]
 Which = Callable[[str], str | None]
+Connect = Callable[[str], bool]
 
 
 def window_problem(
@@ -76,9 +78,13 @@ def window_problem(
     plugin: Path | None = None,
     ldd: LddRunner | None = None,
     which: Which = shutil.which,
+    x_server_answers: Connect | None = None,
 ) -> str | None:
     """Why Qt cannot open a window here (a message for the terminal), or None when it can or
-    when this cannot tell (not Linux, a platform plugin the user chose, no `ldd`)."""
+    when this cannot tell (not Linux, a platform plugin the user chose, no `ldd`).
+
+    `ldd` and `x_server_answers` stand in for running `ldd` and connecting to the X server.
+    """
     env = os.environ if env is None else env
     if not platform.startswith("linux"):
         return None
@@ -99,13 +105,42 @@ def window_problem(
     if not requested and wayland and (not display or env.get("XDG_SESSION_TYPE") == "wayland"):
         return None  # Qt takes its wayland plugin, which needs none of the xcb libraries
     plugin = plugin if plugin is not None else xcb_plugin()
-    if plugin is None:
-        return None
-    output = (ldd or ldd_runner(which))(plugin)
-    if output is None:
-        return None
-    missing = not_found(output)
-    return missing_libraries_message(missing, which) if missing else None
+    output = (ldd or ldd_runner(which))(plugin) if plugin is not None else None
+    missing = not_found(output or "")
+    if missing:
+        return missing_libraries_message(missing, which)
+    if display and not (x_server_answers or answers)(display):
+        return (
+            f"ldstudio: cannot open the window: no X server answers on DISPLAY={display} (is "
+            f"it running? is DISPLAY right?); {HEADLESS_HINT}"
+        )
+    return None
+
+
+def answers(display: str, timeout: float = 1.0) -> bool:
+    """Whether something accepts connections where `display` (e.g. ":0", "localhost:10.0")
+    points: the socket only, no X handshake (so authorization is Qt's to check). True for a
+    form this does not know, so that Qt tries it."""
+    host, _colon, rest = display.rpartition(":")
+    number = rest.split(".")[0]
+    if not number.isdigit() or "/" in host:
+        return True
+    if host in ("", "unix"):
+        path = f"/tmp/.X11-unix/X{number}"
+        for address in ("\0" + path, path):  # the abstract socket first, as libxcb does
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(address)
+                    return True
+                except OSError:
+                    continue
+        return False
+    try:
+        socket.create_connection((host, 6000 + int(number)), timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def xcb_plugin() -> Path | None:
