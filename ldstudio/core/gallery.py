@@ -59,8 +59,9 @@ from typing import IO, Any
 from PIL import Image
 
 from ldstudio.core import paths
+from ldstudio.core.atomic import write_new_file
 from ldstudio.core.events import ImageRecord
-from ldstudio.core.imagefiles import free_name, prompt_slug, write_png_atomic
+from ldstudio.core.imagefiles import free_name, numbered, prompt_slug, write_png_new
 from ldstudio.core.metadata import png_text_chunks
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import ReadResult, UnreadableImage, read_file
@@ -719,16 +720,12 @@ class GalleryStore:
 
     # --- saving (ImageSink) -------------------------------------------------------------------
 
-    def _new_image_path(self, params: GenerationParams) -> Path:
+    def _new_image_names(self, params: GenerationParams) -> Iterator[Path]:
+        """Names for a new image; the first one free is claimed when the file is written."""
         now = datetime.now()
         folder = self.images_dir / now.strftime("%Y-%m")
         stem = f"{now.strftime('%Y%m%d-%H%M%S')}-{params.seed}-{prompt_slug(params.prompt)}"
-        candidate = folder / f"{stem}.png"
-        counter = 2
-        while candidate.exists():
-            candidate = folder / f"{stem}-{counter}.png"
-            counter += 1
-        return candidate
+        return numbered(folder / f"{stem}.png")
 
     def add_image(
         self,
@@ -741,8 +738,11 @@ class GalleryStore:
         seconds: float = 0.0,
     ) -> GalleryEntry:
         """Write `image` as a PNG with metadata into the library and index it; the new entry."""
-        path = self._new_image_path(params)
-        write_png_atomic(image, path, png_text_chunks(params, model_name))
+        # Claimed atomically: another writer (a second `generate`, the window) saving the same
+        # prompt and seed in the same second gets the next name, never this file.
+        path = write_png_new(
+            image, self._new_image_names(params), png_text_chunks(params, model_name)
+        )
         _fsync_dir(path.parent)  # the rename itself survives a power cut, not just a kill
         stat = path.stat()
         entry = NewEntry(
@@ -1330,8 +1330,7 @@ class GalleryStore:
                 continue
             if copy:
                 month = datetime.fromtimestamp(entry.created).strftime("%Y-%m")
-                target = free_name(self.images_dir / month / path.name)
-                _copy_file(path, target)
+                target = _copy_new(path, numbered(self.images_dir / month / path.name))
                 entry = replace(
                     entry, path=target, mtime_ns=target.stat().st_mtime_ns, copied_from=source
                 )
@@ -1407,6 +1406,14 @@ class GalleryStore:
                 stored = item.path[len(prefix) :].replace(os.sep, "/")
                 on_disk.add(stored)
                 if stored in indexed:
+                    continue
+                if _is_empty(item):
+                    # A name claimed without hard links whose writer died before the rename
+                    # onto it: no image was ever in it, and no row names it.
+                    on_disk.discard(stored)
+                    if sweep_temp and self._is_leftover(item):
+                        Path(item.path).unlink(missing_ok=True)
+                        report.temp_files_removed.append(Path(item.path))
                     continue
                 path = Path(item.path)
                 try:
@@ -1511,6 +1518,13 @@ def _is_image_or_temp_name(name: str) -> bool:
     return not name.startswith(".") and name[name.rfind(".") :].lower() in IMAGE_SUFFIXES
 
 
+def _is_empty(item: os.DirEntry[str]) -> bool:
+    try:
+        return item.stat().st_size == 0
+    except FileNotFoundError:
+        return False
+
+
 def _walk(folder: Path, wanted: Callable[[str], bool]) -> Iterator[os.DirEntry[str]]:
     """Files under `folder` whose name passes `wanted`.
 
@@ -1557,6 +1571,14 @@ def _copy_file(source: Path, target: Path) -> None:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _copy_new(source: Path, names: Iterable[Path]) -> Path:
+    """Copy `source` under the first of `names` nobody has (claimed atomically); that name."""
+    with open(source, "rb") as src:
+        target = write_new_file(names, lambda out: shutil.copyfileobj(src, out, 1 << 20))
+    shutil.copystat(source, target)
+    return target
 
 
 def _move_file(source: Path, target: Path) -> None:
