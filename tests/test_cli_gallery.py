@@ -186,6 +186,23 @@ def test_export_by_search_and_ids(
     assert second != clean and clean.exists() and read_file(second).found
 
 
+def test_export_into_the_library_is_refused(
+    capsys: pytest.CaptureFixture[str], library: list[int]
+) -> None:
+    """Copies inside the library would be adopted by the next reconcile: 3 images became 6."""
+    with GalleryStore() as store:
+        root = store.root
+    for target in (root / "images" / "shared", root, root / "exports"):
+        code, out, err = run(capsys, "gallery", "export", "--to", str(target))
+        assert code == EXIT_BAD_INPUT and out == ""
+        assert f"is inside the image library ({root}); export to a folder outside it" in err
+    assert not (root / "images" / "shared").exists() and not (root / "exports").exists()
+    code, _, err = run(capsys, "gallery", "reconcile")
+    assert code == EXIT_OK and "adopted 0" in err
+    with GalleryStore() as store:
+        assert store.count() == 3
+
+
 def test_delete_restore_empty_trash(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
     code, _, err = run(capsys, "gallery", "delete", str(library[1]))
     assert code == EXIT_OK and "moved 1 image(s) to the trash" in err

@@ -239,7 +239,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ldstudio.core.export import export_to_folder
+    from ldstudio.core.export import check_outside, export_to_folder
     from ldstudio.core.gallery import GalleryFilter
 
     _check_count(args.limit, "--limit", 1)
@@ -252,6 +252,10 @@ def run_export(args: argparse.Namespace) -> int:
     if args.ids and f != GalleryFilter(trashed=args.trash):
         raise BadInput("give image ids or filters (--search, --model, ...), not both")
     with open_store(args) as store:
+        try:
+            check_outside(folder, store.root)
+        except ValueError as exc:
+            raise BadInput(f"--to: {exc}") from None
         if args.ids:
             entries = [_get(store, i) for i in args.ids]
         else:

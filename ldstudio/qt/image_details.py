@@ -239,8 +239,12 @@ class LibraryActions(QObject):
             kept = "with" if keep_metadata else "without"
             self.message.emit(f"Saved {path} ({kept} generation metadata)")
 
+        def work() -> Path:
+            export.check_outside(target.parent, self.store.root)  # reconcile would adopt it
+            return export.export_image(entry.path, target, keep_metadata=keep_metadata)
+
         self.run(
-            lambda: export.export_image(entry.path, target, keep_metadata=keep_metadata),
+            work,
             done,
             f"Could not save {target}",
         )
@@ -251,6 +255,7 @@ class LibraryActions(QObject):
         """Save copies of the selected images into `folder`; existing files are never replaced."""
 
         def work() -> export.FolderExport:
+            export.check_outside(folder, self.store.root)  # reconcile would adopt the copies
             entries = self.store.entries(selection.resolve(self.store))
             return export.export_to_folder(
                 [(e.id, e.path) for e in entries], folder, fmt=fmt, keep_metadata=keep_metadata
