@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -169,6 +170,23 @@ def open_library(root: Path) -> GalleryStore:
         raise BadInput(f"cannot use {root} as the library folder: {exc.strerror or exc}") from None
 
 
+# A file name that is not valid UTF-8 reaches Python with surrogate escapes (U+DC80..U+DCFF
+# for the bytes 0x80..0xFF), which a UTF-8 stdout refuses.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _shown(value: object) -> str:
+    """Text for a terminal: such a name's odd bytes appear as \\xNN escapes."""
+    return _SURROGATES.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", str(value))
+
+
+def _json(payload: object) -> str:
+    """JSON text that any UTF-8 stdout takes: such a name's surrogates become \\uDCNN escapes,
+    which json.loads turns back into the same str (os.fsencode: the same bytes)."""
+    text = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+    return _SURROGATES.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _check_count(value: int | None, option: str, minimum: int) -> None:
     if value is not None and not minimum <= value <= SQLITE_MAX:
         what = "too small" if value < minimum else "too large"
@@ -195,7 +213,7 @@ def run_list(args: argparse.Namespace) -> int:
         entries = store.page(f, args.offset, args.limit)
     if args.json:
         payload = {"total": total, "images": [e.to_dict() for e in entries]}
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        print(_json(payload))
         return EXIT_OK
     for entry in entries:
         print(_line(entry))
@@ -217,11 +235,11 @@ def run_show(args: argparse.Namespace) -> int:
         entry = _get(store, args.id)
     if args.json:
         payload = {**entry.to_dict(), "extra": entry.extra}
-        print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+        print(_json(payload))
         return EXIT_OK
     data = entry.to_dict()
     for key in ("id", "path", "created", "source", "model", "prompt", "negative_prompt"):
-        print(f"{key}: {data[key]}")
+        print(f"{key}: {_shown(data[key])}")
     for key in ("steps", "scheduler", "guidance_scale", "seed", "width", "height", "seconds"):
         if data[key] not in (None, ""):
             value = f"{data[key]:.2f}" if key == "seconds" else data[key]
@@ -271,7 +289,7 @@ def run_export(args: argparse.Namespace) -> int:
         quality=args.quality,
     )
     for target in report.written:
-        print(target)
+        print(_shown(target))
     for source, why in report.failed:
         sys.stderr.write(f"{source.name}: not exported: {why}\n")
     failed = len(report.failed)
@@ -336,7 +354,7 @@ def run_restore(args: argparse.Namespace) -> int:
         except GalleryError as exc:  # a file gone from the trash: nothing was changed
             raise BadInput(str(exc)) from None
         for image_id in done:
-            print(store.get(image_id).path)
+            print(_shown(store.get(image_id).path))
     sys.stderr.write(f"restored {len(done)} image(s)\n")
     return EXIT_OK
 

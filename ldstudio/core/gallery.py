@@ -707,16 +707,19 @@ class GalleryStore:
 
     # --- paths --------------------------------------------------------------------------------
 
-    def _db_path(self, path: Path) -> str:
-        """Paths inside the library are stored relative (the library can move), others absolute."""
+    def _db_path(self, path: Path) -> str | bytes:
+        """Paths inside the library are stored relative (the library can move), others absolute.
+
+        See _storable for names that are not valid UTF-8.
+        """
         absolute = path if path.is_absolute() else path.resolve()
         try:
-            return absolute.relative_to(self.root).as_posix()
+            return _storable(absolute.relative_to(self.root).as_posix())
         except ValueError:
-            return str(absolute)
+            return _storable(str(absolute))
 
-    def _abs(self, stored: str) -> Path:
-        return self.root / stored  # joining an absolute path yields it unchanged
+    def _abs(self, stored: str | bytes) -> Path:
+        return self.root / _from_stored(stored)  # joining an absolute path yields it unchanged
 
     # --- saving (ImageSink) -------------------------------------------------------------------
 
@@ -879,7 +882,7 @@ class GalleryStore:
                 e.mtime_ns,
                 e.file_size,
                 e.trashed_at,
-                source.path if source else None,
+                _storable(source.path) if source else None,
                 source.size if source else None,
                 source.mtime_ns if source else None,
             ),
@@ -1343,21 +1346,23 @@ class GalleryStore:
             progress(len(files), len(files))
         return report
 
-    def _paths_under(self, folder: Path) -> set[str]:
+    def _paths_under(self, folder: Path) -> set[str | bytes]:
         """The stored paths of the images indexed in place under `folder` (outside the library)."""
         rows = self._conn().execute(
-            "SELECT path FROM images WHERE path >= ? AND path < ?", _path_range(folder)
+            "SELECT path FROM images WHERE path >= ? AND path < ?"
+            " OR path >= ? AND path < ?",  # the bytes of names that are not UTF-8 (BLOBs)
+            [*_path_range(folder), *_blob_range(folder)],
         )
-        return {str(r[0]) for r in rows}
+        return {r[0] for r in rows}
 
     def _copied_from(self, folder: Path) -> set[CopySource]:
         """The files under `folder` that copy-imports copied in."""
         rows = self._conn().execute(
             "SELECT copied_from, copied_from_size, copied_from_mtime_ns FROM images"
-            " WHERE copied_from >= ? AND copied_from < ?",
-            _path_range(folder),
+            " WHERE copied_from >= ? AND copied_from < ? OR copied_from >= ? AND copied_from < ?",
+            [*_path_range(folder), *_blob_range(folder)],
         )
-        return {CopySource(str(p), int(size), int(mtime_ns)) for p, size, mtime_ns in rows}
+        return {CopySource(_from_stored(p), int(size), int(mtime_ns)) for p, size, mtime_ns in rows}
 
     def _add_imported(self, pending: list[NewEntry], report: ImportReport) -> None:
         failed: list[tuple[NewEntry, str]] = []
@@ -1387,7 +1392,7 @@ class GalleryStore:
         sweep_temp = live_others == 0
         conn = self._conn()
         indexed: dict[str, tuple[int, bool]] = {
-            str(p): (int(i), bool(m))
+            _from_stored(p): (int(i), bool(m))
             for i, p, m in conn.execute("SELECT id, path, missing FROM images")
         }
         on_disk: set[str] = set()
@@ -1493,6 +1498,24 @@ class GalleryStore:
             report.moves_finished.append(int(image_id))
 
 
+def _storable(path: str) -> str | bytes:
+    """A path as the index stores it: TEXT, or its bytes (a BLOB) when it is not valid UTF-8.
+
+    POSIX file names are bytes; Python holds one that is not UTF-8 with surrogate escapes,
+    which SQLite's TEXT cannot take. The bytes name exactly that file, and os.fsdecode turns
+    them back into the same Path (see _from_stored).
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _from_stored(stored: str | bytes) -> str:
+    return os.fsdecode(stored) if isinstance(stored, bytes) else stored
+
+
 def _path_range(folder: Path) -> tuple[str, str]:
     """Bounds that every absolute path under `folder`, and no other, sorts between.
 
@@ -1501,6 +1524,12 @@ def _path_range(folder: Path) -> tuple[str, str]:
     """
     prefix = os.path.join(str(folder), "")
     return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _blob_range(folder: Path) -> tuple[bytes, bytes]:
+    """_path_range for paths stored as bytes (BLOBs sort apart from TEXT in SQLite)."""
+    low, high = _path_range(folder)
+    return os.fsencode(low), os.fsencode(high)
 
 
 def _check_tag(tag: str) -> str:
