@@ -43,6 +43,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import sys
@@ -181,6 +182,36 @@ _COLUMNS = (
 
 class GalleryError(Exception):
     """A library operation that cannot be done; the message says which image and why."""
+
+
+# SQLite's primary result codes for a damaged database file (truncated, overwritten, garbage).
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an exception says the index file itself is damaged (not locked, not full)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+class IndexDamaged(GalleryError):
+    """The library's index file is damaged; the image files are not, and rebuild it from them."""
+
+    def __init__(self, root: Path, cause: BaseException | str) -> None:
+        self.root = root
+        self.db_path = root / DB_NAME
+        super().__init__(
+            f"the library index {self.db_path} is damaged ({cause}). The images are safe: "
+            f"rebuild the index from them with `ldstudio gallery --library "
+            f"{shlex.quote(str(root))} rebuild` (close ldstudio's window first). The damaged "
+            f"file is kept as {DB_NAME}.bad-<date>; favourites and tags that only it held are "
+            "lost where it no longer reads"
+        )
 
 
 def default_library_dir() -> Path:
@@ -607,6 +638,9 @@ class GalleryStore:
         # Temp files newer than this may be our own saves in flight (the engine thread writes
         # while a worker reconciles): only older ones can be leftovers of a killed process.
         self._opened_at = time.time()
+        # Saves whose image file is written but whose row the index refused (damaged, locked):
+        # (path, why). The files are complete; reconcile() or rebuild_index() indexes them.
+        self.unindexed: list[tuple[Path, str]] = []
         self._session = _SessionLock(self.root / "sessions")
         try:
             self._open(use_fts)
@@ -614,9 +648,20 @@ class GalleryStore:
             self.crashed_before = bool(stale)
             if reconcile or (reconcile is None and self.crashed_before):
                 self.last_reconcile = self.reconcile()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            if is_damage(exc):
+                raise IndexDamaged(self.root, exc) from None
+            raise
         except BaseException:
             self.close()
             raise
+
+    def damage(self, exc: BaseException) -> IndexDamaged | None:
+        """The clear error for `exc` when it says this library's index is damaged, else None."""
+        if isinstance(exc, IndexDamaged):
+            return exc
+        return IndexDamaged(self.root, exc) if is_damage(exc) else None
 
     def _open(self, use_fts: bool | None) -> None:
         conn = self._conn()
@@ -740,7 +785,29 @@ class GalleryStore:
         dtype: str = "",
         seconds: float = 0.0,
     ) -> GalleryEntry:
-        """Write `image` as a PNG with metadata into the library and index it; the new entry."""
+        """Write `image` as a PNG with metadata into the library and index it; the new entry.
+
+        IndexDamaged (naming the file, which is saved) when the index cannot record it.
+        """
+        entry = self._write_image(image, params, model_name, device, dtype, seconds)
+        try:
+            (image_id,) = self.add_entries([entry])
+            return self.get(image_id)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            raise IndexDamaged(self.root, f"{exc}; {entry.path} was saved all the same") from None
+
+    def _write_image(
+        self,
+        image: Image.Image,
+        params: GenerationParams,
+        model_name: str,
+        device: str,
+        dtype: str,
+        seconds: float,
+    ) -> NewEntry:
+        """The image file, complete and durable, and the row to add for it."""
         # Claimed atomically: another writer (a second `generate`, the window) saving the same
         # prompt and seed in the same second gets the next name, never this file.
         path = write_png_new(
@@ -768,8 +835,7 @@ class GalleryStore:
             mtime_ns=stat.st_mtime_ns,
             file_size=stat.st_size,
         )
-        (image_id,) = self.add_entries([entry])
-        return self.get(image_id)
+        return entry
 
     def save(
         self,
@@ -782,10 +848,20 @@ class GalleryStore:
         dtype: str,
         seconds: float,
     ) -> ImageRecord:
-        """`ImageSink.save`: the engine's finished images go straight into the library."""
-        entry = self.add_image(
-            image, params, model_name=model_name, device=device, dtype=dtype, seconds=seconds
-        )
+        """`ImageSink.save`: the engine's finished images go straight into the library.
+
+        Saved means the file: an index that cannot take the row (damaged, locked for longer
+        than the busy timeout) does not undo a complete image. The save is listed in
+        `unindexed` with why, and reconcile() or rebuild_index() adds the file later.
+        """
+        entry = self._write_image(image, params, model_name, device, dtype, seconds)
+        try:
+            self.add_entries([entry])
+        except sqlite3.Error as exc:
+            damaged = self.damage(exc)
+            why = str(damaged) if damaged else f"the library index could not record it ({exc})"
+            log.warning("%s: saved, but not indexed: %s", entry.path, why)
+            self.unindexed.append((entry.path, why))
         return ImageRecord(
             path=entry.path,
             params=params,
@@ -1497,6 +1573,58 @@ class GalleryStore:
                 )
             report.moves_finished.append(int(image_id))
 
+    def _carry_over(self, old: Sequence[_OldRow], unreadable: list[Path]) -> int:
+        """rebuild_index(): put back what only the old index knew; how many rows it reached."""
+        # Images indexed in place live outside the library: only the old index named them.
+        outside: list[NewEntry] = []
+        for row in old:
+            path = self._abs(row.stored)
+            if not self._is_outside(path) or not path.is_file():
+                continue
+            try:
+                outside.append(NewEntry.from_file(path, trashed_at=row.trashed_at))
+            except (UnreadableImage, OSError):
+                unreadable.append(path)
+        refused: list[tuple[NewEntry, str]] = []
+        self.add_entries(outside, failed=refused)
+        unreadable.extend(entry.path for entry, _why in refused)
+        recovered = 0
+        with self._write() as conn:
+            for row in old:
+                source = row.copied_from
+                done = conn.execute(
+                    # SET expressions see the row as it was: trashed_at is the new row's.
+                    "UPDATE images SET favourite = ?, created = COALESCE(?, created),"
+                    " trashed_at = CASE WHEN trashed_at IS NULL THEN NULL"
+                    "  ELSE COALESCE(?, trashed_at) END,"
+                    " original_path = CASE WHEN trashed_at IS NULL THEN NULL ELSE ? END,"
+                    " copied_from = ?, copied_from_size = ?, copied_from_mtime_ns = ?"
+                    " WHERE path = ? RETURNING id",
+                    (
+                        int(row.favourite),
+                        row.created,
+                        row.trashed_at,
+                        row.original_path,
+                        _storable(source.path) if source else None,
+                        source.size if source else None,
+                        source.mtime_ns if source else None,
+                        row.stored,
+                    ),
+                ).fetchone()
+                if done is None:
+                    continue  # its file is gone: nothing to carry over to
+                recovered += 1
+                for name in row.tags:
+                    conn.execute(
+                        "INSERT INTO tags (name) VALUES (?) ON CONFLICT DO NOTHING", (name,)
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO image_tags (image_id, tag_id)"
+                        " SELECT ?, id FROM tags WHERE name = ?",
+                        (int(done[0]), name),
+                    )
+        return recovered
+
 
 def _storable(path: str) -> str | bytes:
     """A path as the index stores it: TEXT, or its bytes (a BLOB) when it is not valid UTF-8.
@@ -1618,3 +1746,115 @@ def _move_file(source: Path, target: Path) -> None:
     except OSError:
         _copy_file(source, target)
         source.unlink()
+
+
+@dataclass
+class RebuildReport:
+    """What rebuild_index() did."""
+
+    damaged_copy: Path | None  # where the old index file was kept (None: there was none)
+    images: int  # rows in the new index
+    recovered: int  # of them, rows whose favourite, tags and dates came from the old index
+    unreadable: list[Path] = field(default_factory=list)  # image files not indexed, left alone
+    salvage_error: str | None = None  # why the old index could not be read to the end
+
+
+@dataclass(frozen=True)
+class _OldRow:
+    """What only the index knew about one image, read back from a damaged index."""
+
+    stored: str | bytes
+    favourite: bool
+    created: float | None
+    trashed_at: float | None
+    original_path: str | bytes | None
+    copied_from: CopySource | None
+    tags: tuple[str, ...]
+
+
+def rebuild_index(root: Path) -> RebuildReport:
+    """Build a new index for the library at `root` from its image files.
+
+    For a damaged index (IndexDamaged), but safe on any: the old file (with its -wal/-shm) is
+    renamed to `library.sqlite3.bad-<date>`, never deleted. What the files carry (parameters,
+    sizes) comes from the files; what only the index held (favourites, tags, creation and
+    trash dates, where a trashed image came from, images indexed in place outside the
+    library) is copied over from the old index as far as it still reads. GalleryError if
+    another ldstudio has the library open (the window, a running command).
+    """
+    root = root.expanduser().resolve()
+    if not root.is_dir():
+        raise GalleryError(f"{root}: no library folder there; nothing to rebuild")
+    db_path = root / DB_NAME
+    guard = _SessionLock(root / "sessions")
+    try:
+        _stale, live = guard.others()
+        if live:
+            raise GalleryError(
+                f"{root}: the library is open in another ldstudio ({live} window(s) or "
+                "command(s)); close them, then rebuild"
+            )
+        old, salvage_error = _salvage(db_path)
+        damaged_copy: Path | None = None
+        if db_path.exists():
+            damaged_copy = free_name(
+                db_path.with_name(f"{DB_NAME}.bad-{datetime.now():%Y%m%d-%H%M%S}")
+            )
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{db_path}{suffix}")
+                if source.exists():
+                    os.replace(source, f"{damaged_copy}{suffix}")
+        # Thumbnails are named by row id, and the new rows get new ids.
+        shutil.rmtree(root / "thumbnails", ignore_errors=True)
+        with GalleryStore(root, reconcile=True) as store:
+            assert store.last_reconcile is not None
+            unreadable = list(store.last_reconcile.unreadable)
+            recovered = store._carry_over(old, unreadable)
+            images = store.count() + store.count(GalleryFilter(trashed=True))
+    finally:
+        guard.release()
+    return RebuildReport(damaged_copy, images, recovered, unreadable, salvage_error)
+
+
+def _salvage(db_path: Path) -> tuple[list[_OldRow], str | None]:
+    """Every row of the old index that still reads (a damaged page ends the scan there)."""
+    if not db_path.exists():
+        return [], None
+    rows: list[dict[str, Any]] = []
+    tags: dict[int, list[str]] = {}
+    error: str | None = None
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+        ) as conn:
+            cursor = conn.execute("SELECT * FROM images")
+            names = [d[0] for d in cursor.description]
+            for values in cursor:
+                rows.append(dict(zip(names, values, strict=True)))
+            for image_id, name in conn.execute(
+                "SELECT image_id, name FROM image_tags JOIN tags ON tags.id = tag_id"
+            ):
+                tags.setdefault(int(image_id), []).append(str(name))
+    except sqlite3.Error as exc:
+        error = str(exc)
+    old = []
+    for row in rows:
+        source = row.get("copied_from")
+        old.append(
+            _OldRow(
+                stored=row["path"],
+                favourite=bool(row.get("favourite")),
+                created=row.get("created"),
+                trashed_at=row.get("trashed_at"),
+                original_path=row.get("original_path"),
+                copied_from=CopySource(
+                    _from_stored(source),
+                    int(row.get("copied_from_size") or 0),
+                    int(row.get("copied_from_mtime_ns") or 0),
+                )
+                if source
+                else None,
+                tags=tuple(tags.get(int(row["id"]), ())),
+            )
+        )
+    return old, error

@@ -117,8 +117,9 @@ class LibraryActions(QObject):
             try:
                 result = work()
             except Exception as exc:  # every failure is shown to the user, none kills the worker
-                log.warning("%s failed: %s", what, exc)
-                self._relay.failed.emit(f"{what}: {exc}")
+                shown = self.store.damage(exc) or exc  # a damaged index: how to rebuild it
+                log.warning("%s failed: %s", what, shown)
+                self._relay.failed.emit(f"{what}: {shown}")
                 return
             self._relay.finished.emit(then, result)
 
