@@ -271,3 +271,39 @@ def test_the_library_pane_names_the_damage_not_a_traceback(qtbot, tmp_path: Path
             assert "is damaged" in failed.args[0] and "rebuild" in failed.args[0]
         finally:
             model.close()
+
+
+def test_the_window_says_when_a_saved_image_could_not_be_indexed(qtbot, tmp_path: Path) -> None:
+    from PySide6.QtWidgets import QWidget
+
+    from ldstudio.qt.library_controller import LibraryController
+    from ldstudio.qt.params_pane import ParamsPane
+    from ldstudio.qt.prompt_pane import PromptPane
+
+    root = tmp_path / "lib"
+    make_library(root, tmp_path / "outside")
+    damage_table(root / DB_NAME, "images")
+    window, prompt_pane, params_pane = QWidget(), PromptPane(), ParamsPane()
+    for widget in (window, prompt_pane, params_pane):
+        qtbot.addWidget(widget)
+    with GalleryStore(root) as store:
+        controller = LibraryController(store, prompt_pane, params_pane, window, poll_revision=False)
+        errors: list[str] = []
+        controller.error.connect(errors.append)
+        try:
+            record = store.save(  # what the engine thread does with a finished image
+                Image.new("RGB", (8, 8)),
+                GenerationParams(prompt="unindexed", seed=1),
+                index=0,
+                model_name="m",
+                device="cpu",
+                dtype="fp32",
+                seconds=0.0,
+            )
+            controller.refresh()  # what the window does after a job
+            told = [e for e in errors if "not added to the library" in e]
+            assert len(told) == 1 and str(record.path) in told[0] and "rebuild" in told[0]
+            controller.refresh()  # told once, not after every job
+            assert len([e for e in errors if "not added to the library" in e]) == 1
+        finally:
+            controller.close()
