@@ -144,7 +144,11 @@ def test_rebuild_carries_over_what_the_old_index_still_reads(tmp_path: Path) -> 
         store.page(GalleryFilter(), 0, 100)
     assert "is damaged" in str(store.damage(raised.value))
 
+    leftover = root / "images" / ".an-interrupted-save.tmp"  # of a process killed long ago
+    leftover.write_bytes(b"half a PNG")
+    os.utime(leftover, (time.time() - 60, time.time() - 60))
     report = rebuild_index(root)
+    assert not leftover.exists()
     assert report.salvage_error is None and report.damaged_copy is not None
     assert report.images == 5 and report.recovered == 5 and report.unreadable == []
     with GalleryStore(root) as store:

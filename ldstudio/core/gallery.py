@@ -1806,13 +1806,13 @@ def rebuild_index(root: Path) -> RebuildReport:
                     os.replace(source, f"{damaged_copy}{suffix}")
         # Thumbnails are named by row id, and the new rows get new ids.
         shutil.rmtree(root / "thumbnails", ignore_errors=True)
-        with GalleryStore(root, reconcile=True) as store:
-            assert store.last_reconcile is not None
-            unreadable = list(store.last_reconcile.unreadable)
-            recovered = store._carry_over(old, unreadable)
-            images = store.count() + store.count(GalleryFilter(trashed=True))
     finally:
-        guard.release()
+        guard.release()  # before the new store's reconcile: it sweeps temp files only when alone
+    with GalleryStore(root, reconcile=True) as store:
+        assert store.last_reconcile is not None
+        unreadable = list(store.last_reconcile.unreadable)
+        recovered = store._carry_over(old, unreadable)
+        images = store.count() + store.count(GalleryFilter(trashed=True))
     return RebuildReport(damaged_copy, images, recovered, unreadable, salvage_error)
 
 
