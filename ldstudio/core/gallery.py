@@ -20,6 +20,11 @@ points to nothing. `reconcile()` adopts orphans (reading their metadata with
 moves and removes leftover temp files. It runs automatically on open when the previous session
 ended without `close()` (its session file is no longer locked), and can be run at any time.
 
+New file names are claimed atomically (`atomic.write_new_file`), so several writers (two
+processes saving the same prompt and seed in the same second) never replace each other's
+images. A damaged index file raises `IndexDamaged`, which names the way out:
+`rebuild_index()` keeps the damaged file aside and indexes every image from its file.
+
 Threads: every public method may be called from any thread. Each thread gets its own SQLite
 connection (created on first use, closed by `close()`); SQLite serialises writers
 (`busy_timeout`), WAL lets readers run beside a writer. Methods that touch image files or decode
