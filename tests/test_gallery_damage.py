@@ -128,6 +128,7 @@ def test_every_verb_names_the_damage_and_rebuild_restores_the_files(
     assert all(e.params is not None for e in [*live.values(), *trashed.values()])
     # What only the damaged index held could not be read: said so, not pretended.
     assert "could not be read to the end" in err and "of 0 carried over" in err
+    assert "images it had indexed in place outside the library" in err
     assert not live[paths["a fox"]].favourite
     assert (outside / "mine.png").is_file()  # the user's file is untouched either way
 

@@ -466,7 +466,8 @@ def run_rebuild(args: argparse.Namespace) -> int:
     if report.salvage_error is not None:
         sys.stderr.write(
             f"the old index could not be read to the end ({report.salvage_error}): favourites, "
-            "tags and dates of the images it could not read are lost\n"
+            "tags and dates of the images it could not read are lost, and so are images it "
+            "had indexed in place outside the library (import their folders again)\n"
         )
     sys.stderr.write(
         f"rebuilt the index: {report.images} image(s) from their files; favourites, tags and "

@@ -214,8 +214,8 @@ class IndexDamaged(GalleryError):
             f"the library index {self.db_path} is damaged ({cause}). The images are safe: "
             f"rebuild the index from them with `ldstudio gallery --library "
             f"{shlex.quote(str(root))} rebuild` (close ldstudio's window first). The damaged "
-            f"file is kept as {DB_NAME}.bad-<date>; favourites and tags that only it held are "
-            "lost where it no longer reads"
+            f"file is kept as {DB_NAME}.bad-<date>; what only it held (favourites, tags, images "
+            "indexed in place elsewhere) is lost where it no longer reads"
         )
 
 
