@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSocketNotifier, QTimer
+from PySide6.QtCore import QSocketNotifier, Qt, QTimer
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ldstudio import __version__
 from ldstudio.core import paths
 from ldstudio.core.events import EngineNotice, Event
-from ldstudio.core.gallery import GalleryStore
+from ldstudio.core.gallery import GalleryError, GalleryStore, IndexDamaged, rebuild_index
 from ldstudio.core.imagefiles import ImageSink
 from ldstudio.core.jobs import Job, JobQueue, JobState
 from ldstudio.core.options import EngineOptions
@@ -232,6 +232,45 @@ def build_window(
     return window
 
 
+def _ask_rebuild(message: str) -> bool:
+    box = QMessageBox(QMessageBox.Icon.Critical, "ldstudio: the library index is damaged", message)
+    box.setInformativeText(
+        "Rebuild it now from the image files? The damaged file is kept aside, not deleted."
+    )
+    rebuild = box.addButton("Rebuild index", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton("Quit", QMessageBox.ButtonRole.RejectRole)
+    box.exec()
+    return box.clickedButton() is rebuild
+
+
+def _show_error(message: str) -> None:
+    QMessageBox.critical(None, "ldstudio", message)
+
+
+def open_library(
+    root: Path,
+    ask: Callable[[str], bool] = _ask_rebuild,
+    tell: Callable[[str], None] = _show_error,
+) -> GalleryStore | None:
+    """The library for the window; a damaged index is offered a rebuild (None: not opened)."""
+    try:
+        return GalleryStore(root, reconcile=False)
+    except IndexDamaged as exc:
+        if not ask(str(exc)):
+            return None
+    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+    try:
+        rebuild_index(root)
+        return GalleryStore(root, reconcile=False)
+    except GalleryError as exc:  # another ldstudio has it open, or it is damaged again
+        QApplication.restoreOverrideCursor()
+        tell(f"The library index could not be rebuilt: {exc}")
+        return None
+    finally:
+        if QApplication.overrideCursor() is not None:
+            QApplication.restoreOverrideCursor()
+
+
 def run(
     backend_factory: BackendFactory | None = None,
     argv: list[str] | None = None,
@@ -250,7 +289,10 @@ def run(
     asyncio.set_event_loop(loop)
     settings = load_settings()
     factory = backend_factory or diffusers_backend_factory(options=load_engine_options(settings))
-    window = build_window(factory, settings=settings)
+    store = open_library(settings.library_dir())
+    if store is None:
+        return 1
+    window = build_window(factory, settings=settings, store=store)
     window.show()
     closed = asyncio.Event()
     app.lastWindowClosed.connect(closed.set)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -184,6 +185,46 @@ def test_export_by_search_and_ids(
     code, out, _ = run(capsys, "gallery", "export", str(library[1]), "--to", str(out_dir))
     (second,) = [Path(line) for line in out.splitlines()]
     assert second != clean and clean.exists() and read_file(second).found
+
+
+def test_export_into_the_library_is_refused(
+    capsys: pytest.CaptureFixture[str], library: list[int]
+) -> None:
+    """Copies inside the library would be adopted by the next reconcile: 3 images became 6."""
+    with GalleryStore() as store:
+        root = store.root
+    for target in (root / "images" / "shared", root, root / "exports"):
+        code, out, err = run(capsys, "gallery", "export", "--to", str(target))
+        assert code == EXIT_BAD_INPUT and out == ""
+        assert f"is inside the image library ({root}); export to a folder outside it" in err
+    assert not (root / "images" / "shared").exists() and not (root / "exports").exists()
+    code, _, err = run(capsys, "gallery", "reconcile")
+    assert code == EXIT_OK and "adopted 0" in err
+    with GalleryStore() as store:
+        assert store.count() == 3
+
+
+def test_a_file_name_that_is_not_utf8_is_imported_and_shown(
+    capsys: pytest.CaptureFixture[str], ldstudio_home: Path, tmp_path: Path
+) -> None:
+    raw = os.fsencode(tmp_path) + b"/src/bad-\xff.png"
+    try:
+        ldstudio_png(Path(os.fsdecode(raw)), prompt="odd name")
+    except (OSError, UnicodeError):
+        pytest.skip("this file system refuses names that are not valid UTF-8")
+    code, _, err = run(capsys, "gallery", "import", str(tmp_path / "src"))
+    assert code == EXIT_OK and "imported 1 image(s)" in err and "0 skipped" in err
+    code, out, _ = run(capsys, "gallery", "show", "1")
+    out.encode("utf-8")  # what a strict UTF-8 stdout takes: no surrogates left
+    assert code == EXIT_OK and f"path: {tmp_path}/src/bad-\\xff.png" in out
+    code, out, _ = run(capsys, "gallery", "list", "--json")
+    out.encode("utf-8")
+    (image,) = json.loads(out)["images"]
+    assert os.fsencode(image["path"]) == raw  # the JSON names exactly that file's bytes
+    code, out, _ = run(capsys, "gallery", "export", "1", "--to", str(tmp_path / "out"))
+    out.encode("utf-8")
+    assert code == EXIT_OK and out.strip().endswith("1-bad-\\xff.png")
+    assert os.fsencode(next((tmp_path / "out").iterdir()).name) == b"1-bad-\xff.png"
 
 
 def test_delete_restore_empty_trash(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -526,39 +527,69 @@ def test_numbers_too_big_for_the_index_do_not_stop_an_import(
     assert store.entry_for_path(dropped).extra["seed"] == huge  # type: ignore[union-attr]
 
 
-def test_one_file_the_index_refuses_is_skipped_and_the_rest_imported(
+def test_one_row_the_index_refuses_is_skipped_and_the_rest_added(
     store: GalleryStore, tmp_path: Path
 ) -> None:
     folder = tmp_path / "mixed"
+    good = NewEntry.from_file(ldstudio_png(folder / "good.png", prompt="a good one"))
+    # A value no INTEGER column holds (sizes come from the file system; a bad one is refused).
+    bad = dataclasses.replace(
+        NewEntry.from_file(ldstudio_png(folder / "bad.png", prompt="a bad size")),
+        file_size=2**64,
+    )
+
+    # Without `failed` the whole batch is refused, as one save must be.
+    with pytest.raises(OverflowError):
+        store.add_entries([good, bad])
+    assert store.count() == 0
+
+    failed: list[tuple[NewEntry, str]] = []
+    added = store.add_entries([good, bad], failed=failed)
+    assert added == [store.entry_for_path(good.path).id]  # type: ignore[union-attr]
+    ((refused, why),) = failed
+    assert refused == bad and "the library index cannot store it" in why
+
+
+def test_a_file_name_that_is_not_utf8_is_stored_as_its_bytes(
+    store: GalleryStore, tmp_path: Path
+) -> None:
+    """Linux allows any bytes in a name; the row names exactly that file, every way round."""
+    folder = tmp_path / "mixed"
     good = ldstudio_png(folder / "good.png", prompt="a good one")
-    # A file name that is not valid UTF-8 (Linux allows it): SQLite cannot store that text.
+    raw = os.fsencode(folder) + b"/bad-\xff.png"
     try:
-        bad = ldstudio_png(folder / os.fsdecode(b"bad-\xff.png"), prompt="a bad name")
+        bad = ldstudio_png(Path(os.fsdecode(raw)), prompt="a bad name")
     except (OSError, UnicodeError):
         pytest.skip("this file system refuses names that are not valid UTF-8")
 
     report = store.import_folder(folder)
-    assert report.added == [store.entry_for_path(good).id]  # type: ignore[union-attr]
-    ((skipped, why),) = report.skipped
-    assert skipped == bad and "the library index cannot store it" in why and "surrogates" in why
+    assert report.skipped == [] and len(report.added) == 2
+    entry = store.entry_for_path(bad)
+    assert entry is not None and os.fsencode(entry.path) == raw
+    assert entry.prompt == "a bad name" and entry.path.is_file()
+    assert store.get(entry.id).path == bad
+    again = store.import_folder(folder)  # both known: not added twice
+    assert again.added == [] and sorted(again.already_in_library) == sorted([bad, good])
 
     copied = store.import_folder(folder, copy=True)
-    assert len(copied.added) == 1 and [p for p, _ in copied.skipped] == [bad]
-    assert [p.name for p in all_files(store.images_dir)] == ["good.png"]  # no orphan copy
+    assert len(copied.added) == 2 and copied.skipped == []
+    (copy_entry,) = [e for e in store.entries(copied.added) if e.prompt == "a bad name"]
+    assert os.fsencode(copy_entry.path.name) == b"bad-\xff.png" and copy_entry.path.is_file()
+    assert store.import_folder(folder, copy=True).added == []  # the copy source is known too
 
-    # Without `failed` the whole batch is refused, as one save must be.
-    before = store.count()
-    other = ldstudio_png(tmp_path / "one" / "other.png")
-    with pytest.raises(UnicodeEncodeError):
-        store.add_entries([NewEntry.from_file(other), NewEntry.from_file(bad)])
-    assert store.count() == before
+    # Trash and restore move the library's copy under its bytes name, and back.
+    store.trash([copy_entry.id])
+    trashed = store.get(copy_entry.id)
+    assert trashed.path.is_file() and trashed.path.is_relative_to(store.trash_dir)
+    assert store.restore([copy_entry.id]) == [copy_entry.id]
+    assert store.get(copy_entry.id).path == copy_entry.path and copy_entry.path.is_file()
 
-    # Reconcile leaves such a file alone and still adopts the others.
-    shutil.copy(bad, store.images_dir / bad.name)
-    orphan = ldstudio_png(store.images_dir / "orphan.png")
-    reconciled = store.reconcile()
-    assert reconciled.adopted == [orphan]
-    assert reconciled.unreadable == [store.images_dir / bad.name]
+    # Reconcile adopts such a file and then knows it.
+    orphan = Path(shutil.copy(bad, store.images_dir / os.fsdecode(b"orphan-\xfe.png")))
+    assert store.reconcile().adopted == [orphan]
+    assert store.reconcile().adopted == [] and not store.get(entry.id).missing
+    bad.unlink()
+    assert store.reconcile().flagged_missing == [entry.id]
 
 
 def test_thumbnails_are_lazy_cached_and_follow_edits(store: GalleryStore) -> None:

@@ -473,6 +473,21 @@ def test_bulk_save_reports_images_it_could_not_save(qtbot, model, actions, store
     assert "not a readable image" in failures[0]
 
 
+def test_saving_into_the_library_is_refused(qtbot, model, actions, store):
+    """The next reconcile would adopt the copies: every image would be there twice."""
+    entries = load_rows(qtbot, model, 0, 1)
+    failures: list[str] = []
+    actions.failed.connect(failures.append)
+    inside = store.root / "images" / "copies"
+    with qtbot.waitSignal(actions.failed):
+        actions.export_rows(model.selection([0, 1]), inside, fmt="png", keep_metadata=True)
+    with qtbot.waitSignal(actions.failed):
+        actions.export(entries[0], store.root / "copy.png", keep_metadata=True)
+    assert len(failures) == 2
+    assert all(f"is inside the image library ({store.root})" in text for text in failures)
+    assert not inside.exists() and not (store.root / "copy.png").exists()
+
+
 def test_failure_lists_name_the_first_few_and_count_the_rest() -> None:
     failures = [(Path(f"/x/{i}.png"), "unreadable") for i in range(7)]
     text = failures_text(failures, "not imported", shown=2)

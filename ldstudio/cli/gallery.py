@@ -7,7 +7,10 @@ codes: 0 done, 1 when some images could not be handled (each is named on stderr)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import re
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -103,6 +106,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     reconcile.set_defaults(handler=run_reconcile)
 
+    rebuild = verbs.add_parser(
+        "rebuild",
+        help="build a new index from the image files (for a damaged index)",
+        description="Build a new library index from the image files, which carry their "
+        "parameters. The old index is kept beside it as library.sqlite3.bad-<date>; "
+        "favourites, tags and dates are carried over from it as far as it still reads.",
+    )
+    rebuild.set_defaults(handler=run_rebuild)
+
+    # A damaged index file is named with the way out, by every verb, instead of a traceback.
+    for parser in verbs.choices.values():
+        parser.set_defaults(handler=_reports_damage(parser.get_default("handler")))
+
 
 def _add_filter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", default="", metavar="TEXT", help="prompt words")
@@ -142,31 +158,76 @@ def filter_from_args(args: argparse.Namespace) -> GalleryFilter:
     )
 
 
-def open_store(args: argparse.Namespace) -> GalleryStore:
+def _reports_damage(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    @functools.wraps(handler)
+    def run(args: argparse.Namespace) -> int:
+        from ldstudio.core.gallery import IndexDamaged, is_damage
+
+        try:
+            return handler(args)
+        except IndexDamaged as exc:
+            message = str(exc)
+        except sqlite3.DatabaseError as exc:  # a damaged page met after opening
+            if not is_damage(exc):
+                raise
+            message = str(IndexDamaged(library_root(args).expanduser().resolve(), exc))
+        sys.stderr.write(f"ldstudio gallery: error: {message}\n")
+        return EXIT_FAILED
+
+    return run
+
+
+def library_root(args: argparse.Namespace) -> Path:
+    """The app's library (a folder chosen in the app is a setting) unless --library says."""
     from ldstudio.core.settings import load_settings
 
+    return Path(args.library).expanduser() if args.library else load_settings().library_dir()
+
+
+def open_store(args: argparse.Namespace) -> GalleryStore:
     # Every verb opens the library first: the ids it was given are checked before that.
     ids = [args.id] if getattr(args, "id", None) is not None else getattr(args, "ids", [])
     for image_id in ids:
         if not 1 <= image_id <= SQLITE_MAX:
             raise BadInput(f"image id {image_id} is out of range; allowed: 1 to {SQLITE_MAX}")
-    # The app's library (a folder chosen in the app is a setting) unless --library says.
-    root = Path(args.library).expanduser() if args.library else load_settings().library_dir()
+    root = library_root(args)
     if root.exists() and not root.is_dir():
         raise BadInput(f"--library: {str(root)!r} is a file; give a folder")
     return open_library(root)
 
 
 def open_library(root: Path) -> GalleryStore:
-    """The library at `root`, created if needed; BadInput when that folder cannot be used."""
-    from ldstudio.core.gallery import GalleryError, GalleryStore
+    """The library at `root`, created if needed; BadInput when that folder cannot be used.
+
+    IndexDamaged (not bad input: rebuild it) when its index file is damaged.
+    """
+    from ldstudio.core.gallery import GalleryError, GalleryStore, IndexDamaged
 
     try:
         return GalleryStore(root)
+    except IndexDamaged:
+        raise
     except GalleryError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:  # the folder (or its database) cannot be created or opened
         raise BadInput(f"cannot use {root} as the library folder: {exc.strerror or exc}") from None
+
+
+# A file name that is not valid UTF-8 reaches Python with surrogate escapes (U+DC80..U+DCFF
+# for the bytes 0x80..0xFF), which a UTF-8 stdout refuses.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _shown(value: object) -> str:
+    """Text for a terminal: such a name's odd bytes appear as \\xNN escapes."""
+    return _SURROGATES.sub(lambda m: f"\\x{ord(m.group()) & 0xFF:02x}", str(value))
+
+
+def _json(payload: object) -> str:
+    """JSON text that any UTF-8 stdout takes: such a name's surrogates become \\uDCNN escapes,
+    which json.loads turns back into the same str (os.fsencode: the same bytes)."""
+    text = json.dumps(payload, indent=2, ensure_ascii=False, default=str)
+    return _SURROGATES.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _check_count(value: int | None, option: str, minimum: int) -> None:
@@ -195,7 +256,7 @@ def run_list(args: argparse.Namespace) -> int:
         entries = store.page(f, args.offset, args.limit)
     if args.json:
         payload = {"total": total, "images": [e.to_dict() for e in entries]}
-        print(json.dumps(payload, indent=2, ensure_ascii=False))
+        print(_json(payload))
         return EXIT_OK
     for entry in entries:
         print(_line(entry))
@@ -217,11 +278,11 @@ def run_show(args: argparse.Namespace) -> int:
         entry = _get(store, args.id)
     if args.json:
         payload = {**entry.to_dict(), "extra": entry.extra}
-        print(json.dumps(payload, indent=2, ensure_ascii=False, default=str))
+        print(_json(payload))
         return EXIT_OK
     data = entry.to_dict()
     for key in ("id", "path", "created", "source", "model", "prompt", "negative_prompt"):
-        print(f"{key}: {data[key]}")
+        print(f"{key}: {_shown(data[key])}")
     for key in ("steps", "scheduler", "guidance_scale", "seed", "width", "height", "seconds"):
         if data[key] not in (None, ""):
             value = f"{data[key]:.2f}" if key == "seconds" else data[key]
@@ -239,7 +300,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ldstudio.core.export import export_to_folder
+    from ldstudio.core.export import check_outside, export_to_folder
     from ldstudio.core.gallery import GalleryFilter
 
     _check_count(args.limit, "--limit", 1)
@@ -252,6 +313,10 @@ def run_export(args: argparse.Namespace) -> int:
     if args.ids and f != GalleryFilter(trashed=args.trash):
         raise BadInput("give image ids or filters (--search, --model, ...), not both")
     with open_store(args) as store:
+        try:
+            check_outside(folder, store.root)
+        except ValueError as exc:
+            raise BadInput(f"--to: {exc}") from None
         if args.ids:
             entries = [_get(store, i) for i in args.ids]
         else:
@@ -267,7 +332,7 @@ def run_export(args: argparse.Namespace) -> int:
         quality=args.quality,
     )
     for target in report.written:
-        print(target)
+        print(_shown(target))
     for source, why in report.failed:
         sys.stderr.write(f"{source.name}: not exported: {why}\n")
     failed = len(report.failed)
@@ -332,7 +397,7 @@ def run_restore(args: argparse.Namespace) -> int:
         except GalleryError as exc:  # a file gone from the trash: nothing was changed
             raise BadInput(str(exc)) from None
         for image_id in done:
-            print(store.get(image_id).path)
+            print(_shown(store.get(image_id).path))
     sys.stderr.write(f"restored {len(done)} image(s)\n")
     return EXIT_OK
 
@@ -380,5 +445,32 @@ def run_reconcile(args: argparse.Namespace) -> int:
         f"adopted {len(report.adopted)}, flagged missing {len(report.flagged_missing)}, "
         f"found again {len(report.found_again)}, temp files removed "
         f"{len(report.temp_files_removed)} ({report.seconds:.2f} s)\n"
+    )
+    return EXIT_OK
+
+
+def run_rebuild(args: argparse.Namespace) -> int:
+    from ldstudio.core.gallery import GalleryError, rebuild_index
+
+    root = library_root(args)
+    if not root.is_dir():
+        raise BadInput(f"--library: {str(root)!r} is not a library folder; nothing to rebuild")
+    try:
+        report = rebuild_index(root)
+    except GalleryError as exc:
+        raise BadInput(str(exc)) from None
+    for path in report.unreadable:
+        sys.stderr.write(f"not an image, left alone: {_shown(path)}\n")
+    if report.damaged_copy is not None:
+        sys.stderr.write(f"the old index is kept as {_shown(report.damaged_copy)}\n")
+    if report.salvage_error is not None:
+        sys.stderr.write(
+            f"the old index could not be read to the end ({report.salvage_error}): favourites, "
+            "tags and dates of the images it could not read are lost, and so are images it "
+            "had indexed in place outside the library (import their folders again)\n"
+        )
+    sys.stderr.write(
+        f"rebuilt the index: {report.images} image(s) from their files; favourites, tags and "
+        f"dates of {report.recovered} carried over from the old index\n"
     )
     return EXIT_OK

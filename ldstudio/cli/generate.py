@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -432,7 +433,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     # Heavy imports only now: `ldstudio --help` stays instant.
     from ldstudio.cli.gallery import open_library
-    from ldstudio.core.gallery import GalleryStore
+    from ldstudio.core.gallery import GalleryStore, IndexDamaged
     from ldstudio.core.imagefiles import FolderSink, ImageSink
     from ldstudio.core.jobs import Job
     from ldstudio.core.settings import load_settings
@@ -479,7 +480,11 @@ def run_generate(args: argparse.Namespace) -> int:
     library: GalleryStore | None = None
     sink: ImageSink
     if folder is None:
-        library = open_library(load_settings().library_dir())
+        try:
+            library = open_library(load_settings().library_dir())
+        except IndexDamaged as exc:  # before generating: nothing is written, nothing lost
+            sys.stderr.write(f"error: {exc}\n")
+            return EXIT_FAILED
         sink = library
     else:
         sink = FolderSink(folder, exact, overwrite=args.overwrite)
@@ -496,14 +501,33 @@ def run_generate(args: argparse.Namespace) -> int:
         return EXIT_CANCELLED
     finally:
         signal.signal(signal.SIGINT, previous)
+        unindexed = library.unindexed if library is not None else []
         if library is not None:
             library.close()
-    return report(reporter, args.json, backend.choice.device, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return report(reporter, args.json, backend.choice.device, seconds, unindexed)
 
 
-def report(reporter: ProgressReporter, as_json: bool, device: str, seconds: float) -> int:
+def report(
+    reporter: ProgressReporter,
+    as_json: bool,
+    device: str,
+    seconds: float,
+    unindexed: Sequence[tuple[Path, str]] = (),
+) -> int:
     result = reporter.result
     started = reporter.started
+    # Saved (the files are complete) but the library index refused the rows: say both.
+    index_note: dict[str, Any] = {}
+    if unindexed:
+        sys.stderr.write(
+            f"warning: {len(unindexed)} image(s) saved but not added to the library index: "
+            f"{unindexed[0][1]}\n"
+        )
+        index_note = {
+            "not_indexed": [str(path) for path, _why in unindexed],
+            "index_error": unindexed[0][1],
+        }
     if isinstance(result, JobFinished):
         if as_json:
             payload = {
@@ -514,6 +538,7 @@ def report(reporter: ProgressReporter, as_json: bool, device: str, seconds: floa
                 "seconds": round(seconds, 3),
                 "generation_seconds": round(result.seconds, 3),
                 "previews_written": reporter.previews_written,
+                **index_note,
             }
             print(json.dumps(payload, indent=2, ensure_ascii=False))
         else:
@@ -525,7 +550,11 @@ def report(reporter: ProgressReporter, as_json: bool, device: str, seconds: floa
         sys.stderr.write(f"cancelled at step {result.step}; the unfinished image was not saved\n")
         if as_json:
             saved = [r.to_dict() for r in result.saved]
-            print(json.dumps({"status": "cancelled", "step": result.step, "images": saved}))
+            print(
+                json.dumps(
+                    {"status": "cancelled", "step": result.step, "images": saved, **index_note}
+                )
+            )
         return EXIT_CANCELLED
     if isinstance(result, JobFailed):
         sys.stderr.write(f"error: {result.message}\n")

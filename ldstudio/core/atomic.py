@@ -7,9 +7,11 @@ Files meant to be shared get the mode an ordinary `open()` would give (0666 minu
 
 from __future__ import annotations
 
+import errno
+import itertools
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -54,4 +56,79 @@ def atomic_file(
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+# Errors os.link gives where the file system has no hard links (FAT, exFAT, some network
+# shares): names are then claimed with O_EXCL instead.
+_NO_LINKS = {
+    errno.EPERM,
+    errno.EACCES,
+    errno.ENOTSUP,
+    errno.EOPNOTSUPP,
+    errno.EXDEV,
+    errno.EMLINK,
+    errno.ENOSYS,
+}
+
+
+def write_new_file(
+    candidates: Iterable[Path], write: Callable[[IO[bytes]], None], *, durable: bool = True
+) -> Path:
+    """Write a file under the first of `candidates` that nobody has; returns that name.
+
+    Several writers (threads, processes: two `generate` runs, the window and the CLI) may pick
+    the same name in the same second; a name is therefore claimed atomically, never checked
+    first and written later. The bytes go into a hidden temp file beside the names once
+    (fsynced when `durable`), which is then hard-linked to a candidate: the link fails when the
+    name exists, so no file is ever replaced, and the name appears complete or not at all.
+    Where hard links are not available the name is claimed with O_CREAT | O_EXCL and the temp
+    file renamed onto it (a name this writer owns): a crash in between leaves an empty file,
+    which the library's reconcile removes. FileExistsError when every candidate is taken.
+    Every candidate must be in the same folder.
+    """
+    names = iter(candidates)
+    first = next(names, None)
+    if first is None:
+        raise ValueError("write_new_file: no candidate name given")
+    folder = first.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{first.stem[:40]}.", suffix=".tmp", dir=folder)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, SHARED_FILE_MODE)
+        for candidate in itertools.chain((first,), names):
+            if candidate.parent != folder:
+                raise ValueError(f"write_new_file: {candidate} is not in {folder}")
+            try:
+                _claim(tmp, candidate)
+            except FileExistsError:
+                continue
+            return candidate
+        raise FileExistsError(f"{folder}: every name tried for {first.name} is taken")
+    finally:
+        tmp.unlink(missing_ok=True)  # after a link: the claimed name keeps the data
+
+
+def _claim(tmp: Path, candidate: Path) -> None:
+    """Give `tmp`'s complete content the name `candidate`; FileExistsError if it is taken."""
+    try:
+        os.link(tmp, candidate)
+        return
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+    fd = os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, SHARED_FILE_MODE)
+    os.close(fd)
+    try:
+        os.replace(tmp, candidate)
+    except BaseException:
+        candidate.unlink(missing_ok=True)  # still the empty file this writer created
         raise

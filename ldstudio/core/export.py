@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image, ImageOps, PngImagePlugin
 
-from ldstudio.core.atomic import atomic_file
-from ldstudio.core.imagefiles import free_name
+from ldstudio.core.atomic import atomic_file, write_new_file
+from ldstudio.core.imagefiles import numbered
 from ldstudio.core.metadata import PARAMETERS_KEY, a1111_parameters
 from ldstudio.core.readers import (
     EXIF_IFD,
@@ -95,11 +96,20 @@ def export_image(
     """Write `source` as `target` in `fmt` (default: from target's suffix); returns target.
 
     Raises FileNotFoundError, UnreadableImage, MetadataTooLarge, or ValueError for a bad
-    format or quality.
+    format or quality. A file already at `target` is replaced (the user chose that name).
     """
     fmt = fmt.lower() if fmt else format_for(target)
-    if fmt == "jpg":
-        fmt = "jpeg"
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    image, options = _encoded(source, fmt, keep_metadata, quality)
+    with atomic_file(target) as handle:
+        image.save(handle, format=fmt.upper(), **options)
+    return target
+
+
+def _encoded(
+    source: Path, fmt: str, keep_metadata: bool, quality: int
+) -> tuple[Image.Image, dict[str, Any]]:
+    """The image to save and Pillow's save options for `fmt` ("jpeg", not "jpg")."""
     if fmt not in FORMATS:
         raise ValueError(f"format: {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
     if not QUALITY_RANGE[0] <= quality <= QUALITY_RANGE[1]:
@@ -155,8 +165,7 @@ def export_image(
                         "or WebP, or without metadata"
                     )
                 options["exif"] = exif
-    _save_atomic(image, target, fmt, options)
-    return target
+    return image, options
 
 
 @dataclass
@@ -193,14 +202,33 @@ def export_to_folder(
     folder.mkdir(parents=True, exist_ok=True)
     report = FolderExport()
     for image_id, source in images:
-        target = free_name(folder / f"{image_id}-{source.stem}{FORMATS[fmt]}")
+        names = numbered(folder / f"{image_id}-{source.stem}{FORMATS[fmt]}")
         try:
-            export_image(source, target, fmt=fmt, keep_metadata=keep_metadata, quality=quality)
+            image, options = _encoded(source, fmt, keep_metadata, quality)
+            # Claimed, not checked: another export into this folder may pick the same name.
+            target = write_new_file(names, partial(_save, image, fmt, options))
         except (OSError, UnreadableImage, MetadataTooLarge) as exc:
             report.failed.append((source, str(exc)))
             continue
         report.written.append(target)
     return report
+
+
+def check_outside(folder: Path, library: Path) -> None:
+    """ValueError when `folder` is the library folder or inside it.
+
+    Copies written there would be adopted by the next reconcile as new images (the library
+    would hold every exported image twice).
+    """
+    target, root = folder.expanduser().resolve(), library.expanduser().resolve()
+    if target == root or target.is_relative_to(root):
+        raise ValueError(
+            f"{folder}: is inside the image library ({root}); export to a folder outside it"
+        )
+
+
+def _save(image: Image.Image, fmt: str, options: dict[str, Any], out: IO[bytes]) -> None:
+    image.save(out, format=fmt.upper(), **options)
 
 
 def _flatten(image: Image.Image) -> Image.Image:
@@ -211,8 +239,3 @@ def _flatten(image: Image.Image) -> Image.Image:
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
     return image.convert("RGB")
-
-
-def _save_atomic(image: Image.Image, target: Path, fmt: str, options: dict[str, Any]) -> None:
-    with atomic_file(target) as handle:
-        image.save(handle, format=fmt.upper(), **options)

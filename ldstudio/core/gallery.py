@@ -20,6 +20,11 @@ points to nothing. `reconcile()` adopts orphans (reading their metadata with
 moves and removes leftover temp files. It runs automatically on open when the previous session
 ended without `close()` (its session file is no longer locked), and can be run at any time.
 
+New file names are claimed atomically (`atomic.write_new_file`), so several writers (two
+processes saving the same prompt and seed in the same second) never replace each other's
+images. A damaged index file raises `IndexDamaged`, which names the way out:
+`rebuild_index()` keeps the damaged file aside and indexes every image from its file.
+
 Threads: every public method may be called from any thread. Each thread gets its own SQLite
 connection (created on first use, closed by `close()`); SQLite serialises writers
 (`busy_timeout`), WAL lets readers run beside a writer. Methods that touch image files or decode
@@ -43,6 +48,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import shutil
 import sqlite3
 import sys
@@ -59,8 +65,9 @@ from typing import IO, Any
 from PIL import Image
 
 from ldstudio.core import paths
+from ldstudio.core.atomic import write_new_file
 from ldstudio.core.events import ImageRecord
-from ldstudio.core.imagefiles import free_name, prompt_slug, write_png_atomic
+from ldstudio.core.imagefiles import free_name, numbered, prompt_slug, write_png_new
 from ldstudio.core.metadata import png_text_chunks
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import ReadResult, UnreadableImage, read_file
@@ -180,6 +187,36 @@ _COLUMNS = (
 
 class GalleryError(Exception):
     """A library operation that cannot be done; the message says which image and why."""
+
+
+# SQLite's primary result codes for a damaged database file (truncated, overwritten, garbage).
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether an exception says the index file itself is damaged (not locked, not full)."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
+
+
+class IndexDamaged(GalleryError):
+    """The library's index file is damaged; the image files are not, and rebuild it from them."""
+
+    def __init__(self, root: Path, cause: BaseException | str) -> None:
+        self.root = root
+        self.db_path = root / DB_NAME
+        super().__init__(
+            f"the library index {self.db_path} is damaged ({cause}). The images are safe: "
+            f"rebuild the index from them with `ldstudio gallery --library "
+            f"{shlex.quote(str(root))} rebuild` (close ldstudio's window first). The damaged "
+            f"file is kept as {DB_NAME}.bad-<date>; what only it held (favourites, tags, images "
+            "indexed in place elsewhere) is lost where it no longer reads"
+        )
 
 
 def default_library_dir() -> Path:
@@ -606,6 +643,9 @@ class GalleryStore:
         # Temp files newer than this may be our own saves in flight (the engine thread writes
         # while a worker reconciles): only older ones can be leftovers of a killed process.
         self._opened_at = time.time()
+        # Saves whose image file is written but whose row the index refused (damaged, locked):
+        # (path, why). The files are complete; reconcile() or rebuild_index() indexes them.
+        self.unindexed: list[tuple[Path, str]] = []
         self._session = _SessionLock(self.root / "sessions")
         try:
             self._open(use_fts)
@@ -613,9 +653,20 @@ class GalleryStore:
             self.crashed_before = bool(stale)
             if reconcile or (reconcile is None and self.crashed_before):
                 self.last_reconcile = self.reconcile()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            if is_damage(exc):
+                raise IndexDamaged(self.root, exc) from None
+            raise
         except BaseException:
             self.close()
             raise
+
+    def damage(self, exc: BaseException) -> IndexDamaged | None:
+        """The clear error for `exc` when it says this library's index is damaged, else None."""
+        if isinstance(exc, IndexDamaged):
+            return exc
+        return IndexDamaged(self.root, exc) if is_damage(exc) else None
 
     def _open(self, use_fts: bool | None) -> None:
         conn = self._conn()
@@ -706,29 +757,28 @@ class GalleryStore:
 
     # --- paths --------------------------------------------------------------------------------
 
-    def _db_path(self, path: Path) -> str:
-        """Paths inside the library are stored relative (the library can move), others absolute."""
+    def _db_path(self, path: Path) -> str | bytes:
+        """Paths inside the library are stored relative (the library can move), others absolute.
+
+        See _storable for names that are not valid UTF-8.
+        """
         absolute = path if path.is_absolute() else path.resolve()
         try:
-            return absolute.relative_to(self.root).as_posix()
+            return _storable(absolute.relative_to(self.root).as_posix())
         except ValueError:
-            return str(absolute)
+            return _storable(str(absolute))
 
-    def _abs(self, stored: str) -> Path:
-        return self.root / stored  # joining an absolute path yields it unchanged
+    def _abs(self, stored: str | bytes) -> Path:
+        return self.root / _from_stored(stored)  # joining an absolute path yields it unchanged
 
     # --- saving (ImageSink) -------------------------------------------------------------------
 
-    def _new_image_path(self, params: GenerationParams) -> Path:
+    def _new_image_names(self, params: GenerationParams) -> Iterator[Path]:
+        """Names for a new image; the first one free is claimed when the file is written."""
         now = datetime.now()
         folder = self.images_dir / now.strftime("%Y-%m")
         stem = f"{now.strftime('%Y%m%d-%H%M%S')}-{params.seed}-{prompt_slug(params.prompt)}"
-        candidate = folder / f"{stem}.png"
-        counter = 2
-        while candidate.exists():
-            candidate = folder / f"{stem}-{counter}.png"
-            counter += 1
-        return candidate
+        return numbered(folder / f"{stem}.png")
 
     def add_image(
         self,
@@ -740,9 +790,34 @@ class GalleryStore:
         dtype: str = "",
         seconds: float = 0.0,
     ) -> GalleryEntry:
-        """Write `image` as a PNG with metadata into the library and index it; the new entry."""
-        path = self._new_image_path(params)
-        write_png_atomic(image, path, png_text_chunks(params, model_name))
+        """Write `image` as a PNG with metadata into the library and index it; the new entry.
+
+        IndexDamaged (naming the file, which is saved) when the index cannot record it.
+        """
+        entry = self._write_image(image, params, model_name, device, dtype, seconds)
+        try:
+            (image_id,) = self.add_entries([entry])
+            return self.get(image_id)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            raise IndexDamaged(self.root, f"{exc}; {entry.path} was saved all the same") from None
+
+    def _write_image(
+        self,
+        image: Image.Image,
+        params: GenerationParams,
+        model_name: str,
+        device: str,
+        dtype: str,
+        seconds: float,
+    ) -> NewEntry:
+        """The image file, complete and durable, and the row to add for it."""
+        # Claimed atomically: another writer (a second `generate`, the window) saving the same
+        # prompt and seed in the same second gets the next name, never this file.
+        path = write_png_new(
+            image, self._new_image_names(params), png_text_chunks(params, model_name)
+        )
         _fsync_dir(path.parent)  # the rename itself survives a power cut, not just a kill
         stat = path.stat()
         entry = NewEntry(
@@ -765,8 +840,7 @@ class GalleryStore:
             mtime_ns=stat.st_mtime_ns,
             file_size=stat.st_size,
         )
-        (image_id,) = self.add_entries([entry])
-        return self.get(image_id)
+        return entry
 
     def save(
         self,
@@ -779,10 +853,20 @@ class GalleryStore:
         dtype: str,
         seconds: float,
     ) -> ImageRecord:
-        """`ImageSink.save`: the engine's finished images go straight into the library."""
-        entry = self.add_image(
-            image, params, model_name=model_name, device=device, dtype=dtype, seconds=seconds
-        )
+        """`ImageSink.save`: the engine's finished images go straight into the library.
+
+        Saved means the file: an index that cannot take the row (damaged, locked for longer
+        than the busy timeout) does not undo a complete image. The save is listed in
+        `unindexed` with why, and reconcile() or rebuild_index() adds the file later.
+        """
+        entry = self._write_image(image, params, model_name, device, dtype, seconds)
+        try:
+            self.add_entries([entry])
+        except sqlite3.Error as exc:
+            damaged = self.damage(exc)
+            why = str(damaged) if damaged else f"the library index could not record it ({exc})"
+            log.warning("%s: saved, but not indexed: %s", entry.path, why)
+            self.unindexed.append((entry.path, why))
         return ImageRecord(
             path=entry.path,
             params=params,
@@ -879,7 +963,7 @@ class GalleryStore:
                 e.mtime_ns,
                 e.file_size,
                 e.trashed_at,
-                source.path if source else None,
+                _storable(source.path) if source else None,
                 source.size if source else None,
                 source.mtime_ns if source else None,
             ),
@@ -1330,8 +1414,7 @@ class GalleryStore:
                 continue
             if copy:
                 month = datetime.fromtimestamp(entry.created).strftime("%Y-%m")
-                target = free_name(self.images_dir / month / path.name)
-                _copy_file(path, target)
+                target = _copy_new(path, numbered(self.images_dir / month / path.name))
                 entry = replace(
                     entry, path=target, mtime_ns=target.stat().st_mtime_ns, copied_from=source
                 )
@@ -1344,21 +1427,23 @@ class GalleryStore:
             progress(len(files), len(files))
         return report
 
-    def _paths_under(self, folder: Path) -> set[str]:
+    def _paths_under(self, folder: Path) -> set[str | bytes]:
         """The stored paths of the images indexed in place under `folder` (outside the library)."""
         rows = self._conn().execute(
-            "SELECT path FROM images WHERE path >= ? AND path < ?", _path_range(folder)
+            "SELECT path FROM images WHERE path >= ? AND path < ?"
+            " OR path >= ? AND path < ?",  # the bytes of names that are not UTF-8 (BLOBs)
+            [*_path_range(folder), *_blob_range(folder)],
         )
-        return {str(r[0]) for r in rows}
+        return {r[0] for r in rows}
 
     def _copied_from(self, folder: Path) -> set[CopySource]:
         """The files under `folder` that copy-imports copied in."""
         rows = self._conn().execute(
             "SELECT copied_from, copied_from_size, copied_from_mtime_ns FROM images"
-            " WHERE copied_from >= ? AND copied_from < ?",
-            _path_range(folder),
+            " WHERE copied_from >= ? AND copied_from < ? OR copied_from >= ? AND copied_from < ?",
+            [*_path_range(folder), *_blob_range(folder)],
         )
-        return {CopySource(str(p), int(size), int(mtime_ns)) for p, size, mtime_ns in rows}
+        return {CopySource(_from_stored(p), int(size), int(mtime_ns)) for p, size, mtime_ns in rows}
 
     def _add_imported(self, pending: list[NewEntry], report: ImportReport) -> None:
         failed: list[tuple[NewEntry, str]] = []
@@ -1388,7 +1473,7 @@ class GalleryStore:
         sweep_temp = live_others == 0
         conn = self._conn()
         indexed: dict[str, tuple[int, bool]] = {
-            str(p): (int(i), bool(m))
+            _from_stored(p): (int(i), bool(m))
             for i, p, m in conn.execute("SELECT id, path, missing FROM images")
         }
         on_disk: set[str] = set()
@@ -1407,6 +1492,14 @@ class GalleryStore:
                 stored = item.path[len(prefix) :].replace(os.sep, "/")
                 on_disk.add(stored)
                 if stored in indexed:
+                    continue
+                if _is_empty(item):
+                    # A name claimed without hard links whose writer died before the rename
+                    # onto it: no image was ever in it, and no row names it.
+                    on_disk.discard(stored)
+                    if sweep_temp and self._is_leftover(item):
+                        Path(item.path).unlink(missing_ok=True)
+                        report.temp_files_removed.append(Path(item.path))
                     continue
                 path = Path(item.path)
                 try:
@@ -1485,6 +1578,76 @@ class GalleryStore:
                 )
             report.moves_finished.append(int(image_id))
 
+    def _carry_over(self, old: Sequence[_OldRow], unreadable: list[Path]) -> int:
+        """rebuild_index(): put back what only the old index knew; how many rows it reached."""
+        # Images indexed in place live outside the library: only the old index named them.
+        outside: list[NewEntry] = []
+        for row in old:
+            path = self._abs(row.stored)
+            if not self._is_outside(path) or not path.is_file():
+                continue
+            try:
+                outside.append(NewEntry.from_file(path, trashed_at=row.trashed_at))
+            except (UnreadableImage, OSError):
+                unreadable.append(path)
+        refused: list[tuple[NewEntry, str]] = []
+        self.add_entries(outside, failed=refused)
+        unreadable.extend(entry.path for entry, _why in refused)
+        recovered = 0
+        with self._write() as conn:
+            for row in old:
+                source = row.copied_from
+                done = conn.execute(
+                    # SET expressions see the row as it was: trashed_at is the new row's.
+                    "UPDATE images SET favourite = ?, created = COALESCE(?, created),"
+                    " trashed_at = CASE WHEN trashed_at IS NULL THEN NULL"
+                    "  ELSE COALESCE(?, trashed_at) END,"
+                    " original_path = CASE WHEN trashed_at IS NULL THEN NULL ELSE ? END,"
+                    " copied_from = ?, copied_from_size = ?, copied_from_mtime_ns = ?"
+                    " WHERE path = ? RETURNING id",
+                    (
+                        int(row.favourite),
+                        row.created,
+                        row.trashed_at,
+                        row.original_path,
+                        _storable(source.path) if source else None,
+                        source.size if source else None,
+                        source.mtime_ns if source else None,
+                        row.stored,
+                    ),
+                ).fetchone()
+                if done is None:
+                    continue  # its file is gone: nothing to carry over to
+                recovered += 1
+                for name in row.tags:
+                    conn.execute(
+                        "INSERT INTO tags (name) VALUES (?) ON CONFLICT DO NOTHING", (name,)
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO image_tags (image_id, tag_id)"
+                        " SELECT ?, id FROM tags WHERE name = ?",
+                        (int(done[0]), name),
+                    )
+        return recovered
+
+
+def _storable(path: str) -> str | bytes:
+    """A path as the index stores it: TEXT, or its bytes (a BLOB) when it is not valid UTF-8.
+
+    POSIX file names are bytes; Python holds one that is not UTF-8 with surrogate escapes,
+    which SQLite's TEXT cannot take. The bytes name exactly that file, and os.fsdecode turns
+    them back into the same Path (see _from_stored).
+    """
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _from_stored(stored: str | bytes) -> str:
+    return os.fsdecode(stored) if isinstance(stored, bytes) else stored
+
 
 def _path_range(folder: Path) -> tuple[str, str]:
     """Bounds that every absolute path under `folder`, and no other, sorts between.
@@ -1494,6 +1657,12 @@ def _path_range(folder: Path) -> tuple[str, str]:
     """
     prefix = os.path.join(str(folder), "")
     return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _blob_range(folder: Path) -> tuple[bytes, bytes]:
+    """_path_range for paths stored as bytes (BLOBs sort apart from TEXT in SQLite)."""
+    low, high = _path_range(folder)
+    return os.fsencode(low), os.fsencode(high)
 
 
 def _check_tag(tag: str) -> str:
@@ -1509,6 +1678,13 @@ def _is_image_or_temp_name(name: str) -> bool:
     if name.endswith(TEMP_SUFFIX):
         return True
     return not name.startswith(".") and name[name.rfind(".") :].lower() in IMAGE_SUFFIXES
+
+
+def _is_empty(item: os.DirEntry[str]) -> bool:
+    try:
+        return item.stat().st_size == 0
+    except FileNotFoundError:
+        return False
 
 
 def _walk(folder: Path, wanted: Callable[[str], bool]) -> Iterator[os.DirEntry[str]]:
@@ -1559,6 +1735,14 @@ def _copy_file(source: Path, target: Path) -> None:
         raise
 
 
+def _copy_new(source: Path, names: Iterable[Path]) -> Path:
+    """Copy `source` under the first of `names` nobody has (claimed atomically); that name."""
+    with open(source, "rb") as src:
+        target = write_new_file(names, lambda out: shutil.copyfileobj(src, out, 1 << 20))
+    shutil.copystat(source, target)
+    return target
+
+
 def _move_file(source: Path, target: Path) -> None:
     """Rename; across file systems copy completely first, then remove the source."""
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -1567,3 +1751,115 @@ def _move_file(source: Path, target: Path) -> None:
     except OSError:
         _copy_file(source, target)
         source.unlink()
+
+
+@dataclass
+class RebuildReport:
+    """What rebuild_index() did."""
+
+    damaged_copy: Path | None  # where the old index file was kept (None: there was none)
+    images: int  # rows in the new index
+    recovered: int  # of them, rows whose favourite, tags and dates came from the old index
+    unreadable: list[Path] = field(default_factory=list)  # image files not indexed, left alone
+    salvage_error: str | None = None  # why the old index could not be read to the end
+
+
+@dataclass(frozen=True)
+class _OldRow:
+    """What only the index knew about one image, read back from a damaged index."""
+
+    stored: str | bytes
+    favourite: bool
+    created: float | None
+    trashed_at: float | None
+    original_path: str | bytes | None
+    copied_from: CopySource | None
+    tags: tuple[str, ...]
+
+
+def rebuild_index(root: Path) -> RebuildReport:
+    """Build a new index for the library at `root` from its image files.
+
+    For a damaged index (IndexDamaged), but safe on any: the old file (with its -wal/-shm) is
+    renamed to `library.sqlite3.bad-<date>`, never deleted. What the files carry (parameters,
+    sizes) comes from the files; what only the index held (favourites, tags, creation and
+    trash dates, where a trashed image came from, images indexed in place outside the
+    library) is copied over from the old index as far as it still reads. GalleryError if
+    another ldstudio has the library open (the window, a running command).
+    """
+    root = root.expanduser().resolve()
+    if not root.is_dir():
+        raise GalleryError(f"{root}: no library folder there; nothing to rebuild")
+    db_path = root / DB_NAME
+    guard = _SessionLock(root / "sessions")
+    try:
+        _stale, live = guard.others()
+        if live:
+            raise GalleryError(
+                f"{root}: the library is open in another ldstudio ({live} window(s) or "
+                "command(s)); close them, then rebuild"
+            )
+        old, salvage_error = _salvage(db_path)
+        damaged_copy: Path | None = None
+        if db_path.exists():
+            damaged_copy = free_name(
+                db_path.with_name(f"{DB_NAME}.bad-{datetime.now():%Y%m%d-%H%M%S}")
+            )
+            for suffix in ("", "-wal", "-shm"):
+                source = Path(f"{db_path}{suffix}")
+                if source.exists():
+                    os.replace(source, f"{damaged_copy}{suffix}")
+        # Thumbnails are named by row id, and the new rows get new ids.
+        shutil.rmtree(root / "thumbnails", ignore_errors=True)
+    finally:
+        guard.release()  # before the new store's reconcile: it sweeps temp files only when alone
+    with GalleryStore(root, reconcile=True) as store:
+        assert store.last_reconcile is not None
+        unreadable = list(store.last_reconcile.unreadable)
+        recovered = store._carry_over(old, unreadable)
+        images = store.count() + store.count(GalleryFilter(trashed=True))
+    return RebuildReport(damaged_copy, images, recovered, unreadable, salvage_error)
+
+
+def _salvage(db_path: Path) -> tuple[list[_OldRow], str | None]:
+    """Every row of the old index that still reads (a damaged page ends the scan there)."""
+    if not db_path.exists():
+        return [], None
+    rows: list[dict[str, Any]] = []
+    tags: dict[int, list[str]] = {}
+    error: str | None = None
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True, isolation_level=None)
+        ) as conn:
+            cursor = conn.execute("SELECT * FROM images")
+            names = [d[0] for d in cursor.description]
+            for values in cursor:
+                rows.append(dict(zip(names, values, strict=True)))
+            for image_id, name in conn.execute(
+                "SELECT image_id, name FROM image_tags JOIN tags ON tags.id = tag_id"
+            ):
+                tags.setdefault(int(image_id), []).append(str(name))
+    except sqlite3.Error as exc:
+        error = str(exc)
+    old = []
+    for row in rows:
+        source = row.get("copied_from")
+        old.append(
+            _OldRow(
+                stored=row["path"],
+                favourite=bool(row.get("favourite")),
+                created=row.get("created"),
+                trashed_at=row.get("trashed_at"),
+                original_path=row.get("original_path"),
+                copied_from=CopySource(
+                    _from_stored(source),
+                    int(row.get("copied_from_size") or 0),
+                    int(row.get("copied_from_mtime_ns") or 0),
+                )
+                if source
+                else None,
+                tags=tuple(tags.get(int(row["id"]), ())),
+            )
+        )
+    return old, error

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 
 from PIL import Image, PngImagePlugin
 
-from ldstudio.core.atomic import atomic_file
+from ldstudio.core.atomic import atomic_file, write_new_file
 from ldstudio.core.events import ImageRecord
 from ldstudio.core.metadata import png_text_chunks
 from ldstudio.core.params import GenerationParams
@@ -31,17 +33,23 @@ def prompt_slug(prompt: str, max_chars: int = SLUG_MAX_CHARS) -> str:
     return text
 
 
+def numbered(path: Path) -> Iterator[Path]:
+    """`path`, then `stem-2.ext`, `stem-3.ext`, ... (names to claim with `write_new_file`)."""
+    yield path
+    for counter in itertools.count(2):
+        yield path.with_name(f"{path.stem}-{counter}{path.suffix}")
+
+
 def free_name(path: Path) -> Path:
-    """`path`, or `stem-2.ext`, `stem-3.ext`, ...: the first name not taken (never overwrite)."""
-    candidate, counter = path, 2
-    while candidate.exists():
-        candidate = path.with_name(f"{path.stem}-{counter}{path.suffix}")
-        counter += 1
-    return candidate
+    """`path`, or `stem-2.ext`, `stem-3.ext`, ...: the first name not taken now.
+
+    Only for a writer that cannot race another (a row's own move); new files are claimed
+    atomically with `write_new_file(numbered(path), ...)`.
+    """
+    return next(candidate for candidate in numbered(path) if not candidate.exists())
 
 
-def write_png_atomic(image: Image.Image, path: Path, text: dict[str, str]) -> None:
-    """Write a PNG with text chunks so that `path` is either absent or complete, never partial."""
+def _png_info(text: dict[str, str]) -> PngImagePlugin.PngInfo:
     info = PngImagePlugin.PngInfo()
     for key, value in text.items():
         # Pillow writes tEXt for Latin-1 and needs iTXt for anything else (prompts in any script).
@@ -50,8 +58,27 @@ def write_png_atomic(image: Image.Image, path: Path, text: dict[str, str]) -> No
             info.add_text(key, value)
         except UnicodeEncodeError:
             info.add_itxt(key, value)
+    return info
+
+
+def write_png_atomic(image: Image.Image, path: Path, text: dict[str, str]) -> None:
+    """Write a PNG with text chunks so that `path` is either absent or complete, never partial.
+
+    Replaces a file already at `path`: for a name the caller owns or was allowed to replace.
+    """
+    info = _png_info(text)
     with atomic_file(path) as handle:
         image.save(handle, format="PNG", pnginfo=info)
+
+
+def write_png_new(image: Image.Image, candidates: Iterable[Path], text: dict[str, str]) -> Path:
+    """Write a PNG under the first candidate name nobody has (claimed atomically); that name."""
+    info = _png_info(text)
+
+    def write(handle: IO[bytes]) -> None:
+        image.save(handle, format="PNG", pnginfo=info)
+
+    return write_new_file(candidates, write)
 
 
 class ImageSink(Protocol):
@@ -83,23 +110,28 @@ class FolderSink:
         self.exact_path = exact_path
         self.overwrite = overwrite
 
-    def _target(self, params: GenerationParams, index: int) -> Path:
+    def _write(self, image: Image.Image, params: GenerationParams, index: int, model: str) -> Path:
+        text = png_text_chunks(params, model)
         if self.exact_path is not None:
             if index == 0:
-                if self.exact_path.exists() and not self.overwrite:
+                if self.overwrite:
+                    write_png_atomic(image, self.exact_path, text)
+                    return self.exact_path
+                try:
+                    return write_png_new(image, [self.exact_path], text)
+                except FileExistsError:
                     raise FileExistsError(
                         f"{self.exact_path}: already exists; choose another name, or allow "
                         "replacing it"
-                    )
-                return self.exact_path
-            return free_name(
-                self.exact_path.with_name(
-                    f"{self.exact_path.stem}-{index + 1}{self.exact_path.suffix}"
-                )
+                    ) from None
+            path = self.exact_path
+            return write_png_new(
+                image, numbered(path.with_name(f"{path.stem}-{index + 1}{path.suffix}")), text
             )
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         stem = f"{stamp}-{params.seed}-{prompt_slug(params.prompt)}"
-        return free_name(self.folder / f"{stem}.png")
+        # Claimed, not checked: another run may pick the same name in the same second.
+        return write_png_new(image, numbered(self.folder / f"{stem}.png"), text)
 
     def save(
         self,
@@ -112,8 +144,7 @@ class FolderSink:
         dtype: str,
         seconds: float,
     ) -> ImageRecord:
-        path = self._target(params, index)
-        write_png_atomic(image, path, png_text_chunks(params, model_name))
+        path = self._write(image, params, index, model_name)
         return ImageRecord(
             path=path,
             params=params,

@@ -117,8 +117,9 @@ class LibraryActions(QObject):
             try:
                 result = work()
             except Exception as exc:  # every failure is shown to the user, none kills the worker
-                log.warning("%s failed: %s", what, exc)
-                self._relay.failed.emit(f"{what}: {exc}")
+                shown = self.store.damage(exc) or exc  # a damaged index: how to rebuild it
+                log.warning("%s failed: %s", what, shown)
+                self._relay.failed.emit(f"{what}: {shown}")
                 return
             self._relay.finished.emit(then, result)
 
@@ -239,8 +240,12 @@ class LibraryActions(QObject):
             kept = "with" if keep_metadata else "without"
             self.message.emit(f"Saved {path} ({kept} generation metadata)")
 
+        def work() -> Path:
+            export.check_outside(target.parent, self.store.root)  # reconcile would adopt it
+            return export.export_image(entry.path, target, keep_metadata=keep_metadata)
+
         self.run(
-            lambda: export.export_image(entry.path, target, keep_metadata=keep_metadata),
+            work,
             done,
             f"Could not save {target}",
         )
@@ -251,6 +256,7 @@ class LibraryActions(QObject):
         """Save copies of the selected images into `folder`; existing files are never replaced."""
 
         def work() -> export.FolderExport:
+            export.check_outside(folder, self.store.root)  # reconcile would adopt the copies
             entries = self.store.entries(selection.resolve(self.store))
             return export.export_to_folder(
                 [(e.id, e.path) for e in entries], folder, fmt=fmt, keep_metadata=keep_metadata

@@ -75,6 +75,7 @@ class LibraryController(QObject):
         self.reader = MetadataReader()
         self.drop_filter = MetadataDropFilter(window, self.reader)
         self.auto_confirm = False  # tests and scripts restore without asking
+        self._unindexed_told = len(store.unindexed)
         self._connect()
 
     def _connect(self) -> None:
@@ -123,6 +124,15 @@ class LibraryController(QObject):
     def refresh(self) -> None:
         """After a job saved images (or anything else changed the library)."""
         self.model.refresh()
+        # Saved, but the index refused their rows (damaged): the grid cannot show them.
+        unindexed = self.store.unindexed[self._unindexed_told :]
+        if unindexed:
+            self._unindexed_told += len(unindexed)
+            path, why = unindexed[-1]
+            self.error.emit(
+                f"{len(unindexed)} image(s) saved (the newest: {path}) but not added to the "
+                f"library: {why}"
+            )
 
     def close(self) -> None:
         """Stop every worker; call before `store.close()`."""

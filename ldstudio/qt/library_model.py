@@ -364,8 +364,13 @@ class LibraryModel(QAbstractListModel):
             try:
                 job()
             except Exception as exc:  # a query error must reach the user, not a dead thread
-                log.exception("library query failed")
-                self._relay.failed.emit(f"Library query failed: {type(exc).__name__}: {exc}")
+                damaged = self.store.damage(exc)
+                if damaged is not None:  # no traceback: the message names the way out
+                    log.warning("library query failed: %s", damaged)
+                    self._relay.failed.emit(f"Library query failed: {damaged}")
+                else:
+                    log.exception("library query failed")
+                    self._relay.failed.emit(f"Library query failed: {type(exc).__name__}: {exc}")
                 self._relay.paged.emit(-1, -1, [])  # frees the in-flight slot
 
         self._query_pool.submit(run)
