@@ -63,7 +63,7 @@ from ldstudio.core.events import ImageRecord
 from ldstudio.core.imagefiles import free_name, prompt_slug, write_png_atomic
 from ldstudio.core.metadata import png_text_chunks
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.readers import ReadResult, UnreadableImage, read_file
+from ldstudio.core.readers import ReadResult, UnreadableImage, not_a_regular_file, read_file
 from ldstudio.core.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
@@ -1301,6 +1301,16 @@ class GalleryStore:
                 progress(done, len(files))
                 report_at = time.monotonic() + progress_every
             suffix = path.suffix.lower()
+            if (
+                (suffix in IMAGE_SUFFIXES or suffix in OTHER_IMAGE_SUFFIXES)
+                and not path.name.startswith(".")
+                and not path.is_dir()
+            ):
+                # A FIFO would block the read for ever; a dangling link has nothing to read.
+                why = not_a_regular_file(path)
+                if why is not None:
+                    report.skipped.append((path, why))
+                    continue
             if suffix in OTHER_IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
                 # Named, not passed over in silence: the user may expect them imported.
                 report.skipped.append(
