@@ -185,3 +185,16 @@ def test_open_image_in_the_window_explains_a_bomb(tmp_path: Path) -> None:
     bomb = claims_size(png_with_text(tmp_path / "bomb.png", {}), 20000, 20000)
     with pytest.raises(ValueError, match=r"image is 20,000×20,000 pixels, over the limit of"):
         read_parameters(bomb)
+
+
+def test_import_keeps_what_the_reader_left_out(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    png_with_text(folder / "huge.png", {"parameters": "p\n" + "x" * (2 << 20)})
+    with GalleryStore(tmp_path / "lib") as store:
+        report = store.import_folder(folder)
+        assert len(report.added) == 1 and not report.skipped
+        entry = store.get(report.added[0])
+        assert entry.source == "none"
+        assert entry.extra["metadata_warnings"].startswith(
+            "parameters: metadata too large (2,097,154 bytes; at most 1,048,576 are read)"
+        )

@@ -350,6 +350,8 @@ class NewEntry:
         extra = dict(result.extra)
         extra.pop("prompt_graph", None)  # ComfyUI graphs stay in the file; the index needs none
         extra.pop("workflow", None)
+        if result.warnings:  # what the reader left out (metadata too large, ...): kept in view
+            extra["metadata_warnings"] = "\n".join(result.warnings)
         # An integer too big for its column leaves it empty; `extra` keeps the exact value.
         seed = _column_int("seed", fields.get("seed"), extra)
         steps = _column_int("steps", fields.get("steps"), extra)
