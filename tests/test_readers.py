@@ -32,7 +32,7 @@ from hostile_support import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from ldstudio.core.metadata import A1111_PAIR_RE, a1111_pairs
 from ldstudio.core.params import GenerationParams
@@ -572,3 +572,12 @@ def test_large_image_is_read_without_decoding_and_says_so(tmp_path: Path) -> Non
     assert result.source == "a1111" and result.fields["seed"] == 965400086
     assert result.image_size == (10000, 10000) and result.image_format == "PNG"
     assert result.warnings[0].startswith("image is 10,000×10,000 pixels, over the ")
+
+
+def test_compressed_text_too_large_for_pillow_is_named(tmp_path: Path) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "p\n" + "x" * (2 << 20), zip=True)
+    path = tmp_path / "ztxt.png"
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    with pytest.raises(UnreadableImage, match=r"ztxt\.png: metadata too large: its PNG text"):
+        read_file(path)

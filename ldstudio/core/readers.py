@@ -10,7 +10,13 @@ InvokeAI (`invokeai_metadata`), Fooocus (`fooocus_scheme`) and NovelAI (`Softwar
 ldstudio's, e.g. ComfyUI `dpmpp_2m` + `karras` -> "DPM++ 2M Karras"); everything else the tool
 wrote stays in `ReadResult.extra`. Malformed metadata never raises: what cannot be parsed is
 reported in `warnings` and the result falls back to "no generation metadata found". Only a file
-that is missing (FileNotFoundError) or not an image at all (`UnreadableImage`) raises.
+that is missing (FileNotFoundError) or not an image at all (`UnreadableImage`: also a FIFO,
+socket or device, and a decompression bomb) raises.
+
+No file's content can make reading slow (imports and library reconciles read every file): each
+reader is linear in its input, a text value over MAX_TEXT_BYTES is not read, ComfyUI graph
+walks are memoised and bounded, and an image over Pillow's pixel limit is not decoded. What a
+bound left out is always named in `warnings`.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from ldstudio.core.metadata import (
     LDSTUDIO_KEY,
@@ -837,7 +843,7 @@ def not_a_regular_file(path: Path) -> str | None:
 
 def _bomb_message(path: Path, handle: Any, exc: Exception) -> str:
     """Pillow refused an image as a possible decompression bomb: say how big, and the limit."""
-    from PIL import JpegImagePlugin, PngImagePlugin, WebPImagePlugin
+    from PIL import JpegImagePlugin, WebPImagePlugin
 
     limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
     size = None
@@ -902,6 +908,17 @@ def _read_open(path: Path, handle: Any) -> ReadResult:
             image_format = image.format or "?"
     except Image.DecompressionBombError as exc:
         raise UnreadableImage(_bomb_message(path, handle, exc)) from None
+    except ValueError as exc:
+        if "MAX_TEXT" not in str(exc):
+            raise UnreadableImage(
+                f"{path}: not a readable image ({exc}); allowed: PNG, JPEG or WebP files"
+            ) from None
+        # Pillow refuses the whole image over a compressed text chunk it will not unpack.
+        raise UnreadableImage(
+            f"{path}: metadata too large: its PNG text chunks unpack to more than Pillow reads "
+            f"({PngImagePlugin.MAX_TEXT_CHUNK:,} bytes a chunk, "
+            f"{PngImagePlugin.MAX_TEXT_MEMORY:,} in all); the image cannot be opened"
+        ) from None
     except Exception as exc:  # Pillow raises a zoo (struct.error, zlib.error, ...)
         raise UnreadableImage(
             f"{path}: not a readable image ({exc}); allowed: PNG, JPEG or WebP files"
