@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import string
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gallery_support import (
@@ -17,16 +24,29 @@ from gallery_support import (
     png_with_text,
     tool_images,
 )
-from PIL import Image
+from hostile_support import (
+    a1111_long_last_line,
+    comfy_fan_out,
+    hostile_comment_jpeg,
+    hostile_exif_jpeg,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, PngImagePlugin
 
+from ldstudio.core.metadata import A1111_PAIR_RE, a1111_pairs
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import (
+    MAX_TEXT_BYTES,
     NO_METADATA,
+    ReadResult,
     UnreadableImage,
     decode_user_comment,
     map_a1111_sampler,
     map_comfy_sampler,
+    not_a_regular_file,
     read_file,
+    read_image,
     read_text,
 )
 
@@ -350,3 +370,214 @@ def test_free_text_comments_are_not_mistaken_for_parameters(tmp_path: Path) -> N
     Image.new("RGB", (8, 8)).save(a1111, comment=A1111_TEXT.encode())
     result = read_file(a1111)
     assert result.source == "a1111" and result.fields["seed"] == 965400086
+
+
+# --- hostile metadata (issue 13): every reader linear in its input, with bounded work -------
+
+# Before the fix these took 2.5 s (16 KB), 30 s (64 KB) and did not finish in minutes (900 KB,
+# the EXIF and comment JPEGs, the ComfyUI fan-out); the bound leaves room for a loaded machine.
+HOSTILE_SECONDS = 2.0
+
+
+def _timed(call: Callable[[], ReadResult]) -> tuple[ReadResult, float]:
+    started = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - started
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet='ab1_é :,"\\-/\t.\u2028', max_size=40))
+def test_a1111_pair_tokenizer_finds_what_a1111s_regex_finds(line: str) -> None:
+    # The regex is the specification (shared/FORMATS.md); the tokenizer is its linear twin.
+    assert a1111_pairs(line) == A1111_PAIR_RE.findall(line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'Steps: 20, Lora hashes: "a: 1, b: 2", Model: x',
+        'K1: "unclosed, K2: v, K3: "a\\"b", K4: "x" y, K5: ""',
+        'ab: "\\\\", cd: "\\\\\\"", ef: "\\',
+        "  lead: 1,trail:2 ,- x: 3, a: 4, b/c d-e: 5",
+        "a: 1, é: 2, ñandú: 3",
+    ],
+)
+def test_a1111_pair_tokenizer_on_tricky_lines(line: str) -> None:
+    assert a1111_pairs(line) == A1111_PAIR_RE.findall(line)
+    assert a1111_pairs(line, limit=2) == A1111_PAIR_RE.findall(line)[:2]
+
+
+@pytest.mark.parametrize("size", [16_000, 64_000, 900_000])
+def test_long_last_line_without_pairs_reads_fast_and_stays_prompt(size: int) -> None:
+    text = a1111_long_last_line(size)
+    result, seconds = _timed(lambda: read_text({"parameters": text}))
+    assert seconds < HOSTILE_SECONDS
+    # Fewer than 3 pairs: the line belongs to the (negative) prompt, as A1111 reads it.
+    assert result.source == "a1111" and result.fields["prompt"] == "a castle on a hill"
+    line = text.split("\n")[2]
+    assert result.fields["negative_prompt"] == f"ugly\n{line}".strip()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'ab: "x, ' * 40_000,  # unclosed quotes: each would scan to the end of the line
+        '\\"' * 150_000,
+        "Steps: 20, " * 30_000,
+        "a: " * 100_000,
+    ],
+)
+def test_hostile_parameter_lines_are_linear(line: str) -> None:
+    result, seconds = _timed(lambda: read_text({"parameters": f"p\n{line}"}))
+    assert seconds < HOSTILE_SECONDS and result.source == "a1111"
+
+
+def test_metadata_over_the_cap_is_reported_not_read() -> None:
+    text = a1111_long_last_line(MAX_TEXT_BYTES + 10)
+    result, seconds = _timed(lambda: read_text({"parameters": text, "Software": "x"}))
+    assert seconds < HOSTILE_SECONDS and not result.found
+    size = len(text.encode())
+    assert result.warnings == (
+        f"parameters: metadata too large ({size:,} bytes; at most {MAX_TEXT_BYTES:,} are "
+        "read); not read",
+    )
+    # The cap is per value: a usable chunk beside a huge one is still read.
+    both = read_text({"parameters": A1111_TEXT, "workflow": "x" * (MAX_TEXT_BYTES + 1)})
+    assert both.source == "a1111" and "workflow: metadata too large" in both.warnings[0]
+
+
+def test_hostile_exif_user_comment_and_jpeg_comment(tmp_path: Path) -> None:
+    exif, seconds = _timed(lambda: read_file(hostile_exif_jpeg(tmp_path / "e.jpg")))
+    assert seconds < HOSTILE_SECONDS and exif.source == "a1111"
+    assert exif.fields["negative_prompt"].startswith("b\nlorem ipsum")
+    comment, seconds = _timed(lambda: read_file(hostile_comment_jpeg(tmp_path / "c.jpg")))
+    assert seconds < HOSTILE_SECONDS and comment.source == "a1111"
+    assert comment.fields["prompt"] == "a castle on a hill"
+
+
+def test_oversized_comments_are_reported(tmp_path: Path) -> None:
+    image = Image.new("RGB", (8, 8))
+    image.info["comment"] = b"x" * (MAX_TEXT_BYTES + 1)
+    result = read_image(image)
+    assert not result.found
+    assert result.warnings[0].startswith("JPEG comment: metadata too large (1,048,577 bytes")
+
+
+@pytest.mark.parametrize("depth", [40, 60])
+def test_comfy_fan_out_graph_is_walked_once_per_node(depth: int) -> None:
+    graph = json.dumps(comfy_fan_out(depth, text_at_bottom="deep down"))
+    result, seconds = _timed(lambda: read_text({"prompt": graph}))
+    assert seconds < HOSTILE_SECONDS
+    assert result.source == "comfyui" and result.fields["prompt"] == "deep down"
+    assert result.fields["seed"] == 3 and not result.warnings
+    nothing, seconds = _timed(lambda: read_text({"prompt": json.dumps(comfy_fan_out(depth))}))
+    assert seconds < HOSTILE_SECONDS and nothing.fields["prompt"] == ""
+
+
+def test_comfy_graph_bounds_are_reported() -> None:
+    deep = json.dumps(comfy_fan_out(3000, text_at_bottom="too deep"))
+    result, seconds = _timed(lambda: read_text({"prompt": deep}))
+    assert seconds < HOSTILE_SECONDS and result.source == "comfyui"
+    assert "prompt" in result.fields and result.fields["prompt"] == ""
+    assert any("links more than 64 deep were not followed" in w for w in result.warnings)
+    # Many samplers sharing one long chain of links to their denoise value: the visit budget.
+    graph: dict[str, Any] = {
+        f"s{i}": {"class_type": "KSampler", "inputs": {"denoise": ["c0", 0]}} for i in range(400)
+    }
+    for j in range(60):  # ...ending in 0.5: a hires pass, so every sampler is looked at
+        link = [f"c{j + 1}", 0] if j < 59 else 0.5
+        graph[f"c{j}"] = {"class_type": "P", "inputs": {"value": link}}
+    wide, seconds = _timed(lambda: read_text({"prompt": json.dumps(graph)}))
+    assert seconds < HOSTILE_SECONDS and wide.source == "comfyui"
+    assert any("the walk stopped after 20,000 node visits" in w for w in wide.warnings)
+
+
+def test_comfy_cycles_end() -> None:
+    graph = {
+        "1": {"class_type": "KSampler", "inputs": {"positive": ["2", 0], "seed": ["2", 0]}},
+        "2": {"class_type": "Loop", "inputs": {"a": ["3", 0], "seed": ["3", 0]}},
+        "3": {"class_type": "Loop", "inputs": {"b": ["2", 0], "seed": ["2", 0]}},
+    }
+    result, seconds = _timed(lambda: read_text({"prompt": json.dumps(graph)}))
+    assert seconds < HOSTILE_SECONDS and result.source == "comfyui"
+    assert result.fields["prompt"] == "" and "seed" not in result.fields
+
+
+def test_fooocus_resolution_with_long_spaces_is_fast() -> None:
+    data = {"prompt": "p", "resolution": "(" + " " * 200_000 + "x"}
+    text = {"parameters": json.dumps(data), "fooocus_scheme": "fooocus"}
+    result, seconds = _timed(lambda: read_text(text))
+    assert seconds < HOSTILE_SECONDS and result.source == "fooocus" and "width" not in result.fields
+    sized = read_text(
+        {
+            "parameters": json.dumps({"prompt": "p", "resolution": " (640, 512) "}),
+            "fooocus_scheme": "fooocus",
+        }
+    )
+    assert (sized.fields["width"], sized.fields["height"]) == (640, 512)
+
+
+# --- files that are not images to open ----------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "x.png"
+    os.mkfifo(fifo)
+    pool = ThreadPoolExecutor(1)
+    future = pool.submit(read_file, fifo)
+    try:
+        with pytest.raises(UnreadableImage, match=r"x\.png: is a named pipe \(FIFO\), not a "):
+            future.result(timeout=HOSTILE_SECONDS)
+    finally:
+        if not future.done():  # it blocked: give it a writer so the thread can end
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pool.shutdown()
+    assert not_a_regular_file(fifo) == "a named pipe (FIFO), not a regular file"
+
+
+def test_dangling_link_says_where_it_points(tmp_path: Path) -> None:
+    link = tmp_path / "gone.png"
+    link.symlink_to(tmp_path / "elsewhere.png")
+    with pytest.raises(FileNotFoundError, match=r"gone\.png: a symbolic link to .*elsewhere\.png"):
+        read_file(link)
+    assert not_a_regular_file(png_with_text(tmp_path / "real.png", {})) is None
+
+
+def _with_size(path: Path, width: int, height: int) -> Path:
+    """Rewrite a PNG's IHDR so it claims `width` x `height` (the pixels stay tiny)."""
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_decompression_bomb_is_refused_with_its_size(tmp_path: Path) -> None:
+    bomb = _with_size(
+        png_with_text(tmp_path / "bomb.png", {"parameters": A1111_TEXT}), 20000, 20000
+    )
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    with pytest.raises(UnreadableImage) as caught:
+        read_file(bomb)
+    message = str(caught.value)
+    assert "bomb.png: image is 20,000×20,000 pixels" in message
+    assert f"over the limit of {limit:,} pixels" in message and "decompression bomb" in message
+
+
+def test_large_image_is_read_without_decoding_and_says_so(tmp_path: Path) -> None:
+    big = _with_size(png_with_text(tmp_path / "big.png", {"parameters": A1111_TEXT}), 10000, 10000)
+    result, seconds = _timed(lambda: read_file(big))
+    assert seconds < HOSTILE_SECONDS  # not decoded: the IDAT holds 24x32 pixels' worth
+    assert result.source == "a1111" and result.fields["seed"] == 965400086
+    assert result.image_size == (10000, 10000) and result.image_format == "PNG"
+    assert result.warnings[0].startswith("image is 10,000×10,000 pixels, over the ")
+
+
+def test_compressed_text_too_large_for_pillow_is_named(tmp_path: Path) -> None:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "p\n" + "x" * (2 << 20), zip=True)
+    path = tmp_path / "ztxt.png"
+    Image.new("RGB", (4, 4)).save(path, pnginfo=info)
+    with pytest.raises(UnreadableImage, match=r"ztxt\.png: metadata too large: its PNG text"):
+        read_file(path)

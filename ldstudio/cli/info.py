@@ -39,19 +39,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     from ldstudio.core.readers import UnreadableImage, read_file
 
     path = Path(args.file).expanduser()
     try:
         result = read_file(path)
-        with Image.open(path) as image:
-            size, image_format = image.size, image.format or "?"
-    except FileNotFoundError:
-        raise BadInput(f"{args.file}: no such file") from None
+    except FileNotFoundError as exc:
+        # A dangling symbolic link says where it points; anything else is just missing.
+        why = str(exc) if "symbolic link" in str(exc) else f"{args.file}: no such file"
+        raise BadInput(why) from None
     except UnreadableImage as exc:
         raise BadInput(str(exc)) from None
+    # read_file opened the file once (a second open could meet a different file).
+    size, image_format = result.image_size or (0, 0), result.image_format or "?"
     if args.json:
         payload: dict[str, Any] = {
             "file": str(path),

@@ -70,7 +70,7 @@ from ldstudio.core.events import ImageRecord
 from ldstudio.core.imagefiles import free_name, numbered, prompt_slug, write_png_new
 from ldstudio.core.metadata import png_text_chunks
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.readers import ReadResult, UnreadableImage, read_file
+from ldstudio.core.readers import ReadResult, UnreadableImage, not_a_regular_file, read_file
 from ldstudio.core.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
@@ -387,6 +387,8 @@ class NewEntry:
         extra = dict(result.extra)
         extra.pop("prompt_graph", None)  # ComfyUI graphs stay in the file; the index needs none
         extra.pop("workflow", None)
+        if result.warnings:  # what the reader left out (metadata too large, ...): kept in view
+            extra["metadata_warnings"] = "\n".join(result.warnings)
         # An integer too big for its column leaves it empty; `extra` keeps the exact value.
         seed = _column_int("seed", fields.get("seed"), extra)
         steps = _column_int("steps", fields.get("steps"), extra)
@@ -1385,6 +1387,16 @@ class GalleryStore:
                 progress(done, len(files))
                 report_at = time.monotonic() + progress_every
             suffix = path.suffix.lower()
+            if (
+                (suffix in IMAGE_SUFFIXES or suffix in OTHER_IMAGE_SUFFIXES)
+                and not path.name.startswith(".")
+                and not path.is_dir()
+            ):
+                # A FIFO would block the read for ever; a dangling link has nothing to read.
+                why = not_a_regular_file(path)
+                if why is not None:
+                    report.skipped.append((path, why))
+                    continue
             if suffix in OTHER_IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
                 # Named, not passed over in silence: the user may expect them imported.
                 report.skipped.append(

@@ -10,29 +10,48 @@ InvokeAI (`invokeai_metadata`), Fooocus (`fooocus_scheme`) and NovelAI (`Softwar
 ldstudio's, e.g. ComfyUI `dpmpp_2m` + `karras` -> "DPM++ 2M Karras"); everything else the tool
 wrote stays in `ReadResult.extra`. Malformed metadata never raises: what cannot be parsed is
 reported in `warnings` and the result falls back to "no generation metadata found". Only a file
-that is missing (FileNotFoundError) or not an image at all (`UnreadableImage`) raises.
+that is missing (FileNotFoundError) or not an image at all (`UnreadableImage`: also a FIFO,
+socket or device, and a decompression bomb) raises.
+
+No file's content can make reading slow (imports and library reconciles read every file): each
+reader is linear in its input, a text value over MAX_TEXT_BYTES is not read, ComfyUI graph
+walks are memoised and bounded, and an image over Pillow's pixel limit is not decoded. What a
+bound left out is always named in `warnings`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
+import warnings as _warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
-from ldstudio.core.metadata import LDSTUDIO_KEY, PARAMETERS_KEY, parse_a1111_parameters
+from ldstudio.core.metadata import (
+    LDSTUDIO_KEY,
+    PARAMETERS_KEY,
+    a1111_pairs,
+    parse_a1111_parameters,
+)
 from ldstudio.core.params import SCHEDULERS, GenerationParams
-
-# A1111's own regex for one `Key: value` pair (as in ldstudio.core.metadata).
-_A1111_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
 
 EXIF_IFD = 0x8769
 USER_COMMENT = 0x9286
 NO_METADATA = "no generation metadata found"
+# Text metadata read per value (UTF-8 bytes). Real parameters are a few KB and ComfyUI graphs
+# a few hundred; the cap bounds the work on hostile files, and what it leaves out is reported.
+MAX_TEXT_BYTES = 1 << 20
+
+# Pillow warns (DecompressionBombWarning) about images over Image.MAX_IMAGE_PIXELS on stderr,
+# from any thread, with words a user cannot act on. read_file says the same in its result, so
+# the raw warning is silenced; over twice the limit Pillow refuses and read_file explains why.
+_warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 SOURCE_LABELS: dict[str, str] = {
     "ldstudio": "ldstudio",
@@ -78,6 +97,9 @@ class ReadResult:
     warnings: tuple[str, ...] = ()
     # The A1111-style text when the image carried one: what export writes into JPEG/WebP EXIF.
     parameters_text: str | None = None
+    # Set by read_file: the file's format ("PNG", "JPEG", "WEBP") and its size in pixels.
+    image_format: str | None = None
+    image_size: tuple[int, int] | None = None
 
     @property
     def found(self) -> bool:
@@ -197,6 +219,22 @@ def _json_object(text: Any) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def too_large(what: str, size: int) -> str:
+    """The message for metadata over MAX_TEXT_BYTES."""
+    return (
+        f"{what}: metadata too large ({size:,} bytes; at most {MAX_TEXT_BYTES:,} are read); "
+        "not read"
+    )
+
+
+def _oversize(value: str) -> int | None:
+    """The UTF-8 size of `value` when it is over MAX_TEXT_BYTES, else None."""
+    if len(value) <= MAX_TEXT_BYTES // 4:
+        return None  # at most 4 bytes a character: no need to encode
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    return size if size > MAX_TEXT_BYTES else None
+
+
 def _put(fields: dict[str, Any], name: str, value: Any) -> None:
     if value is not None and value != "":
         fields[name] = value
@@ -307,7 +345,9 @@ def _read_fooocus(text: Mapping[str, str]) -> ReadResult | None:
     _put(fields, "guidance_scale", _as_float(data.get("guidance_scale")))
     _put(fields, "seed", _as_int(data.get("seed")))
     _put(fields, "model", _as_text(data.get("base_model")))
-    size = re.fullmatch(r"\s*\(?\s*(\d+)\s*[,x×]\s*(\d+)\s*\)?\s*", str(data.get("resolution", "")))
+    # Stripped first: `\s*\(?\s*` over a long run of spaces backtracks quadratically.
+    resolution = str(data.get("resolution", "")).strip()
+    size = re.fullmatch(r"\(?\s*(\d+)\s*[,x×]\s*(\d+)\s*\)?", resolution)
     if size:
         fields["width"], fields["height"] = int(size.group(1)), int(size.group(2))
     sampler = _as_text(data.get("sampler"))
@@ -375,7 +415,10 @@ def _read_novelai(text: Mapping[str, str]) -> ReadResult | None:
 # ComfyUI ---------------------------------------------------------------------------------------
 
 _COMFY_SAMPLER_NODES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
-_MAX_HOPS = 32  # graphs are small; the bound only stops cycles in hostile metadata
+# Graphs are small (tens of nodes, a few links deep); the bounds only stop hostile metadata.
+# Every walk is memoised by node, so each node is looked at about once per question asked.
+_MAX_HOPS = 64  # links followed in a row from one input
+_MAX_VISITS = 20_000  # node visits per graph, all walks together
 
 
 def _is_link(value: Any) -> bool:
@@ -383,10 +426,17 @@ def _is_link(value: Any) -> bool:
 
 
 class _ComfyGraph:
-    """The executed `prompt` graph: {node_id: {"class_type", "inputs"}}; links are [id, slot]."""
+    """The executed `prompt` graph: {node_id: {"class_type", "inputs"}}; links are [id, slot].
+
+    `cut` names the bounds a walk ran into (what was not read), for the result's warnings.
+    """
 
     def __init__(self, graph: dict[str, Any]) -> None:
         self.nodes = {str(k): v for k, v in graph.items() if isinstance(v, dict)}
+        self.visits = 0
+        self.cut: set[str] = set()
+        self._found: dict[tuple[str, tuple[str, ...]], dict[str, Any] | None] = {}
+        self._texts: dict[str, str | None] = {}
 
     def node(self, link: Any) -> dict[str, Any] | None:
         if not _is_link(link):
@@ -399,44 +449,78 @@ class _ComfyGraph:
         inputs = node.get("inputs")
         return inputs if isinstance(inputs, dict) else {}
 
-    def value(self, value: Any, names: tuple[str, ...], hops: int = 0) -> Any:
-        """A scalar input; a link is followed to the first of `names` (or any scalar) upstream."""
-        if not _is_link(value):
-            return value
+    def _visit(self, hops: int) -> bool:
+        """Count one node visit; False once the walk is too deep or the budget is spent."""
         if hops > _MAX_HOPS:
-            return None
-        node = self.node(value)
-        if node is None:
-            return None
-        inputs = self.inputs(node)
-        for name in (*names, "value", "text", "string", "seed", "noise_seed", "int", "float"):
-            if name in inputs:
-                return self.value(inputs[name], names, hops + 1)
-        return None
+            self.cut.add(f"links more than {_MAX_HOPS} deep were not followed")
+            return False
+        self.visits += 1
+        if self.visits > _MAX_VISITS:
+            self.cut.add(f"the walk stopped after {_MAX_VISITS:,} node visits")
+            return False
+        return True
+
+    def value(self, value: Any, names: tuple[str, ...]) -> Any:
+        """A scalar input; a link is followed to the first of `names` (or any scalar) upstream."""
+        seen: set[str] = set()
+        while _is_link(value):
+            node_id = str(value[0])
+            node = self.nodes.get(node_id)
+            if node is None or node_id in seen or not self._visit(len(seen)):
+                return None  # a dangling link, a cycle, or a bound
+            seen.add(node_id)
+            inputs = self.inputs(node)
+            for name in (*names, "value", "text", "string", "seed", "noise_seed", "int", "float"):
+                if name in inputs:
+                    value = inputs[name]
+                    break
+            else:
+                return None
+        return value
 
     def find(self, link: Any, classes: tuple[str, ...], hops: int = 0) -> dict[str, Any] | None:
         """Follow `link` upstream, through the first linked input of each node, to a class."""
         node = self.node(link)
-        if node is None or hops > _MAX_HOPS:
+        if node is None:
             return None
+        key = (str(link[0]), classes)
+        if key in self._found:  # looked at before, or being looked at (a cycle): same answer
+            return self._found[key]
+        if not self._visit(hops):
+            return None
+        self._found[key] = None
+        found: dict[str, Any] | None = None
         if str(node.get("class_type", "")) in classes:
-            return node
-        for value in self.inputs(node).values():
-            if _is_link(value):
-                found = self.find(value, classes, hops + 1)
-                if found is not None:
-                    return found
-        return None
+            found = node
+        else:
+            for value in self.inputs(node).values():
+                if _is_link(value):
+                    found = self.find(value, classes, hops + 1)
+                    if found is not None:
+                        break
+        self._found[key] = found
+        return found
 
     def text(self, link: Any, hops: int = 0) -> str | None:
         """Prompt text reached from a conditioning link (through combine/control nodes)."""
         node = self.node(link)
-        if node is None or hops > _MAX_HOPS:
+        if node is None:
             return None
+        key = str(link[0])
+        if key in self._texts:
+            return self._texts[key]
+        if not self._visit(hops):
+            return None
+        self._texts[key] = None
+        found = self._node_text(node, hops)
+        self._texts[key] = found
+        return found
+
+    def _node_text(self, node: dict[str, Any], hops: int) -> str | None:
         inputs = self.inputs(node)
         for key in ("text", "text_g", "text_l", "prompt"):
             if key in inputs:
-                value = self.value(inputs[key], ("text", "string", "value"), hops + 1)
+                value = self.value(inputs[key], ("text", "string", "value"))
                 if isinstance(value, str):
                     return value
         for key in ("conditioning", "conditioning_1", "positive", "conditioning_to"):
@@ -531,6 +615,11 @@ def _read_comfy_prompt(data: dict[str, Any], workflow: Any) -> ReadResult | None
     }
     if workflow is not None:
         extra["workflow"] = workflow
+    if graph.cut:
+        warnings.append(
+            f"ComfyUI graph: {'; '.join(sorted(graph.cut))}; values reached only through "
+            "them are missing"
+        )
     return _finish("comfyui", fields, {k: v for k, v in extra.items() if v is not None}, warnings)
 
 
@@ -632,9 +721,21 @@ def decode_user_comment(raw: Any) -> str | None:
 
 
 def text_metadata(image: Image.Image) -> dict[str, str]:
-    """All text an image carries: PNG text chunks, JPEG comment, EXIF UserComment (`parameters`)."""
+    """All text an image carries: PNG text chunks, JPEG comment, EXIF UserComment (`parameters`).
+
+    A comment or UserComment over MAX_TEXT_BYTES is left out (read_image reports it).
+    """
+    return _image_text(image)[0]
+
+
+def _image_text(
+    image: Image.Image, *, after_pixels: bool = True
+) -> tuple[dict[str, str], list[str]]:
+    """(text_metadata, what was left out and why). `after_pixels=False` reads only the PNG
+    text chunks before the image data, which needs no decoding (Pillow's `text` decodes)."""
     text: dict[str, str] = {}
-    png_text = getattr(image, "text", None)
+    skipped: list[str] = []
+    png_text = getattr(image, "text", None) if after_pixels else None
     if isinstance(png_text, dict):
         text.update({str(k): v for k, v in png_text.items() if isinstance(v, str)})
     for key, value in image.info.items():
@@ -644,17 +745,25 @@ def text_metadata(image: Image.Image) -> dict[str, str]:
         comment = image.info.get("comment")
         if isinstance(comment, bytes):
             comment = comment.decode("utf-8", errors="replace")
-        if isinstance(comment, str) and looks_like_a1111(comment):
-            text[PARAMETERS_KEY] = comment
+        if isinstance(comment, str):
+            size = _oversize(comment)
+            if size is not None:
+                skipped.append(too_large("JPEG comment", size))
+            elif looks_like_a1111(comment):
+                text[PARAMETERS_KEY] = comment
     if PARAMETERS_KEY not in text:
         try:
             user_comment = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
         except Exception:  # a broken EXIF block is just "no EXIF"
             user_comment = None
         decoded = decode_user_comment(user_comment)
-        if decoded and looks_like_a1111(decoded):
-            text[PARAMETERS_KEY] = decoded
-    return text
+        if decoded:
+            size = _oversize(decoded)
+            if size is not None:
+                skipped.append(too_large("EXIF UserComment", size))
+            elif looks_like_a1111(decoded):
+                text[PARAMETERS_KEY] = decoded
+    return text, skipped
 
 
 def looks_like_a1111(text: str) -> bool:
@@ -664,51 +773,162 @@ def looks_like_a1111(text: str) -> bool:
     and editors write their own text there ("Created with GIMP").
     """
     last = text.strip().rsplit("\n", 1)[-1]
-    return "\nNegative prompt:" in f"\n{text}" or len(_A1111_PAIR.findall(last)) >= 3
+    return "\nNegative prompt:" in f"\n{text}" or len(a1111_pairs(last, limit=3)) >= 3
 
 
-def read_text(text: Mapping[str, str]) -> ReadResult:
-    """Run every tool's reader over an image's text metadata; the first that recognises it wins."""
-    warnings: list[str] = []
+def read_text(text: Mapping[str, str], *, skipped: tuple[str, ...] | list[str] = ()) -> ReadResult:
+    """Run every tool's reader over an image's text metadata; the first that recognises it wins.
+
+    A value over MAX_TEXT_BYTES is not read: a warning says so. `skipped` are earlier warnings
+    of the same kind (what the caller left out), kept first in the result.
+    """
+    warnings: list[str] = list(skipped)
+    usable: dict[str, str] = {}
+    for key, value in text.items():
+        size = _oversize(value) if isinstance(value, str) else None
+        if size is None:
+            usable[key] = value
+        else:
+            warnings.append(too_large(key, size))
     for reader in _READERS:
         try:
-            result = reader(text)
+            result = reader(usable)
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
             # Malformed metadata must never crash a reader: report it and try the next format.
             warnings.append(f"{reader.__name__.removeprefix('_read_')}: unreadable ({exc})")
             continue
         if result is not None:
             if warnings:
-                return ReadResult(
-                    source=result.source,
-                    fields=result.fields,
-                    extra=result.extra,
-                    params=result.params,
-                    warnings=(*warnings, *result.warnings),
-                    parameters_text=result.parameters_text,
-                )
+                return replace(result, warnings=(*warnings, *result.warnings))
             return result
     return ReadResult(source="none", warnings=tuple(warnings))
 
 
 def read_image(image: Image.Image) -> ReadResult:
     """Generation metadata of an open image."""
-    return read_text(text_metadata(image))
+    text, skipped = _image_text(image)
+    return read_text(text, skipped=skipped)
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+)
+
+
+def _kind(mode: int) -> str | None:
+    """What a file of this mode is, when it is not a regular file (None when it is)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a file (a FIFO, a socket, a device, a dangling symbolic
+    link, ...), or None for a regular file (or a link to one). Never opens it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)}, which does not exist"
+        return "no such file"
+    except OSError as exc:  # a link loop, a name too long, no permission
+        return f"cannot be looked at ({exc.strerror or exc})"
+    kind = _kind(mode)
+    return None if kind is None else f"{kind}, not a regular file"
+
+
+def _bomb_message(path: Path, handle: Any, exc: Exception) -> str:
+    """Pillow refused an image as a possible decompression bomb: say how big, and the limit."""
+    from PIL import JpegImagePlugin, WebPImagePlugin
+
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    size = None
+    for factory in (
+        PngImagePlugin.PngImageFile,
+        JpegImagePlugin.JpegImageFile,
+        WebPImagePlugin.WebPImageFile,
+    ):
+        try:
+            handle.seek(0)
+            size = factory(handle).size  # the plugins read the header; only Image.open checks
+            break
+        except Exception:
+            continue
+    what = f"{size[0]:,}×{size[1]:,} pixels" if size else str(exc)
+    return (
+        f"{path}: image is {what}, over the limit of {limit:,} pixels ({limit / 1e6:.0f} "
+        "megapixels) ldstudio opens; a file this size is refused as a possible decompression "
+        "bomb"
+    )
 
 
 def read_file(path: Path) -> ReadResult:
-    """Generation metadata of an image file. FileNotFoundError / UnreadableImage if it is none."""
-    if not path.exists():
+    """Generation metadata of an image file. FileNotFoundError / UnreadableImage if it is none.
+
+    Only regular files are opened (a FIFO would block forever). An image over Pillow's
+    MAX_IMAGE_PIXELS is not decoded: its metadata before the pixels is read, and a warning
+    says what was not; over twice the limit it is refused (UnreadableImage).
+    """
+    why = not_a_regular_file(path)
+    if why == "no such file":
         raise FileNotFoundError(f"{path}: no such file")
-    if path.is_dir():
+    if why is not None and why.startswith("a symbolic link"):
+        raise FileNotFoundError(f"{path}: {why}")
+    if why == "a folder, not a regular file":
         raise UnreadableImage(f"{path}: is a folder; give an image file (PNG, JPEG or WebP)")
+    if why is not None:
+        raise UnreadableImage(f"{path}: is {why}; give an image file (PNG, JPEG or WebP)")
     try:
-        with Image.open(path) as image:
-            image.load()  # PNG text chunks after the image data are read only by load()
-            return read_image(image)
+        # O_NONBLOCK: a file swapped for a FIFO since the check above must not block the open.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        raise
-    except Exception as exc:  # Pillow raises a zoo (struct.error, zlib.error, bomb errors, ...)
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise UnreadableImage(f"{path}: cannot be opened ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        kind = _kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise UnreadableImage(f"{path}: is {kind}; give an image file (PNG, JPEG or WebP)")
+        return _read_open(path, handle)
+
+
+def _read_open(path: Path, handle: Any) -> ReadResult:
+    try:
+        with Image.open(handle) as image:
+            width, height = image.size
+            limit = Image.MAX_IMAGE_PIXELS
+            oversized = limit is not None and width * height > limit
+            if not oversized:
+                image.load()  # PNG text chunks after the image data are read only by load()
+            text, skipped = _image_text(image, after_pixels=not oversized)
+            image_format = image.format or "?"
+    except Image.DecompressionBombError as exc:
+        raise UnreadableImage(_bomb_message(path, handle, exc)) from None
+    except ValueError as exc:
+        if "MAX_TEXT" not in str(exc):
+            raise UnreadableImage(
+                f"{path}: not a readable image ({exc}); allowed: PNG, JPEG or WebP files"
+            ) from None
+        # Pillow refuses the whole image over a compressed text chunk it will not unpack.
+        raise UnreadableImage(
+            f"{path}: metadata too large: its PNG text chunks unpack to more than Pillow reads "
+            f"({PngImagePlugin.MAX_TEXT_CHUNK:,} bytes a chunk, "
+            f"{PngImagePlugin.MAX_TEXT_MEMORY:,} in all); the image cannot be opened"
+        ) from None
+    except Exception as exc:  # Pillow raises a zoo (struct.error, zlib.error, ...)
         raise UnreadableImage(
             f"{path}: not a readable image ({exc}); allowed: PNG, JPEG or WebP files"
         ) from None
+    if oversized:
+        skipped.insert(
+            0,
+            f"image is {width:,}×{height:,} pixels, over the {limit:,} pixels Pillow decodes "
+            "without a decompression-bomb warning: its pixels were not decoded, so metadata "
+            "stored after them (if any) was not read",
+        )
+    result = read_text(text, skipped=skipped)
+    return replace(result, image_format=image_format, image_size=(width, height))
