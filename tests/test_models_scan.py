@@ -501,3 +501,23 @@ def test_largest_allowed_header_parses_quickly(tmp_path: Path) -> None:
     parsed = read_safetensors_header(path)
     assert time.perf_counter() - started < 2.0
     assert len(parsed.tensors) == modelscan.MAX_TENSORS
+
+
+def test_symlink_loops_are_walked_once(tmp_path: Path) -> None:
+    """Issue 13: eight links to the folder itself made `models list` take 60 s."""
+    models = tmp_path / "models"
+    write_safetensors(models / "ink.safetensors", {"x.lora_down.weight": zeros(2)})
+    write_safetensors(models / "sub" / "deep.safetensors", {"y.lora_down.weight": zeros(2)})
+    for i in range(8):
+        (models / f"self{i}").symlink_to(".")
+    (models / "sub" / "up").symlink_to("..")
+    elsewhere = write_safetensors(tmp_path / "disk2" / "far.safetensors", checkpoint_tensors("sd1"))
+    (models / "linked").symlink_to(elsewhere.parent)  # a folder linked in from elsewhere
+    started = time.perf_counter()
+    entries = list(scan_folder(models))
+    assert time.perf_counter() - started < 2.0
+    assert sorted((e.name, e.path.relative_to(models).parts[0]) for e in entries) == [
+        ("deep", "sub"),
+        ("far", "linked"),
+        ("ink", "ink.safetensors"),
+    ]

@@ -667,8 +667,21 @@ def scan_folder(root: Path, max_depth: int = 6) -> Iterator[ModelEntry]:
             error=f"{root}: model folder does not exist or is not a folder",
         )
         return
+    # Links are followed (model folders are often linked in from other disks), each real
+    # folder once: a link back to a folder already seen (to itself, to a parent) would
+    # otherwise repeat the walk for every combination of links up to max_depth.
+    visited: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
+        try:
+            identity = here.stat()
+        except OSError:
+            dirs[:] = []
+            continue
+        if (identity.st_dev, identity.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((identity.st_dev, identity.st_ino))
         depth = len(here.relative_to(root).parts)
         hf_name = _hf_cache_name(here)
         if (here / "model_index.json").is_file():
