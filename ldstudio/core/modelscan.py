@@ -599,21 +599,28 @@ def inspect_diffusers_folder(path: Path, source: Path, name: str | None = None) 
         unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
         context = unet.get("cross_attention_dim")
         if isinstance(context, list):
-            context = context[0]
+            context = context[0] if context else None
         if unet.get("addition_embed_type") == "text_time":
             family = "sdxl" if context == 2048 else "sdxl-refiner"
         else:
-            family = {768: "sd1", 1024: "sd2"}.get(int(context or 0), "custom")
+            width = context if isinstance(context, int) else 0
+            family = {768: "sd1", 1024: "sd2"}.get(width, "custom")
         weights = sorted((path / "unet").glob("*.safetensors"))
         if weights:
             precision = read_safetensors_header(weights[0]).precision
         missing = [
             k
             for k, v in index.items()
-            if not k.startswith("_") and isinstance(v, list) and v[0] and not (path / k).is_dir()
+            if not k.startswith("_")
+            and isinstance(v, list)
+            and v
+            and v[0]
+            and not (path / k).is_dir()
         ]
         if missing:
             error = f"{path}: incomplete diffusers folder, missing {', '.join(missing)}"
+    except RecursionError:
+        error = f"{path}: unreadable diffusers folder (a JSON file in it is nested too deeply)"
     except (OSError, ValueError, AttributeError, ModelFileError) as exc:
         error = f"{path}: unreadable diffusers folder ({exc})"
     return ModelEntry(
@@ -740,14 +747,22 @@ class ModelFolderStore:
             return cls()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+        except (OSError, ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise ValueError(f"{path}: not valid JSON ({reason}); fix or delete it") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object")
+        folders, variants = data.get("folders", []), data.get("variants", {})
+        if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+            raise ValueError(f'{path}: "folders" must be a list of folder paths; fix or delete it')
+        if not isinstance(variants, dict) or not all(isinstance(v, str) for v in variants.values()):
+            raise ValueError(
+                f'{path}: "variants" must map file paths to config names; fix or delete it'
+            )
         return cls(
-            folders=[str(f) for f in data.get("folders", [])],
+            folders=folders,
             default=str(data.get("default", "")),
-            variants={str(k): str(v) for k, v in dict(data.get("variants", {})).items()},
+            variants=variants,
         )
 
     def save(self) -> None:
