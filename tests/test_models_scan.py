@@ -439,6 +439,7 @@ def refused(path: Path, words: str) -> str:
         ),
         (json.dumps({"a": entry("F16", [2], 0, 4)}).encode(), b"\0" * 6, "2 bytes after"),
         (b"{}", b"\0" * 3, "3 bytes after"),
+        (b'{"__metadata__": {"x": "\\ud800"}}', b"", "lone UTF-16 surrogate"),
     ],
 )
 def test_damaged_headers_are_refused_naming_file_and_fault(
@@ -455,6 +456,7 @@ def test_headers_safetensors_accepts_are_accepted(tmp_path: Path) -> None:
         ({"b": entry("F16", [1], 2, 4), "a": entry("F16", [1], 0, 2)}, 4),  # keys not in order
         ({"a": entry("F4", [4], 0, 2), "b": entry("F6_E2M3", [4], 2, 5)}, 5),  # packed
         ({"__metadata__": None, "a": {**entry("C64", [1], 0, 8), "extra": 1}}, 8),
+        ({"__metadata__": {"tags": "\U0001f600"}}, 0),  # json.dumps writes a surrogate pair
     ]
     for i, (header, size) in enumerate(cases):
         path = write_header(tmp_path / f"ok{i}.safetensors", json.dumps(header).encode())

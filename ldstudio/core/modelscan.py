@@ -205,6 +205,14 @@ def read_safetensors_header(path: Path) -> SafetensorsHeader:
         raise invalid("the header is not JSON; the file is corrupt or not safetensors") from None
     if not isinstance(header, dict):
         raise invalid(f"the header is a JSON {_json_type(header)}, not a map of tensors")
+    if b"\\ud" in raw.lower():
+        # An escaped surrogate: fine in pairs (emoji in metadata), refused by safetensors alone.
+        try:
+            json.dumps(header, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid("the header holds a lone UTF-16 surrogate (\\ud800-\\udfff)") from None
+        except RecursionError:
+            raise invalid("the header is nested too deeply") from None
     metadata = header.pop("__metadata__", None)
     if metadata is None:
         metadata = {}
