@@ -97,7 +97,7 @@ def test_models_add_folder_and_list_report_damaged_files(
     [
         ("deep.safetensors", "nested too deeply"),
         ("huge.safetensors", "ldstudio reads headers of up to 32 MB"),
-        ("many.safetensors", "tensors; ldstudio reads files of up to 100000"),
+        ("many.safetensors", "tensors; ldstudio reads files of up to 50000"),
         ("bad-unet", "unet/diffusion_pytorch_model.safetensors: " + NOT_VALID),
         ("deep-index", "model_index.json is not valid JSON (nested too deeply)"),
     ],

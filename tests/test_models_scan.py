@@ -489,7 +489,8 @@ def test_oversized_headers_are_refused_before_parsing(tmp_path: Path) -> None:
 
 
 def test_largest_allowed_header_parses_quickly(tmp_path: Path) -> None:
-    """MAX_TENSORS real-looking entries (40 times an SDXL checkpoint) stay well within 2 s."""
+    """MAX_TENSORS real-looking entries (20 times an SDXL checkpoint) stay well within 2 s of
+    CPU time (about 0.2 s on an idle machine; the wall clock of a shared one says little)."""
     header: dict[str, Any] = {"__metadata__": {"ss_tag_frequency": "{}" * 1000}}
     size = 2 * 320 * 4 * 3 * 3
     for i in range(modelscan.MAX_TENSORS):
@@ -499,9 +500,9 @@ def test_largest_allowed_header_parses_quickly(tmp_path: Path) -> None:
     write_header(path, json.dumps(header).encode())
     with path.open("ab") as handle:
         handle.truncate(path.stat().st_size + modelscan.MAX_TENSORS * size)
-    started = time.perf_counter()
+    started = time.process_time()
     parsed = read_safetensors_header(path)
-    assert time.perf_counter() - started < 2.0
+    assert time.process_time() - started < 2.0
     assert len(parsed.tensors) == modelscan.MAX_TENSORS
 
 
