@@ -173,3 +173,14 @@ def test_real_safetensors_files_are_accepted() -> None:
     assert len(weights) == 3
     for path in weights:
         assert read_safetensors_header(path).tensors
+
+
+def test_a_models_json_folder_is_named_not_a_traceback(
+    ldstudio_home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (ldstudio_home / "models.json").mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    code, _out, err = run(["models", "add-folder", str(tmp_path / "models")], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert f"{ldstudio_home / 'models.json'}: cannot be read (Is a directory)" in err
+    assert (ldstudio_home / "models.json").is_dir()

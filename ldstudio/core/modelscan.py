@@ -759,11 +759,15 @@ class ModelFolderStore:
     @classmethod
     def load(cls) -> ModelFolderStore:
         path = cls.file()
-        if not path.is_file():
+        if not os.path.lexists(path):
             return cls()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, RecursionError) as exc:
+        except OSError as exc:  # a folder, a dangling link, no permission
+            raise ValueError(
+                f"{path}: cannot be read ({exc.strerror or exc}); fix or delete it"
+            ) from None
+        except (ValueError, RecursionError) as exc:
             reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
             raise ValueError(f"{path}: not valid JSON ({reason}); fix or delete it") from None
         if not isinstance(data, dict):
