@@ -72,7 +72,8 @@ def main() -> None:
         folder.mkdir()
         for i in range(args.files):
             write_checkpoint(folder / f"model{i:04d}.safetensors", args.keys)
-        header_kib = (folder / "model0000.safetensors").stat().st_size / 1024
+        with (folder / "model0000.safetensors").open("rb") as handle:
+            header_kib = struct.unpack("<Q", handle.read(8))[0] / 1024
 
         from ldstudio.qt.model_manager import ModelManager
 
