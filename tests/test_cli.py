@@ -133,8 +133,16 @@ def test_runtime_failure_exits_1(tiny_model, tmp_path, ldstudio_home) -> None:
     broken = tmp_path / "broken"
     import shutil
 
+    import numpy as np
+    from safetensors.numpy import save_file
+
     shutil.copytree(tiny_model, broken)
-    (broken / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not weights")
+    # A valid file of the wrong weights: it passes the checks made before loading (a damaged
+    # header is bad input, exit 2; see test_models_damaged.py) and fails only in the loader.
+    save_file(
+        {"not.a.unet.weight": np.zeros(2, np.float16)},
+        str(broken / "unet" / "diffusion_pytorch_model.safetensors"),
+    )
     proc = ldstudio(
         "generate", "x", "--model", str(broken), "--steps", "1", "--json", home=ldstudio_home
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +147,157 @@ def test_a_chosen_library_folder_is_used_from_the_next_start(
     outcome = generate(qtbot, restarted, "kept elsewhere")
     assert isinstance(outcome, JobFinished)
     assert outcome.records[0].path.is_relative_to(elsewhere.resolve())
+
+
+# -- the user's own settings file, damaged (issue 13) ------------------------------------------
+
+UNREADABLE = {
+    "not UTF-8": b'{"recent_prompts": ["caf\xe9"]}',
+    "nested too deeply": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "not valid JSON": b"{not json",
+    "got a list": b"[1, 2]",
+    "got null": b"null",
+}
+# Every known key with a value of the wrong type, beside values that are fine.
+WRONG_TYPES = {
+    "recent_prompts": ["kept first", 5, None, "kept second"],
+    "model_folders": 5,
+    "splitters": {"main": 5, "left": "AAAA"},
+    "window_geometry": "é not base64",
+    "window_state": ["x"],
+    "library_folder": "/bad\u0000path",
+    "preview_method": "sparkles",
+    "preview_interval": 10**12,
+    "last_params": {"prompt": "a cat", "width": "512", "steps": 12, "seed": "x"},
+    "engine_options": {"device": [], "dtype": "fp32"},
+    "window": "x",  # not a key ldstudio knows: left as it is
+}
+DROPPED = [
+    "recent_prompts[1] (5;",
+    "recent_prompts[2] (null;",
+    "model_folders (a number; allowed: a list,",
+    "splitters['main'] (5;",
+    "window_geometry (",
+    "window_state (a list;",
+    "library_folder (",
+    'preview_method ("sparkles"; allowed: one of latent2rgb, taesd, vae, none)',
+    "preview_interval (1000000000000; allowed: a whole number from 1 to 150)",
+    "last_params.width (width: '512' is not an integer",
+    "last_params.seed (",
+    "engine_options.device (",
+]
+
+
+@pytest.mark.parametrize("reason", list(UNREADABLE))
+def test_unreadable_settings_start_with_defaults_saying_so(
+    ldstudio_home: Path, reason: str
+) -> None:
+    ldstudio_home.mkdir(parents=True)
+    settings_path().write_bytes(UNREADABLE[reason])
+    started = time.perf_counter()
+    loaded = load_settings()
+    assert time.perf_counter() - started < 2.0
+    assert loaded == Settings()
+    assert (ldstudio_home / "settings.json.bad").read_bytes() == UNREADABLE[reason]
+    assert not settings_path().exists()
+    [problem] = loaded.load_problems
+    assert problem.startswith(f"settings: {settings_path()} could not be read (")
+    assert reason in problem and "kept as settings.json.bad beside it" in problem
+    assert load_settings().load_problems == []  # said once: the next start is quiet
+
+
+def test_a_settings_folder_is_moved_aside(ldstudio_home: Path) -> None:
+    (settings_path() / "inside").mkdir(parents=True)
+    loaded = load_settings()
+    assert loaded == Settings() and "Is a directory" in loaded.load_problems[0]
+    assert (ldstudio_home / "settings.json.bad" / "inside").is_dir()
+    save_settings(loaded)  # the next save writes a file where the folder was
+    assert load_settings() == Settings()
+
+
+def test_each_broken_file_is_kept_under_its_own_name(ldstudio_home: Path) -> None:
+    """Issue 13: a second broken file overwrote the first `.bad`, the user's earlier edit."""
+    ldstudio_home.mkdir(parents=True)
+    texts = ["{first hand edit", '{"preview_interval": "second"}', "[third]", "{fourth"]
+    for text in texts:
+        settings_path().write_text(text, encoding="utf-8")
+        load_settings()
+    kept = {p.name: p.read_text(encoding="utf-8") for p in ldstudio_home.glob("settings.json.*")}
+    assert kept == {
+        "settings.json.bad": texts[0],
+        "settings.json.bad-2": texts[1],
+        "settings.json.bad-3": texts[2],
+        "settings.json.bad-4": texts[3],
+    }
+
+
+def test_wrong_types_drop_only_those_values(ldstudio_home: Path) -> None:
+    ldstudio_home.mkdir(parents=True)
+    original = json.dumps(WRONG_TYPES, ensure_ascii=False).encode()
+    settings_path().write_bytes(original)
+    loaded = load_settings()
+    assert loaded.recent_prompts == ["kept first", "kept second"]
+    assert loaded.splitters == {"left": "AAAA"}
+    assert loaded.last_params == {"prompt": "a cat", "steps": 12}
+    assert loaded.engine_options == {"dtype": "fp32"}
+    assert (loaded.model_folders, loaded.preview_method, loaded.preview_interval) == (
+        [],
+        "latent2rgb",
+        1,
+    )
+    [problem] = loaded.load_problems
+    assert problem.startswith(f"settings: {settings_path()}: dropped ")
+    for words in DROPPED:
+        assert words in problem, words
+    assert problem.endswith("The file as it was is kept as settings.json.bad beside it")
+    assert (ldstudio_home / "settings.json.bad").read_bytes() == original
+    rewritten = json.loads(settings_path().read_text(encoding="utf-8"))
+    assert rewritten["window"] == "x" and "model_folders" not in rewritten
+    again = load_settings()
+    assert again == loaded and again.load_problems == []  # said once
+
+
+def test_the_cli_says_so_once_on_stderr(ldstudio_home: Path) -> None:
+    ldstudio_home.mkdir(parents=True)
+    settings_path().write_bytes(b"\xff\xfe")
+    script = "import sys; from ldstudio.cli import main; sys.exit(main(['gallery', 'list']))"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count("could not be read (it is not UTF-8 text)") == 1, done.stderr
+    assert (ldstudio_home / "settings.json.bad").read_bytes() == b"\xff\xfe"
+
+
+def test_the_window_starts_with_wrong_types_and_says_what_it_dropped(
+    make_window, fake_backend: FakeBackend, ldstudio_home: Path
+) -> None:
+    """Issue 13: wrong element types crashed the window at start."""
+    ldstudio_home.mkdir(parents=True)
+    settings_path().write_text(json.dumps(WRONG_TYPES), encoding="utf-8")
+    window = make_window(fake_backend)
+    tips = [a.toolTip() for a in window.prompt_pane.recent_menu.actions()]
+    assert tips == ["kept first", "kept second"]
+    params = window.current_params()
+    assert (params.prompt, params.steps) == ("a cat", 12)
+    notice = window.settings_notice
+    assert notice.isVisible() and notice.windowTitle() == "Settings"
+    assert all(words in notice.text() for words in DROPPED)
+    assert window.settings.load_problems == []  # shown once
+
+
+@pytest.mark.parametrize("reason", ["not UTF-8", "nested too deeply", "a folder"])
+def test_the_window_starts_with_an_unreadable_settings_file(
+    make_window, fake_backend: FakeBackend, ldstudio_home: Path, reason: str
+) -> None:
+    ldstudio_home.mkdir(parents=True)
+    if reason == "a folder":
+        settings_path().mkdir()
+    else:
+        settings_path().write_bytes(UNREADABLE[reason])
+    window = make_window(fake_backend)
+    assert "kept as settings.json.bad beside it" in window.settings_notice.text()
+    assert window.current_params().steps == GenerationParams(prompt="").steps
+    window.close()  # saving on close writes a fresh file; the one kept aside stays
+    assert (ldstudio_home / "settings.json.bad").exists() and settings_path().is_file()

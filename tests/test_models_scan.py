@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -358,3 +359,168 @@ def test_store_round_trip_and_name_lookup(tmp_path: Path) -> None:
     assert find_model("BIGXL", entries, ("checkpoint",)).variant == "sdxl-turbo"
     with pytest.raises(ValueError, match="known: bigxl, dreamy"):
         find_model("nothing", entries, ("checkpoint",))
+
+
+# -- damaged and hostile headers (issue 13) ----------------------------------------------------
+
+
+def write_header(path: Path, raw: bytes, data: bytes = b"") -> Path:
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+    return path
+
+
+def entry(dtype: str, shape: list[Any], start: int, end: int) -> dict[str, Any]:
+    return {"dtype": dtype, "shape": shape, "data_offsets": [start, end]}
+
+
+def tiny_entries(count: int) -> bytes:
+    """`count` minimal tensor entries: ~40 bytes each, the cheapest way to bloat a header."""
+    body = ",".join(
+        f'"{i:x}":{{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}' for i in range(count)
+    )
+    return ("{" + body + "}").encode()
+
+
+def refused(path: Path, words: str) -> str:
+    """The ModelFileError for `path`, which must name the file and say `words`, quickly."""
+    started = time.perf_counter()
+    with pytest.raises(modelscan.ModelFileError) as caught:
+        read_safetensors_header(path)
+    assert time.perf_counter() - started < 2.0
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and words in message, message
+    scanned = inspect_file(path)  # what `models list` and the model manager show
+    assert (scanned.status, scanned.error) == ("error", message)
+    return message
+
+
+@pytest.mark.parametrize(
+    ("raw", "data", "words"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, b"", "nested too deeply"),
+        (b'{"a":' * 100_000 + b"1" + b"}" * 100_000, b"", "nested too deeply"),
+        (b'{"a": ' + b"9" * 5000 + b"}", b"", "not JSON"),  # past int()'s digit limit
+        (b'{"a": {"dtype": "F16"', b"", "not JSON"),
+        (b'{"\xff\xfe": 1}', b"", "not UTF-8"),
+        (b"[1, 2]", b"", "a JSON list, not a map of tensors"),
+        (b'{"a": 5}', b"", "tensor 'a' is a JSON number"),
+        (b'{"__metadata__": [], "a": 1}', b"", "__metadata__ is a JSON list"),
+        (b'{"__metadata__": {"steps": 20}}', b"", "metadata values must be text"),
+        (json.dumps({"a": entry("F99", [2], 0, 4)}).encode(), b"\0" * 4, 'dtype "F99"; allowed'),
+        (json.dumps({"a": entry("f16", [2], 0, 4)}).encode(), b"\0" * 4, "allowed: BOOL, F4"),
+        (json.dumps({"a": {"shape": [2], "data_offsets": [0, 4]}}).encode(), b"", "dtype missing"),
+        (json.dumps({"a": entry("F16", [-2], 0, 4)}).encode(), b"\0" * 4, "shape [-2]"),
+        (json.dumps({"a": entry("F16", [True], 0, 2)}).encode(), b"\0" * 2, "shape [true]"),
+        (json.dumps({"a": entry("F16", [2.0], 0, 4)}).encode(), b"\0" * 4, "shape [2.0]"),
+        (json.dumps({"a": entry("F16", [2**64], 0, 4)}).encode(), b"\0" * 4, "whole numbers"),
+        (json.dumps({"a": entry("F16", "2", 0, 4)}).encode(), b"\0" * 4, 'shape "2"'),
+        (
+            json.dumps({"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4, 4]}}).encode(),
+            b"\0" * 4,
+            "data_offsets [0, 4, 4]",
+        ),
+        (json.dumps({"a": entry("F16", [0], 4, 0)}).encode(), b"\0" * 4, "start <= end"),
+        (json.dumps({"a": entry("F16", [3], 0, 4)}).encode(), b"\0" * 4, "does not take the 4"),
+        (json.dumps({"a": entry("F4", [3], 0, 2)}).encode(), b"\0" * 2, "does not take the 2"),
+        (
+            json.dumps({"a": entry("F16", [2**40] * 2000, 0, 4)}).encode(),
+            b"\0" * 4,
+            "does not take",
+        ),
+        (
+            json.dumps({"a": entry("F16", [1], 0, 2), "b": entry("F16", [1], 4, 6)}).encode(),
+            b"\0" * 6,
+            "'b' starts at byte 4 of the data, but the tensors before it end at 2",
+        ),
+        (
+            json.dumps({"a": entry("F16", [2], 0, 4), "b": entry("F16", [1], 2, 4)}).encode(),
+            b"\0" * 4,
+            "without gaps or overlaps",
+        ),
+        (json.dumps({"a": entry("F16", [2], 0, 4)}).encode(), b"\0" * 6, "2 bytes after"),
+        (b"{}", b"\0" * 3, "3 bytes after"),
+        (b'{"__metadata__": {"x": "\\ud800"}}', b"", "lone UTF-16 surrogate"),
+    ],
+)
+def test_damaged_headers_are_refused_naming_file_and_fault(
+    tmp_path: Path, raw: bytes, data: bytes, words: str
+) -> None:
+    refused(write_header(tmp_path / "damaged.safetensors", raw, data), words)
+
+
+def test_headers_safetensors_accepts_are_accepted(tmp_path: Path) -> None:
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({}, 0),
+        ({"a": entry("F16", [], 0, 2)}, 2),  # a scalar
+        ({"a": entry("F16", [0, 2**40], 0, 0), "b": entry("F16", [1], 0, 2)}, 2),  # empty
+        ({"b": entry("F16", [1], 2, 4), "a": entry("F16", [1], 0, 2)}, 4),  # keys not in order
+        ({"a": entry("F4", [4], 0, 2), "b": entry("F6_E2M3", [4], 2, 5)}, 5),  # packed
+        ({"__metadata__": None, "a": {**entry("C64", [1], 0, 8), "extra": 1}}, 8),
+        ({"__metadata__": {"tags": "\U0001f600"}}, 0),  # json.dumps writes a surrogate pair
+    ]
+    for i, (header, size) in enumerate(cases):
+        path = write_header(tmp_path / f"ok{i}.safetensors", json.dumps(header).encode())
+        path.write_bytes(path.read_bytes() + b"\0" * size)
+        parsed = read_safetensors_header(path)
+        assert set(parsed.tensors) == set(header) - {"__metadata__"}
+    padded = json.dumps({"a": entry("F16", [2], 0, 4)}).encode() + b"   "  # safetensors pads
+    assert read_safetensors_header(write_header(tmp_path / "pad.safetensors", padded, b"\0" * 4))
+
+
+def test_oversized_headers_are_refused_before_parsing(tmp_path: Path) -> None:
+    """Issue 13: a 99 MB header of 1.7 M tensors took 15 s and 1.4 GB to scan."""
+    big = tmp_path / "big.safetensors"
+    with big.open("wb") as handle:  # sparse: the header is never read
+        length = modelscan.MAX_HEADER_BYTES + 1
+        handle.write(struct.pack("<Q", length))
+        handle.truncate(8 + length)
+    refused(big, "its header is 33554433 bytes; ldstudio reads headers of up to 32 MB")
+    many = write_header(tmp_path / "many.safetensors", tiny_entries(modelscan.MAX_TENSORS + 1))
+    refused(many, f"describes {modelscan.MAX_TENSORS + 1} tensors; ldstudio reads files of up to")
+    values = write_header(tmp_path / "values.safetensors", b"[" + b"0," * 2_000_000 + b"0]")
+    refused(values, "holds about 2000001 JSON values")
+    # Keys spelled with escapes hide from the byte count; the parsed count still holds.
+    body = ",".join(
+        f'"{i:x}":{{"dtype":"U8","shape":[0],"\\u0064ata_offsets":[0,0]}}'
+        for i in range(modelscan.MAX_TENSORS + 1)
+    )
+    escaped = write_header(tmp_path / "escaped.safetensors", ("{" + body + "}").encode())
+    refused(escaped, f"describes {modelscan.MAX_TENSORS + 1} tensors")
+
+
+def test_largest_allowed_header_parses_quickly(tmp_path: Path) -> None:
+    """MAX_TENSORS real-looking entries (20 times an SDXL checkpoint) stay well within 2 s of
+    CPU time (about 0.2 s on an idle machine; the wall clock of a shared one says little)."""
+    header: dict[str, Any] = {"__metadata__": {"ss_tag_frequency": "{}" * 1000}}
+    size = 2 * 320 * 4 * 3 * 3
+    for i in range(modelscan.MAX_TENSORS):
+        name = f"model.diffusion_model.output_blocks.{i}.1.transformer_blocks.0.attn2.to_k.weight"
+        header[name] = entry("F16", [320, 4, 3, 3], i * size, (i + 1) * size)
+    path = tmp_path / "large.safetensors"
+    write_header(path, json.dumps(header).encode())
+    with path.open("ab") as handle:
+        handle.truncate(path.stat().st_size + modelscan.MAX_TENSORS * size)
+    started = time.process_time()
+    parsed = read_safetensors_header(path)
+    assert time.process_time() - started < 2.0
+    assert len(parsed.tensors) == modelscan.MAX_TENSORS
+
+
+def test_symlink_loops_are_walked_once(tmp_path: Path) -> None:
+    """Issue 13: eight links to the folder itself made `models list` take 60 s."""
+    models = tmp_path / "models"
+    write_safetensors(models / "ink.safetensors", {"x.lora_down.weight": zeros(2)})
+    write_safetensors(models / "sub" / "deep.safetensors", {"y.lora_down.weight": zeros(2)})
+    for i in range(8):
+        (models / f"self{i}").symlink_to(".")
+    (models / "sub" / "up").symlink_to("..")
+    elsewhere = write_safetensors(tmp_path / "disk2" / "far.safetensors", checkpoint_tensors("sd1"))
+    (models / "linked").symlink_to(elsewhere.parent)  # a folder linked in from elsewhere
+    started = time.perf_counter()
+    entries = list(scan_folder(models))
+    assert time.perf_counter() - started < 2.0
+    assert sorted((e.name, e.path.relative_to(models).parts[0]) for e in entries) == [
+        ("deep", "sub"),
+        ("far", "linked"),
+        ("ink", "ink.safetensors"),
+    ]

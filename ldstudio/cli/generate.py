@@ -437,7 +437,6 @@ def run_generate(args: argparse.Namespace) -> int:
     from ldstudio.core.imagefiles import FolderSink, ImageSink
     from ldstudio.core.jobs import Job
     from ldstudio.core.settings import load_settings
-    from ldstudio.engine.backend import DiffusersBackend
     from ldstudio.engine.models import resolve_model_path
 
     model_path = resolve_model_path(params.model)
@@ -452,6 +451,9 @@ def run_generate(args: argparse.Namespace) -> int:
             "set-default NAME_OR_PATH`, or `ldstudio models set-default ''` for the bundled one"
         ) from None
     check_against_model(params, prompt_loras, model_path, variant)
+    # torch only now: a model file refused above is refused in milliseconds.
+    from ldstudio.engine.backend import DiffusersBackend
+
     try:
         backend = DiffusersBackend(options)
     except ValueError as exc:  # a device this machine does not have

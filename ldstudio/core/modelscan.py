@@ -10,10 +10,11 @@ opened beyond their size: unpickling can run arbitrary code.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,16 @@ from ldstudio.core import paths
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
-# A header larger than this is not a real safetensors header (safetensors itself caps it).
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Bounds checked before a header is parsed, so a hostile or damaged file costs milliseconds, not
+# seconds and gigabytes. Real files are far below them: an SDXL checkpoint has ~2,500 tensors
+# in a ~300 KB header, a Flux checkpoint with its text encoders ~1,500; LoRAs with kohya's
+# training metadata stay under a few MB. (safetensors' own limit, 100 MB, admits headers of
+# 1.7 M tensors that take ldstudio 15 s and 1.4 GB to parse.)
+MAX_HEADER_BYTES = 32 * 1024 * 1024
+MAX_TENSORS = 50_000
+# JSON values (counted as commas and brackets, strings included: an upper bound) per tensor:
+# a 4-D tensor's entry has 10; the rest is room for metadata text.
+_MAX_VALUES = 16 * MAX_TENSORS
 
 # Bundled single-file configurations (resources/configs/<variant>), per architecture family.
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -65,19 +74,30 @@ _DTYPE_NAMES = {
     "F8_E4M3": "fp8",
     "F8_E5M2": "fp8",
 }
-_DTYPE_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "F8_E4M3": 1,
-    "F8_E5M2": 1,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
+# Every dtype safetensors (0.8) knows, in bits per element (F4 and F6 are packed).
+_DTYPE_BITS = {
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
 }
 _UNET = "model.diffusion_model."
 _ATTN2_TO_K = re.compile(r"^model\.diffusion_model\..*\.attn2\.to_k\.weight$")
@@ -127,64 +147,194 @@ class SafetensorsHeader:
 def read_safetensors_header(path: Path) -> SafetensorsHeader:
     """Parse and check a safetensors header; ModelFileError naming the file if it is bad.
 
-    Checks that the data section the header describes is exactly what the file holds, so a
-    truncated download is caught here, before any loader sees it.
+    Checks what safetensors itself checks before it loads a tensor (so a file accepted here
+    does not fail later in a loader): a bounded header that is a JSON map of tensor name →
+    {dtype, shape, data_offsets}, byte ranges that match each shape and follow each other
+    without gaps, and a data section that is exactly what the file holds, so a truncated
+    download is caught here. Sizes are bounded before parsing (MAX_HEADER_BYTES, MAX_TENSORS).
     """
+
+    def invalid(reason: str) -> ModelFileError:
+        return ModelFileError(f"{path}: not a valid .safetensors file ({reason})")
+
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
             head = handle.read(8)
             if len(head) < 8:
-                raise ModelFileError(
-                    f"{path}: not a valid .safetensors file ({size} bytes; a safetensors file "
-                    "starts with an 8-byte header length)"
+                raise invalid(
+                    f"{size} bytes; a safetensors file starts with an 8-byte header length"
                 )
             (length,) = struct.unpack("<Q", head)
-            if length > MAX_HEADER_BYTES or 8 + length > size:
-                raise ModelFileError(
-                    f"{path}: not a valid .safetensors file (its header claims {length} bytes, "
-                    f"the file has {size}); the file is corrupt, truncated, or not safetensors"
+            if 8 + length > size:
+                raise invalid(
+                    f"its header claims {length} bytes, the file has {size}; the file is "
+                    "corrupt, truncated, or not safetensors"
+                )
+            if length > MAX_HEADER_BYTES:
+                raise invalid(
+                    f"its header is {length} bytes; ldstudio reads headers of up to "
+                    f"{MAX_HEADER_BYTES // (1024 * 1024)} MB, real model files have well under 1 MB"
                 )
             raw = handle.read(length)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    # Linear byte counts, before json builds a Python object per value: a header of a million
+    # tiny entries is refused here in milliseconds. Counts include text inside strings, so
+    # they are upper bounds; the exact count is checked again after parsing.
+    claimed = raw.count(b'"data_offsets"')
+    if claimed > MAX_TENSORS:
+        raise invalid(_too_many_tensors(claimed))
+    values = raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if values > _MAX_VALUES:
+        raise invalid(
+            f"its header holds about {values} JSON values; a header of at most {MAX_TENSORS} "
+            f"tensors holds fewer than {_MAX_VALUES}"
+        )
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ModelFileError(
-            f"{path}: not a valid .safetensors file (the header is not JSON); the file is "
-            "corrupt or not safetensors"
+    except UnicodeDecodeError:
+        raise invalid(
+            "the header is not UTF-8 text; the file is corrupt or not safetensors"
         ) from None
+    except RecursionError:
+        raise invalid(
+            "the header is nested too deeply; a safetensors header is a map of tensors, "
+            "3 levels deep"
+        ) from None
+    except ValueError:  # JSONDecodeError, or an integer of thousands of digits
+        raise invalid("the header is not JSON; the file is corrupt or not safetensors") from None
     if not isinstance(header, dict):
-        raise ModelFileError(f"{path}: not a valid .safetensors file (the header is not a map)")
-    metadata = header.pop("__metadata__", None) or {}
-    tensors: dict[str, TensorInfo] = {}
-    data_end = 0
-    try:
-        for name, spec in header.items():
-            start, end = (int(x) for x in spec["data_offsets"])
-            tensors[name] = TensorInfo(
-                str(spec["dtype"]), tuple(int(x) for x in spec["shape"]), start, end
+        raise invalid(f"the header is a JSON {_json_type(header)}, not a map of tensors")
+    if b"\\ud" in raw.lower():
+        # An escaped surrogate: fine in pairs (emoji in metadata), refused by safetensors alone.
+        try:
+            json.dumps(header, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid("the header holds a lone UTF-16 surrogate (\\ud800-\\udfff)") from None
+        except RecursionError:
+            raise invalid("the header is nested too deeply") from None
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise invalid(f"__metadata__ is a JSON {_json_type(metadata)}; expected a map of text")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise invalid(
+                f"__metadata__ {key!r} is a JSON {_json_type(value)}; metadata values must be text"
             )
-            data_end = max(data_end, end)
-    except (TypeError, KeyError, ValueError):
-        raise ModelFileError(
-            f"{path}: not a valid .safetensors file (tensor {name!r} has a malformed entry)"
-        ) from None
+    if len(header) > MAX_TENSORS:
+        raise invalid(_too_many_tensors(len(header)))
+    tensors = {name: _tensor_info(name, spec, invalid) for name, spec in header.items()}
     data_size = size - 8 - length
+    data_end = 0
+    for name, info in sorted(tensors.items(), key=lambda item: (item[1].start, item[1].end)):
+        if info.start != data_end:
+            raise invalid(
+                f"tensor {name!r} starts at byte {info.start} of the data, but the tensors "
+                f"before it end at {data_end}; tensors must follow each other without gaps "
+                "or overlaps"
+            )
+        data_end = info.end
     if data_end > data_size:
         raise ModelFileError(
             f"{path}: the file is truncated: its header describes {data_end} bytes of tensor "
             f"data but only {data_size} are present (an interrupted download?). Download it again."
         )
-    if not isinstance(metadata, dict):
-        metadata = {}
-    return SafetensorsHeader(
-        path=path,
-        tensors=tensors,
-        metadata={str(k): str(v) for k, v in metadata.items()},
-        data_offset=8 + length,
+    if data_end < data_size:
+        raise invalid(
+            f"{data_size - data_end} bytes after the last tensor's data, which the header does "
+            "not describe; the file is corrupt or was written by a broken tool"
+        )
+    return SafetensorsHeader(path=path, tensors=tensors, metadata=metadata, data_offset=8 + length)
+
+
+def _too_many_tensors(count: int) -> str:
+    return (
+        f"its header describes {count} tensors; ldstudio reads files of up to {MAX_TENSORS} "
+        "(an SDXL checkpoint has about 2,500)"
     )
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "map", list: "list", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")
+
+
+def _sizes(values: list[Any]) -> bool:
+    """JSON numbers safetensors reads as sizes: whole numbers that fit 64 bits (no bools).
+
+    Type, min and max run in C: thousands of entries per file are checked per scan."""
+    return set(map(type, values)) <= {int} and (
+        not values or (min(values) >= 0 and max(values) < 1 << 64)
+    )
+
+
+def _tensor_info(name: str, spec: Any, invalid: Callable[[str], ModelFileError]) -> TensorInfo:
+    """One header entry, checked as safetensors checks it (the message: `_entry_fault`)."""
+    try:
+        dtype, shape, (start, end) = spec["dtype"], spec["shape"], spec["data_offsets"]
+        bits = _DTYPE_BITS[dtype]
+        sizes = [*shape, start, end]  # shape is checked to be a list just below
+    except (TypeError, KeyError, ValueError):
+        raise invalid(_entry_fault(name, spec)) from None
+    if type(dtype) is not str or type(shape) is not list or not _sizes(sizes) or start > end:
+        raise invalid(_entry_fault(name, spec))
+    limit = (end - start) * 8
+    if len(shape) <= 16:
+        total = bits * math.prod(shape)
+    elif 0 in shape:
+        total = 0
+    else:
+        # Stopped as soon as it exceeds the byte range: a shape of thousands of huge numbers
+        # must not turn into one enormous integer.
+        total = bits
+        for n in shape:
+            total *= n
+            if total > limit:
+                break
+    if total != limit:
+        raise invalid(
+            f"tensor {name!r} of dtype {dtype} and shape {_short(shape)} does not take the "
+            f"{end - start} bytes its data_offsets [{start}, {end}] give it"
+        )
+    return TensorInfo(dtype, tuple(shape), start, end)
+
+
+def _entry_fault(name: str, spec: object) -> str:
+    """What is wrong with a header entry that failed `_tensor_info`'s checks."""
+    if not isinstance(spec, dict):
+        return (
+            f"tensor {name!r} is a JSON {_json_type(spec)}; expected a map with dtype, shape "
+            "and data_offsets"
+        )
+    dtype, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in _DTYPE_BITS:
+        return f"tensor {name!r} has dtype {_short(dtype)}; allowed: {', '.join(_DTYPE_BITS)}"
+    if not isinstance(shape, list) or not _sizes(shape):
+        return f"tensor {name!r} has shape {_short(shape)}; expected a list of whole numbers"
+    return (
+        f"tensor {name!r} has data_offsets {_short(offsets)}; expected [start, end] byte "
+        "offsets with start <= end"
+    )
+
+
+def _short(value: object) -> str:
+    """A JSON value for a message: short, and without recursing into nested values."""
+    if value is None:
+        return "missing"
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, list):
+        if not all(isinstance(v, int | float) for v in value[:7]):
+            return f"a list of {len(value)} values"
+        items = [_short(v) for v in value[:6]] + (["..."] if len(value) > 6 else [])
+        return "[" + ", ".join(items) + "]"
+    if isinstance(value, dict):
+        return "a map"
+    text = json.dumps(value)  # a number; thousands of digits are possible
+    return text if len(text) <= 24 else text[:21] + "..."
 
 
 def read_small_tensor(header: SafetensorsHeader, name: str) -> np.ndarray:
@@ -465,21 +615,28 @@ def inspect_diffusers_folder(path: Path, source: Path, name: str | None = None) 
         unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
         context = unet.get("cross_attention_dim")
         if isinstance(context, list):
-            context = context[0]
+            context = context[0] if context else None
         if unet.get("addition_embed_type") == "text_time":
             family = "sdxl" if context == 2048 else "sdxl-refiner"
         else:
-            family = {768: "sd1", 1024: "sd2"}.get(int(context or 0), "custom")
+            width = context if isinstance(context, int) else 0
+            family = {768: "sd1", 1024: "sd2"}.get(width, "custom")
         weights = sorted((path / "unet").glob("*.safetensors"))
         if weights:
             precision = read_safetensors_header(weights[0]).precision
         missing = [
             k
             for k, v in index.items()
-            if not k.startswith("_") and isinstance(v, list) and v[0] and not (path / k).is_dir()
+            if not k.startswith("_")
+            and isinstance(v, list)
+            and v
+            and v[0]
+            and not (path / k).is_dir()
         ]
         if missing:
             error = f"{path}: incomplete diffusers folder, missing {', '.join(missing)}"
+    except RecursionError:
+        error = f"{path}: unreadable diffusers folder (a JSON file in it is nested too deeply)"
     except (OSError, ValueError, AttributeError, ModelFileError) as exc:
         error = f"{path}: unreadable diffusers folder ({exc})"
     return ModelEntry(
@@ -533,8 +690,21 @@ def scan_folder(root: Path, max_depth: int = 6) -> Iterator[ModelEntry]:
             error=f"{root}: model folder does not exist or is not a folder",
         )
         return
+    # Links are followed (model folders are often linked in from other disks), each real
+    # folder once: a link back to a folder already seen (to itself, to a parent) would
+    # otherwise repeat the walk for every combination of links up to max_depth.
+    visited: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
+        try:
+            identity = here.stat()
+        except OSError:
+            dirs[:] = []
+            continue
+        if (identity.st_dev, identity.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((identity.st_dev, identity.st_ino))
         depth = len(here.relative_to(root).parts)
         hf_name = _hf_cache_name(here)
         if (here / "model_index.json").is_file():
@@ -589,18 +759,30 @@ class ModelFolderStore:
     @classmethod
     def load(cls) -> ModelFolderStore:
         path = cls.file()
-        if not path.is_file():
+        if not os.path.lexists(path):
             return cls()
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc}); fix or delete it") from None
+        except OSError as exc:  # a folder, a dangling link, no permission
+            raise ValueError(
+                f"{path}: cannot be read ({exc.strerror or exc}); fix or delete it"
+            ) from None
+        except (ValueError, RecursionError) as exc:
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
+            raise ValueError(f"{path}: not valid JSON ({reason}); fix or delete it") from None
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object")
+        folders, variants = data.get("folders", []), data.get("variants", {})
+        if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+            raise ValueError(f'{path}: "folders" must be a list of folder paths; fix or delete it')
+        if not isinstance(variants, dict) or not all(isinstance(v, str) for v in variants.values()):
+            raise ValueError(
+                f'{path}: "variants" must map file paths to config names; fix or delete it'
+            )
         return cls(
-            folders=[str(f) for f in data.get("folders", [])],
+            folders=folders,
             default=str(data.get("default", "")),
-            variants={str(k): str(v) for k, v in dict(data.get("variants", {})).items()},
+            variants=variants,
         )
 
     def save(self) -> None:

@@ -1,23 +1,30 @@
 """Persistent user settings as one JSON file in the ldstudio home folder; any thread.
 
 Writes are atomic (temp file + rename), so a crash mid-save leaves the previous settings. A file
-that cannot be read is kept aside as `settings.json.bad` rather than overwritten, so a user who
-edited it by hand does not lose the edit.
+that cannot be read at all (not UTF-8, not JSON, nested too deeply, not an object, a folder) is
+moved aside under a name of its own (`settings.json.bad`, then `.bad-2`, ...) and ldstudio
+starts with defaults. Values of the wrong type are dropped one by one and the rest kept; the
+file as it was is kept aside first. Either way the user's hand edit is never lost, and
+`Settings.load_problems` says what happened, once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import os
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ldstudio.core import paths
 from ldstudio.core.atomic import atomic_file
-from ldstudio.core.params import GenerationParams
+from ldstudio.core.options import EngineOptions
+from ldstudio.core.params import PREVIEW_INTERVAL_RANGE, PREVIEW_METHODS, GenerationParams
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,8 @@ class Settings:
     model_folders: list[str] = field(default_factory=list)
     recent_prompts: list[str] = field(default_factory=list)
     engine_options: dict[str, Any] = field(default_factory=dict)  # EngineOptions.to_dict()
+    # Not saved: what load_settings kept aside or dropped, for the window to show once.
+    load_problems: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def params(self) -> GenerationParams | None:
         """The last parameters, or None when there are none or they no longer validate."""
@@ -63,44 +72,215 @@ class Settings:
         self.recent_prompts = [prompt, *recent][:RECENT_PROMPTS_MAX]
 
 
+_SAVED = tuple(f.name for f in dataclasses.fields(Settings) if f.name != "load_problems")
+
+
 def settings_path() -> Path:
     return paths.home_dir() / SETTINGS_FILE
 
 
 def load_settings(path: Path | None = None) -> Settings:
-    """Read settings; defaults when the file is absent; a broken file is moved aside."""
+    """Read settings; defaults when the file is absent; a broken file is moved aside, values
+    of the wrong type are dropped (the rest kept). Problems are logged and listed in
+    `load_problems`."""
     path = path or settings_path()
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         return Settings()
+    except OSError as exc:  # a folder, no permission
+        return _unreadable(path, exc.strerror or str(exc))
     try:
-        data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        known = {f.name: f for f in dataclasses.fields(Settings)}
-        defaults = Settings()
-        values: dict[str, Any] = {}
-        for name, value in data.items():
-            if name not in known:
-                continue  # written by a newer version
-            expected = type(getattr(defaults, name))
-            if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
-                raise ValueError(
-                    f"{name}: expected {expected.__name__}, got {type(value).__name__}"
-                )
-            values[name] = value
-        return Settings(**values)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return _unreadable(path, "it is not UTF-8 text")
+    except RecursionError:
+        return _unreadable(path, "it is nested too deeply")
     except ValueError as exc:
-        backup = path.with_name(path.name + ".bad")
-        os.replace(path, backup)
-        log.warning("settings file %s is unreadable (%s); kept it as %s", path, exc, backup)
-        return Settings()
+        return _unreadable(path, f"it is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        return _unreadable(path, f"expected a JSON object, got {_kind(data)}")
+    values: dict[str, Any] = {}
+    dropped: list[str] = []
+    for name, value in data.items():
+        if name in _CHECKS:  # other keys: written by a newer version, left in the file
+            values[name] = _checked(name, value, dropped)
+    settings = Settings(**{k: v for k, v in values.items() if v is not _DROP})
+    if dropped:
+        settings.load_problems.append(_drop_values(path, raw, data, values, dropped))
+        log.warning("%s", settings.load_problems[-1])
+    return settings
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> None:
     """Write settings atomically: the file is either the old one or the complete new one."""
     path = path or settings_path()
-    text = json.dumps(dataclasses.asdict(settings), ensure_ascii=False, indent=2, sort_keys=True)
+    data = {name: getattr(settings, name) for name in _SAVED}
+    _write(path, data)
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    text = json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True)
     with atomic_file(path, private=True) as handle:  # prompts and paths: the user's alone
         handle.write(text.encode("utf-8"))
+
+
+# -- checking values ---------------------------------------------------------------------------
+
+_DROP = object()
+_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]*")
+
+
+def _base64(value: object) -> bool:
+    return isinstance(value, str) and _BASE64.fullmatch(value) is not None
+
+
+def _path_text(value: object) -> bool:
+    return isinstance(value, str) and "\0" not in value
+
+
+def _whole_in(low: int, high: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and low <= v <= high
+
+
+# Each saved value: a check and what it must be, for the message. Lists and maps are checked
+# item by item, so one bad recent prompt does not cost the other nineteen.
+_CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "last_params": (lambda v: isinstance(v, dict), "a map of generation parameters"),
+    "window_geometry": (_base64, "base64 text"),
+    "window_state": (_base64, "base64 text"),
+    "splitters": (_base64, "base64 text"),  # per item
+    "library_folder": (_path_text, "a folder path as text"),
+    "preview_method": (lambda v: v in PREVIEW_METHODS, f"one of {', '.join(PREVIEW_METHODS)}"),
+    "preview_interval": (
+        _whole_in(*PREVIEW_INTERVAL_RANGE),
+        "a whole number from {} to {}".format(*PREVIEW_INTERVAL_RANGE),
+    ),
+    "model_folders": (_path_text, "a folder path as text"),  # per item
+    "recent_prompts": (lambda v: isinstance(v, str), "text"),  # per item
+    "engine_options": (lambda v: isinstance(v, dict), "a map of engine options"),
+}
+_LISTS = ("model_folders", "recent_prompts")
+_MAPS = ("splitters",)
+# Maps whose entries the dataclasses they belong to check, entry by entry.
+_NESTED: dict[str, Callable[[dict[str, Any]], object]] = {
+    "last_params": GenerationParams.from_dict,
+    "engine_options": EngineOptions.from_dict,
+}
+
+
+def _checked(name: str, value: object, dropped: list[str]) -> Any:
+    """`value` with what fails its check left out (_DROP: all of it); `dropped` says what."""
+    check, allowed = _CHECKS[name]
+
+    def refuse(where: str, bad: object) -> None:
+        dropped.append(f"{where} ({_short(bad)}; allowed: {allowed})")
+
+    if name in _LISTS or name in _MAPS:
+        many = name in _LISTS
+        if not isinstance(value, list if many else dict):
+            whole = f"a list, each item {allowed}" if many else f"a map, each value {allowed}"
+            dropped.append(f"{name} ({_kind(value)}; allowed: {whole})")
+            return _DROP
+        pairs = list(enumerate(value) if isinstance(value, list) else value.items())
+        for key, item in pairs:
+            if not check(item):
+                refuse(f"{name}[{key}]" if many else f"{name}[{key!r}]", item)
+        good = [(key, item) for key, item in pairs if check(item)]
+        return [item for _key, item in good] if many else dict(good)
+    if not check(value):
+        refuse(name, value)
+        return _DROP
+    if name in _NESTED and isinstance(value, dict):
+        return _nested(name, value, dropped)
+    return value
+
+
+def _nested(name: str, value: dict[str, Any], dropped: list[str]) -> dict[str, Any]:
+    """The entries of `value` that its dataclass accepts, added one at a time."""
+    build = _NESTED[name]
+    # GenerationParams requires a prompt; a stand-in tests the other entries on their own.
+    base: dict[str, Any] = {"prompt": ""} if name == "last_params" else {}
+    kept: dict[str, Any] = {}
+    for key, item in value.items():
+        try:
+            build({**base, **kept, key: item})
+        except (TypeError, ValueError) as exc:
+            dropped.append(f"{name}.{key} ({exc})")
+            continue
+        kept[key] = item
+    return kept
+
+
+def _kind(value: object) -> str:
+    names = {dict: "a map", list: "a list", str: "text", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _short(value: object) -> str:
+    if isinstance(value, dict | list):
+        return _kind(value)
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+# -- keeping the user's file --------------------------------------------------------------------
+
+
+def _aside_name(path: Path) -> Path:
+    """settings.json.bad, then .bad-2, ...: each broken file keeps a name of its own."""
+    for n in itertools.count(1):
+        target = path.with_name(f"{path.name}.bad" + ("" if n == 1 else f"-{n}"))
+        if not os.path.lexists(target):
+            return target
+    raise AssertionError("unreachable")
+
+
+def _unreadable(path: Path, reason: str) -> Settings:
+    """Move the file (or folder) aside under an unused name; defaults, saying so."""
+    target = _aside_name(path)
+    try:
+        os.rename(path, target)
+    except OSError as exc:
+        problem = (
+            f"settings: {path} could not be read ({reason}) nor moved aside "
+            f"({exc.strerror or exc}); ldstudio started with default settings"
+        )
+    else:
+        problem = (
+            f"settings: {path} could not be read ({reason}); it is kept as {target.name} "
+            "beside it, and ldstudio started with default settings"
+        )
+    log.warning("%s", problem)
+    return Settings(load_problems=[problem])
+
+
+def _drop_values(
+    path: Path, raw: bytes, data: dict[str, Any], values: dict[str, Any], dropped: list[str]
+) -> str:
+    """Keep a copy of the file as it was, then rewrite it without the dropped values (so the
+    next start is quiet); the message for the user."""
+    listed = "; ".join(dropped)
+    while True:
+        target = _aside_name(path)
+        try:
+            with open(target, "xb") as handle:  # "x": never over a copy made meanwhile
+                handle.write(raw)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            return (
+                f"settings: {path}: ignored {listed}. The file is left as it was (a copy could "
+                f"not be written: {exc.strerror or exc}); the other settings apply"
+            )
+        break
+    cleaned = {k: v for k, v in data.items() if values.get(k, v) is not _DROP}
+    cleaned.update({k: v for k, v in values.items() if v is not _DROP})
+    try:
+        _write(path, cleaned)
+    except OSError as exc:
+        log.warning("settings: %s could not be rewritten: %s", path, exc)
+    return (
+        f"settings: {path}: dropped {listed}; the other settings apply. The file as it was is "
+        f"kept as {target.name} beside it"
+    )

@@ -13,10 +13,15 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldstudio.core import paths
-from ldstudio.engine.device import DeviceChoice
+from ldstudio.core.modelscan import ModelFileError, read_safetensors_header
+
+if TYPE_CHECKING:
+    # Only for annotations: checking a model (`check_model`) stays free of torch, so a
+    # damaged file is refused in milliseconds, before the seconds torch takes to import.
+    from ldstudio.engine.device import DeviceChoice
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +95,29 @@ def check_diffusers_folder(path: Path) -> dict[str, Any]:
         )
     try:
         index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"model {path}: model_index.json is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ModelError(f"model {path}: model_index.json is not valid JSON ({reason})") from None
+    except OSError as exc:
+        raise ModelError(f"model {path}: model_index.json cannot be read ({exc})") from None
     if not isinstance(index, dict):
         raise ModelError(f"model {path}: model_index.json is not a JSON object")
-    missing = [
+    components = [
         name
         for name, spec in index.items()
-        if not name.startswith("_")
-        and isinstance(spec, list)
-        and spec[0] is not None
-        and not (path / name).is_dir()
+        if not name.startswith("_") and isinstance(spec, list) and spec and spec[0] is not None
     ]
+    missing = [name for name in components if not (path / name).is_dir()]
     if missing:
         raise ModelError(f"model {path} is incomplete: missing folder(s) {', '.join(missing)}")
+    # The checks a single file gets, for every weights file diffusers may open: safetensors
+    # would otherwise parse a damaged header itself (100 MB of it, seconds and gigabytes).
+    for name in components:
+        for weights in sorted((path / name).glob("*.safetensors")):
+            try:
+                read_safetensors_header(weights)
+            except ModelFileError as exc:
+                raise ModelError(f"model {path}: {exc}") from None
     return index
 
 

@@ -354,6 +354,18 @@ class MainWindow(QMainWindow):
         self.library.start()
         self._on_model_selected()
         self.spawn(self.refresh_models(select_default=True))
+        if self.settings.load_problems:
+            # What load_settings kept aside or dropped, said once, in a dialog for the same
+            # reason as the engine options notice.
+            self.settings_notice = QMessageBox(
+                QMessageBox.Icon.Warning,
+                "Settings",
+                "\n\n".join(self.settings.load_problems),
+                parent=self,
+            )
+            self.settings_notice.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            self.settings_notice.open()
+            self.settings.load_problems = []
 
     # -- tasks -------------------------------------------------------------------------------
 
