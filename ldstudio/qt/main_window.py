@@ -84,7 +84,7 @@ class MainWindow(QMainWindow):
         self.store = store
         # Images made in this session: path -> (job id, pass), to find their timelines.
         self.session_images: dict[Path, tuple[int, int]] = {}
-        self._select_newest = False
+        self._select_paths: list[Path] = []  # a finished job's images, highlighted once counted
         self._tasks: set[asyncio.Task[Any]] = set()
         self._model_info: ModelInfo | None = None
         self._closing = False
@@ -423,13 +423,15 @@ class MainWindow(QMainWindow):
         # Saved params carry batch_size 1 (each file is one image); the job's says which pass.
         for record in records:
             self.session_images[record.path] = (job_id, record.index // batch_size)
-        self._select_newest = True  # shows the newest image and its timeline once counted
+        # The job's own images, by id: not "row 0", which a filter, the oldest-first order or
+        # another process writing into the library would make some other image.
+        self._select_paths = [record.path for record in records]
         self.library.refresh()
 
     def _on_library_counted(self, _count: int) -> None:
-        if self._select_newest:
-            self._select_newest = False
-            self.library.select_newest()
+        if self._select_paths:
+            paths, self._select_paths = self._select_paths, []
+            self.library.select_images(paths)
 
     # -- engine events ------------------------------------------------------------------------
 
@@ -691,7 +693,14 @@ class MainWindow(QMainWindow):
 
     # -- gallery -------------------------------------------------------------------------------
 
-    async def show_entry(self, entry: GalleryEntry) -> None:
+    async def show_entry(self, entry: GalleryEntry | None) -> None:
+        if entry is None:
+            # Nothing highlighted: nothing shown either (a running job keeps its preview).
+            if not self.controller.jobs():
+                self.preview_pane.canvas.set_image(None)
+                self.preview_pane.set_caption("")
+                self.preview_pane.set_timeline(None)
+            return
         if entry.missing:
             self.preview_pane.show_error(f"{entry.path} is missing from disk")
             return
