@@ -1,7 +1,9 @@
 """ParamsPane: model, scheduler, steps, guidance, size, seed, batch and preview widgets; GUI thread.
 
-The widgets' ranges come from ldstudio.core.params, so out-of-range values cannot be typed;
-combinations that are allowed but probably unwanted are explained in a line under the form.
+The ranges come from ldstudio.core.params and are shown beside the fields. A value typed out
+of range stays as typed and is refused under the form with the message the CLI gives (Generate
+is refused too); nothing is clamped or snapped silently. Combinations that are allowed but
+probably unwanted are explained in a line under the form.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import math
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
@@ -38,6 +39,7 @@ from ldstudio.core.params import (
     SIZE_RANGE,
     STEPS_RANGE,
     GenerationParams,
+    field_problem,
 )
 from ldstudio.qt.model_info import ModelInfo
 
@@ -64,33 +66,44 @@ PREVIEW_TIPS = {
 }
 
 
-class MultipleSpinBox(QSpinBox):
-    """A spin box that only accepts multiples of `multiple`; typed values snap to the nearest."""
+TYPED_LIMIT = 999_999_999  # any integer a person types is kept, right or wrong
 
-    def __init__(self, multiple: int, low: int, high: int) -> None:
+
+class CheckedSpinBox(QSpinBox):
+    """An integer field that keeps what was typed and says what is wrong with it.
+
+    A plain QSpinBox refuses keys past its maximum (8192 becomes 819, then 816 px once
+    snapped) and reverts values below its minimum when the field is left. This one takes any
+    integer; `problem()` is the CLI's message for it (`core.params.field_problem`). The arrows
+    stay within the allowed range, on multiples of `multiple`.
+    """
+
+    def __init__(self, field: str, bounds: tuple[int, int], multiple: int = 1) -> None:
         super().__init__()
+        self.field = field
+        self.allowed = bounds
         self.multiple = multiple
-        self.setRange(low, high)
+        self.setRange(-TYPED_LIMIT, TYPED_LIMIT)
         self.setSingleStep(multiple)
-        self.setSuffix(" px")
+        self.setValue(bounds[0])
 
-    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
-        state = super().validate(text, pos)
-        if state[0] == QValidator.State.Acceptable and self.valueFromText(text) % self.multiple:
-            return (QValidator.State.Intermediate, text, pos)
-        return state
+    def problem(self) -> str:
+        return field_problem(self.field, self.value())
 
-    def fixup(self, text: str) -> str:
-        try:
-            value = int(text.replace(self.suffix(), "").strip())
-        except ValueError:
-            return str(self.value())
-        snapped = round(value / self.multiple) * self.multiple
-        return str(max(self.minimum(), min(self.maximum(), snapped)))
+    def stepBy(self, steps: int) -> None:
+        low, high = self.allowed
+        value = self.value() + steps * self.multiple
+        value = round(value / self.multiple) * self.multiple
+        self.setValue(max(low, min(high, value)))
+        self.selectAll()
 
-    def commit(self) -> None:
-        """Take what is typed now, snapped, as leaving the field would."""
-        self.setValue(int(self.fixup(self.cleanText())))
+    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:
+        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
+        if self.value() < self.allowed[1]:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
+        if self.value() > self.allowed[0]:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
+        return flags
 
 
 class ParamsPane(QWidget):
@@ -120,9 +133,14 @@ class ParamsPane(QWidget):
             "The sampler that walks from noise to image; Euler a and DPM++ 2M Karras are good "
             "defaults"
         )
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(*STEPS_RANGE)
-        self.steps_spin.setToolTip("Denoising steps: more is slower and usually finer (20–30)")
+        self.steps_spin = CheckedSpinBox("steps", STEPS_RANGE)
+        self.steps_spin.setToolTip(
+            f"Denoising steps, {STEPS_RANGE[0]} to {STEPS_RANGE[1]}: more is slower and usually "
+            "finer (20–30)"
+        )
+        steps_row = QHBoxLayout()
+        steps_row.addWidget(self.steps_spin, 1)
+        steps_row.addWidget(_range_label(f"{STEPS_RANGE[0]}–{STEPS_RANGE[1]}"))
         self.guidance_spin = QDoubleSpinBox()
         self.guidance_spin.setRange(*GUIDANCE_RANGE)
         self.guidance_spin.setSingleStep(0.5)
@@ -150,10 +168,14 @@ class ParamsPane(QWidget):
         for aspect_name, _ in ASPECTS:
             self.aspect_combo.addItem(aspect_name)
         self.aspect_combo.setToolTip("Size preset by aspect ratio, around the model's native size")
-        self.width_spin = MultipleSpinBox(SIZE_MULTIPLE, *SIZE_RANGE)
-        self.width_spin.setToolTip(f"Image width in pixels, a multiple of {SIZE_MULTIPLE}")
-        self.height_spin = MultipleSpinBox(SIZE_MULTIPLE, *SIZE_RANGE)
-        self.height_spin.setToolTip(f"Image height in pixels, a multiple of {SIZE_MULTIPLE}")
+        size_allowed = f"multiples of {SIZE_MULTIPLE} from {SIZE_RANGE[0]} to {SIZE_RANGE[1]}"
+        self.width_spin = CheckedSpinBox("width", SIZE_RANGE, SIZE_MULTIPLE)
+        self.width_spin.setSuffix(" px")
+        self.width_spin.setToolTip(f"Image width in pixels: {size_allowed}")
+        self.height_spin = CheckedSpinBox("height", SIZE_RANGE, SIZE_MULTIPLE)
+        self.height_spin.setSuffix(" px")
+        self.height_spin.setToolTip(f"Image height in pixels: {size_allowed}")
+        self.size_range_label = _range_label(f"{size_allowed} px")
         size_row = QHBoxLayout()
         size_row.addWidget(self.width_spin, 1)
         size_row.addWidget(QLabel("×"))
@@ -200,6 +222,12 @@ class ParamsPane(QWidget):
         preview_row.addWidget(self.preview_combo, 1)
         preview_row.addWidget(self.preview_interval_spin, 1)
 
+        # Values the form cannot take, in the CLI's words; Generate is refused meanwhile.
+        self.problem_label = QLabel()
+        self.problem_label.setObjectName("params_problem")
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setStyleSheet("color: #c62828;")
+        self.problem_label.hide()
         self.hint_label = QLabel()
         self.hint_label.setObjectName("hint")
         self.hint_label.setWordWrap(True)
@@ -210,11 +238,12 @@ class ParamsPane(QWidget):
         rows: tuple[tuple[str, QWidget | QHBoxLayout, QWidget], ...] = (
             ("&Model", model_row, self.model_combo),
             ("&Sampler", self.scheduler_combo, self.scheduler_combo),
-            ("S&teps", self.steps_spin, self.steps_spin),
+            ("S&teps", steps_row, self.steps_spin),
             ("G&uidance", self.guidance_spin, self.guidance_spin),
             ("Guidance cut-o&ff", self.cutoff_spin, self.cutoff_spin),
             ("Si&ze", self.aspect_combo, self.aspect_combo),
             ("", size_row, self.width_spin),
+            ("", self.size_range_label, self.width_spin),
             ("S&eed", seed_row, self.seed_mode),
             ("&Batch", batch_row, self.batch_size_spin),
             ("Pre&view", preview_row, self.preview_combo),
@@ -227,6 +256,7 @@ class ParamsPane(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(self.extras_label)
+        layout.addWidget(self.problem_label)
         layout.addWidget(self.hint_label)
         layout.addStretch(1)
 
@@ -290,11 +320,7 @@ class ParamsPane(QWidget):
         """Take the text still being typed in any field (Ctrl+Enter does not leave it), so a
         job never runs with other numbers than the form shows."""
         for spin in self.findChildren(QAbstractSpinBox):
-            if isinstance(spin, MultipleSpinBox):
-                if spin.isEnabled():
-                    spin.commit()
-            else:
-                spin.interpretText()
+            spin.interpretText()
 
     def params(self, prompt: str, negative_prompt: str) -> GenerationParams:
         """The parameters shown, validated. ValueError (naming the field) when invalid."""
@@ -425,12 +451,26 @@ class ParamsPane(QWidget):
             self.seed_spin.setValue(self._last_seed)
         steps = self.steps_spin.value()
         # An interval longer than the job would mean no preview at all: make it impossible.
-        self.preview_interval_spin.setMaximum(steps)
+        # (Steps typed out of range are refused below; they must not empty the interval's range.)
+        self.preview_interval_spin.setMaximum(max(STEPS_RANGE[0], min(STEPS_RANGE[1], steps)))
+        self._show_problems()
         self.preview_interval_spin.setEnabled(self.preview_combo.currentText() != "none")
         self.preview_combo.setToolTip(PREVIEW_TIPS.get(self.preview_combo.currentText(), ""))
         self.hint_label.setText(" ".join(self._hints()))
         self.hint_label.setVisible(bool(self.hint_label.text()))
         self.changed.emit()
+
+    def problems(self) -> list[str]:
+        """The CLI's message for each field whose typed value is not allowed."""
+        fields = [self.steps_spin]
+        if self.aspect_combo.currentIndex() != NATIVE:
+            fields += [self.width_spin, self.height_spin]
+        return [problem for problem in (f.problem() for f in fields) if problem]
+
+    def _show_problems(self) -> None:
+        problems = self.problems()
+        self.problem_label.setText("\n".join(problems))
+        self.problem_label.setVisible(bool(problems))
 
     def _hints(self) -> list[str]:
         hints = []
@@ -455,6 +495,13 @@ class ParamsPane(QWidget):
         if count > 1:
             hints.append(f"This job makes {count} images.")
         return hints
+
+
+def _range_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("allowed_range")
+    label.setToolTip(f"Allowed: {text}")
+    return label
 
 
 def model_label(path: Path) -> str:
