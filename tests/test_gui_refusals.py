@@ -76,3 +76,68 @@ def test_the_allowed_ranges_are_shown_beside_the_fields(make_window, fake_backen
     steps.setValue(150)
     steps.stepBy(1)  # the arrows stay inside the range
     assert steps.value() == 150
+
+
+HIRES_TEXT = (
+    "a castle on a hill\n"
+    "Negative prompt: ugly\n"
+    "Steps: 12, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 64x64, Model hash: 0a1b2c, "
+    "Model: ldstudio-shapes, Variation seed: 1234, Variation seed strength: 0.3, Clip skip: 2, "
+    "Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent, Denoising strength: 0.55"
+)
+NOT_APPLIED = (
+    "Variation seed 1234",
+    "Variation seed strength 0.3",
+    "Clip skip 2",
+    "Hires upscale 2",
+    "Hires steps 10",
+    "Hires upscaler Latent",
+    "Denoising strength 0.55",
+    "Model hash 0a1b2c",
+)
+
+
+def test_reusing_an_imported_image_lists_every_value_not_applied_and_finds_the_bundled_model(
+    make_window, fake_backend: FakeBackend, qtbot, tmp_path
+) -> None:
+    from gallery_support import png_with_text
+
+    window = make_window(fake_backend)
+    pane = window.params_pane
+    pane.set_models([("ldstudio-shapes (bundled)", ""), ("other — /models", "/models/other")])
+    pane.select_model("/models/other")
+    png_with_text(tmp_path / "in" / "from-a1111.png", {"parameters": HIRES_TEXT})
+    notes: list[str] = []
+    window.library.status_message.connect(notes.append)
+    window.library.import_folder(tmp_path / "in")
+    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 1, timeout=5000)
+    window.gallery_model.entry_at(0)
+    qtbot.waitUntil(lambda: window.gallery_model.entry_at(0) is not None)
+    window.gallery_pane.select_row(0)
+    window.gallery_pane.actions_by_name["reuse_params"].trigger()
+    qtbot.waitUntil(lambda: window.prompt_pane.prompt() == "a castle on a hill")
+    restored = next(n for n in notes if n.startswith("Parameters restored"))
+    for value in NOT_APPLIED:
+        assert value in restored, value
+    assert "choose it" not in restored  # "Model: ldstudio-shapes" is the bundled model
+    params = window.current_params()
+    assert (params.model, params.seed, params.steps) == ("", 42, 12)
+
+
+def test_opening_a_file_lists_the_values_not_applied_before_asking(
+    make_window, fake_backend: FakeBackend, qtbot, tmp_path, monkeypatch
+) -> None:
+    from gallery_support import png_with_text
+    from PySide6.QtWidgets import QMessageBox
+
+    asked: list[str] = []
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda *a: asked.append(a[2]) or QMessageBox.StandardButton.Yes
+    )
+    window = make_window(fake_backend)
+    notes: list[str] = []
+    window.library.status_message.connect(notes.append)
+    window.library.open_image(png_with_text(tmp_path / "a.png", {"parameters": HIRES_TEXT}))
+    qtbot.waitUntil(lambda: window.prompt_pane.prompt() == "a castle on a hill")
+    for value in NOT_APPLIED:
+        assert value in asked[0] and value in notes[-1], value

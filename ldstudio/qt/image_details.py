@@ -74,7 +74,9 @@ def entry_result(entry: GalleryEntry) -> ReadResult | None:
         return None
     source = entry.source if entry.source in SOURCE_LABELS else "ldstudio"
     fields = {name: getattr(params, name) for name in PARAM_FIELDS}
-    return ReadResult(source=source, fields=fields, params=params)
+    # `extra` too: what the image's tool wrote beyond these (Clip skip, Hires…) is listed as
+    # not applied when the parameters are reused, not dropped without a word.
+    return ReadResult(source=source, fields=fields, extra=entry.extra, params=params)
 
 
 class _Relay(QObject):

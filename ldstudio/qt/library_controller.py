@@ -223,7 +223,7 @@ class LibraryController(QObject):
             )
         except ValueError:
             base = self.params_pane.params("", "")
-        params, notes = merge_params(result, base)
+        params, notes = merge_params(result, base, self.params_pane.model_for_name)
         apply_to_panes(params, self.prompt_pane, self.params_pane)
         note = f"Parameters restored ({result.label})"
         self.status_message.emit(note + (": " + "; ".join(notes) if notes else ""))

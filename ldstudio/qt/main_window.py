@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
 
         self.prompt_pane = PromptPane()
         self.params_pane = ParamsPane()
+        self.params_pane.bundled_name = bundled_model.name
         self.preview_pane = PreviewPane()
         self.library = LibraryController(store, self.prompt_pane, self.params_pane, self)
         self.gallery_model = self.library.model

@@ -41,6 +41,7 @@ from ldstudio.core.params import (
     GenerationParams,
     field_problem,
 )
+from ldstudio.core.paths import DEFAULT_MODEL_NAME
 from ldstudio.qt.model_info import ModelInfo
 
 ASPECTS: tuple[tuple[str, tuple[int, int] | None], ...] = (
@@ -116,6 +117,7 @@ class ParamsPane(QWidget):
         self._last_seed: int | None = None
         # Fields this pane has no widget for (added by newer features) pass through unchanged.
         self._base = GenerationParams(prompt="")
+        self.bundled_name = DEFAULT_MODEL_NAME  # the model listed with value ""
 
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("Which diffusion model draws the image")
@@ -260,7 +262,7 @@ class ParamsPane(QWidget):
         layout.addWidget(self.hint_label)
         layout.addStretch(1)
 
-        self.set_models([("ldstudio-shapes (bundled)", "")])
+        self.set_models([(f"{DEFAULT_MODEL_NAME} (bundled)", "")])
         self.set_params(GenerationParams(prompt=""))
         for signal in (
             self.model_combo.currentIndexChanged,
@@ -301,6 +303,22 @@ class ParamsPane(QWidget):
     def model_value(self) -> str:
         data = self.model_combo.currentData()
         return data if isinstance(data, str) else ""
+
+    def model_for_name(self, name: str) -> str | None:
+        """The listed model another tool's name means (file or folder name, any case), or None.
+
+        "ldstudio-shapes" is the bundled model (value ""), "v1-5-pruned" a listed
+        v1-5-pruned.safetensors.
+        """
+        wanted = name.strip().lower()
+        for index in range(self.model_combo.count()):
+            value = self.model_combo.itemData(index)
+            if not isinstance(value, str):
+                continue
+            names = {Path(value).name, Path(value).stem} if value else {self.bundled_name}
+            if wanted in {n.lower() for n in names}:
+                return value
+        return None
 
     def select_model(self, value: str) -> None:
         index = self.model_combo.findData(value)
