@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from gui_support import fake_backend, make_window, qt_loop, set_prompt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel
 
 from ldstudio.cli import main
@@ -141,3 +142,79 @@ def test_opening_a_file_lists_the_values_not_applied_before_asking(
     qtbot.waitUntil(lambda: window.prompt_pane.prompt() == "a castle on a hill")
     for value in NOT_APPLIED:
         assert value in asked[0] and value in notes[-1], value
+
+
+def broken_diffusers_folder(root) -> object:
+    """A folder the model manager reports unusable: model_index.json names a missing unet."""
+    import json
+
+    folder = root / "half-copied"
+    folder.mkdir(parents=True)
+    (folder / "model_index.json").write_text(
+        json.dumps({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet"]})
+    )
+    return folder
+
+
+def test_add_model_refuses_what_the_model_manager_reports_unusable(
+    make_window, fake_backend: FakeBackend, qtbot, tmp_path, monkeypatch
+) -> None:
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+    from test_gui_models import checkpoint, lora
+
+    from ldstudio.core.modelscan import inspect_diffusers_folder
+
+    warned: list[str] = []
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
+    window = make_window(fake_backend)
+    pane = window.params_pane
+    before = [pane.model_combo.itemData(i) for i in range(pane.model_combo.count())]
+
+    broken = broken_diffusers_folder(tmp_path)
+    reported = inspect_diffusers_folder(broken, tmp_path).error  # what the manager shows
+    assert reported
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", lambda *a, **k: (str(broken / "model_index.json"), "")
+    )
+    pane.add_model_button.click()
+    assert warned and reported in warned[-1]
+    (tmp_path / "notes.txt").write_text("not a model")
+    for refused in (lora(tmp_path / "style.safetensors"), tmp_path / "notes.txt"):
+        assert window.add_model_folder(refused) is False
+        assert str(refused.name) in warned[-1]
+    assert [pane.model_combo.itemData(i) for i in range(pane.model_combo.count())] == before
+    assert window.settings.model_folders == [] and pane.model_value() == ""
+
+    # A single .safetensors checkpoint can be added and is chosen.
+    model = checkpoint(tmp_path / "dreamy.safetensors")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(model), ""))
+    pane.add_model_button.click()
+    assert pane.model_value() == str(model.resolve())
+    assert window.settings.model_folders == [str(model.resolve())]
+
+
+def test_a_saved_model_that_is_unusable_is_marked_and_generate_refuses_it(
+    make_window, fake_backend: FakeBackend, qtbot, tmp_path
+) -> None:
+    from ldstudio.core.params import GenerationParams
+    from ldstudio.core.settings import Settings
+
+    broken = broken_diffusers_folder(tmp_path)
+    value = str(broken.resolve())
+    # As after a restart: added earlier (or broken since), and the last model used.
+    settings = Settings(model_folders=[value])
+    settings.last_params = GenerationParams(prompt="a fox", model=value).to_dict()
+    window = make_window(fake_backend, settings)
+    combo = window.params_pane.model_combo
+    at = combo.findData(value)
+    qtbot.waitUntil(lambda: "unusable" in combo.itemText(at), timeout=10_000)
+    from ldstudio.core.modelscan import inspect_diffusers_folder
+
+    reported = inspect_diffusers_folder(broken, tmp_path).error  # what the manager shows
+    assert reported in combo.itemData(at, Qt.ItemDataRole.ToolTipRole)
+    assert not combo.model().item(at).isEnabled()  # listed, greyed out, not choosable
+    assert window.params_pane.model_value() == value  # the saved choice is kept, marked
+    window.generate_action.trigger()
+    assert window.controller.jobs() == []
+    error = window.preview_pane.error_label.text()
+    assert error == f"Cannot generate: {reported}"

@@ -54,7 +54,7 @@ from ldstudio.qt.engine_options import (
 )
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.library_controller import LibraryController
-from ldstudio.qt.model_info import ModelInfo, is_diffusers_folder
+from ldstudio.qt.model_info import ModelInfo, model_problem
 from ldstudio.qt.model_manager import Converter, ModelManager, read_any_model_info
 from ldstudio.qt.params_pane import ParamsPane
 from ldstudio.qt.preview_view import PreviewPane
@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         self.convert_checkpoint: Converter | None = None
         self.model_manager: ModelManager | None = None
         self._scanned_models: list[ModelEntry] = []
+        self._model_problems: dict[str, str] = {}  # models added by hand that cannot be used
         self.setWindowTitle(APP_TITLE)
         self.setObjectName("main_window")
 
@@ -219,9 +220,9 @@ class MainWindow(QMainWindow):
         )
         add(
             file_menu,
-            "&Add model folder…",
+            "&Add model…",
             self.add_model_folder,
-            tip="Add a diffusers model folder to the model list",
+            tip="Add a .safetensors checkpoint or a diffusers model folder to the model list",
         )
         self.export_action = add(
             file_menu,
@@ -332,7 +333,7 @@ class MainWindow(QMainWindow):
 
     def _restore(self) -> None:
         s = self.settings
-        self.params_pane.set_models(self._model_entries())
+        self.params_pane.set_models(self._model_entries(), self._model_problems)
         params = s.params()
         if params is not None:
             self.prompt_pane.set_prompts(params.prompt, params.negative_prompt)
@@ -393,6 +394,9 @@ class MainWindow(QMainWindow):
             params = self.current_params()
         except ValueError as exc:
             self.preview_pane.show_error(f"Cannot generate: {exc}")
+            return
+        if self.params_pane.model_problem():
+            self.preview_pane.show_error(f"Cannot generate: {self.params_pane.model_problem()}")
             return
         if not params.prompt:
             self.preview_pane.show_error("Cannot generate: the prompt is empty; describe a picture")
@@ -552,6 +556,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Model folders not read: {exc}", 10000)
             store = ModelFolderStore()
         entries = await self.off_thread(scan_library, store)
+        # Models added by hand may have broken since (or before a restart): marked, not hidden.
+        added = list(self.settings.model_folders)
+        found = await self.off_thread(lambda: {f: model_problem(Path(f)) for f in added})
+        self._model_problems = {f: problem for f, problem in found.items() if problem}
         self._set_scanned_models(entries)
         if not select_default:
             return
@@ -564,7 +572,7 @@ class MainWindow(QMainWindow):
 
     def _set_scanned_models(self, entries: list[ModelEntry]) -> None:
         self._scanned_models = [e for e in entries if e.loadable]
-        self.params_pane.set_models(self._model_entries())
+        self.params_pane.set_models(self._model_entries(), self._model_problems)
 
     def _variant_for(self, path: Path) -> str:
         for entry in self._scanned_models:
@@ -670,27 +678,38 @@ class MainWindow(QMainWindow):
             10_000,
         )
 
-    def add_model_folder(self, folder: Path | None = None) -> None:
-        if folder is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")
+    def add_model_folder(self, path: Path | None = None) -> bool:
+        """Models → Add…: a .safetensors checkpoint or a diffusers folder; refused, saying why,
+        when the model manager would report it unusable. True when it was added and chosen."""
+        if path is None:
+            chosen, _ = QFileDialog.getOpenFileName(
+                self,
+                "Add a model: a .safetensors checkpoint, or a diffusers folder's model_index.json",
+                "",
+                "Models (*.safetensors model_index.json);;All files (*)",
+            )
             if not chosen:
-                return
-            folder = Path(chosen)
-        if not is_diffusers_folder(folder):
+                return False
+            path = Path(chosen)
+            if path.name == "model_index.json":
+                path = path.parent  # the folder it describes
+        # A header or a few configs: as quick as the dialog's own stat calls.
+        problem = model_problem(path)
+        if problem:
             QMessageBox.warning(
                 self,
-                "Not a model folder",
-                f"{folder} is not a diffusers model folder: it has no model_index.json.\n\n"
-                "Pick the folder that holds model_index.json, unet/, vae/, text_encoder/, "
-                "tokenizer/ and scheduler/.",
+                "Model not added",
+                f"{problem}\n\nThe model list is unchanged.",
             )
-            return
-        value = str(folder.resolve())
+            return False
+        value = str(path.resolve())
         if value not in self.settings.model_folders:
             self.settings.model_folders.append(value)
-        self.params_pane.set_models(self._model_entries())
+        self._model_problems.pop(value, None)
+        self.params_pane.set_models(self._model_entries(), self._model_problems)
         self.params_pane.select_model(value)
         self._save_settings()
+        return True
 
     # -- gallery -------------------------------------------------------------------------------
 

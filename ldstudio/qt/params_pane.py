@@ -9,9 +9,11 @@ probably unwanted are explained in a line under the form.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
@@ -118,12 +120,16 @@ class ParamsPane(QWidget):
         # Fields this pane has no widget for (added by newer features) pass through unchanged.
         self._base = GenerationParams(prompt="")
         self.bundled_name = DEFAULT_MODEL_NAME  # the model listed with value ""
+        self._unusable: dict[str, str] = {}
 
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("Which diffusion model draws the image")
         self.add_model_button = QToolButton()
         self.add_model_button.setText("Add…")
-        self.add_model_button.setToolTip("Add a diffusers model folder (one with model_index.json)")
+        self.add_model_button.setToolTip(
+            "Add a model: a .safetensors checkpoint, or a diffusers folder (pick its "
+            "model_index.json)"
+        )
         self.add_model_button.clicked.connect(self.add_model_requested)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_combo, 1)
@@ -285,20 +291,36 @@ class ParamsPane(QWidget):
 
     # -- models ------------------------------------------------------------------------------
 
-    def set_models(self, models: list[tuple[str, str]]) -> None:
-        """(label, model value) pairs; value "" is the bundled model. Keeps the selection."""
+    def set_models(
+        self, models: list[tuple[str, str]], unusable: Mapping[str, str] | None = None
+    ) -> None:
+        """(label, model value) pairs; value "" is the bundled model. Keeps the selection.
+
+        `unusable` maps values to why they cannot be used: those stay listed, marked and
+        greyed out, so a saved choice is not lost without a word, and Generate refuses them.
+        """
         current = self.model_value()
+        self._unusable = dict(unusable or {})
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
+        items = self.model_combo.model()
         for label, value in models:
-            self.model_combo.addItem(label, value)
+            problem = self._unusable.get(value, "")
+            self.model_combo.addItem(f"⚠ {label} (unusable)" if problem else label, value)
+            at = self.model_combo.count() - 1
+            tip = value or "the model that ships with ldstudio"
             self.model_combo.setItemData(
-                self.model_combo.count() - 1,
-                value or "the model that ships with ldstudio",
-                Qt.ItemDataRole.ToolTipRole,
+                at, f"Unusable: {problem}" if problem else tip, Qt.ItemDataRole.ToolTipRole
             )
+            if problem and isinstance(items, QStandardItemModel):
+                item = items.item(at)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
         self.model_combo.blockSignals(False)
         self.select_model(current)
+
+    def model_problem(self) -> str:
+        """Why the chosen model cannot be used ("" when it can)."""
+        return self._unusable.get(self.model_value(), "")
 
     def model_value(self) -> str:
         data = self.model_combo.currentData()
