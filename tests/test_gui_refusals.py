@@ -218,3 +218,66 @@ def test_a_saved_model_that_is_unusable_is_marked_and_generate_refuses_it(
     assert window.controller.jobs() == []
     error = window.preview_pane.error_label.text()
     assert error == f"Cannot generate: {reported}"
+
+
+def test_quitting_with_queued_jobs_asks_and_keeps_them_for_the_next_start(
+    make_window, fake_backend: FakeBackend, qtbot, monkeypatch, ldstudio_home
+) -> None:
+    from ldstudio.core.events import JobFinished
+    from ldstudio.core.jobs import load_queue, saved_queue_file
+    from ldstudio.qt import main_window
+
+    fake_backend.hold_at_step = 1
+    window = make_window(fake_backend)
+    window.params_pane.steps_spin.setValue(2)
+    for prompt in ("running", "second", "third"):
+        set_prompt(window, prompt)
+        window.generate_action.trigger()
+    qtbot.waitUntil(lambda: window.controller.last_progress is not None)
+    asked: list[int] = []
+    answer = main_window.STAY
+    monkeypatch.setattr(main_window, "ask_keep_queue", lambda _w, n: asked.append(n) or answer)
+
+    assert window.close() is False  # Cancel: nothing happens, the queue is as it was
+    assert asked == [2] and window.isVisible() and len(window.controller.jobs()) == 3
+    assert not saved_queue_file().exists()
+
+    answer = main_window.KEEP
+    assert window.close() is True
+    assert [p.prompt for p in load_queue()] == ["second", "third"]
+    seeds = [p.seed for p in load_queue()]
+
+    # The next start offers them; restored, they run as they were queued (same seeds).
+    offered: list[int] = []
+    monkeypatch.setattr(main_window, "ask_restore_queue", lambda _w, n: offered.append(n) or True)
+    again = make_window(FakeBackend())
+    ended: list[object] = []
+    again.controller.job_ended.connect(ended.append)
+    qtbot.waitUntil(lambda: len(ended) == 2, timeout=10_000)
+    assert offered == [2] and all(isinstance(e, JobFinished) for e in ended)
+    assert [(r.params.prompt, r.seed) for e in ended for r in e.records] == list(
+        zip(["second", "third"], seeds, strict=True)
+    )
+    assert not saved_queue_file().exists()  # queued again: kept anew only at the next quit
+
+
+def test_kept_jobs_can_be_discarded_and_a_broken_file_is_kept_and_explained(
+    make_window, qtbot, monkeypatch
+) -> None:
+    from ldstudio.core.jobs import save_queue, saved_queue_file
+    from ldstudio.core.params import GenerationParams
+    from ldstudio.qt import main_window
+
+    save_queue([GenerationParams(prompt="old job", seed=3)])
+    monkeypatch.setattr(main_window, "ask_restore_queue", lambda _w, _n: False)
+    backend = FakeBackend()
+    window = make_window(backend)
+    qtbot.waitUntil(lambda: not saved_queue_file().exists(), timeout=5000)
+    qtbot.wait(100)
+    assert backend.jobs_run == [] and window.controller.jobs() == []
+
+    saved_queue_file().write_text('{"format": 1, "jobs": [{"prompt": "x", "steps": 0}]}')
+    window = make_window(FakeBackend())
+    qtbot.waitUntil(lambda: "were not read" in window.preview_pane.error_label.text())
+    assert "job 1: steps: 0 is out of range" in window.preview_pane.error_label.text()
+    assert saved_queue_file().read_text().startswith('{"format": 1')  # not lost

@@ -41,6 +41,7 @@ from ldstudio.core.events import (
     StepProgress,
 )
 from ldstudio.core.gallery import GalleryEntry, GalleryStore
+from ldstudio.core.jobs import load_queue, save_queue, saved_queue_file
 from ldstudio.core.modelscan import ModelEntry, ModelFolderStore, scan_library
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
@@ -66,6 +67,38 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APP_TITLE = "ldstudio"
+KEEP, DISCARD, STAY = "keep", "discard", "stay"
+
+
+def ask_keep_queue(parent: QWidget, count: int) -> str:
+    """Quitting with jobs waiting: KEEP them for the next start, DISCARD them, or STAY."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Jobs are waiting", "", parent=parent)
+    jobs = f"{count} job{'s are' if count != 1 else ' is'}"
+    box.setText(f"{jobs} waiting in the queue. Quit anyway?")
+    box.setInformativeText(
+        "Kept jobs are offered again at the next start. A running job stops at its next step "
+        "either way; the images it saved stay in the library."
+    )
+    keep = box.addButton("Quit and &keep them for next time", QMessageBox.ButtonRole.AcceptRole)
+    discard = box.addButton("Quit and &discard them", QMessageBox.ButtonRole.DestructiveRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(keep)
+    box.exec()
+    return {id(keep): KEEP, id(discard): DISCARD}.get(id(box.clickedButton()), STAY)
+
+
+def ask_restore_queue(parent: QWidget, count: int) -> bool:
+    """At start, jobs kept at the last quit: True to queue them again, False to discard them."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Jobs from the last session", "", parent=parent)
+    box.setText(f"{count} job{'s were' if count != 1 else ' was'} waiting when ldstudio quit.")
+    restore = box.addButton(
+        f"&Restore the {count} queued job{'s' if count != 1 else ''}",
+        QMessageBox.ButtonRole.AcceptRole,
+    )
+    box.addButton("&Discard them", QMessageBox.ButtonRole.DestructiveRole)
+    box.setDefaultButton(restore)
+    box.exec()
+    return box.clickedButton() is restore
 
 
 class MainWindow(QMainWindow):
@@ -356,6 +389,26 @@ class MainWindow(QMainWindow):
         self.library.start()
         self._on_model_selected()
         self.spawn(self.refresh_models(select_default=True))
+        self.spawn(self.offer_saved_queue())
+
+    async def offer_saved_queue(self) -> None:
+        """Jobs kept at the last quit: ask, then queue them again or drop them."""
+        try:
+            kept = await self.off_thread(load_queue)
+        except ValueError as exc:  # the file stays as it is, for the user to look at
+            self.preview_pane.show_error(f"The jobs kept at the last quit were not read: {exc}")
+            return
+        if not kept:
+            return
+        restore = ask_restore_queue(self, len(kept))
+        # Queued again, they are kept anew at the next quit if still waiting.
+        await self.off_thread(save_queue, [])
+        if not restore:
+            self.statusBar().showMessage(f"{len(kept)} kept job(s) discarded", 6000)
+            return
+        for params in kept:
+            self.spawn(self.run_job(params))
+        self.statusBar().showMessage(f"{len(kept)} job(s) from the last session queued", 6000)
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -853,6 +906,23 @@ class MainWindow(QMainWindow):
         if self._closing:
             event.accept()
             return
+        waiting = [job.params for job in self.controller.queue.pending()]
+        if waiting:
+            answer = ask_keep_queue(self, len(waiting))
+            if answer == STAY:
+                event.ignore()
+                return
+            try:
+                save_queue(waiting if answer == KEEP else [])
+            except OSError as exc:
+                QMessageBox.critical(
+                    self,
+                    "Jobs not kept",
+                    f"The waiting jobs could not be kept in {saved_queue_file()}: {exc}\n\n"
+                    "ldstudio stays open with them.",
+                )
+                event.ignore()
+                return
         self._closing = True
         self._collect_settings()
         self._save_settings_now()
