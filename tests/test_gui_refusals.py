@@ -39,6 +39,8 @@ def cli_error(capsys, *args: str) -> str:
         ("height", "100", ["--size", "512x100"]),
         ("steps", "99999", ["--steps", "99999"]),
         ("steps", "0", ["--steps", "0"]),
+        ("batch_count", "99999", ["--count", "99999"]),
+        ("batch_size", "0", ["--batch", "0"]),
     ],
 )
 def test_typed_sizes_and_steps_stay_as_typed_and_are_refused_as_the_cli_does(
@@ -47,7 +49,13 @@ def test_typed_sizes_and_steps_stay_as_typed_and_are_refused_as_the_cli_does(
     window = make_window(fake_backend)
     pane = window.params_pane
     pane.aspect_combo.setCurrentIndex(CUSTOM)
-    spin = {"width": pane.width_spin, "height": pane.height_spin, "steps": pane.steps_spin}[field]
+    spin = {
+        "width": pane.width_spin,
+        "height": pane.height_spin,
+        "steps": pane.steps_spin,
+        "batch_count": pane.batch_count_spin,
+        "batch_size": pane.batch_size_spin,
+    }[field]
     type_into(qtbot, spin, typed)
     pane.commit_typed()  # what Generate does first
     assert spin.value() == int(typed) and spin.cleanText() == typed  # not 816, 1000, 64, 1…
@@ -64,7 +72,7 @@ def test_typed_sizes_and_steps_stay_as_typed_and_are_refused_as_the_cli_does(
     assert window.preview_pane.error_label.text() == f"Cannot generate: {message}"
     assert spin.cleanText() == typed  # still what was typed, for the user to correct
 
-    type_into(qtbot, spin, {"steps": "20"}.get(field, "512"))
+    type_into(qtbot, spin, {"steps": "20", "width": "512", "height": "512"}.get(field, "1"))
     assert pane.problem_label.isHidden()
 
 

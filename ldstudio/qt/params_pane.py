@@ -205,12 +205,16 @@ class ParamsPane(QWidget):
         seed_row.addWidget(self.seed_mode)
         seed_row.addWidget(self.seed_spin, 1)
 
-        self.batch_size_spin = QSpinBox()
-        self.batch_size_spin.setRange(*BATCH_SIZE_RANGE)
-        self.batch_size_spin.setToolTip("Images drawn together in one pass (uses more memory)")
-        self.batch_count_spin = QSpinBox()
-        self.batch_count_spin.setRange(*BATCH_COUNT_RANGE)
-        self.batch_count_spin.setToolTip("How many passes to run one after another")
+        self.batch_size_spin = CheckedSpinBox("batch_size", BATCH_SIZE_RANGE)
+        self.batch_size_spin.setToolTip(
+            f"Images drawn together in one pass, {BATCH_SIZE_RANGE[0]} to "
+            f"{BATCH_SIZE_RANGE[1]} (uses more memory)"
+        )
+        self.batch_count_spin = CheckedSpinBox("batch_count", BATCH_COUNT_RANGE)
+        self.batch_count_spin.setToolTip(
+            f"How many passes to run one after another, {BATCH_COUNT_RANGE[0]} to "
+            f"{BATCH_COUNT_RANGE[1]:,}"
+        )
         batch_row = QHBoxLayout()
         batch_row.addWidget(self.batch_size_spin, 1)
         batch_row.addWidget(QLabel("per pass ×"))
@@ -505,6 +509,7 @@ class ParamsPane(QWidget):
         fields = [self.steps_spin]
         if self.aspect_combo.currentIndex() != NATIVE:
             fields += [self.width_spin, self.height_spin]
+        fields += [self.batch_size_spin, self.batch_count_spin]
         return [problem for problem in (f.problem() for f in fields) if problem]
 
     def _show_problems(self) -> None:
