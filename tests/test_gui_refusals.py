@@ -289,3 +289,18 @@ def test_kept_jobs_can_be_discarded_and_a_broken_file_is_kept_and_explained(
     qtbot.waitUntil(lambda: "were not read" in window.preview_pane.error_label.text())
     assert "job 1: steps: 0 is out of range" in window.preview_pane.error_label.text()
     assert saved_queue_file().read_text().startswith('{"format": 1')  # not lost
+
+
+def test_a_field_that_takes_any_typed_value_is_no_wider_than_its_range_needs(qtbot) -> None:
+    from PySide6.QtWidgets import QSpinBox
+
+    from ldstudio.qt.params_pane import CheckedSpinBox
+
+    checked, plain = CheckedSpinBox("width", (64, 4096), 8), QSpinBox()
+    plain.setRange(64, 4096)
+    for spin in (checked, plain):
+        spin.setSuffix(" px")
+        qtbot.addWidget(spin)
+    # Within a pixel or two (Qt rounds its text margins): not the ±999,999,999 width.
+    assert abs(checked.sizeHint().width() - plain.sizeHint().width()) <= 2
+    assert abs(checked.minimumSizeHint().width() - plain.minimumSizeHint().width()) <= 2

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -92,6 +92,24 @@ class CheckedSpinBox(QSpinBox):
 
     def problem(self) -> str:
         return field_problem(self.field, self.value())
+
+    def sizeHint(self) -> QSize:
+        return self._narrowed(super().sizeHint())
+
+    def minimumSizeHint(self) -> QSize:
+        return self._narrowed(super().minimumSizeHint())
+
+    def _narrowed(self, hint: QSize) -> QSize:
+        # Qt sizes a spin box for its widest value: as wide as the allowed range needs, not as
+        # wide as the ±999,999,999 it takes so that a wrong value can be typed and shown.
+        metrics = self.fontMetrics()
+
+        def width(*values: int) -> int:
+            texts = (self.prefix() + self.textFromValue(v) + self.suffix() for v in values)
+            return max(metrics.horizontalAdvance(text) for text in texts)
+
+        extra = width(self.minimum(), self.maximum()) - width(*self.allowed)
+        return QSize(max(hint.width() - extra, 0), hint.height())
 
     def stepBy(self, steps: int) -> None:
         low, high = self.allowed
