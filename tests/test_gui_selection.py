@@ -222,3 +222,39 @@ def test_a_finished_job_highlights_its_own_images_by_id(
     settled(qtbot, window, ["made in the window"])
     assert window.details_view.entry.path == mine
     assert window.gallery_model.entry_at(0).prompt == "from the cli"  # row 0 is not ours
+
+
+def test_delete_pressed_again_during_a_move_is_one_request_another_image_is_another(
+    qtbot, tmp_path: Path
+) -> None:
+    from test_gui_library import synthetic_library
+
+    from ldstudio.qt.library_model import LibraryModel
+    from ldstudio.qt.library_pane import LibraryPane
+
+    store = synthetic_library(tmp_path / "library", 5)
+    model = LibraryModel(store, poll_revision=False)
+    pane = LibraryPane(model)
+    qtbot.addWidget(pane)
+    try:
+        with qtbot.waitSignal(model.count_changed):
+            model.refresh()
+        model.entry_at(0)
+        qtbot.waitUntil(lambda: model.entry_at(1) is not None)
+        requests: list[object] = []
+        pane.delete_requested.connect(requests.append)
+        pane.select_row(0)
+        pane.actions_by_name["delete"].trigger()
+        pane.actions_by_name["delete"].trigger()  # the same image, still on its way
+        assert len(requests) == 1
+        pane.select_row(1)
+        pane.actions_by_name["delete"].trigger()
+        assert [r.known for r in requests] == [{0: model.loaded_id(0)}, {1: model.loaded_id(1)}]
+        # Nothing highlighted: Delete takes nothing, whatever has the focus.
+        pane.view.clearSelection()
+        assert pane.view.currentIndex().isValid()
+        pane.actions_by_name["delete"].trigger()
+        assert len(requests) == 2
+    finally:
+        model.close()
+        store.close()

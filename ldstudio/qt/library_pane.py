@@ -266,6 +266,7 @@ class LibraryPane(QWidget):
         # After a delete or restore: (id of the image to highlight next, the row it will be at,
         # whether the move is done). The next image is known before the rows shift under it.
         self._focus_next: tuple[int | None, int, bool] | None = None
+        self._moving: set[int] = set()  # ids of the trash or restore under way
         model.choices_loaded.connect(self.set_choices)
         self._update_title()
 
@@ -412,8 +413,12 @@ class LibraryPane(QWidget):
 
     def _move(self, signal: Any) -> None:
         selection = self.selection()
-        if not selection.rows or (self._focus_next is not None and not self._focus_next[2]):
-            return  # nothing highlighted, or the last move is still under way
+        if not selection.rows:
+            return  # nothing highlighted: nothing to act on
+        ids = set(selection.known.values())
+        if len(ids) == len(selection) and ids <= self._moving:
+            return  # Delete pressed again on the images already on their way
+        self._moving = ids
         self._focus_next = self._next_after(selection.rows)
         signal.emit(selection)
         if len(selection) > 1:
@@ -431,12 +436,14 @@ class LibraryPane(QWidget):
 
     def images_moved(self, _ids: object = None) -> None:
         """The trash or restore asked for has been done: highlight the next image once shown."""
+        self._moving = set()
         if self._focus_next is not None:
             self._focus_next = (self._focus_next[0], self._focus_next[1], True)
 
     def forget_move(self) -> None:
         """The move failed: the images stay, nothing is highlighted on its behalf."""
         self._focus_next = None
+        self._moving = set()
 
     def _seek_focus(self, *_: object) -> None:
         pending = self._focus_next
@@ -458,6 +465,7 @@ class LibraryPane(QWidget):
     def _on_reset(self) -> None:
         self._selected_ids.clear()
         self._focus_next = None
+        self._moving = set()
         self._update_shown()
 
     def _save(self) -> None:
