@@ -60,16 +60,16 @@ def make_window(qtbot, qt_loop: asyncio.AbstractEventLoop) -> Iterator[WindowMak
         return window
 
     yield make
-    from ldstudio.qt import main_window
+    from ldstudio.qt import kept_queue
 
     # Jobs a test left waiting are dropped at teardown, not asked about in a modal dialog.
-    asking = main_window.ask_keep_queue
-    main_window.ask_keep_queue = lambda _parent, _count: main_window.DISCARD
+    asking = kept_queue.ask_keep_queue
+    kept_queue.ask_keep_queue = lambda _parent, _count: kept_queue.DISCARD
     try:
         for window in windows:
             window.close()
     finally:
-        main_window.ask_keep_queue = asking
+        kept_queue.ask_keep_queue = asking
     for window in windows:
         thread: QThread = window.controller.engine.thread
         assert not thread.isRunning(), "the engine thread outlived its window"

@@ -233,7 +233,7 @@ def test_quitting_with_queued_jobs_asks_and_keeps_them_for_the_next_start(
 ) -> None:
     from ldstudio.core.events import JobFinished
     from ldstudio.core.jobs import load_queue, saved_queue_file
-    from ldstudio.qt import main_window
+    from ldstudio.qt import kept_queue
 
     fake_backend.hold_at_step = 1
     window = make_window(fake_backend)
@@ -243,21 +243,21 @@ def test_quitting_with_queued_jobs_asks_and_keeps_them_for_the_next_start(
         window.generate_action.trigger()
     qtbot.waitUntil(lambda: window.controller.last_progress is not None)
     asked: list[int] = []
-    answer = main_window.STAY
-    monkeypatch.setattr(main_window, "ask_keep_queue", lambda _w, n: asked.append(n) or answer)
+    answer = kept_queue.STAY
+    monkeypatch.setattr(kept_queue, "ask_keep_queue", lambda _w, n: asked.append(n) or answer)
 
     assert window.close() is False  # Cancel: nothing happens, the queue is as it was
     assert asked == [2] and window.isVisible() and len(window.controller.jobs()) == 3
     assert not saved_queue_file().exists()
 
-    answer = main_window.KEEP
+    answer = kept_queue.KEEP
     assert window.close() is True
     assert [p.prompt for p in load_queue()] == ["second", "third"]
     seeds = [p.seed for p in load_queue()]
 
     # The next start offers them; restored, they run as they were queued (same seeds).
     offered: list[int] = []
-    monkeypatch.setattr(main_window, "ask_restore_queue", lambda _w, n: offered.append(n) or True)
+    monkeypatch.setattr(kept_queue, "ask_restore_queue", lambda _w, n: offered.append(n) or True)
     again = make_window(FakeBackend())
     ended: list[object] = []
     again.controller.job_ended.connect(ended.append)
@@ -274,10 +274,10 @@ def test_kept_jobs_can_be_discarded_and_a_broken_file_is_kept_and_explained(
 ) -> None:
     from ldstudio.core.jobs import save_queue, saved_queue_file
     from ldstudio.core.params import GenerationParams
-    from ldstudio.qt import main_window
+    from ldstudio.qt import kept_queue
 
     save_queue([GenerationParams(prompt="old job", seed=3)])
-    monkeypatch.setattr(main_window, "ask_restore_queue", lambda _w, _n: False)
+    monkeypatch.setattr(kept_queue, "ask_restore_queue", lambda _w, _n: False)
     backend = FakeBackend()
     window = make_window(backend)
     qtbot.waitUntil(lambda: not saved_queue_file().exists(), timeout=5000)

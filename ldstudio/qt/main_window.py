@@ -46,6 +46,7 @@ from ldstudio.core.modelscan import ModelEntry, ModelFolderStore, scan_library
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.settings import Settings, save_settings
+from ldstudio.qt import kept_queue
 from ldstudio.qt.controller import GenerationController
 from ldstudio.qt.engine_options import (
     EngineEnvironment,
@@ -67,38 +68,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APP_TITLE = "ldstudio"
-KEEP, DISCARD, STAY = "keep", "discard", "stay"
-
-
-def ask_keep_queue(parent: QWidget, count: int) -> str:
-    """Quitting with jobs waiting: KEEP them for the next start, DISCARD them, or STAY."""
-    box = QMessageBox(QMessageBox.Icon.Question, "Jobs are waiting", "", parent=parent)
-    jobs = f"{count} job{'s are' if count != 1 else ' is'}"
-    box.setText(f"{jobs} waiting in the queue. Quit anyway?")
-    box.setInformativeText(
-        "Kept jobs are offered again at the next start. A running job stops at its next step "
-        "either way; the images it saved stay in the library."
-    )
-    keep = box.addButton("Quit and &keep them for next time", QMessageBox.ButtonRole.AcceptRole)
-    discard = box.addButton("Quit and &discard them", QMessageBox.ButtonRole.DestructiveRole)
-    box.addButton(QMessageBox.StandardButton.Cancel)
-    box.setDefaultButton(keep)
-    box.exec()
-    return {id(keep): KEEP, id(discard): DISCARD}.get(id(box.clickedButton()), STAY)
-
-
-def ask_restore_queue(parent: QWidget, count: int) -> bool:
-    """At start, jobs kept at the last quit: True to queue them again, False to discard them."""
-    box = QMessageBox(QMessageBox.Icon.Question, "Jobs from the last session", "", parent=parent)
-    box.setText(f"{count} job{'s were' if count != 1 else ' was'} waiting when ldstudio quit.")
-    restore = box.addButton(
-        f"&Restore the {count} queued job{'s' if count != 1 else ''}",
-        QMessageBox.ButtonRole.AcceptRole,
-    )
-    box.addButton("&Discard them", QMessageBox.ButtonRole.DestructiveRole)
-    box.setDefaultButton(restore)
-    box.exec()
-    return box.clickedButton() is restore
 
 
 class MainWindow(QMainWindow):
@@ -400,7 +369,7 @@ class MainWindow(QMainWindow):
             return
         if not kept:
             return
-        restore = ask_restore_queue(self, len(kept))
+        restore = kept_queue.ask_restore_queue(self, len(kept))
         # Queued again, they are kept anew at the next quit if still waiting.
         await self.off_thread(save_queue, [])
         if not restore:
@@ -908,12 +877,12 @@ class MainWindow(QMainWindow):
             return
         waiting = [job.params for job in self.controller.queue.pending()]
         if waiting:
-            answer = ask_keep_queue(self, len(waiting))
-            if answer == STAY:
+            answer = kept_queue.ask_keep_queue(self, len(waiting))
+            if answer == kept_queue.STAY:
                 event.ignore()
                 return
             try:
-                save_queue(waiting if answer == KEEP else [])
+                save_queue(waiting if answer == kept_queue.KEEP else [])
             except OSError as exc:
                 QMessageBox.critical(
                     self,
