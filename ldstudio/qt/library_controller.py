@@ -236,15 +236,19 @@ class LibraryController(QObject):
         """Highlight these images (a job's, by their ids), wherever the filter and order put
         them; images the filter hides are said so, and nothing else is highlighted instead."""
 
+        shown_filter = self.model.filter  # read here, on the GUI thread
+
         def work() -> tuple[list[int], list[int], int]:
             wanted = [e.id for e in map(self.store.entry_for_path, paths) if e is not None]
-            ids = self.store.ids(self.model.filter)
+            ids = self.store.ids(shown_filter)
             at = {image_id: row for row, image_id in enumerate(ids)}
             shown = [i for i in wanted if i in at]
             return shown, [at[i] for i in shown], len(wanted) - len(shown)
 
         def done(result: tuple[list[int], list[int], int]) -> None:
             shown, rows, hidden = result
+            if self.model.filter != shown_filter:
+                return  # another view by now: these rows would mean other images
             if shown:  # each row's id is checked again when its page arrives
                 self.pane.select_ids(shown, rows)
             if hidden:
