@@ -126,8 +126,10 @@ def test_reusing_an_imported_image_lists_every_value_not_applied_and_finds_the_b
     window.gallery_pane.actions_by_name["reuse_params"].trigger()
     qtbot.waitUntil(lambda: window.prompt_pane.prompt() == "a castle on a hill")
     restored = next(n for n in notes if n.startswith("Parameters restored"))
+    kept_in_view = pane.restore_note.text()  # stays under the form, unlike the status bar
+    assert pane.restore_note.isVisibleTo(window)
     for value in NOT_APPLIED:
-        assert value in restored, value
+        assert value in restored and value in kept_in_view, value
     assert "choose it" not in restored  # "Model: ldstudio-shapes" is the bundled model
     params = window.current_params()
     assert (params.model, params.seed, params.steps) == ("", 42, 12)

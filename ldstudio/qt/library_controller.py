@@ -226,6 +226,7 @@ class LibraryController(QObject):
         params, notes = merge_params(result, base, self.params_pane.model_for_name)
         apply_to_panes(params, self.prompt_pane, self.params_pane)
         note = f"Parameters restored ({result.label})"
+        self.params_pane.set_restore_note(f"{note}: " + "; ".join(notes) if notes else "")
         self.status_message.emit(note + (": " + "; ".join(notes) if notes else ""))
 
     def _reuse_seed(self, seed: int) -> None:

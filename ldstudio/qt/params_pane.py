@@ -258,6 +258,13 @@ class ParamsPane(QWidget):
         self.problem_label.setWordWrap(True)
         self.problem_label.setStyleSheet("color: #c62828;")
         self.problem_label.hide()
+        # What the last restore of parameters could not take, until the next restore: the
+        # status bar would show it for seconds, and clip a long list.
+        self.restore_note = QLabel()
+        self.restore_note.setObjectName("restore_note")
+        self.restore_note.setWordWrap(True)
+        self.restore_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.restore_note.hide()
         self.hint_label = QLabel()
         self.hint_label.setObjectName("hint")
         self.hint_label.setWordWrap(True)
@@ -287,6 +294,7 @@ class ParamsPane(QWidget):
         layout.addLayout(form)
         layout.addWidget(self.extras_label)
         layout.addWidget(self.problem_label)
+        layout.addWidget(self.restore_note)
         layout.addWidget(self.hint_label)
         layout.addStretch(1)
 
@@ -440,6 +448,12 @@ class ParamsPane(QWidget):
         self.preview_combo.setCurrentText(params.preview_method)
         self.preview_interval_spin.setValue(params.preview_interval)
         self._on_changed()
+
+    def set_restore_note(self, text: str) -> None:
+        """Say under the form what restoring parameters did not apply ("" hides it)."""
+        self.restore_note.setText(text)
+        self.restore_note.setToolTip(text)
+        self.restore_note.setVisible(bool(text))
 
     def set_extras(self, vae: str, loras: tuple[tuple[str, float], ...]) -> None:
         """The VAE and LoRAs the next images use (chosen in the model manager)."""
