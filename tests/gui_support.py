@@ -60,8 +60,16 @@ def make_window(qtbot, qt_loop: asyncio.AbstractEventLoop) -> Iterator[WindowMak
         return window
 
     yield make
-    for window in windows:
-        window.close()
+    from ldstudio.qt import kept_queue
+
+    # Jobs a test left waiting are dropped at teardown, not asked about in a modal dialog.
+    asking = kept_queue.ask_keep_queue
+    kept_queue.ask_keep_queue = lambda _parent, _count: kept_queue.DISCARD
+    try:
+        for window in windows:
+            window.close()
+    finally:
+        kept_queue.ask_keep_queue = asking
     for window in windows:
         thread: QThread = window.controller.engine.thread
         assert not thread.isRunning(), "the engine thread outlived its window"

@@ -1,9 +1,8 @@
-"""The parameter pane: only valid values can be entered; doubtful combinations are explained."""
+"""The parameter pane: invalid values are kept and refused; doubtful combinations are explained."""
 
 from __future__ import annotations
 
 import pytest
-from PySide6.QtGui import QValidator
 
 from ldstudio.core.params import SEED_MAX, GenerationParams
 from ldstudio.qt.model_info import ModelInfo
@@ -23,13 +22,23 @@ def pane(qtbot) -> ParamsPane:
 
 
 def test_sizes_must_be_multiples_of_8(pane: ParamsPane) -> None:
+    # Issue 12.4: a size that is no multiple of 8 used to be refused while typed and snapped
+    # to the nearest one on leaving (67 -> 64, 69 -> 72). It is now kept and refused instead.
     pane.aspect_combo.setCurrentIndex(CUSTOM)
     spin = pane.width_spin
-    assert spin.validate("65 px", 2)[0] == QValidator.State.Intermediate
-    assert spin.validate("72 px", 2)[0] == QValidator.State.Acceptable
-    assert spin.fixup("67 px") == "64"
-    assert spin.fixup("69") == "72"
-    assert (spin.minimum(), spin.maximum(), spin.singleStep()) == (64, 4096, 8)
+    spin.setValue(65)
+    assert spin.value() == 65
+    assert "width: 65 is not a multiple of 8" in pane.problem_label.text()
+    spin.setValue(72)
+    assert pane.problem_label.isHidden()
+    # The arrows stay on multiples of 8 within the range.
+    assert (spin.allowed, spin.singleStep()) == ((64, 4096), 8)
+    spin.setValue(4096)
+    spin.stepBy(1)
+    assert spin.value() == 4096
+    spin.setValue(67)
+    spin.stepBy(1)
+    assert spin.value() == 72
 
 
 def test_presets_keep_the_native_area_in_multiples_of_8(pane: ParamsPane) -> None:
@@ -138,11 +147,18 @@ def test_text_still_being_typed_is_taken_before_a_job(qtbot, pane: ParamsPane) -
     pane.show()
     pane.width_spin.setFocus()
     pane.width_spin.lineEdit().selectAll()
-    qtbot.keyClicks(pane.width_spin.lineEdit(), "100")
+    qtbot.keyClicks(pane.width_spin.lineEdit(), "104")
     pane.steps_spin.lineEdit().selectAll()
     qtbot.keyClicks(pane.steps_spin.lineEdit(), "33")
-    assert pane.width_spin.value() != 96  # typed, not yet taken (100 is no multiple of 8)
     pane.commit_typed()
     params = pane.params("x", "")
-    assert (params.width, params.steps) == (96, 33)  # snapped as leaving the field would
-    assert pane.width_spin.text() == "96 px"
+    assert (params.width, params.steps) == (104, 33)
+    # Issue 12.4: a width of 100 used to be snapped to 96 here, silently. It is kept as typed
+    # and the job is refused with the CLI's message.
+    pane.width_spin.setFocus()
+    pane.width_spin.lineEdit().selectAll()
+    qtbot.keyClicks(pane.width_spin.lineEdit(), "100")
+    pane.commit_typed()
+    assert pane.width_spin.text() == "100 px"
+    with pytest.raises(ValueError, match="width: 100 is not a multiple of 8"):
+        pane.params("x", "")

@@ -1,14 +1,24 @@
-"""Jobs, their cancel tokens and the FIFO queue feeding the single engine worker; thread-safe."""
+"""Jobs, their cancel tokens and the FIFO queue feeding the single engine worker; thread-safe.
+
+`save_queue` / `load_queue` keep the parameters of jobs not yet run in the data folder, so a
+quit with jobs waiting can offer them again at the next start.
+"""
 
 from __future__ import annotations
 
 import enum
 import itertools
+import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ldstudio.core import paths
+from ldstudio.core.atomic import atomic_file
 from ldstudio.core.params import GenerationParams
+
+QUEUE_FORMAT = 1
 
 
 class JobState(enum.Enum):
@@ -154,3 +164,46 @@ class JobQueue:
         """Jobs not yet final: pending plus the running one."""
         with self._lock:
             return len(self._pending) + (self._running is not None)
+
+
+def saved_queue_file() -> Path:
+    return paths.home_dir() / "queue.json"
+
+
+def save_queue(params: list[GenerationParams], path: Path | None = None) -> None:
+    """Keep these jobs' parameters for the next start (written atomically); [] removes them."""
+    target = path or saved_queue_file()
+    if not params:
+        target.unlink(missing_ok=True)
+        return
+    payload = {"format": QUEUE_FORMAT, "jobs": [p.to_dict() for p in params]}
+    with atomic_file(target, private=True) as handle:
+        handle.write(json.dumps(payload, ensure_ascii=False, indent=1).encode("utf-8"))
+
+
+def load_queue(path: Path | None = None) -> list[GenerationParams]:
+    """The jobs kept by `save_queue` ([] when none); ValueError naming the file and the fault."""
+    source = path or saved_queue_file()
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ValueError(f"{source}: cannot be read ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
+        raise ValueError(f'{source}: expected an object with a "jobs" list')
+    if data.get("format") != QUEUE_FORMAT:
+        raise ValueError(
+            f"{source}: format {data.get('format')!r} is not supported; allowed: {QUEUE_FORMAT}"
+        )
+    jobs = []
+    for at, item in enumerate(data["jobs"]):
+        try:
+            jobs.append(GenerationParams.from_dict(item))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{source}: job {at + 1}: {exc}") from None
+    return jobs

@@ -161,6 +161,19 @@ class GenerationParams:
         return cls.from_dict(data)
 
 
+def field_problem(name: str, value: object) -> str:
+    """What `validate()` (and so the CLI) says about one field's value; "" when it is allowed.
+
+    Forms show this next to a field as it is typed, so they refuse with the very words of
+    `ldstudio generate`, and never clamp or snap a value behind the user's back.
+    """
+    try:
+        GenerationParams(prompt="").replace(**{name: value}).validate()
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 def _check_loras(loras: object) -> None:
     allowed = (
         f"allowed: (path, strength) pairs with a non-empty path and a strength from "

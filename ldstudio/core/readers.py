@@ -77,6 +77,69 @@ PARAM_FIELDS = (
 )
 
 
+# For each tool, the keys of `ReadResult.extra` a reader turned into a field: such a key was
+# applied when its field is in `fields` (a sampler without an ldstudio equivalent is not).
+_EXTRA_FIELDS: dict[str, dict[str, str]] = {
+    "a1111": {"Model": "model", "Sampler": "scheduler", "Schedule type": "scheduler"},
+    "fooocus": {
+        "Model": "model",
+        "Sampler": "scheduler",
+        "Schedule type": "scheduler",
+        "prompt": "prompt",
+        "negative_prompt": "negative_prompt",
+        "steps": "steps",
+        "guidance_scale": "guidance_scale",
+        "seed": "seed",
+        "base_model": "model",
+        "resolution": "width",
+        "sampler": "scheduler",
+        "scheduler": "scheduler",
+    },
+    "invokeai": {
+        "positive_prompt": "prompt",
+        "negative_prompt": "negative_prompt",
+        "steps": "steps",
+        "cfg_scale": "guidance_scale",
+        "seed": "seed",
+        "width": "width",
+        "height": "height",
+        "model": "model",
+        "scheduler": "scheduler",
+    },
+    "novelai": {
+        "steps": "steps",
+        "scale": "guidance_scale",
+        "seed": "seed",
+        "width": "width",
+        "height": "height",
+        "sampler": "scheduler",
+        "noise_schedule": "scheduler",
+    },
+    "comfyui": {"sampler_name": "scheduler", "scheduler": "scheduler"},
+}
+# The metadata itself, not a setting: ComfyUI's graphs, the model name ldstudio writes beside
+# its own parameters.
+_NOT_SETTINGS = frozenset({"prompt_graph", "workflow", "model_name"})
+
+
+def unapplied_values(result: ReadResult) -> list[tuple[str, str]]:
+    """Every value the tool wrote that `fields` does not carry, as (name, value) text.
+
+    Restoring parameters lists these, so nothing an image holds is dropped without a word
+    (Variation seed, Clip skip, Hires settings, Denoising strength, …).
+    """
+    mapped = _EXTRA_FIELDS.get(result.source, {})
+    values = []
+    for key, value in result.extra.items():
+        if key in _NOT_SETTINGS or (key in mapped and mapped[key] in result.fields):
+            continue
+        if value is None or value == "":
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        values.append((key, text if len(text) <= 80 else text[:79] + "…"))
+    return values
+
+
 class UnreadableImage(ValueError):
     """The file exists but is not an image Pillow can open."""
 

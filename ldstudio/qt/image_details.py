@@ -74,7 +74,9 @@ def entry_result(entry: GalleryEntry) -> ReadResult | None:
         return None
     source = entry.source if entry.source in SOURCE_LABELS else "ldstudio"
     fields = {name: getattr(params, name) for name in PARAM_FIELDS}
-    return ReadResult(source=source, fields=fields, params=params)
+    # `extra` too: what the image's tool wrote beyond these (Clip skip, Hires…) is listed as
+    # not applied when the parameters are reused, not dropped without a word.
+    return ReadResult(source=source, fields=fields, extra=entry.extra, params=params)
 
 
 class _Relay(QObject):
@@ -88,6 +90,7 @@ class LibraryActions(QObject):
     message = Signal(str)  # a short success note for the status bar
     failed = Signal(str)  # a readable error naming the image and what went wrong
     changed = Signal()  # the library changed: views recount
+    moved = Signal(object)  # list of image ids trashed or restored (before `changed`)
     entry_changed = Signal(object)  # GalleryEntry as it is now
     restore_requested = Signal(object)  # ReadResult: put these parameters in the panes
     seed_requested = Signal(object)  # int up to 2**32 - 1: too big for a C++ int argument
@@ -153,6 +156,12 @@ class LibraryActions(QObject):
 
         self.run(work, self._entry_done, f"Could not untag {entry.path.name}")
 
+    def reload(self, entry: GalleryEntry) -> None:
+        """Read the entry again (it changed); `entry_changed` brings it as it is now."""
+        self.run(
+            lambda: self.store.get(entry.id), self.entry_changed.emit, f"Cannot read {entry.path}"
+        )
+
     def _entry_done(self, entry: GalleryEntry) -> None:
         self.entry_changed.emit(entry)
         self.changed.emit()
@@ -187,6 +196,7 @@ class LibraryActions(QObject):
         """Trash or restore `ids()` on the worker; `note(count done)` goes to the status bar."""
 
         def done(moved: list[int]) -> None:
+            self.moved.emit(moved)
             self.message.emit(note(len(moved)))
             self.changed.emit()
 
@@ -356,6 +366,11 @@ class ImageDetailsView(QWidget):
         super().__init__(parent)
         self.library_actions = actions
         self.entry: GalleryEntry | None = None
+        # Delete and Restore act on this entry alone, unless a window hands them to its grid
+        # (`act_on_selection`): then they take every highlighted image, as the grid's keys do.
+        self._delete: Callable[[], None] | None = None
+        self._restore: Callable[[], None] | None = None
+        self._selected_count = 1
         self._image = QImage()
         self.image_label = QLabel("Select an image")
         self.image_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -409,14 +424,15 @@ class ImageDetailsView(QWidget):
         b["copy"].clicked.connect(lambda: self._with_entry(actions.copy))
         b["save_as"].clicked.connect(lambda: self._with_entry(self.save_as_dialog))
         b["open_folder"].clicked.connect(lambda: self._with_entry(actions.open_folder))
-        b["delete"].clicked.connect(lambda: self._with_entry(actions.trash))
-        b["restore"].clicked.connect(lambda: self._with_entry(actions.restore))
+        b["delete"].clicked.connect(lambda: self._move(self._delete, actions.trash))
+        b["restore"].clicked.connect(lambda: self._move(self._restore, actions.restore))
         self.tag_edit.returnPressed.connect(self._add_tags)
         self.tag_list.itemDoubleClicked.connect(
             lambda item: self._with_entry(lambda e: actions.remove_tag(e, item.text()))
         )
         actions.image_loaded.connect(self._on_image)
         actions.entry_changed.connect(self._on_entry_changed)
+        actions.moved.connect(self._on_moved)
         actions.failed.connect(self._action_failed)
         self._typed_tags = ""  # what was sent, until the library takes or refuses it
         self.show_entry(None)
@@ -432,9 +448,7 @@ class ImageDetailsView(QWidget):
             self.image_label.setPixmap(QPixmap())
             self.image_label.setText("Select an image")
             return
-        trashed = entry.trashed_at is not None
-        self.buttons["delete"].setVisible(not trashed)
-        self.buttons["restore"].setVisible(trashed)
+        self._show_move_buttons(entry)
         self.buttons["reuse_seed"].setEnabled(entry.seed is not None)
         self.buttons["favourite"].setChecked(entry.favourite)
         for name in ("copy", "save_as", "open_folder"):
@@ -447,6 +461,37 @@ class ImageDetailsView(QWidget):
         else:
             self.image_label.setText("Loading…")
             self.library_actions.load_image(entry)
+
+    def act_on_selection(self, delete: Callable[[], None], restore: Callable[[], None]) -> None:
+        """Delete and Restore call these (a grid's, for its highlighted images) instead."""
+        self._delete, self._restore = delete, restore
+
+    def set_selected_count(self, count: int) -> None:
+        """How many images Delete and Restore take (the grid's highlighted ones)."""
+        self._selected_count = max(count, 1)
+        if self.entry is not None:
+            self._show_move_buttons(self.entry)
+
+    def _show_move_buttons(self, entry: GalleryEntry) -> None:
+        # From the entry as it is now: a trashed image offers Restore, never Delete.
+        trashed = entry.trashed_at is not None
+        many = f" {images_text(self._selected_count)}" if self._selected_count > 1 else ""
+        self.buttons["delete"].setText(f"&Delete{many}")
+        self.buttons["restore"].setText(f"&Restore{many}")
+        self.buttons["delete"].setVisible(not trashed)
+        self.buttons["restore"].setVisible(trashed)
+
+    def _move(
+        self, handler: Callable[[], None] | None, own: Callable[[GalleryEntry], None]
+    ) -> None:
+        if handler is not None:
+            handler()
+        else:
+            self._with_entry(own)
+
+    def _on_moved(self, ids: list[int]) -> None:
+        if self.entry is not None and self.entry.id in ids:
+            self.library_actions.reload(self.entry)  # its Delete/Restore must follow
 
     def parameters_text(self) -> str:
         return self.params_view.toPlainText()
@@ -473,6 +518,7 @@ class ImageDetailsView(QWidget):
         if self.entry is not None and entry.id == self.entry.id:
             self.entry = entry
             self.buttons["favourite"].setChecked(entry.favourite)
+            self._show_move_buttons(entry)
             self.tag_list.clear()
             self.tag_list.addItems(list(entry.tags))
             self._show_parameters(entry)

@@ -91,6 +91,13 @@ class LibraryController(QObject):
         p.delete_requested.connect(a.trash_rows)
         p.restore_requested.connect(a.restore_rows)
         p.empty_trash_requested.connect(self.empty_trash)
+        # The details' Delete/Restore take what the grid highlights, never another image.
+        self.details.act_on_selection(p.delete_selected, p.restore_selected)
+        p.view.selectionModel().selectionChanged.connect(
+            lambda *_: self.details.set_selected_count(len(p.selected_rows()))
+        )
+        a.moved.connect(p.images_moved)
+        a.failed.connect(lambda _message: p.forget_move())
         a.message.connect(self.status_message)
         a.failed.connect(self.error)
         a.restore_requested.connect(self.restore)
@@ -226,19 +233,42 @@ class LibraryController(QObject):
             )
         except ValueError:
             base = self.params_pane.params("", "")
-        params, notes = merge_params(result, base)
+        params, notes = merge_params(result, base, self.params_pane.model_for_name)
         apply_to_panes(params, self.prompt_pane, self.params_pane)
         note = f"Parameters restored ({result.label})"
+        self.params_pane.set_restore_note(f"{note}: " + "; ".join(notes) if notes else "")
         self.status_message.emit(note + (": " + "; ".join(notes) if notes else ""))
 
     def _reuse_seed(self, seed: int) -> None:
         self.params_pane.set_seed(seed)
         self.status_message.emit(f"Seed {seed} fixed")
 
-    def select_newest(self) -> None:
-        """Select the first row once it is loaded (after a job: the image just made)."""
-        if self.model.rowCount() and self.model.filter.newest_first:
-            self.pane.select_row(0)
+    def select_images(self, paths: list[Path]) -> None:
+        """Highlight these images (a job's, by their ids), wherever the filter and order put
+        them; images the filter hides are said so, and nothing else is highlighted instead."""
+
+        shown_filter = self.model.filter  # read here, on the GUI thread
+
+        def work() -> tuple[list[int], list[int], int]:
+            wanted = [e.id for e in map(self.store.entry_for_path, paths) if e is not None]
+            ids = self.store.ids(shown_filter)
+            at = {image_id: row for row, image_id in enumerate(ids)}
+            shown = [i for i in wanted if i in at]
+            return shown, [at[i] for i in shown], len(wanted) - len(shown)
+
+        def done(result: tuple[list[int], list[int], int]) -> None:
+            shown, rows, hidden = result
+            if self.model.filter != shown_filter:
+                return  # another view by now: these rows would mean other images
+            if shown:  # each row's id is checked again when its page arrives
+                self.pane.select_ids(shown, rows)
+            if hidden:
+                self.status_message.emit(
+                    f"{images_text(hidden)} made but not shown: the gallery's filter hides "
+                    f"{'them' if hidden > 1 else 'it'}"
+                )
+
+        self.actions.run(work, done, "Could not find the new images in the library")
 
     def current_entry(self) -> GalleryEntry | None:
         return self.pane.current_entry()

@@ -101,7 +101,15 @@ class ThumbnailDelegate(QStyledItemDelegate):
 
 
 class LibraryPane(QWidget):
-    entry_selected = Signal(object)  # GalleryEntry
+    """The grid, and the one rule of what an action acts on: the highlighted images.
+
+    What the viewer and the details show (`entry_selected`), what is highlighted and what an
+    action takes (`selection()`) are always the same images: an unhighlighted focus shows
+    nothing and acts on nothing, and after a delete or restore the next image is highlighted
+    (found by id, as a file manager does), never whatever slid under the old rows.
+    """
+
+    entry_selected = Signal(object)  # GalleryEntry, or None when nothing is highlighted
     entry_activated = Signal(object)  # double click / Enter: open the details
     reuse_params_requested = Signal(object)
     reuse_seed_requested = Signal(object)
@@ -246,13 +254,19 @@ class LibraryPane(QWidget):
         model.count_changed.connect(self._update_title)
         model.page_loaded.connect(self._page_loaded)
         self._shown_id: int | None = None
+        self._quiet = False
         # row -> image id of selected rows, as first seen: a refresh that puts other images
         # under the selection (an import of older images, another process) clears it, so a
         # bulk action never falls on images the user did not pick.
         self._selected_ids: dict[int, int] = {}
         model.rowsInserted.connect(lambda _p, first, last: self._shift_ids(first, last, 1))
         model.rowsRemoved.connect(lambda _p, first, last: self._shift_ids(first, last, -1))
-        model.modelReset.connect(lambda: self._selected_ids.clear())
+        model.modelReset.connect(self._on_reset)
+        model.count_changed.connect(self._seek_focus)
+        # After a delete or restore: (id of the image to highlight next, the row it will be at,
+        # whether the move is done). The next image is known before the rows shift under it.
+        self._focus_next: tuple[int | None, int, bool] | None = None
+        self._moving: set[int] = set()  # ids of the trash or restore under way
         model.choices_loaded.connect(self.set_choices)
         self._update_title()
 
@@ -321,11 +335,34 @@ class LibraryPane(QWidget):
     # -- selection and actions ------------------------------------------------------------------
 
     def current_entry(self) -> GalleryEntry | None:
+        """The focused image if it is highlighted (a focus without highlight means nothing)."""
         index = self.view.currentIndex()
-        if not index.isValid():
+        if not index.isValid() or not self.view.selectionModel().isSelected(index):
             return None
         entry: GalleryEntry | None = self.model.data(index, EntryRole)
         return entry
+
+    def select_ids(self, image_ids: list[int], rows: list[int]) -> None:
+        """Highlight these images at these rows (found by the caller), the last one focused."""
+        count = self.model.rowCount()
+        pairs = [(r, i) for r, i in zip(rows, image_ids, strict=True) if 0 <= r < count]
+        if not pairs:
+            return
+        ranges = QItemSelection()
+        for row, _ in pairs:
+            ranges.select(self.model.index(row), self.model.index(row))
+        last = self.model.index(pairs[-1][0])
+        selection_model = self.view.selectionModel()
+        self._quiet = True  # one change for the viewer, not a flicker through "nothing"
+        try:
+            selection_model.select(ranges, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+            selection_model.setCurrentIndex(last, QItemSelectionModel.SelectionFlag.NoUpdate)
+        finally:
+            self._quiet = False
+        # Rows whose page is not loaded yet are checked against these ids when it arrives.
+        self._selected_ids = dict(pairs)
+        self.view.scrollTo(last)
+        self._update_shown()
 
     def select_row(self, row: int) -> None:
         index = self.model.index(row)
@@ -342,12 +379,8 @@ class LibraryPane(QWidget):
         return sorted(rows)
 
     def selection(self) -> RowSelection:
-        """The selected images; the focused one alone when nothing is selected."""
-        current = self.current_entry()
-        rows = self.selected_rows()
-        if not rows and self.view.currentIndex().isValid():
-            rows = [self.view.currentIndex().row()]
-        return self.model.selection(rows, current)
+        """The highlighted images (none when nothing is highlighted, whatever has the focus)."""
+        return self.model.selection(self.selected_rows(), self.current_entry())
 
     def _trigger(self, signal: Any) -> None:
         entry = self.current_entry()
@@ -361,24 +394,79 @@ class LibraryPane(QWidget):
             current = selection.current
             self.favourite_requested.emit(selection, not (current and current.favourite))
 
+    def delete_selected(self) -> None:
+        """Move the highlighted images to the trash (not in the trash view)."""
+        self._delete()
+
+    def restore_selected(self) -> None:
+        """Restore the highlighted images (in the trash view only)."""
+        self._restore()
+
     def _delete(self) -> None:
         # In the trash view Delete means nothing more: emptying the trash is explicit.
-        selection = self.selection()
-        if selection.rows and not self.model.filter.trashed:
-            self.delete_requested.emit(selection)
-            self._clear_many(selection)
+        if not self.model.filter.trashed:
+            self._move(self.delete_requested)
 
     def _restore(self) -> None:
-        selection = self.selection()
-        if selection.rows and self.model.filter.trashed:
-            self.restore_requested.emit(selection)
-            self._clear_many(selection)
+        if self.model.filter.trashed:
+            self._move(self.restore_requested)
 
-    def _clear_many(self, selection: RowSelection) -> None:
-        # The rows are about to hold other images: a bulk selection must not carry over to them.
-        # (After one image goes, the focus stays put, so Delete can go on down the grid.)
+    def _move(self, signal: Any) -> None:
+        selection = self.selection()
+        if not selection.rows:
+            return  # nothing highlighted: nothing to act on
+        ids = set(selection.known.values())
+        if len(ids) == len(selection) and ids <= self._moving:
+            return  # Delete pressed again on the images already on their way
+        self._moving = ids
+        self._focus_next = self._next_after(selection.rows)
+        signal.emit(selection)
         if len(selection) > 1:
+            # The rows are about to hold other images: a bulk selection must not carry over.
             self.view.clearSelection()
+
+    def _next_after(self, rows: tuple[int, ...]) -> tuple[int | None, int, bool]:
+        """The image after the moved ones (else the one before), and its row once they left."""
+        taken = set(rows)
+        first = rows[0]
+        after = next((r for r in range(first + 1, self.model.rowCount()) if r not in taken), None)
+        if after is not None:
+            return self.model.loaded_id(after), first, False
+        return (self.model.loaded_id(first - 1) if first > 0 else None), first - 1, False
+
+    def images_moved(self, _ids: object = None) -> None:
+        """The trash or restore asked for has been done: highlight the next image once shown."""
+        self._moving = set()
+        if self._focus_next is not None:
+            self._focus_next = (self._focus_next[0], self._focus_next[1], True)
+
+    def forget_move(self) -> None:
+        """The move failed: the images stay, nothing is highlighted on its behalf."""
+        self._focus_next = None
+        self._moving = set()
+
+    def _seek_focus(self, *_: object) -> None:
+        pending = self._focus_next
+        if pending is None or not pending[2]:
+            return
+        image_id, row, _done = pending
+        if image_id is None or not 0 <= row < self.model.rowCount():
+            self._focus_next = None
+            return
+        found = self.model.row_of(image_id)
+        if found is not None:
+            self._focus_next = None
+            self.select_ids([image_id], [found])
+        elif self.model.loaded_id(row) is not None:
+            self._focus_next = None  # the library moved: not there, so nothing is guessed
+        else:
+            self.model.entry_at(row)  # asks for its page; _page_loaded comes back here
+
+    def _on_reset(self) -> None:
+        self._selected_ids.clear()
+        self._focus_next = None
+        self._moving = set()
+        self._update_shown()
 
     def _save(self) -> None:
         selection = self.selection()
@@ -392,15 +480,24 @@ class LibraryPane(QWidget):
         if entry is not None:
             self.entry_activated.emit(entry)
 
-    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if current.isValid():
-            self._emit_selected(current)
+    def _current_changed(self, _current: QModelIndex, _previous: QModelIndex) -> None:
+        self._update_shown()
 
-    def _emit_selected(self, index: QModelIndex) -> None:
-        entry: GalleryEntry | None = self.model.data(index, EntryRole)
-        if entry is not None and entry.id != self._shown_id:
-            self._shown_id = entry.id
-            self.entry_selected.emit(entry)
+    def _update_shown(self) -> None:
+        """Show the focused image while it is highlighted, and nothing otherwise."""
+        if self._quiet:
+            return
+        index = self.view.currentIndex()
+        if index.isValid() and self.view.selectionModel().isSelected(index):
+            entry: GalleryEntry | None = self.model.data(index, EntryRole)
+            if entry is None:
+                return  # its page is on the way: _page_loaded shows it
+            if entry.id != self._shown_id:
+                self._shown_id = entry.id
+                self.entry_selected.emit(entry)
+        elif self._shown_id is not None:
+            self._shown_id = None
+            self.entry_selected.emit(None)
 
     def _selection_changed(self, selected: QItemSelection, deselected: QItemSelection) -> None:
         for rows, keep in ((deselected, False), (selected, True)):
@@ -413,6 +510,7 @@ class LibraryPane(QWidget):
                     else:
                         self._selected_ids[row] = image_id
         self._update_title()
+        self._update_shown()
 
     def _shift_ids(self, first: int, last: int, sign: int) -> None:
         # The selection moves with inserted and removed rows; so must what we saw under it.
@@ -445,11 +543,10 @@ class LibraryPane(QWidget):
 
     def _page_loaded(self, page: int) -> None:
         self._check_selection(page)
+        self._seek_focus()
         # A row selected before its page arrived (the newest image after a job) is shown now;
         # after a refresh the selected row may hold another image.
-        index = self.view.currentIndex()
-        if index.isValid():
-            self._emit_selected(index)
+        self._update_shown()
 
     def _update_actions(self, entry: GalleryEntry | None = None, count: int = 1) -> None:
         trashed = self.trash_check.isChecked()

@@ -41,10 +41,12 @@ from ldstudio.core.events import (
     StepProgress,
 )
 from ldstudio.core.gallery import GalleryEntry, GalleryStore
+from ldstudio.core.jobs import load_queue, save_queue, saved_queue_file
 from ldstudio.core.modelscan import ModelEntry, ModelFolderStore, scan_library
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.settings import Settings, save_settings
+from ldstudio.qt import kept_queue
 from ldstudio.qt.controller import GenerationController
 from ldstudio.qt.engine_options import (
     EngineEnvironment,
@@ -54,7 +56,7 @@ from ldstudio.qt.engine_options import (
 )
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.library_controller import LibraryController
-from ldstudio.qt.model_info import ModelInfo, is_diffusers_folder
+from ldstudio.qt.model_info import ModelInfo, model_problem
 from ldstudio.qt.model_manager import Converter, ModelManager, read_any_model_info
 from ldstudio.qt.params_pane import ParamsPane
 from ldstudio.qt.preview_view import PreviewPane
@@ -84,7 +86,7 @@ class MainWindow(QMainWindow):
         self.store = store
         # Images made in this session: path -> (job id, pass), to find their timelines.
         self.session_images: dict[Path, tuple[int, int]] = {}
-        self._select_newest = False
+        self._select_paths: list[Path] = []  # a finished job's images, highlighted once counted
         self._tasks: set[asyncio.Task[Any]] = set()
         self._model_info: ModelInfo | None = None
         self._closing = False
@@ -98,11 +100,13 @@ class MainWindow(QMainWindow):
         self.convert_checkpoint: Converter | None = None
         self.model_manager: ModelManager | None = None
         self._scanned_models: list[ModelEntry] = []
+        self._model_problems: dict[str, str] = {}  # models added by hand that cannot be used
         self.setWindowTitle(APP_TITLE)
         self.setObjectName("main_window")
 
         self.prompt_pane = PromptPane()
         self.params_pane = ParamsPane()
+        self.params_pane.bundled_name = bundled_model.name
         self.preview_pane = PreviewPane()
         self.library = LibraryController(store, self.prompt_pane, self.params_pane, self)
         self.gallery_model = self.library.model
@@ -218,9 +222,9 @@ class MainWindow(QMainWindow):
         )
         add(
             file_menu,
-            "&Add model folder…",
+            "&Add model…",
             self.add_model_folder,
-            tip="Add a diffusers model folder to the model list",
+            tip="Add a .safetensors checkpoint or a diffusers model folder to the model list",
         )
         self.export_action = add(
             file_menu,
@@ -331,7 +335,7 @@ class MainWindow(QMainWindow):
 
     def _restore(self) -> None:
         s = self.settings
-        self.params_pane.set_models(self._model_entries())
+        self.params_pane.set_models(self._model_entries(), self._model_problems)
         params = s.params()
         if params is not None:
             self.prompt_pane.set_prompts(params.prompt, params.negative_prompt)
@@ -366,6 +370,26 @@ class MainWindow(QMainWindow):
             self.settings_notice.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             self.settings_notice.open()
             self.settings.load_problems = []
+        self.spawn(self.offer_saved_queue())
+
+    async def offer_saved_queue(self) -> None:
+        """Jobs kept at the last quit: ask, then queue them again or drop them."""
+        try:
+            kept = await self.off_thread(load_queue)
+        except ValueError as exc:  # the file stays as it is, for the user to look at
+            self.preview_pane.show_error(f"The jobs kept at the last quit were not read: {exc}")
+            return
+        if not kept:
+            return
+        restore = kept_queue.ask_restore_queue(self, len(kept))
+        # Queued again, they are kept anew at the next quit if still waiting.
+        await self.off_thread(save_queue, [])
+        if not restore:
+            self.statusBar().showMessage(f"{len(kept)} kept job(s) discarded", 6000)
+            return
+        for params in kept:
+            self.spawn(self.run_job(params))
+        self.statusBar().showMessage(f"{len(kept)} job(s) from the last session queued", 6000)
 
     # -- tasks -------------------------------------------------------------------------------
 
@@ -405,6 +429,9 @@ class MainWindow(QMainWindow):
         except ValueError as exc:
             self.preview_pane.show_error(f"Cannot generate: {exc}")
             return
+        if self.params_pane.model_problem():
+            self.preview_pane.show_error(f"Cannot generate: {self.params_pane.model_problem()}")
+            return
         if not params.prompt:
             self.preview_pane.show_error("Cannot generate: the prompt is empty; describe a picture")
             self.prompt_pane.prompt_edit.setFocus()
@@ -435,13 +462,15 @@ class MainWindow(QMainWindow):
         # Saved params carry batch_size 1 (each file is one image); the job's says which pass.
         for record in records:
             self.session_images[record.path] = (job_id, record.index // batch_size)
-        self._select_newest = True  # shows the newest image and its timeline once counted
+        # The job's own images, by id: not "row 0", which a filter, the oldest-first order or
+        # another process writing into the library would make some other image.
+        self._select_paths = [record.path for record in records]
         self.library.refresh()
 
     def _on_library_counted(self, _count: int) -> None:
-        if self._select_newest:
-            self._select_newest = False
-            self.library.select_newest()
+        if self._select_paths:
+            paths, self._select_paths = self._select_paths, []
+            self.library.select_images(paths)
 
     # -- engine events ------------------------------------------------------------------------
 
@@ -561,6 +590,10 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Model folders not read: {exc}", 10000)
             store = ModelFolderStore()
         entries = await self.off_thread(scan_library, store)
+        # Models added by hand may have broken since (or before a restart): marked, not hidden.
+        added = list(self.settings.model_folders)
+        found = await self.off_thread(lambda: {f: model_problem(Path(f)) for f in added})
+        self._model_problems = {f: problem for f, problem in found.items() if problem}
         self._set_scanned_models(entries)
         if not select_default:
             return
@@ -573,7 +606,7 @@ class MainWindow(QMainWindow):
 
     def _set_scanned_models(self, entries: list[ModelEntry]) -> None:
         self._scanned_models = [e for e in entries if e.loadable]
-        self.params_pane.set_models(self._model_entries())
+        self.params_pane.set_models(self._model_entries(), self._model_problems)
 
     def _variant_for(self, path: Path) -> str:
         for entry in self._scanned_models:
@@ -679,31 +712,49 @@ class MainWindow(QMainWindow):
             10_000,
         )
 
-    def add_model_folder(self, folder: Path | None = None) -> None:
-        if folder is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Add a diffusers model folder")
+    def add_model_folder(self, path: Path | None = None) -> bool:
+        """Models → Add…: a .safetensors checkpoint or a diffusers folder; refused, saying why,
+        when the model manager would report it unusable. True when it was added and chosen."""
+        if path is None:
+            chosen, _ = QFileDialog.getOpenFileName(
+                self,
+                "Add a model: a .safetensors checkpoint, or a diffusers folder's model_index.json",
+                "",
+                "Models (*.safetensors model_index.json);;All files (*)",
+            )
             if not chosen:
-                return
-            folder = Path(chosen)
-        if not is_diffusers_folder(folder):
+                return False
+            path = Path(chosen)
+            if path.name == "model_index.json":
+                path = path.parent  # the folder it describes
+        # A header or a few configs: as quick as the dialog's own stat calls.
+        problem = model_problem(path)
+        if problem:
             QMessageBox.warning(
                 self,
-                "Not a model folder",
-                f"{folder} is not a diffusers model folder: it has no model_index.json.\n\n"
-                "Pick the folder that holds model_index.json, unet/, vae/, text_encoder/, "
-                "tokenizer/ and scheduler/.",
+                "Model not added",
+                f"{problem}\n\nThe model list is unchanged.",
             )
-            return
-        value = str(folder.resolve())
+            return False
+        value = str(path.resolve())
         if value not in self.settings.model_folders:
             self.settings.model_folders.append(value)
-        self.params_pane.set_models(self._model_entries())
+        self._model_problems.pop(value, None)
+        self.params_pane.set_models(self._model_entries(), self._model_problems)
         self.params_pane.select_model(value)
         self._save_settings()
+        return True
 
     # -- gallery -------------------------------------------------------------------------------
 
-    async def show_entry(self, entry: GalleryEntry) -> None:
+    async def show_entry(self, entry: GalleryEntry | None) -> None:
+        if entry is None:
+            # Nothing highlighted: nothing shown either (a running job keeps its preview).
+            if not self.controller.jobs():
+                self.preview_pane.canvas.set_image(None)
+                self.preview_pane.set_caption("")
+                self.preview_pane.set_timeline(None)
+            return
         if entry.missing:
             self.preview_pane.show_error(f"{entry.path} is missing from disk")
             return
@@ -836,6 +887,23 @@ class MainWindow(QMainWindow):
         if self._closing:
             event.accept()
             return
+        waiting = [job.params for job in self.controller.queue.pending()]
+        if waiting:
+            answer = kept_queue.ask_keep_queue(self, len(waiting))
+            if answer == kept_queue.STAY:
+                event.ignore()
+                return
+            try:
+                save_queue(waiting if answer == kept_queue.KEEP else [])
+            except OSError as exc:
+                QMessageBox.critical(
+                    self,
+                    "Jobs not kept",
+                    f"The waiting jobs could not be kept in {saved_queue_file()}: {exc}\n\n"
+                    "ldstudio stays open with them.",
+                )
+                event.ignore()
+                return
         self._closing = True
         self._collect_settings()
         self._save_settings_now()

@@ -10,6 +10,7 @@ thread and emits `read_finished(path, ReadResult)` or `read_failed(message)`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.readers import ReadResult, UnreadableImage, read_file
+from ldstudio.core.readers import ReadResult, UnreadableImage, read_file, unapplied_values
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.params_pane import ParamsPane
 from ldstudio.qt.prompt_pane import PromptPane
@@ -57,23 +58,42 @@ def read_parameters(path: Path) -> ReadResult:
         raise ValueError(str(exc)) from None
 
 
-def merge_params(result: ReadResult, base: GenerationParams) -> tuple[GenerationParams, list[str]]:
+ModelFinder = Callable[[str], str | None]  # a tool's model name -> a model value, or None
+
+
+def merge_params(
+    result: ReadResult, base: GenerationParams, find_model: ModelFinder | None = None
+) -> tuple[GenerationParams, list[str]]:
     """The parameters to show: the image's exact ones, or its fields laid over `base`.
 
-    Returns the params and notes for the user: each value that was not taken and why.
+    Returns the params and notes for the user: each value that was not taken and why, and
+    every value the tool wrote that ldstudio has no setting for. `find_model` turns another
+    tool's model name into one of the models the picker lists (the bundled one included).
     """
     notes: list[str] = []
+    unapplied = unapplied_values(result)
+    if unapplied:
+        notes.append("not applied: " + ", ".join(f"{key} {value}" for key, value in unapplied))
+
+    def model_for(name: object) -> str | None:
+        found = find_model(name) if find_model is not None and isinstance(name, str) else None
+        if found is None:
+            # Other tools name checkpoints ldstudio may not have.
+            notes.insert(0, f"model {name!r}: not in the model list; choose it there yourself")
+        return found
+
     if result.params is not None:
         params = result.params
         if result.source != "ldstudio" and params.model:
-            # Other tools name checkpoints ldstudio cannot load by name.
-            notes.append(f"model {params.model!r}: choose it in the model list yourself")
-            params = params.replace(model=base.model)
+            found = model_for(params.model)  # "" is the bundled model: test for None
+            params = params.replace(model=base.model if found is None else found)
         return params.replace(batch_size=1, batch_count=1), notes
     taken = base
     for name, value in result.fields.items():
         if name == "model":
-            notes.append(f"model {value!r}: choose it in the model list yourself")
+            found = model_for(value)
+            if found is not None:
+                taken = taken.replace(model=found)
             continue
         candidate = taken.replace(**{name: value})
         try:
@@ -116,6 +136,12 @@ def describe(result: ReadResult) -> str:
         facts.append(f"{fields['width']}×{fields['height']}")
     if facts:
         lines.append(", ".join(facts))
+    unapplied = unapplied_values(result)
+    if unapplied:
+        lines.append(
+            "Not applied (ldstudio has no such setting): "
+            + ", ".join(f"{key} {value}" for key, value in unapplied)
+        )
     return "\n".join(lines)
 
 

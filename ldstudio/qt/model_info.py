@@ -10,6 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ldstudio.core.modelscan import (
+    KIND_CHECKPOINT,
+    PICKLE_SUFFIXES,
+    inspect_diffusers_folder,
+    inspect_file,
+)
+
 
 @dataclass(frozen=True)
 class ModelInfo:
@@ -31,6 +38,38 @@ class ModelInfo:
 
 def is_diffusers_folder(path: Path) -> bool:
     return (path / "model_index.json").is_file()
+
+
+def model_problem(path: Path) -> str:
+    """Why `path` cannot be a model in the picker, as the model manager reports it; "" if it can.
+
+    A diffusers folder or a single .safetensors checkpoint; reads configs and a header only.
+    """
+    allowed = "allowed: a .safetensors checkpoint, or a diffusers folder with model_index.json"
+    if path.is_dir():
+        if not is_diffusers_folder(path):
+            return (
+                f"{path} is not a diffusers model folder: it has no model_index.json "
+                "(a diffusers folder holds model_index.json, unet/, vae/, text_encoder/, "
+                f"tokenizer/ and scheduler/); {allowed}"
+            )
+        entry = inspect_diffusers_folder(path, path.parent)
+        if entry.loadable:
+            try:
+                read_model_info(path)
+            except ValueError as exc:
+                return str(exc)
+    elif not path.exists():
+        return f"{path}: no such file or folder"
+    elif path.suffix.lower() == ".safetensors" or path.suffix.lower() in PICKLE_SUFFIXES:
+        entry = inspect_file(path)
+    else:
+        return f"{path.name}: {path.suffix or 'a file without suffix'} is not a model; {allowed}"
+    if entry.loadable:
+        return ""
+    if entry.error:
+        return entry.error
+    return f"{path}: a {entry.kind} file, not a {KIND_CHECKPOINT}; {allowed}"
 
 
 def read_model_info(path: Path) -> ModelInfo:

@@ -1,16 +1,19 @@
 """ParamsPane: model, scheduler, steps, guidance, size, seed, batch and preview widgets; GUI thread.
 
-The widgets' ranges come from ldstudio.core.params, so out-of-range values cannot be typed;
-combinations that are allowed but probably unwanted are explained in a line under the form.
+The ranges come from ldstudio.core.params and are shown beside the fields. A value typed out
+of range stays as typed and is refused under the form with the message the CLI gives (Generate
+is refused too); nothing is clamped or snapped silently. Combinations that are allowed but
+probably unwanted are explained in a line under the form.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QValidator
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
     QComboBox,
@@ -38,7 +41,9 @@ from ldstudio.core.params import (
     SIZE_RANGE,
     STEPS_RANGE,
     GenerationParams,
+    field_problem,
 )
+from ldstudio.core.paths import DEFAULT_MODEL_NAME
 from ldstudio.qt.model_info import ModelInfo
 
 ASPECTS: tuple[tuple[str, tuple[int, int] | None], ...] = (
@@ -64,33 +69,62 @@ PREVIEW_TIPS = {
 }
 
 
-class MultipleSpinBox(QSpinBox):
-    """A spin box that only accepts multiples of `multiple`; typed values snap to the nearest."""
+TYPED_LIMIT = 999_999_999  # any integer a person types is kept, right or wrong
 
-    def __init__(self, multiple: int, low: int, high: int) -> None:
+
+class CheckedSpinBox(QSpinBox):
+    """An integer field that keeps what was typed and says what is wrong with it.
+
+    A plain QSpinBox refuses keys past its maximum (8192 becomes 819, then 816 px once
+    snapped) and reverts values below its minimum when the field is left. This one takes any
+    integer; `problem()` is the CLI's message for it (`core.params.field_problem`). The arrows
+    stay within the allowed range, on multiples of `multiple`.
+    """
+
+    def __init__(self, field: str, bounds: tuple[int, int], multiple: int = 1) -> None:
         super().__init__()
+        self.field = field
+        self.allowed = bounds
         self.multiple = multiple
-        self.setRange(low, high)
+        self.setRange(-TYPED_LIMIT, TYPED_LIMIT)
         self.setSingleStep(multiple)
-        self.setSuffix(" px")
+        self.setValue(bounds[0])
 
-    def validate(self, text: str, pos: int) -> tuple[QValidator.State, str, int]:
-        state = super().validate(text, pos)
-        if state[0] == QValidator.State.Acceptable and self.valueFromText(text) % self.multiple:
-            return (QValidator.State.Intermediate, text, pos)
-        return state
+    def problem(self) -> str:
+        return field_problem(self.field, self.value())
 
-    def fixup(self, text: str) -> str:
-        try:
-            value = int(text.replace(self.suffix(), "").strip())
-        except ValueError:
-            return str(self.value())
-        snapped = round(value / self.multiple) * self.multiple
-        return str(max(self.minimum(), min(self.maximum(), snapped)))
+    def sizeHint(self) -> QSize:
+        return self._narrowed(super().sizeHint())
 
-    def commit(self) -> None:
-        """Take what is typed now, snapped, as leaving the field would."""
-        self.setValue(int(self.fixup(self.cleanText())))
+    def minimumSizeHint(self) -> QSize:
+        return self._narrowed(super().minimumSizeHint())
+
+    def _narrowed(self, hint: QSize) -> QSize:
+        # Qt sizes a spin box for its widest value: as wide as the allowed range needs, not as
+        # wide as the ±999,999,999 it takes so that a wrong value can be typed and shown.
+        metrics = self.fontMetrics()
+
+        def width(*values: int) -> int:
+            texts = (self.prefix() + self.textFromValue(v) + self.suffix() for v in values)
+            return max(metrics.horizontalAdvance(text) for text in texts)
+
+        extra = width(self.minimum(), self.maximum()) - width(*self.allowed)
+        return QSize(max(hint.width() - extra, 0), hint.height())
+
+    def stepBy(self, steps: int) -> None:
+        low, high = self.allowed
+        value = self.value() + steps * self.multiple
+        value = round(value / self.multiple) * self.multiple
+        self.setValue(max(low, min(high, value)))
+        self.selectAll()
+
+    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:
+        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
+        if self.value() < self.allowed[1]:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
+        if self.value() > self.allowed[0]:
+            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
+        return flags
 
 
 class ParamsPane(QWidget):
@@ -103,12 +137,17 @@ class ParamsPane(QWidget):
         self._last_seed: int | None = None
         # Fields this pane has no widget for (added by newer features) pass through unchanged.
         self._base = GenerationParams(prompt="")
+        self.bundled_name = DEFAULT_MODEL_NAME  # the model listed with value ""
+        self._unusable: dict[str, str] = {}
 
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("Which diffusion model draws the image")
         self.add_model_button = QToolButton()
         self.add_model_button.setText("Add…")
-        self.add_model_button.setToolTip("Add a diffusers model folder (one with model_index.json)")
+        self.add_model_button.setToolTip(
+            "Add a model: a .safetensors checkpoint, or a diffusers folder (pick its "
+            "model_index.json)"
+        )
         self.add_model_button.clicked.connect(self.add_model_requested)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_combo, 1)
@@ -120,9 +159,14 @@ class ParamsPane(QWidget):
             "The sampler that walks from noise to image; Euler a and DPM++ 2M Karras are good "
             "defaults"
         )
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(*STEPS_RANGE)
-        self.steps_spin.setToolTip("Denoising steps: more is slower and usually finer (20–30)")
+        self.steps_spin = CheckedSpinBox("steps", STEPS_RANGE)
+        self.steps_spin.setToolTip(
+            f"Denoising steps, {STEPS_RANGE[0]} to {STEPS_RANGE[1]}: more is slower and usually "
+            "finer (20–30)"
+        )
+        steps_row = QHBoxLayout()
+        steps_row.addWidget(self.steps_spin, 1)
+        steps_row.addWidget(_range_label(f"{STEPS_RANGE[0]}–{STEPS_RANGE[1]}"))
         self.guidance_spin = QDoubleSpinBox()
         self.guidance_spin.setRange(*GUIDANCE_RANGE)
         self.guidance_spin.setSingleStep(0.5)
@@ -150,10 +194,14 @@ class ParamsPane(QWidget):
         for aspect_name, _ in ASPECTS:
             self.aspect_combo.addItem(aspect_name)
         self.aspect_combo.setToolTip("Size preset by aspect ratio, around the model's native size")
-        self.width_spin = MultipleSpinBox(SIZE_MULTIPLE, *SIZE_RANGE)
-        self.width_spin.setToolTip(f"Image width in pixels, a multiple of {SIZE_MULTIPLE}")
-        self.height_spin = MultipleSpinBox(SIZE_MULTIPLE, *SIZE_RANGE)
-        self.height_spin.setToolTip(f"Image height in pixels, a multiple of {SIZE_MULTIPLE}")
+        size_allowed = f"multiples of {SIZE_MULTIPLE} from {SIZE_RANGE[0]} to {SIZE_RANGE[1]}"
+        self.width_spin = CheckedSpinBox("width", SIZE_RANGE, SIZE_MULTIPLE)
+        self.width_spin.setSuffix(" px")
+        self.width_spin.setToolTip(f"Image width in pixels: {size_allowed}")
+        self.height_spin = CheckedSpinBox("height", SIZE_RANGE, SIZE_MULTIPLE)
+        self.height_spin.setSuffix(" px")
+        self.height_spin.setToolTip(f"Image height in pixels: {size_allowed}")
+        self.size_range_label = _range_label(f"{size_allowed} px")
         size_row = QHBoxLayout()
         size_row.addWidget(self.width_spin, 1)
         size_row.addWidget(QLabel("×"))
@@ -175,12 +223,16 @@ class ParamsPane(QWidget):
         seed_row.addWidget(self.seed_mode)
         seed_row.addWidget(self.seed_spin, 1)
 
-        self.batch_size_spin = QSpinBox()
-        self.batch_size_spin.setRange(*BATCH_SIZE_RANGE)
-        self.batch_size_spin.setToolTip("Images drawn together in one pass (uses more memory)")
-        self.batch_count_spin = QSpinBox()
-        self.batch_count_spin.setRange(*BATCH_COUNT_RANGE)
-        self.batch_count_spin.setToolTip("How many passes to run one after another")
+        self.batch_size_spin = CheckedSpinBox("batch_size", BATCH_SIZE_RANGE)
+        self.batch_size_spin.setToolTip(
+            f"Images drawn together in one pass, {BATCH_SIZE_RANGE[0]} to "
+            f"{BATCH_SIZE_RANGE[1]} (uses more memory)"
+        )
+        self.batch_count_spin = CheckedSpinBox("batch_count", BATCH_COUNT_RANGE)
+        self.batch_count_spin.setToolTip(
+            f"How many passes to run one after another, {BATCH_COUNT_RANGE[0]} to "
+            f"{BATCH_COUNT_RANGE[1]:,}"
+        )
         batch_row = QHBoxLayout()
         batch_row.addWidget(self.batch_size_spin, 1)
         batch_row.addWidget(QLabel("per pass ×"))
@@ -200,6 +252,19 @@ class ParamsPane(QWidget):
         preview_row.addWidget(self.preview_combo, 1)
         preview_row.addWidget(self.preview_interval_spin, 1)
 
+        # Values the form cannot take, in the CLI's words; Generate is refused meanwhile.
+        self.problem_label = QLabel()
+        self.problem_label.setObjectName("params_problem")
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setStyleSheet("color: #c62828;")
+        self.problem_label.hide()
+        # What the last restore of parameters could not take, until the next restore: the
+        # status bar would show it for seconds, and clip a long list.
+        self.restore_note = QLabel()
+        self.restore_note.setObjectName("restore_note")
+        self.restore_note.setWordWrap(True)
+        self.restore_note.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.restore_note.hide()
         self.hint_label = QLabel()
         self.hint_label.setObjectName("hint")
         self.hint_label.setWordWrap(True)
@@ -210,11 +275,12 @@ class ParamsPane(QWidget):
         rows: tuple[tuple[str, QWidget | QHBoxLayout, QWidget], ...] = (
             ("&Model", model_row, self.model_combo),
             ("&Sampler", self.scheduler_combo, self.scheduler_combo),
-            ("S&teps", self.steps_spin, self.steps_spin),
+            ("S&teps", steps_row, self.steps_spin),
             ("G&uidance", self.guidance_spin, self.guidance_spin),
             ("Guidance cut-o&ff", self.cutoff_spin, self.cutoff_spin),
             ("Si&ze", self.aspect_combo, self.aspect_combo),
             ("", size_row, self.width_spin),
+            ("", self.size_range_label, self.width_spin),
             ("S&eed", seed_row, self.seed_mode),
             ("&Batch", batch_row, self.batch_size_spin),
             ("Pre&view", preview_row, self.preview_combo),
@@ -227,10 +293,12 @@ class ParamsPane(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
         layout.addWidget(self.extras_label)
+        layout.addWidget(self.problem_label)
+        layout.addWidget(self.restore_note)
         layout.addWidget(self.hint_label)
         layout.addStretch(1)
 
-        self.set_models([("ldstudio-shapes (bundled)", "")])
+        self.set_models([(f"{DEFAULT_MODEL_NAME} (bundled)", "")])
         self.set_params(GenerationParams(prompt=""))
         for signal in (
             self.model_combo.currentIndexChanged,
@@ -253,24 +321,56 @@ class ParamsPane(QWidget):
 
     # -- models ------------------------------------------------------------------------------
 
-    def set_models(self, models: list[tuple[str, str]]) -> None:
-        """(label, model value) pairs; value "" is the bundled model. Keeps the selection."""
+    def set_models(
+        self, models: list[tuple[str, str]], unusable: Mapping[str, str] | None = None
+    ) -> None:
+        """(label, model value) pairs; value "" is the bundled model. Keeps the selection.
+
+        `unusable` maps values to why they cannot be used: those stay listed, marked and
+        greyed out, so a saved choice is not lost without a word, and Generate refuses them.
+        """
         current = self.model_value()
+        self._unusable = dict(unusable or {})
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
+        items = self.model_combo.model()
         for label, value in models:
-            self.model_combo.addItem(label, value)
+            problem = self._unusable.get(value, "")
+            self.model_combo.addItem(f"⚠ {label} (unusable)" if problem else label, value)
+            at = self.model_combo.count() - 1
+            tip = value or "the model that ships with ldstudio"
             self.model_combo.setItemData(
-                self.model_combo.count() - 1,
-                value or "the model that ships with ldstudio",
-                Qt.ItemDataRole.ToolTipRole,
+                at, f"Unusable: {problem}" if problem else tip, Qt.ItemDataRole.ToolTipRole
             )
+            if problem and isinstance(items, QStandardItemModel):
+                item = items.item(at)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
         self.model_combo.blockSignals(False)
         self.select_model(current)
+
+    def model_problem(self) -> str:
+        """Why the chosen model cannot be used ("" when it can)."""
+        return self._unusable.get(self.model_value(), "")
 
     def model_value(self) -> str:
         data = self.model_combo.currentData()
         return data if isinstance(data, str) else ""
+
+    def model_for_name(self, name: str) -> str | None:
+        """The listed model another tool's name means (file or folder name, any case), or None.
+
+        "ldstudio-shapes" is the bundled model (value ""), "v1-5-pruned" a listed
+        v1-5-pruned.safetensors.
+        """
+        wanted = name.strip().lower()
+        for index in range(self.model_combo.count()):
+            value = self.model_combo.itemData(index)
+            if not isinstance(value, str):
+                continue
+            names = {Path(value).name, Path(value).stem} if value else {self.bundled_name}
+            if wanted in {n.lower() for n in names}:
+                return value
+        return None
 
     def select_model(self, value: str) -> None:
         index = self.model_combo.findData(value)
@@ -290,11 +390,7 @@ class ParamsPane(QWidget):
         """Take the text still being typed in any field (Ctrl+Enter does not leave it), so a
         job never runs with other numbers than the form shows."""
         for spin in self.findChildren(QAbstractSpinBox):
-            if isinstance(spin, MultipleSpinBox):
-                if spin.isEnabled():
-                    spin.commit()
-            else:
-                spin.interpretText()
+            spin.interpretText()
 
     def params(self, prompt: str, negative_prompt: str) -> GenerationParams:
         """The parameters shown, validated. ValueError (naming the field) when invalid."""
@@ -352,6 +448,12 @@ class ParamsPane(QWidget):
         self.preview_combo.setCurrentText(params.preview_method)
         self.preview_interval_spin.setValue(params.preview_interval)
         self._on_changed()
+
+    def set_restore_note(self, text: str) -> None:
+        """Say under the form what restoring parameters did not apply ("" hides it)."""
+        self.restore_note.setText(text)
+        self.restore_note.setToolTip(text)
+        self.restore_note.setVisible(bool(text))
 
     def set_extras(self, vae: str, loras: tuple[tuple[str, float], ...]) -> None:
         """The VAE and LoRAs the next images use (chosen in the model manager)."""
@@ -425,12 +527,27 @@ class ParamsPane(QWidget):
             self.seed_spin.setValue(self._last_seed)
         steps = self.steps_spin.value()
         # An interval longer than the job would mean no preview at all: make it impossible.
-        self.preview_interval_spin.setMaximum(steps)
+        # (Steps typed out of range are refused below; they must not empty the interval's range.)
+        self.preview_interval_spin.setMaximum(max(STEPS_RANGE[0], min(STEPS_RANGE[1], steps)))
+        self._show_problems()
         self.preview_interval_spin.setEnabled(self.preview_combo.currentText() != "none")
         self.preview_combo.setToolTip(PREVIEW_TIPS.get(self.preview_combo.currentText(), ""))
         self.hint_label.setText(" ".join(self._hints()))
         self.hint_label.setVisible(bool(self.hint_label.text()))
         self.changed.emit()
+
+    def problems(self) -> list[str]:
+        """The CLI's message for each field whose typed value is not allowed."""
+        fields = [self.steps_spin]
+        if self.aspect_combo.currentIndex() != NATIVE:
+            fields += [self.width_spin, self.height_spin]
+        fields += [self.batch_size_spin, self.batch_count_spin]
+        return [problem for problem in (f.problem() for f in fields) if problem]
+
+    def _show_problems(self) -> None:
+        problems = self.problems()
+        self.problem_label.setText("\n".join(problems))
+        self.problem_label.setVisible(bool(problems))
 
     def _hints(self) -> list[str]:
         hints = []
@@ -455,6 +572,13 @@ class ParamsPane(QWidget):
         if count > 1:
             hints.append(f"This job makes {count} images.")
         return hints
+
+
+def _range_label(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setObjectName("allowed_range")
+    label.setToolTip(f"Allowed: {text}")
+    return label
 
 
 def model_label(path: Path) -> str:
