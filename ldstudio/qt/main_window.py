@@ -372,6 +372,7 @@ class MainWindow(QMainWindow):
         lib = self.library
         lib.pane.entry_selected.connect(lambda e: self.spawn(self.show_entry(e)))
         lib.pane.entry_activated.connect(lambda _e: self.show_details())
+        lib.file_opened.connect(lambda path: self.spawn(self.show_file(path)))
         # Parameters put back into the panes are shown there.
         for restored in (lib.actions.restore_requested, lib.actions.seed_requested):
             restored.connect(lambda _v: self.left_tabs.setCurrentIndex(self.generate_tab))
@@ -834,6 +835,18 @@ class MainWindow(QMainWindow):
         self.preview_pane.show_image(image, caption)
         made = self.session_images.get(entry.path)
         self.preview_pane.set_timeline(self.timelines.get(*made) if made else None)
+
+    async def show_file(self, path: Path) -> None:
+        """An image opened (File → Open image…) or dropped: shown large, with no timeline."""
+        try:
+            image = await self.off_thread(load_qimage, path)
+        except OSError as exc:
+            self.preview_pane.show_error(f"Cannot open {path}: {exc}")
+            return
+        self.preview_pane.show_image(
+            image, f"{path.name} · {image.width()}×{image.height()} · opened from {path.parent}"
+        )
+        self.preview_pane.set_timeline(None)
 
     # -- timeline export --------------------------------------------------------------------
 
