@@ -269,6 +269,7 @@ def test_model_manager_lists_the_bundled_model_and_closes(
     window = make_window(fake_backend)
     manager = window.open_model_manager()
     qtbot.waitUntil(lambda: not manager.scanning, timeout=20_000)
+    assert manager.progress.text().startswith("The bundled model and 0 model files")
     first = manager.table_model.entries[0]
     assert first.path == window.bundled_model
     assert first.loadable

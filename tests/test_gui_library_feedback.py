@@ -88,6 +88,10 @@ def test_an_empty_library_says_where_images_come_from(qtbot, tmp_path: Path) -> 
     with qtbot.waitSignal(model.count_changed):
         model.refresh()
     assert pane.empty_label.text().startswith("No images yet.")
+    with qtbot.waitSignal(model.count_changed, timeout=3000):
+        pane.search_edit.setText("fox")
+    assert pane.title.text() == "&Gallery — 0 images in the library"  # not "0 of 0"
+    assert pane.empty_label.text().startswith("No images match.")
     model.close()
     store.close()
 

@@ -555,8 +555,9 @@ class LibraryPane(QWidget):
         count, total = model.rowCount(), model.total
         trash = model.filter.trashed
         where = "in the trash" if trash else "in the library"
-        shown = f"{count:,} of {total:,}" if model.is_filtered() else f"{count:,}"
-        number = total if model.is_filtered() else count
+        of_all = model.is_filtered() and total > 0  # not "0 of 0" in an empty library
+        shown = f"{count:,} of {total:,}" if of_all else f"{count:,}"
+        number = total if of_all else count
         text = f"&Gallery — {shown} image{'s' if number != 1 else ''} {where}"
         selected = len(self.selected_rows())
         if selected > 1:

@@ -635,8 +635,10 @@ class ModelManager(QDialog):
         await asyncio.sleep(0)
         entries = self.table_model.entries
         problems = sum(1 for e in entries if e.status != STATUS_OK)
+        found = [e for e in entries if e.path != self.bundled]
         self.progress.setText(
-            f"{len(entries)} model files in {len(roots)} folder(s), {problems} with problems "
+            ("The bundled model and " if len(found) < len(entries) else "")
+            + f"{len(found)} model files in {len(roots)} folder(s), {problems} with problems "
             f"(scanned in {time.monotonic() - started:.1f} s)"
         )
         if self._added:
