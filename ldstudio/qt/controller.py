@@ -103,7 +103,11 @@ class GenerationController(QObject):
 
     def cancel_target(self) -> Job | None:
         """The job Cancel (Esc) stops: the running one unless already cancelling; while none
-        runs yet (the engine is still taking it), the first waiting one."""
+        runs yet (the engine is still taking it), the first waiting one. None while a cancel
+        is under way: the engine may have moved on to the next job before its final event
+        arrived, and a second Esc must not fall on that one."""
+        if any(self.cancelling(job_id) for job_id in self._jobs):
+            return None
         jobs = self.jobs()
         running = self.queue.running
         if running is not None and running in jobs:

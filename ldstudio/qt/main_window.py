@@ -632,7 +632,9 @@ class MainWindow(QMainWindow):
         self._update_cancel()
 
     def _update_cancel(self) -> None:
-        self.prompt_pane.set_busy(self.controller.cancel_target() is not None)
+        can_cancel = self.controller.cancel_target() is not None
+        self.prompt_pane.set_busy(can_cancel)
+        self.cancel_action.setEnabled(can_cancel)
 
     def _refresh_queue(self) -> None:
         jobs = self.controller.jobs()
