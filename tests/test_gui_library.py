@@ -210,7 +210,7 @@ def test_filter_bar_builds_the_filter(qtbot, pane: LibraryPane, model) -> None:
     assert "300 images in the library" in pane.title.text()
     with qtbot.waitSignal(model.count_changed, timeout=3000):
         pane.search_edit.setText("castle")  # debounced
-    assert model.rowCount() == ROWS // 10 and "30 images" in pane.title.text()
+    assert model.rowCount() == ROWS // 10 and "30 of 300 images" in pane.title.text()
     with qtbot.waitSignal(model.choices_loaded):
         model.load_choices()
     assert pane.model_combo.count() == 1 + len(MODELS)

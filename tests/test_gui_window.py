@@ -57,7 +57,7 @@ def test_generate_previews_in_order_then_image_in_gallery_and_on_disk(
     slider.setValue(0)  # scrub back to the first step's preview
     assert window.preview_pane.canvas.image.width() == 8
     assert window.preview_pane.canvas.image.pixelColor(0, 0).red() == reds[0]
-    assert window.preview_pane.timeline_label.text() == "Step 1"
+    assert window.preview_pane.timeline_label.text() == "Step 1 of 6"  # issue 12: "of N"
     slider.setValue(6)
     assert window.preview_pane.canvas.image.width() == 64
     assert 1 <= window.preview_pane.displayed <= window.preview_pane.produced == 6

@@ -1,10 +1,12 @@
-"""Screenshots of the real app under Xvfb: one mid-denoising, one after; writes docs/screenshots/.
+"""Screenshots of the real app under Xvfb at 1280×800; writes docs/screenshots/.
 
-    python tools/screenshots.py [--steps 24] [--out docs/screenshots]
+    python tools/screenshots.py [--steps 24] [--out docs/screenshots] [--size 1280x800]
 
 Starts a virtual X server (Debian: `apt-get install xvfb`), runs ldstudio's own window with the
 real engine on the bundled model (or, while that is missing, a tiny random model built offline)
-in a throwaway data folder, generates one image and grabs the window twice.
+in a throwaway data folder, generates three images and grabs the window: mid-denoising
+(ldstudio-denoising.png), done (ldstudio-done.png), the image details tab scrubbed back on the
+timeline (ldstudio-details.png) and a filtered library (ldstudio-library.png).
 """
 
 from __future__ import annotations
@@ -21,17 +23,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "a large yellow star in the top left on a purple background"
-SCREEN = "1440x900x24"
+PROMPTS = (
+    "a small red circle in the bottom right on a green background",
+    "a large blue square in the center on a yellow background",
+)
 
 
-def start_xvfb() -> tuple[subprocess.Popen[bytes], str]:
+def start_xvfb(width: int, height: int) -> tuple[subprocess.Popen[bytes], str]:
     if shutil.which("Xvfb") is None:
         sys.exit("Xvfb is not installed; on Debian/Ubuntu: apt-get install -y xvfb")
     for number in range(90, 110):
         if not Path(f"/tmp/.X11-unix/X{number}").exists():
             display = f":{number}"
             server = subprocess.Popen(
-                ["Xvfb", display, "-screen", "0", SCREEN, "-nolisten", "tcp"],
+                ["Xvfb", display, "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp"],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -51,8 +56,10 @@ def main() -> int:
     parser.add_argument(
         "--model", type=Path, help="a diffusers folder (default: the bundled model)"
     )
+    parser.add_argument("--size", default="1280x800", help="screen and window size, WxH")
     args = parser.parse_args()
-    server, display = start_xvfb()
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    server, display = start_xvfb(width, height)
     home = Path(tempfile.mkdtemp(prefix="ldstudio-shots-"))
     os.environ.update(
         DISPLAY=display,
@@ -62,14 +69,14 @@ def main() -> int:
         TRANSFORMERS_OFFLINE="1",
     )
     try:
-        return shoot(args.steps, args.out.resolve(), home, args.model)
+        return shoot(args.steps, args.out.resolve(), home, args.model, (width, height))
     finally:
         server.terminate()
         server.wait()
         shutil.rmtree(home, ignore_errors=True)
 
 
-def shoot(steps: int, out: Path, home: Path, chosen: Path | None) -> int:
+def shoot(steps: int, out: Path, home: Path, chosen: Path | None, size: tuple[int, int]) -> int:
     import qasync
 
     from ldstudio.app import build_window, diffusers_backend_factory, ensure_application
@@ -89,6 +96,7 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None) -> int:
 
         print(f"{model} is missing; using a tiny random model instead", file=sys.stderr)
         window.add_model_folder(build_tiny_model(home / "models" / "tiny-sd"))
+    window.resize(*size)  # no window manager: the window is the whole screen
     window.show()
     out.mkdir(parents=True, exist_ok=True)
     shots: list[Path] = []
@@ -105,24 +113,47 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None) -> int:
             window.preview_pane.flush()  # the frame of exactly this step, not the last tick's
             grab("ldstudio-denoising.png")
 
+    async def settle() -> None:
+        for _ in range(100):  # the final image and the thumbnails load off-thread
+            if window.pending_tasks() <= 1 and not window.gallery_model.is_busy():
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+
     async def scenario() -> None:
         window.start()
-        window.prompt_pane.set_prompts(PROMPT, "")
         pane = window.params_pane
         pane.steps_spin.setValue(steps)
         pane.scheduler_combo.setCurrentText("DPM++ 2M Karras")
         pane.set_seed(42)
+        for prompt in PROMPTS:  # a library to browse
+            window.prompt_pane.set_prompts(prompt, "")
+            outcome = await window.run_job(window.current_params())
+            if isinstance(outcome, JobFailed):
+                failure.append(outcome.message)
+                done.set()
+                return
+        window.prompt_pane.set_prompts(PROMPT, "")
         window.controller.step_progressed.connect(on_step)
         outcome = await window.run_job(window.current_params())
         if isinstance(outcome, JobFailed):
             failure.append(outcome.message)
-        else:
-            for _ in range(100):  # the final image and the thumbnail load off-thread
-                if window.pending_tasks() <= 1:
-                    break
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)
-            grab("ldstudio-done.png")
+            done.set()
+            return
+        await settle()
+        grab("ldstudio-done.png")
+        # The image's parameters in their tab, and the timeline scrubbed back to a step.
+        entry = window.gallery_pane.current_entry()
+        if entry is not None:
+            window.gallery_pane.entry_activated.emit(entry)
+        window.preview_pane.timeline_slider.setValue(steps // 3)
+        await settle()
+        grab("ldstudio-details.png")
+        window.focus_prompt()
+        window.gallery_pane.search_edit.setText("large")
+        window.gallery_pane.apply_filter()
+        await settle()
+        grab("ldstudio-library.png")
         done.set()
 
     with loop:

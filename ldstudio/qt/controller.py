@@ -43,6 +43,7 @@ class GenerationController(QObject):
     job_failed = Signal(object)  # JobFailed
     job_cancelled = Signal(object)  # JobCancelled
     job_ended = Signal(object)  # any of the three above, after its own signal
+    job_cancelling = Signal(int)  # job id: its cancel is asked; it stops after its current step
     queue_changed = Signal()
     notice = Signal(object)  # EngineNotice: a warm-up, a retry, options applied
 
@@ -94,17 +95,42 @@ class GenerationController(QObject):
         if job is not None and job.state is JobState.CANCELLED:
             # A pending job never reaches the engine: its cancellation is final right here.
             self._on_event(JobCancelled(job_id, step=0))
+        elif job is not None and job.id not in self._outcomes:
+            # The running job stops at its next step boundary, which may be minutes away on a
+            # slow machine: say so now.
+            self.job_cancelling.emit(job.id)
         self.queue_changed.emit()
 
-    def cancel_running(self) -> None:
+    def cancel_target(self) -> Job | None:
+        """The job Cancel (Esc) stops: the running one unless already cancelling; while none
+        runs yet (the engine is still taking it), the first waiting one. None while a cancel
+        is under way: the engine may have moved on to the next job before its final event
+        arrived, and a second Esc must not fall on that one."""
+        if any(self.cancelling(job_id) for job_id in self._jobs):
+            return None
+        jobs = self.jobs()
         running = self.queue.running
-        if running is not None:
-            self.cancel(running.id)
+        if running is not None and running in jobs:
+            return None if running.cancel_token.cancelled else running
+        waiting = [job for job in jobs if not job.cancel_token.cancelled]
+        return waiting[0] if waiting else None
+
+    def cancelling(self, job_id: int) -> bool:
+        """True while the job's cancel is asked but its final event has not come."""
+        job = self._jobs.get(job_id)
+        return job is not None and job.cancel_token.cancelled and job_id not in self._outcomes
+
+    def cancel_running(self) -> None:
+        target = self.cancel_target()
+        if target is not None:
+            self.cancel(target.id)
 
     def cancel_all(self) -> None:
         for job in self.queue.cancel_all():
             if job.state is JobState.CANCELLED:
                 self._on_event(JobCancelled(job.id, step=0))
+            elif job.id not in self._outcomes:
+                self.job_cancelling.emit(job.id)
         self.queue_changed.emit()
 
     def jobs(self) -> list[Job]:

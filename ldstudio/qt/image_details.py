@@ -220,13 +220,18 @@ class LibraryActions(QObject):
         )
 
     def restore(self, entry: GalleryEntry) -> None:
-        name = entry.path.name
-        self._move(
-            self.store.restore,
-            lambda: [entry.id],
-            lambda _n: f"{name} restored to the library",
-            f"Could not restore {name}",
-        )
+        # In the trash the file has an internal name ("<id>-<name>"): say the image's own.
+        home = entry.original_path or entry.path.with_name(entry.path.name.split("-", 1)[-1])
+
+        def work() -> str:
+            self.store.restore([entry.id])
+            return self.store.get(entry.id).path.name  # a free name if the old one was taken
+
+        def done(name: str) -> None:
+            self.message.emit(f"{name} restored to the library")
+            self.changed.emit()
+
+        self.run(work, done, f"Could not restore {home.name}")
 
     def restore_rows(self, selection: RowSelection) -> None:
         self._move(
@@ -546,7 +551,7 @@ class ImageDetailsView(QWidget):
         self._rescale()
 
     def _rescale(self) -> None:
-        if self._image.isNull():
+        if self._image.isNull() or self.image_label.isHidden():
             return
         pixmap = QPixmap.fromImage(self._image)
         size = self.image_label.size()
@@ -621,6 +626,8 @@ class ExportDialog(QDialog):
         layout.addWidget(self.problem)
         layout.addWidget(buttons)
         self.format_combo.currentIndexChanged.connect(self._format_changed)
+        # A typed ".jpg" picks JPEG, as a chosen format puts its extension on the name.
+        self.path_edit.textEdited.connect(lambda _text: self._sync_format_from_path())
         self._sync_format_from_path()
 
     def format(self) -> str:
@@ -634,7 +641,10 @@ class ExportDialog(QDialog):
             fmt = export.format_for(Path(self.path_edit.text()))
         except ValueError:
             return
+        # Not through _format_changed: the name as typed stays (".jpeg" is not made ".jpg").
+        self.format_combo.blockSignals(True)
         self.format_combo.setCurrentIndex(max(self.format_combo.findData(fmt), 0))
+        self.format_combo.blockSignals(False)
 
     def _format_changed(self) -> None:
         if self.many:

@@ -53,6 +53,7 @@ class LibraryController(QObject):
     error = Signal(str)  # something the user must see: what failed and why
     reconciled = Signal(object)  # ReconcileReport, after the start-up check
     import_progress = Signal(str)  # "Importing … 1,200 of 20,000 files", while an import runs
+    file_opened = Signal(object)  # Path of an image opened or dropped, read before asking
 
     def __init__(
         self,
@@ -214,6 +215,7 @@ class LibraryController(QObject):
             self.actions.empty_trash()
 
     def _file_read(self, path: Path, result: ReadResult) -> None:
+        self.file_opened.emit(path)  # shown while the user decides what to restore
         for warning in result.warnings:
             log.info("%s: %s", path.name, warning)
         if not result.found:

@@ -62,7 +62,7 @@ class _Relay(QObject):
     """Carries worker results to the GUI thread (queued: the relay lives on the GUI thread)."""
 
     # `object` for values that may pass 2**31: a C++ int argument would overflow.
-    counted = Signal(int, int, object)  # generation, count, revision
+    counted = Signal(int, int, int, object)  # generation, count, unfiltered count, revision
     paged = Signal(int, int, object)  # generation, page, list[GalleryEntry]
     thumbnailed = Signal(object)  # _Thumb
     revision_read = Signal(object)  # int
@@ -70,11 +70,20 @@ class _Relay(QObject):
     failed = Signal(str)
 
 
-def load_thumbnail_image(store: GalleryStore, entry: GalleryEntry) -> QImage:
-    """Build (if needed) and decode an entry's thumbnail; worker thread."""
+def load_thumbnail_image(store: GalleryStore, entry: GalleryEntry, fill: int = 0) -> QImage:
+    """Build (if needed) and decode an entry's thumbnail; worker thread.
+
+    With `fill`, a thumbnail smaller than fill×fill (a 64×64 image's) is scaled up smoothly to
+    fit it: an icon is never drawn larger than its pixmap, so it would sit small in its cell.
+    """
     path = store.thumbnail(entry)
-    with Image.open(path) as image:
-        image.load()
+    with Image.open(path) as opened:
+        opened.load()
+        image: Image.Image = opened
+        if fill and max(image.size) < fill:
+            scale = fill / max(image.size)
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = image.resize(size, Image.Resampling.BICUBIC)
         if "A" in image.getbands():
             rgba = image.convert("RGBA")
             data = rgba.tobytes()
@@ -151,9 +160,12 @@ class LibraryModel(QAbstractListModel):
         super().__init__(parent)
         refcount_guard.install()  # emits per page and thumbnail: see refcount_guard
         self.store = store
+        self._icon_size = icon_size
         self._filter = GalleryFilter()
         self._generation = 0
         self._count = 0
+        self._total = 0  # images in the library (or trash) with no filter: "3 of 7 images"
+        self._counted = False  # a count has arrived: an empty grid now means "none match"
         self._revision: int | None = None
         self._pages: OrderedDict[int, list[GalleryEntry]] = OrderedDict()
         self._page_wanted: OrderedDict[int, None] = OrderedDict()
@@ -227,6 +239,20 @@ class LibraryModel(QAbstractListModel):
     def generation(self) -> int:
         return self._generation
 
+    @property
+    def total(self) -> int:
+        """The images the view would show with no filter (the library, or the trash)."""
+        return self._total
+
+    @property
+    def counted(self) -> bool:
+        """Whether a count has arrived yet (before it, an empty view means nothing)."""
+        return self._counted
+
+    def is_filtered(self) -> bool:
+        """True when the filter hides some images: a search, a model, tags, dates, favourites."""
+        return _narrows(self._filter)
+
     def entry_at(self, row: int) -> GalleryEntry | None:
         """The entry at `row` if its page is loaded (asks for the page otherwise)."""
         if not 0 <= row < self._count:
@@ -294,12 +320,16 @@ class LibraryModel(QAbstractListModel):
 
     def _count_job(self, generation: int, f: GalleryFilter) -> None:
         revision = self.store.revision()
-        self._relay.counted.emit(generation, self.store.count(f), revision)
+        count = self.store.count(f)
+        total = self.store.count(_unfiltered(f)) if _narrows(f) else count
+        self._relay.counted.emit(generation, count, total, revision)
 
-    def _on_counted(self, generation: int, count: int, revision: int) -> None:
+    def _on_counted(self, generation: int, count: int, total: int, revision: int) -> None:
         if generation != self._generation or self._closed:
             return
         self._revision = revision
+        self._total = total
+        self._counted = True
         old = self._count
         reset, self._reset_pending = self._reset_pending or old == 0, False
         self._pages.clear()
@@ -397,7 +427,8 @@ class LibraryModel(QAbstractListModel):
 
     def _thumb_job(self, generation: int, entry: GalleryEntry) -> _Thumb:
         try:
-            return _Thumb(generation, entry.id, load_thumbnail_image(self.store, entry))
+            image = load_thumbnail_image(self.store, entry, fill=self._icon_size)
+            return _Thumb(generation, entry.id, image)
         except Exception as exc:  # unreadable or vanished file: show it as broken
             return _Thumb(generation, entry.id, None, f"{type(exc).__name__}: {exc}")
 
@@ -461,6 +492,14 @@ class LibraryModel(QAbstractListModel):
         self._poll.stop()
         self._query_pool.shutdown(wait=True, cancel_futures=True)
         self._thumb_pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _unfiltered(f: GalleryFilter) -> GalleryFilter:
+    return GalleryFilter(trashed=f.trashed, missing=f.missing, newest_first=f.newest_first)
+
+
+def _narrows(f: GalleryFilter) -> bool:
+    return f != _unfiltered(f)
 
 
 def _placeholder_icon(size: int, colour: QColor) -> QIcon:

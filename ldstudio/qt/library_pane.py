@@ -20,6 +20,7 @@ from PySide6.QtCore import (
     QPoint,
     QRect,
     QSize,
+    QStringListModel,
     Qt,
     QTimer,
     Signal,
@@ -29,12 +30,14 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QCompleter,
     QDateEdit,
     QGridLayout,
     QLabel,
     QLineEdit,
     QListView,
     QMenu,
+    QStackedWidget,
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
@@ -54,6 +57,28 @@ ALL_MODELS = "All models"
 def parse_tags(text: str) -> tuple[str, ...]:
     """Comma-separated tags as typed in the filter bar, blanks dropped."""
     return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+class TagCompleter(QCompleter):
+    """Completes the tag being typed after the last comma, keeping the ones before it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.tags = QStringListModel(self)
+        self.setModel(self.tags)
+        self.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setFilterMode(Qt.MatchFlag.MatchStartsWith)
+        self.setCompletionMode(QCompleter.CompletionMode.PopupCompletion)
+
+    def splitPath(self, path: str) -> list[str]:
+        return [path.rsplit(",", 1)[-1].strip()]
+
+    def pathFromIndex(self, index: QModelIndex | QPersistentModelIndex) -> str:
+        tag = str(index.data(Qt.ItemDataRole.DisplayRole) or "")
+        widget = self.widget()
+        typed = widget.text() if isinstance(widget, QLineEdit) else ""
+        before = [t.strip() for t in typed.split(",")[:-1] if t.strip()]
+        return ", ".join([*before, tag])
 
 
 def day_start(date: QDate) -> float:
@@ -142,6 +167,8 @@ class LibraryPane(QWidget):
         self.tags_edit = QLineEdit()
         self.tags_edit.setPlaceholderText("Tags, comma separated")
         self.tags_edit.setToolTip("Only images that carry all of these tags")
+        self.tag_completer = TagCompleter(self.tags_edit)
+        self.tags_edit.setCompleter(self.tag_completer)
         self.dates_check = QCheckBox("From")
         self.since_edit = QDateEdit(QDate.currentDate().addMonths(-1))
         self.until_edit = QDateEdit(QDate.currentDate())
@@ -233,7 +260,18 @@ class LibraryPane(QWidget):
         layout.addWidget(self.title)
         layout.addLayout(filters)
         layout.addWidget(self.problem)
-        layout.addWidget(self.view, 1)
+        # In place of an empty grid: why it is empty ("No images match", an empty trash…).
+        self.empty_label = QLabel()
+        self.empty_label.setObjectName("library_empty")
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setMargin(12)
+        self.empty_label.setAutoFillBackground(True)
+        self.empty_label.setBackgroundRole(QPalette.ColorRole.Base)
+        self.grid_stack = QStackedWidget()
+        self.grid_stack.addWidget(self.view)
+        self.grid_stack.addWidget(self.empty_label)
+        layout.addWidget(self.grid_stack, 1)
 
         self._search_timer = QTimer(self)
         self._search_timer.setSingleShot(True)
@@ -326,6 +364,7 @@ class LibraryPane(QWidget):
         at = self.model_combo.findData(chosen)
         self.model_combo.setCurrentIndex(max(at, 0))
         self.model_combo.blockSignals(False)
+        self.tag_completer.tags.setStringList([name for name, _ in tags])
         known = ", ".join(name for name, _ in tags[:50])
         self.tags_edit.setToolTip(
             "Only images that carry all of these tags"
@@ -609,10 +648,27 @@ class LibraryPane(QWidget):
         self.actions_by_name["favourite"].setCheckable(True)
 
     def _update_title(self, *_: object) -> None:
-        count = self.model.rowCount()
-        where = "in the trash" if self.model.filter.trashed else "in the library"
-        text = f"&Gallery — {count:,} image{'s' if count != 1 else ''} {where}"
+        model = self.model
+        count, total = model.rowCount(), model.total
+        trash = model.filter.trashed
+        where = "in the trash" if trash else "in the library"
+        of_all = model.is_filtered() and total > 0  # not "0 of 0" in an empty library
+        shown = f"{count:,} of {total:,}" if of_all else f"{count:,}"
+        number = total if of_all else count
+        text = f"&Gallery — {shown} image{'s' if number != 1 else ''} {where}"
         selected = len(self.selected_rows())
         if selected > 1:
             text += f" · {selected:,} selected"
         self.title.setText(text)
+        empty = model.counted and count == 0
+        if empty and model.is_filtered():
+            more = f": none of the {total:,} {where} match" if total else ""
+            self.empty_label.setText(f"No images match{more}.\nClear the search or filters.")
+        elif empty and trash:
+            self.empty_label.setText("The trash is empty.")
+        elif empty:
+            self.empty_label.setText(
+                "No images yet.\nThe images you generate appear here; File → Import images… "
+                "adds those you already have."
+            )
+        self.grid_stack.setCurrentWidget(self.empty_label if empty else self.view)

@@ -15,9 +15,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from PySide6.QtCore import QByteArray, QStandardPaths, Qt
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication, QKeySequence
+from PySide6.QtCore import QByteArray, QObject, QStandardPaths, Qt
+from PySide6.QtGui import (
+    QAction,
+    QCloseEvent,
+    QGuiApplication,
+    QKeySequence,
+    QShortcut,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
     QFileDialog,
     QLabel,
     QMainWindow,
@@ -25,6 +35,9 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QScrollArea,
     QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -68,6 +81,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 APP_TITLE = "ldstudio"
+# Side columns (prompt and parameters | library) at 1280 px and wider, and on a narrower window;
+# the image in the middle takes the rest.
+SIDE_WIDTHS = (370, 300)
+NARROW_SIDE_WIDTHS = (330, 250)
+NARROW_WINDOW = 1280
+PREVIEW_MIN_WIDTH = 500  # side columns wider than SIDE_WIDTHS give way to the image up to this
 
 
 class MainWindow(QMainWindow):
@@ -87,6 +106,7 @@ class MainWindow(QMainWindow):
         # Images made in this session: path -> (job id, pass), to find their timelines.
         self.session_images: dict[Path, tuple[int, int]] = {}
         self._select_paths: list[Path] = []  # a finished job's images, highlighted once counted
+        self._engine_cancelling: int | None = None  # the job whose cancel the bar announces
         self._tasks: set[asyncio.Task[Any]] = set()
         self._model_info: ModelInfo | None = None
         self._closing = False
@@ -137,25 +157,42 @@ class MainWindow(QMainWindow):
         self.left_splitter.addWidget(params_scroll)
         self.left_splitter.setStretchFactor(0, 2)
         self.left_splitter.setStretchFactor(1, 3)
-        self.right_splitter = QSplitter(Qt.Orientation.Vertical)
+        self.left_splitter.setChildrenCollapsible(False)
         details_scroll = QScrollArea()
         details_scroll.setWidget(self.details_view)
         details_scroll.setWidgetResizable(True)
         details_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        # The image in the middle is the selected one, large: the details' own copy would only
+        # take the height its parameters need to be read without scrolling.
+        self.details_view.image_label.hide()
+        # The image's parameters get the whole height of the side column, as a tab beside the
+        # prompt and parameters (a fourth pane under the gallery left them one row at 800 px).
+        self.left_tabs = QTabWidget()
+        self.left_tabs.setObjectName("left_tabs")
+        self.left_tabs.setDocumentMode(True)
+        self.left_tabs.addTab(self.left_splitter, "Generate")
+        self.left_tabs.addTab(details_scroll, "Image details")
+        self.left_tabs.setTabToolTip(0, "Prompt and parameters of the next image (Ctrl+L)")
+        self.left_tabs.setTabToolTip(
+            1, "How the selected image was made, and what to do with it (Ctrl+Shift+I)"
+        )
+        self.generate_tab, self.details_tab = 0, 1
+        self.right_splitter = QSplitter(Qt.Orientation.Vertical)
         self.right_splitter.addWidget(self.gallery_pane)
-        self.right_splitter.addWidget(details_scroll)
         self.right_splitter.addWidget(self.queue_pane)
-        self.right_splitter.setStretchFactor(0, 4)
-        self.right_splitter.setStretchFactor(1, 3)
-        self.right_splitter.setStretchFactor(2, 1)
+        self.right_splitter.setStretchFactor(0, 1)
+        self.right_splitter.setStretchFactor(1, 0)
+        self.right_splitter.setChildrenCollapsible(False)
+        self.right_splitter.setSizes([600, 130])
         self.main_splitter = QSplitter()
-        for widget in (self.left_splitter, self.preview_pane, self.right_splitter):
+        for widget in (self.left_tabs, self.preview_pane, self.right_splitter):
             self.main_splitter.addWidget(widget)
         self.main_splitter.setStretchFactor(0, 0)
         self.main_splitter.setStretchFactor(1, 1)
         self.main_splitter.setStretchFactor(2, 0)
-        self.main_splitter.setSizes([370, 600, 300])
+        self.main_splitter.setSizes([SIDE_WIDTHS[0], 600, SIDE_WIDTHS[1]])
         self.main_splitter.setChildrenCollapsible(False)
+        self._columns_fitted = False
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(8, 8, 8, 4)
@@ -164,7 +201,8 @@ class MainWindow(QMainWindow):
         self.splitters = {
             "main": self.main_splitter,
             "left": self.left_splitter,
-            "right": self.right_splitter,
+            # Not "right": that held three panes before the details became a tab.
+            "side": self.right_splitter,
         }
 
         self.busy_bar = QProgressBar()
@@ -246,7 +284,8 @@ class MainWindow(QMainWindow):
             tip="Delete the images in the library's trash for good",
         )
         file_menu.addSeparator()
-        add(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        # Ctrl+Q itself: the platform's standard Quit keys are none on some desktops.
+        add(file_menu, "&Quit", self.close, "Ctrl+Q")
 
         gen_menu = menu.addMenu("&Generate")
         self.generate_action = add(
@@ -276,7 +315,14 @@ class MainWindow(QMainWindow):
         add(view_menu, "&Fit to window", lambda: self.preview_pane.set_fit(True), "Ctrl+0")
         add(view_menu, "&Actual size (100 %)", lambda: self.preview_pane.set_fit(False), "Ctrl+1")
         view_menu.addSeparator()
-        add(view_menu, "Focus &prompt", self.prompt_pane.prompt_edit.setFocus, "Ctrl+L")
+        add(view_menu, "Focus &prompt", self.focus_prompt, "Ctrl+L")
+        add(
+            view_menu,
+            "Image &details",
+            self.show_details,
+            "Ctrl+Shift+I",
+            tip="How the selected image was made, and what to do with it",
+        )
         add(view_menu, "Focus &gallery", self.gallery_pane.view.setFocus, "Ctrl+G")
         add(view_menu, "Focus &queue", self.queue_pane.list.setFocus, "Ctrl+K")
 
@@ -316,6 +362,7 @@ class MainWindow(QMainWindow):
         c.job_finished.connect(self._on_job_finished)
         c.job_failed.connect(self._on_job_failed)
         c.job_cancelled.connect(self._on_job_cancelled)
+        c.job_cancelling.connect(self._on_job_cancelling)
         c.queue_changed.connect(self._refresh_queue)
         c.notice.connect(self._on_notice)
         self.prompt_pane.generate_requested.connect(self.generate)
@@ -328,6 +375,11 @@ class MainWindow(QMainWindow):
         self.preview_pane.export_requested.connect(self.export_animation_dialog)
         lib = self.library
         lib.pane.entry_selected.connect(lambda e: self.spawn(self.show_entry(e)))
+        lib.pane.entry_activated.connect(lambda _e: self.show_details())
+        lib.file_opened.connect(lambda path: self.spawn(self.show_file(path)))
+        # Parameters put back into the panes are shown there.
+        for restored in (lib.actions.restore_requested, lib.actions.seed_requested):
+            restored.connect(lambda _v: self.left_tabs.setCurrentIndex(self.generate_tab))
         lib.status_message.connect(self._on_library_message)
         lib.import_progress.connect(self._on_import_progress)  # a method: queued to this thread
         lib.error.connect(self._on_library_error)
@@ -350,6 +402,40 @@ class MainWindow(QMainWindow):
         for name, splitter in self.splitters.items():
             if name in s.splitters:
                 splitter.restoreState(QByteArray.fromBase64(s.splitters[name].encode("ascii")))
+
+    def focus_prompt(self) -> None:
+        self.left_tabs.setCurrentIndex(self.generate_tab)
+        self.prompt_pane.prompt_edit.setFocus()
+
+    def show_details(self) -> None:
+        self.left_tabs.setCurrentIndex(self.details_tab)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if not self._columns_fitted:
+            self._columns_fitted = True
+            self.fit_columns(use_defaults="main" not in self.settings.splitters)
+
+    def fit_columns(self, use_defaults: bool = False) -> None:
+        """Size the three columns for this window: the defaults for its width, or (restored
+        from settings) side columns wider than the defaults give way until the image in the
+        middle is PREVIEW_MIN_WIDTH wide, so a layout saved on a wider window or by an older
+        version never leaves the image small."""
+        sizes = self.main_splitter.sizes()
+        total = sum(sizes)
+        if use_defaults:
+            narrow = self.width() < NARROW_WINDOW
+            left, right = NARROW_SIDE_WIDTHS if narrow else SIDE_WIDTHS
+            self.main_splitter.setSizes([left, max(total - left - right, 0), right])
+            return
+        need = PREVIEW_MIN_WIDTH - sizes[1]
+        for side, default in ((2, SIDE_WIDTHS[1]), (0, SIDE_WIDTHS[0])):
+            give = min(max(need, 0), max(sizes[side] - default, 0))
+            sizes[side] -= give
+            sizes[1] += give
+            need -= give
+        if sizes != self.main_splitter.sizes():
+            self.main_splitter.setSizes(sizes)
 
     def start(self) -> None:
         """Start the engine and the library (it checks itself against the disk on a worker)."""
@@ -527,7 +613,7 @@ class MainWindow(QMainWindow):
             )
 
     def _on_job_started(self, event: JobStarted) -> None:
-        self.prompt_pane.set_busy(True)
+        self._update_cancel()
         if isinstance(event.params.seed, int):
             self.params_pane.set_last_seed(event.params.seed)
         self.preview_pane.job_started(event)
@@ -536,7 +622,9 @@ class MainWindow(QMainWindow):
     def _on_step(self, event: StepProgress) -> None:
         self.preview_pane.offer(event)
         if event.preview is not None:
-            self.timelines.add_frame(event.job_id, event.batch_index, event.step, event.preview)
+            self.timelines.add_frame(
+                event.job_id, event.batch_index, event.step, event.preview, event.total
+            )
 
     def _on_job_finished(self, event: JobFinished) -> None:
         count = len(event.records)
@@ -546,26 +634,54 @@ class MainWindow(QMainWindow):
         self._job_ended()
 
     def _on_job_failed(self, event: JobFailed) -> None:
-        self.preview_pane.job_ended("Failed")
+        # Only the engine's job fails, and it is the newest (it may fail before it started).
+        self.preview_pane.job_failed("Failed — see the message above")
         self.preview_pane.show_error(event.message, event.detail)
         self.statusBar().showMessage(f"Job {event.job_id} failed", 5000)
         self._job_ended()
 
     def _on_job_cancelled(self, event: JobCancelled) -> None:
-        running = self.controller.last_started
-        if running is not None and running.job_id == event.job_id:
-            self.preview_pane.job_ended(f"Cancelled after step {event.step}")
+        started = self.controller.last_started
+        if self._is_shown_job(event.job_id):
+            ours = started is not None and started.job_id == event.job_id
+            total = f" of {started.total_steps}" if ours and started is not None else ""
+            self.preview_pane.job_ended(
+                f"Cancelled after step {event.step}{total}", made_images=bool(event.saved)
+            )
         self.statusBar().showMessage(f"Job {event.job_id} cancelled", 4000)
         self._job_ended()
 
+    def _is_shown_job(self, job_id: int) -> bool:
+        """True for the job whose progress the preview pane shows: the last one started, or
+        the engine's job cancelled while it was still loading its model."""
+        started = self.controller.last_started
+        return job_id == self._engine_cancelling or (
+            started is not None and started.job_id == job_id
+        )
+
+    def _on_job_cancelling(self, job_id: int) -> None:
+        # Only the engine's job (running, or loading its model) is ever "cancelling".
+        self._engine_cancelling = job_id
+        self.preview_pane.job_cancelling()
+        self.statusBar().showMessage(
+            f"Cancelling job {job_id}: it stops after the current step", 10_000
+        )
+        self._refresh_queue()
+
     def _job_ended(self) -> None:
         self.busy_bar.hide()
-        self.prompt_pane.set_busy(bool(self.controller.jobs()))
+        self._update_cancel()
+
+    def _update_cancel(self) -> None:
+        can_cancel = self.controller.cancel_target() is not None
+        self.prompt_pane.set_busy(can_cancel)
+        self.cancel_action.setEnabled(can_cancel)
 
     def _refresh_queue(self) -> None:
         jobs = self.controller.jobs()
-        self.queue_pane.set_jobs(jobs, {})
-        self.prompt_pane.set_busy(bool(jobs))
+        cancelling = {job.id: "cancelling" for job in jobs if self.controller.cancelling(job.id)}
+        self.queue_pane.set_jobs(jobs, cancelling)
+        self._update_cancel()
 
     # -- models and sizes ----------------------------------------------------------------------
 
@@ -602,11 +718,16 @@ class MainWindow(QMainWindow):
         saved = self.settings.params()
         wanted = store.default or (saved.model if saved is not None else "")
         if wanted and (store.default or self.params_pane.model_value() == ""):
-            self.params_pane.select_model(wanted)
+            self.params_pane.select_model(self._picker_value(wanted))
 
     def _set_scanned_models(self, entries: list[ModelEntry]) -> None:
-        self._scanned_models = [e for e in entries if e.loadable]
+        # The bundled model is the picker's first entry already (value "").
+        self._scanned_models = [e for e in entries if e.loadable and e.path != self.bundled_model]
         self.params_pane.set_models(self._model_entries(), self._model_problems)
+
+    def _picker_value(self, path: str) -> str:
+        """The model picker's value for a model path: "" is the bundled model."""
+        return "" if path and Path(path) == self.bundled_model else path
 
     def _variant_for(self, path: Path) -> str:
         for entry in self._scanned_models:
@@ -616,7 +737,9 @@ class MainWindow(QMainWindow):
 
     def open_model_manager(self) -> ModelManager:
         if self.model_manager is None:
-            manager = ModelManager(converter=self.convert_checkpoint, parent=self)
+            manager = ModelManager(
+                converter=self.convert_checkpoint, parent=self, bundled=self.bundled_model
+            )
             manager.model_chosen.connect(self._use_model)
             manager.extras_changed.connect(self._set_extras)
             manager.default_changed.connect(lambda _path: self.spawn(self.refresh_models()))
@@ -639,11 +762,12 @@ class MainWindow(QMainWindow):
 
     def _use_model(self, path: str) -> None:
         manager = self.model_manager
-        if self.params_pane.model_combo.findData(path) < 0 and manager is not None:
+        value = self._picker_value(path)
+        if self.params_pane.model_combo.findData(value) < 0 and manager is not None:
             # Chosen before the scan finished: list it now.
-            chosen = [e for e in manager.table_model.entries if str(e.path) == path]
+            chosen = [e for e in manager.table_model.entries if str(e.path) == value]
             self._set_scanned_models([*self._scanned_models, *chosen])
-        self.params_pane.select_model(path)
+        self.params_pane.select_model(value)
         self.statusBar().showMessage(f"Model {Path(path).name} selected", 4000)
 
     def _set_extras(self, vae: str, loras: tuple[tuple[str, float], ...]) -> None:
@@ -777,6 +901,18 @@ class MainWindow(QMainWindow):
         made = self.session_images.get(entry.path)
         self.preview_pane.set_timeline(self.timelines.get(*made) if made else None)
 
+    async def show_file(self, path: Path) -> None:
+        """An image opened (File → Open image…) or dropped: shown large, with no timeline."""
+        try:
+            image = await self.off_thread(load_qimage, path)
+        except OSError as exc:
+            self.preview_pane.show_error(f"Cannot open {path}: {exc}")
+            return
+        self.preview_pane.show_image(
+            image, f"{path.name} · {image.width()}×{image.height()} · opened from {path.parent}"
+        )
+        self.preview_pane.set_timeline(None)
+
     # -- timeline export --------------------------------------------------------------------
 
     def export_animation_dialog(self) -> None:
@@ -816,18 +952,71 @@ class MainWindow(QMainWindow):
 
     # -- help ----------------------------------------------------------------------------------
 
-    def _show_shortcuts(self) -> None:
-        QMessageBox.information(
-            self,
-            "Keyboard shortcuts",
-            "Ctrl+Enter  generate\nEsc  cancel the running job\nShift+Esc  cancel all jobs\n"
-            "Ctrl+Up / Ctrl+Down  recent prompts (in the prompt)\nCtrl+R  recent prompts menu\n"
-            "Ctrl+L / Ctrl+G / Ctrl+K  focus prompt / gallery / queue\n"
-            "Ctrl+0 / Ctrl+1  fit / 100 %\nCtrl+E  export animation\n"
-            "Ctrl+O  open an image's parameters\nCtrl+I  import a folder of images\n"
-            "In the gallery: Ctrl/Shift-click or Ctrl+A select many, Ctrl+D favourite, "
-            "Ctrl+C copy, Delete delete, Menu key for more",
+    def shortcut_rows(self) -> list[tuple[str, str, str]]:
+        """(keys, what they do, where they work) for every shortcut of the window, read from its
+        actions and shortcut objects: the F1 list cannot drift from what the keys really do."""
+        rows: list[tuple[str, str, str]] = []
+        for action in self.findChildren(QAction):
+            keys = [k for k in action.shortcuts() if not k.isEmpty()]
+            if keys:
+                where = self._shortcut_scope(action.shortcutContext(), action.associatedObjects())
+                rows.append((_keys_text(keys), _plain_text(action.text()), where))
+        for shortcut in self.findChildren(QShortcut):
+            keys = [k for k in shortcut.keys() if not k.isEmpty()]  # noqa: SIM118 (not a dict)
+            owner = shortcut.parent()
+            if keys and owner is not None:
+                where = self._shortcut_scope(shortcut.context(), [owner])
+                rows.append((_keys_text(keys), shortcut.whatsThis(), where))
+        rows.sort(key=lambda row: (row[2] != "Anywhere", row[2], row[1]))
+        return rows
+
+    def _shortcut_scope(self, context: Qt.ShortcutContext, owners: list[QObject]) -> str:
+        if context in (Qt.ShortcutContext.WindowShortcut, Qt.ShortcutContext.ApplicationShortcut):
+            return "Anywhere"
+        scopes: list[tuple[QWidget, str]] = [
+            (self.gallery_pane, "In the gallery"),
+            (self.prompt_pane, "In the prompt"),
+            (self.queue_pane, "In the queue"),
+        ]
+        for owner in owners:
+            for pane, name in scopes:
+                if isinstance(owner, QWidget) and (owner is pane or pane.isAncestorOf(owner)):
+                    return name
+        return "In its pane"
+
+    def _show_shortcuts(self) -> QDialog:
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Keyboard shortcuts")
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        rows = self.shortcut_rows()
+        table = QTableWidget(len(rows), 3)
+        table.setObjectName("shortcuts")
+        table.setHorizontalHeaderLabels(["Keys", "Does", "Where"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setWordWrap(False)
+        for row, cells in enumerate(rows):
+            for column, text in enumerate(cells):
+                table.setItem(row, column, QTableWidgetItem(text))
+        table.resizeColumnsToContents()
+        table.horizontalHeader().setStretchLastSection(True)
+        mouse = QLabel(
+            "Mouse: Ctrl/Shift-click selects many images in the gallery; right-click (or the "
+            "Menu key) shows what can be done with them; double-click an image for its details, "
+            "a tag to remove it."
         )
+        mouse.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(dialog.close)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(table, 1)
+        layout.addWidget(mouse)
+        layout.addWidget(buttons)
+        width = sum(table.columnWidth(c) for c in range(3)) + 4 * table.frameWidth() + 40
+        dialog.resize(max(width, 560), min(720, 120 + 26 * len(rows)))
+        self.shortcuts_dialog = dialog
+        dialog.open()
+        return dialog
 
     # -- settings and shutdown ------------------------------------------------------------------
 
@@ -915,3 +1104,12 @@ class MainWindow(QMainWindow):
         self.library.close()
         self.store.close()
         event.accept()
+
+
+def _keys_text(keys: list[QKeySequence]) -> str:
+    return ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in keys)
+
+
+def _plain_text(text: str) -> str:
+    """A menu text without its mnemonic marks: "&Open image…" → "Open image…"."""
+    return text.replace("&&", "\0").replace("&", "").replace("\0", "&")

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDialog,
+    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QGroupBox,
@@ -65,6 +66,7 @@ from ldstudio.core.modelscan import (
     ModelEntry,
     ModelFolderStore,
     hf_cache_dir,
+    inspect_diffusers_folder,
     inspect_file,
     iter_library,
     library_roots,
@@ -193,6 +195,7 @@ class ModelTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.entries: list[ModelEntry] = []
         self.default = ""
+        self.bundled: Path | None = None  # the model that ships inside ldstudio, named so
 
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.entries)
@@ -237,7 +240,10 @@ class ModelTableModel(QAbstractTableModel):
 
     def _text(self, entry: ModelEntry, column: int) -> str:
         if column == COL_NAME:
-            return display_name(entry) + ("  (default)" if self._is_default(entry) else "")
+            bundled = "  (bundled)" if entry.path == self.bundled else ""
+            return (
+                display_name(entry) + bundled + ("  (default)" if self._is_default(entry) else "")
+            )
         if column == COL_KIND:
             return entry.kind
         if column == COL_FAMILY:
@@ -288,8 +294,10 @@ class ModelManager(QDialog):
         converter: Converter | None = None,
         include_hf_cache: bool = True,
         parent: QWidget | None = None,
+        bundled: Path | None = None,
     ) -> None:
         super().__init__(parent)
+        self.bundled = bundled  # listed first: the model every image can be made with
         self.setWindowTitle("Model manager")
         self.setModal(False)
         self.resize(1100, 680)
@@ -344,6 +352,7 @@ class ModelManager(QDialog):
         # -- table --
         self.table_model = ModelTableModel(self)
         self.table_model.default = self.store.default
+        self.table_model.bundled = bundled
         self.proxy = QSortFilterProxyModel(self)
         self.proxy.setSourceModel(self.table_model)
         self.proxy.setSortRole(SORT_ROLE)
@@ -472,7 +481,13 @@ class ModelManager(QDialog):
         layout.addWidget(folders_box)
         layout.addWidget(splitter, 1)
         layout.addWidget(self.message)
-        layout.addWidget(self.progress)
+        close_box = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        close_box.rejected.connect(self.close)
+        self.close_button = close_box.button(QDialogButtonBox.StandardButton.Close)
+        bottom_row = QHBoxLayout()
+        bottom_row.addWidget(self.progress, 1)
+        bottom_row.addWidget(close_box)
+        layout.addLayout(bottom_row)
 
         self.add_folder_button.clicked.connect(self.choose_and_add_folder)
         self.remove_folder_button.clicked.connect(self.remove_selected_folder)
@@ -596,11 +611,16 @@ class ModelManager(QDialog):
         def deliver(batch: list[ModelEntry]) -> None:  # executor thread
             loop.call_soon_threadsafe(self._receive, stop, batch)
 
+        bundled = self.bundled
+
+        def scan() -> int:  # executor thread
+            if bundled is not None:
+                deliver([inspect_diffusers_folder(bundled, bundled.parent, bundled.name)])
+            return scan_in_batches(roots, dict(self.store.variants), deliver, stop)
+
         started = time.monotonic()
         try:
-            await loop.run_in_executor(
-                None, scan_in_batches, roots, dict(self.store.variants), deliver, stop
-            )
+            await loop.run_in_executor(None, scan)
         except Exception as exc:  # an unexpected OS error must not take the app down
             if not stop.is_set():
                 self._added = []
@@ -615,8 +635,10 @@ class ModelManager(QDialog):
         await asyncio.sleep(0)
         entries = self.table_model.entries
         problems = sum(1 for e in entries if e.status != STATUS_OK)
+        found = [e for e in entries if e.path != self.bundled]
         self.progress.setText(
-            f"{len(entries)} model files in {len(roots)} folder(s), {problems} with problems "
+            ("The bundled model and " if len(found) < len(entries) else "")
+            + f"{len(found)} model files in {len(roots)} folder(s), {problems} with problems "
             f"(scanned in {time.monotonic() - started:.1f} s)"
         )
         if self._added:

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QPushButton,
     QScrollArea,
     QSizePolicy,
     QSlider,
@@ -28,6 +27,7 @@ from ldstudio.qt.images import array_to_qimage
 from ldstudio.qt.timeline import Timeline
 
 REPAINT_INTERVAL_MS = 33  # ≤ 30 frames per second
+CANCELLING_TEXT = "Cancelling — stops after the current step"
 
 
 class ImageCanvas(QWidget):
@@ -99,6 +99,8 @@ class PreviewPane(QWidget):
         self._started: JobStarted | None = None
         self._timeline: Timeline | None = None
         self._final: QImage | None = None
+        self._final_caption = ""
+        self._cancelling = False
 
         self.error_label = QLabel()
         self.error_label.setObjectName("error")
@@ -139,10 +141,6 @@ class PreviewPane(QWidget):
         self.actual_button.setToolTip("Show the image at its real size (Ctrl+1)")
         self.fit_button.clicked.connect(lambda: self.set_fit(True))
         self.actual_button.clicked.connect(lambda: self.set_fit(False))
-        header = QHBoxLayout()
-        header.addWidget(self.caption, 1)
-        header.addWidget(self.fit_button)
-        header.addWidget(self.actual_button)
 
         self.canvas = ImageCanvas()
         self.scroll_area = QScrollArea()
@@ -164,15 +162,27 @@ class PreviewPane(QWidget):
         self.timeline_slider.setEnabled(False)
         self.timeline_slider.valueChanged.connect(self._show_timeline_frame)
         self.timeline_label = QLabel("Timeline")
-        self.timeline_label.setMinimumWidth(110)
-        self.export_button = QPushButton("Export animation…")
-        self.export_button.setToolTip("Save the denoising as an animated WebP or GIF")
+        # As wide as its longest text, never wider: the slider keeps the rest of the row.
+        metrics = self.timeline_label.fontMetrics()
+        self.timeline_label.setFixedWidth(
+            max(metrics.horizontalAdvance(t) for t in ("Timeline: recording…", "Step 150 of 150"))
+            + 8
+        )
+        self.export_button = QToolButton()
+        self.export_button.setText("Export animation…")
+        self.export_button.setToolTip("Save the denoising as an animated WebP or GIF (Ctrl+E)")
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self.export_requested)
+        # The export sits with the other image buttons above it, so the timeline slider gets the
+        # whole row below.
+        header = QHBoxLayout()
+        header.addWidget(self.caption, 1)
+        header.addWidget(self.fit_button)
+        header.addWidget(self.actual_button)
+        header.addWidget(self.export_button)
         timeline_row = QHBoxLayout()
         timeline_row.addWidget(self.timeline_label)
         timeline_row.addWidget(self.timeline_slider, 1)
-        timeline_row.addWidget(self.export_button)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -196,6 +206,7 @@ class PreviewPane(QWidget):
         self._progress = None
         self._pending = None
         self._started_at = time.perf_counter()
+        self._cancelling = False
         self.progress.setRange(0, event.total_steps * event.params.batch_count)
         self.progress.setValue(0)
         self.progress.setFormat("Starting…")
@@ -212,11 +223,29 @@ class PreviewPane(QWidget):
             self.produced += 1
             self._pending = event
 
-    def job_ended(self, text: str) -> None:
+    def job_cancelling(self) -> None:
+        """The user asked to cancel: say so at once, not when the slow step ends."""
+        self._cancelling = True
+        self.progress.setFormat(CANCELLING_TEXT)
+
+    def job_ended(self, text: str, *, made_images: bool = True) -> None:
+        """The job is over; without images (cancelled, failed) its half-denoised preview and
+        the timeline it was recording go, and the image shown before it comes back."""
         self._repaint()
         self._timer.stop()
         self._pending = None
+        self._cancelling = False
         self.progress.setFormat(text)
+        if made_images:
+            return
+        self.canvas.set_image(self._final)
+        self.set_caption(self._final_caption or "No image yet")
+        self.set_timeline(None)
+
+    def job_failed(self, text: str) -> None:
+        """Like a cancelled job, and the bar empties: a full bar would read as success."""
+        self.job_ended(text, made_images=False)
+        self.progress.setValue(self.progress.minimum())
 
     def flush(self) -> None:
         """Paint the newest progress now instead of at the next timer tick (screenshots)."""
@@ -238,7 +267,10 @@ class PreviewPane(QWidget):
                 else ""
             )
             self.progress.setFormat(
-                f"Step {event.step}/{event.total}{batch} · {rate:.1f} it/s · ETA {_duration(eta)}"
+                CANCELLING_TEXT
+                if self._cancelling
+                else f"Step {event.step}/{event.total}{batch} · {rate:.1f} it/s · "
+                f"ETA {_duration(eta)}"
             )
         frame = self._pending
         if frame is None or frame.preview is None:
@@ -255,6 +287,7 @@ class PreviewPane(QWidget):
 
     def show_image(self, image: QImage, caption: str) -> None:
         self._final = image
+        self._final_caption = caption
         self.canvas.set_image(image)
         self.set_caption(caption)
 
@@ -316,7 +349,8 @@ class PreviewPane(QWidget):
         else:
             step, frame = timeline.frames[index]
             self.canvas.set_image(array_to_qimage(frame))
-            self.timeline_label.setText(f"Step {step}")
+            total = f" of {timeline.total_steps}" if timeline.total_steps else ""
+            self.timeline_label.setText(f"Step {step}{total}")
         self.frame_selected.emit(index)
 
 

@@ -75,15 +75,18 @@ class PromptPane(QWidget):
         layout.addWidget(self.negative_edit, 1)
         layout.addLayout(buttons)
 
-        for keys, slot in (
-            ("Ctrl+Up", lambda: self._step_recent(+1)),
-            ("Ctrl+Down", lambda: self._step_recent(-1)),
+        # whatsThis says what a shortcut does: the window's F1 list reads it from there.
+        for keys, slot, what in (
+            ("Ctrl+Up", lambda: self._step_recent(+1), "Previous recent prompt"),
+            ("Ctrl+Down", lambda: self._step_recent(-1), "Next recent prompt"),
         ):
             shortcut = QShortcut(QKeySequence(keys), self.prompt_edit)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
+            shortcut.setWhatsThis(what)
             shortcut.activated.connect(slot)
         recent_shortcut = QShortcut(QKeySequence("Ctrl+R"), self)
         recent_shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        recent_shortcut.setWhatsThis("Recent prompts menu")
         recent_shortcut.activated.connect(self.recent_button.showMenu)
         self.set_recent([])
         # The editors take Ctrl+Enter as a line break before any window shortcut sees it.

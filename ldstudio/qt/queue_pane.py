@@ -43,6 +43,7 @@ class QueuePane(QWidget):
         self.cancel_all_button.clicked.connect(self.cancel_all_requested)
         delete = QShortcut(QKeySequence.StandardKey.Delete, self.list)
         delete.setContext(Qt.ShortcutContext.WidgetShortcut)
+        delete.setWhatsThis("Cancel the selected job")
         delete.activated.connect(self._cancel_selected)
         buttons = QHBoxLayout()
         buttons.addWidget(self.cancel_button)

@@ -29,6 +29,7 @@ class Timeline:
     job_id: int
     batch_index: int
     frames: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    total_steps: int = 0  # the call's step count ("Step 5 of 15"); 0 when unknown
 
     @property
     def nbytes(self) -> int:
@@ -42,11 +43,14 @@ class TimelineStore:
         self._jobs: OrderedDict[int, dict[int, Timeline]] = OrderedDict()
         self._bytes = 0
 
-    def add_frame(self, job_id: int, batch_index: int, step: int, frame: np.ndarray) -> None:
+    def add_frame(
+        self, job_id: int, batch_index: int, step: int, frame: np.ndarray, total_steps: int = 0
+    ) -> None:
         batches = self._jobs.get(job_id)
         if batches is None:
             batches = self._jobs[job_id] = {}
         timeline = batches.setdefault(batch_index, Timeline(job_id, batch_index))
+        timeline.total_steps = total_steps or timeline.total_steps
         timeline.frames.append((step, frame))
         self._bytes += frame.nbytes
         self._evict()
