@@ -903,8 +903,9 @@ def split_lora_tags(prompt: str) -> tuple[str, list[tuple[str, float]]]:
             ) from None
         found.append((name, strength))
     text = _LORA_TAG.sub("", prompt)
-    # Tags are usually written as ", <lora:x:1>": drop the separators they leave behind.
-    text = re.sub(r"\s*,(\s*,)+", ",", text)
+    # Tags are usually written as ", <lora:x:1>": drop the separators they leave behind. A match
+    # starts only where a whitespace run starts, so a long run is scanned once, not once per space.
+    text = re.sub(r"(?<!\s)\s*,(?:\s*,)+", ",", text)
     text = re.sub(r"[ \t]{2,}", " ", text).strip().strip(",").strip()
     return text, found
 
