@@ -133,12 +133,16 @@ def test_a_bulk_delete_then_the_trash_view_acts_only_on_what_it_shows(
     first_trashed = model.entry_at(0).prompt
     settled(qtbot, window, [first_trashed])
     buttons = window.details_view.buttons
-    assert buttons["restore"].isVisibleTo(window) and not buttons["delete"].isVisibleTo(window)
+    assert buttons["restore"].isVisibleTo(window.details_view) and not buttons[
+        "delete"
+    ].isVisibleTo(window.details_view)
     buttons["restore"].click()
     qtbot.waitUntil(lambda: model.rowCount() == 1)
     other = ({"four", "three"} - {first_trashed}).pop()
     settled(qtbot, window, [other])
-    assert buttons["restore"].isVisibleTo(window) and not buttons["delete"].isVisibleTo(window)
+    assert buttons["restore"].isVisibleTo(window.details_view) and not buttons[
+        "delete"
+    ].isVisibleTo(window.details_view)
     pane.trash_check.setChecked(False)
     qtbot.waitUntil(lambda: shown(window) is None, timeout=5000)  # a new view: nothing offered
     assert model.rowCount() == 3 and pane.selected_rows() == []

@@ -223,11 +223,13 @@ class LibraryActions(QObject):
         # In the trash the file has an internal name ("<id>-<name>"): say the image's own.
         home = entry.original_path or entry.path.with_name(entry.path.name.split("-", 1)[-1])
 
-        def work() -> str:
-            self.store.restore([entry.id])
-            return self.store.get(entry.id).path.name  # a free name if the old one was taken
+        def work() -> tuple[list[int], str]:
+            moved = self.store.restore([entry.id])
+            return moved, self.store.get(entry.id).path.name  # a free name if the old was taken
 
-        def done(name: str) -> None:
+        def done(result: tuple[list[int], str]) -> None:
+            moved, name = result
+            self.moved.emit(moved)  # as _move does: the views follow the image's new state
             self.message.emit(f"{name} restored to the library")
             self.changed.emit()
 
