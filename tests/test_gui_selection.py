@@ -262,3 +262,24 @@ def test_delete_pressed_again_during_a_move_is_one_request_another_image_is_anot
     finally:
         model.close()
         store.close()
+
+
+def test_a_row_chosen_by_the_window_is_highlighted_whatever_keys_are_held(
+    make_window, fake_backend: FakeBackend, qtbot
+) -> None:
+    window = make_window(fake_backend)
+    made(qtbot, window, "one", "two")
+    pane = window.gallery_pane
+    settled(qtbot, window, ["two"])  # the finished job highlighted its own image, row 0
+    # Ctrl held (as the last key event left it): the view's own setCurrentIndex would toggle
+    # row 0 off, and the window would show an image it does not highlight.
+    prompt = window.prompt_pane.prompt_edit
+    qtbot.keyClick(prompt, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    try:
+        pane.select_row(0)
+        assert pane.selected_rows() == [0]
+        pane.select_row(1)
+        assert pane.selected_rows() == [1]
+        settled(qtbot, window, ["one"])
+    finally:
+        qtbot.keyClick(prompt, Qt.Key.Key_End)  # let go of Ctrl for the tests after this one

@@ -405,7 +405,11 @@ class LibraryPane(QWidget):
 
     def select_row(self, row: int) -> None:
         index = self.model.index(row)
-        self.view.setCurrentIndex(index)
+        # Explicitly: the view's own setCurrentIndex takes its selection command from the
+        # keyboard modifiers held at that moment, and with Ctrl down it would only move focus.
+        self.view.selectionModel().setCurrentIndex(
+            index, QItemSelectionModel.SelectionFlag.ClearAndSelect
+        )
         self.view.scrollTo(index)
 
     def selected_rows(self) -> list[int]:
