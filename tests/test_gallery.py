@@ -30,6 +30,7 @@ from ldstudio.core.library import (
     migrate,
 )
 from ldstudio.core.library import store as gallery_module
+from ldstudio.core.library import trash as trash_module
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
 
@@ -332,7 +333,7 @@ def test_interrupted_trash_move_is_finished_by_reconcile(
     def killed(_source: Path, _target: Path) -> None:
         raise KeyboardInterrupt  # the process dies between the row update and the file move
 
-    monkeypatch.setattr(gallery_module, "_move_file", killed)
+    monkeypatch.setattr(trash_module, "_move_file", killed)
     with pytest.raises(KeyboardInterrupt):
         store.trash([entry.id])
     monkeypatch.undo()
