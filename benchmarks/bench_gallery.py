@@ -26,7 +26,7 @@ from pathlib import Path
 from common import machine_text
 from PIL import Image
 
-from ldstudio.core.gallery import GalleryFilter, GalleryStore, NewEntry
+from ldstudio.core.library import GalleryFilter, GalleryStore, NewEntry
 
 WORDS = [
     "portrait",

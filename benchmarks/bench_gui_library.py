@@ -47,7 +47,7 @@ def main() -> int:
     from PySide6.QtCore import QElapsedTimer, QPoint, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from ldstudio.core.gallery import GalleryStore
+    from ldstudio.core.library import GalleryStore
     from ldstudio.qt.library_model import LibraryModel
     from ldstudio.qt.library_pane import LibraryPane
 

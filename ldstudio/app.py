@@ -25,9 +25,9 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from ldstudio import __version__
 from ldstudio.core import paths
 from ldstudio.core.events import EngineNotice, Event
-from ldstudio.core.gallery import GalleryError, GalleryStore, IndexDamaged, rebuild_index
 from ldstudio.core.imagefiles import ImageSink
 from ldstudio.core.jobs import Job, JobQueue, JobState
+from ldstudio.core.library import GalleryError, GalleryStore, IndexDamaged, rebuild_index
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.settings import Settings, load_settings
 from ldstudio.qt import refcount_guard

@@ -14,7 +14,7 @@ from PIL import Image
 
 from ldstudio.cli import main
 from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_OK
-from ldstudio.core.gallery import GalleryFilter, GalleryStore
+from ldstudio.core.library import GalleryFilter, GalleryStore
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
 
@@ -333,6 +333,6 @@ def test_deleting_an_image_indexed_in_place_never_touches_its_file(
 
 def test_cli_help_does_not_import_pillow_heavy_paths() -> None:
     # `ldstudio --help` must stay instant: the gallery and info commands import lazily.
-    code = "import ldstudio.cli, sys; print('ldstudio.core.gallery' in sys.modules)"
+    code = "import ldstudio.cli, sys; print('ldstudio.core.library' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

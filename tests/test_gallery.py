@@ -18,8 +18,8 @@ import pytest
 from gallery_support import A1111_TEXT, COMFY_PROMPT, ldstudio_png, png_with_text, tool_images
 from PIL import Image
 
-from ldstudio.core import gallery as gallery_module
-from ldstudio.core.gallery import (
+from ldstudio.core.imagefiles import ImageSink
+from ldstudio.core.library import (
     DB_NAME,
     SCHEMA_VERSION,
     GalleryError,
@@ -29,7 +29,8 @@ from ldstudio.core.gallery import (
     default_library_dir,
     migrate,
 )
-from ldstudio.core.imagefiles import ImageSink
+from ldstudio.core.library import store as gallery_module
+from ldstudio.core.library import trash as trash_module
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
 
@@ -332,7 +333,7 @@ def test_interrupted_trash_move_is_finished_by_reconcile(
     def killed(_source: Path, _target: Path) -> None:
         raise KeyboardInterrupt  # the process dies between the row update and the file move
 
-    monkeypatch.setattr(gallery_module, "_move_file", killed)
+    monkeypatch.setattr(trash_module, "_move_file", killed)
     with pytest.raises(KeyboardInterrupt):
         store.trash([entry.id])
     monkeypatch.undo()
@@ -748,7 +749,7 @@ def test_empty_trash_removes_adopted_files_in_trash_subfolders(tmp_path: Path) -
 
 def test_library_modules_load_neither_torch_nor_qt() -> None:
     code = (
-        "import ldstudio.core.gallery, ldstudio.core.readers, ldstudio.core.export, "
+        "import ldstudio.core.library, ldstudio.core.readers, ldstudio.core.export, "
         "ldstudio.core.thumbnails, ldstudio.cli.gallery, ldstudio.cli.info, sys; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'PySide6', 'diffusers'}))"
     )

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from ldstudio.core import atomic
-from ldstudio.core.gallery import GalleryFilter, GalleryStore
+from ldstudio.core.library import GalleryFilter, GalleryStore
 from ldstudio.core.params import GenerationParams
 
 WRITER = r"""
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ldstudio.core.gallery import GalleryStore
+from ldstudio.core.library import GalleryStore
 from ldstudio.core.params import GenerationParams
 
 root, saves = Path(sys.argv[1]), int(sys.argv[2])

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ldstudio.cli import main
 from ldstudio.cli.common import EXIT_FAILED, EXIT_OK
-from ldstudio.core.gallery import (
+from ldstudio.core.library import (
     DB_NAME,
     GalleryError,
     GalleryFilter,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ldstudio.core.events import JobFinished
-from ldstudio.core.gallery import GalleryFilter, GalleryStore
 from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.library import GalleryFilter, GalleryStore
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
 

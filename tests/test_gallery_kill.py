@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ldstudio.core.gallery import GalleryEntry, GalleryFilter, GalleryStore
+from ldstudio.core.library import GalleryEntry, GalleryFilter, GalleryStore
 from ldstudio.core.params import GenerationParams
 
 CHILD = r"""
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from ldstudio.core.gallery import GalleryStore
+from ldstudio.core.library import GalleryStore
 from ldstudio.core.params import GenerationParams
 
 root, round_no = Path(sys.argv[1]), int(sys.argv[2])
@@ -95,7 +95,7 @@ IMPORT_CHILD = r"""
 import sys
 from pathlib import Path
 
-from ldstudio.core.gallery import GalleryStore
+from ldstudio.core.library import GalleryStore
 
 root, folder, copy = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "copy"
 store = GalleryStore(root)
@@ -109,7 +109,7 @@ import sys
 import time
 from pathlib import Path
 
-from ldstudio.core.gallery import GalleryStore
+from ldstudio.core.library import GalleryStore
 
 # A slow disk: each file deleted takes a millisecond, so kills land between the deletions too.
 real_unlink = Path.unlink

@@ -14,7 +14,7 @@ from PIL import Image
 from PySide6.QtCore import QDate, Qt
 from PySide6.QtWidgets import QMessageBox
 
-from ldstudio.core.gallery import GalleryEntry, GalleryFilter, GalleryStore, NewEntry
+from ldstudio.core.library import GalleryEntry, GalleryFilter, GalleryStore, NewEntry
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import ReadResult, read_file
 from ldstudio.qt import library_model
@@ -332,7 +332,7 @@ def test_a_selection_follows_its_images_or_is_dropped(qtbot, pane: LibraryPane, 
 
 
 def test_a_selection_refuses_to_resolve_after_the_library_moved(qtbot, model, store) -> None:
-    from ldstudio.core.gallery import GalleryError
+    from ldstudio.core.library import GalleryError
 
     (first,) = load_rows(qtbot, model, 0)
     far = [PAGE_SIZE * 2 + 1, PAGE_SIZE * 2 + 2]  # a page never loaded

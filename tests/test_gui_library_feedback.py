@@ -13,7 +13,7 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QMessageBox
 from test_gui_library import ROWS, load_rows, synthetic_library
 
-from ldstudio.core.gallery import GalleryFilter, GalleryStore
+from ldstudio.core.library import GalleryFilter, GalleryStore
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.image_details import ExportDialog, LibraryActions
 from ldstudio.qt.library_model import LibraryModel

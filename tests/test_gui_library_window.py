@@ -12,7 +12,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from ldstudio.core.events import JobFinished
-from ldstudio.core.gallery import GalleryFilter
+from ldstudio.core.library import GalleryFilter
 from ldstudio.engine.fake import FakeBackend
 
 pytestmark = pytest.mark.gui

@@ -15,7 +15,7 @@ from PIL import Image
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from ldstudio.core.events import JobFinished
-from ldstudio.core.gallery import GalleryFilter, GalleryStore
+from ldstudio.core.library import GalleryFilter, GalleryStore
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.main_window import MainWindow

@@ -12,8 +12,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 
 from ldstudio.core.events import JobCancelled, JobFailed, JobFinished, StepProgress
-from ldstudio.core.gallery import GalleryFilter
 from ldstudio.core.imagefiles import FolderSink
+from ldstudio.core.library import GalleryFilter
 from ldstudio.core.metadata import read_ldstudio_params
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine.fake import FakeBackend

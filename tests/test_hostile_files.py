@@ -19,7 +19,7 @@ import pytest
 from gallery_support import A1111_TEXT, ldstudio_png, png_with_text
 from hostile_support import hostile_comfy_png, hostile_comment_jpeg, hostile_exif_jpeg, hostile_png
 
-from ldstudio.core.gallery import GalleryFilter, GalleryStore
+from ldstudio.core.library import GalleryFilter, GalleryStore
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs, sockets and SIGKILL")
 
@@ -101,7 +101,7 @@ def test_import_lists_odd_files_and_reads_hostile_ones_fast(
 CHILD = r"""
 import sys
 from pathlib import Path
-from ldstudio.core.gallery import GalleryStore
+from ldstudio.core.library import GalleryStore
 store = GalleryStore(Path(sys.argv[1]), reconcile=False)
 print("READY", flush=True)
 sys.stdin.read()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput, make_folder
 
 if TYPE_CHECKING:
-    from ldstudio.core.gallery import GalleryEntry, GalleryFilter, GalleryStore
+    from ldstudio.core.library import GalleryEntry, GalleryFilter, GalleryStore
 
 FORMAT_CHOICES = ("png", "jpeg", "webp")
 # SQLite's INTEGER: ids, limits and offsets beyond it cannot even be asked about.
@@ -145,7 +145,7 @@ def parse_date(text: str | None, option: str, *, end_of_day: bool = False) -> fl
 
 
 def filter_from_args(args: argparse.Namespace) -> GalleryFilter:
-    from ldstudio.core.gallery import GalleryFilter
+    from ldstudio.core.library import GalleryFilter
 
     return GalleryFilter(
         text=args.search,
@@ -161,7 +161,7 @@ def filter_from_args(args: argparse.Namespace) -> GalleryFilter:
 def _reports_damage(handler: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
     @functools.wraps(handler)
     def run(args: argparse.Namespace) -> int:
-        from ldstudio.core.gallery import IndexDamaged, is_damage
+        from ldstudio.core.library import IndexDamaged, is_damage
 
         try:
             return handler(args)
@@ -201,7 +201,7 @@ def open_library(root: Path) -> GalleryStore:
 
     IndexDamaged (not bad input: rebuild it) when its index file is damaged.
     """
-    from ldstudio.core.gallery import GalleryError, GalleryStore, IndexDamaged
+    from ldstudio.core.library import GalleryError, GalleryStore, IndexDamaged
 
     try:
         return GalleryStore(root)
@@ -265,7 +265,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def _get(store: GalleryStore, image_id: int) -> GalleryEntry:
-    from ldstudio.core.gallery import GalleryError
+    from ldstudio.core.library import GalleryError
 
     try:
         return store.get(image_id)
@@ -301,7 +301,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from ldstudio.core.export import check_outside, export_to_folder
-    from ldstudio.core.gallery import GalleryFilter
+    from ldstudio.core.library import GalleryFilter
 
     _check_count(args.limit, "--limit", 1)
     if not 1 <= args.quality <= 100:
@@ -354,7 +354,7 @@ def _progress_line() -> Callable[[int, int], None] | None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from ldstudio.core.gallery import GalleryError
+    from ldstudio.core.library import GalleryError
 
     folder = Path(args.folder).expanduser()
     if not folder.is_dir():
@@ -387,7 +387,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    from ldstudio.core.gallery import GalleryError
+    from ldstudio.core.library import GalleryError
 
     with open_store(args) as store:
         for image_id in args.ids:
@@ -421,7 +421,7 @@ def run_favourite(args: argparse.Namespace) -> int:
 
 
 def run_tag(args: argparse.Namespace) -> int:
-    from ldstudio.core.gallery import GalleryError
+    from ldstudio.core.library import GalleryError
 
     with open_store(args) as store:
         _get(store, args.id)
@@ -450,7 +450,7 @@ def run_reconcile(args: argparse.Namespace) -> int:
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
-    from ldstudio.core.gallery import GalleryError, rebuild_index
+    from ldstudio.core.library import GalleryError, rebuild_index
 
     root = library_root(args)
     if not root.is_dir():

@@ -433,9 +433,9 @@ def run_generate(args: argparse.Namespace) -> int:
 
     # Heavy imports only now: `ldstudio --help` stays instant.
     from ldstudio.cli.gallery import open_library
-    from ldstudio.core.gallery import GalleryStore, IndexDamaged
     from ldstudio.core.imagefiles import FolderSink, ImageSink
     from ldstudio.core.jobs import Job
+    from ldstudio.core.library import GalleryStore, IndexDamaged
     from ldstudio.core.settings import load_settings
     from ldstudio.engine.models import resolve_model_path
 

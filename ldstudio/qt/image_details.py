@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from ldstudio.core import export
-from ldstudio.core.gallery import GalleryEntry, GalleryStore
+from ldstudio.core.library import GalleryEntry, GalleryStore
 from ldstudio.core.readers import PARAM_FIELDS, SOURCE_LABELS, ReadResult, read_file
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import load_qimage

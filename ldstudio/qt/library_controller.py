@@ -16,7 +16,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from ldstudio.core.gallery import (
+from ldstudio.core.library import (
     GalleryEntry,
     GalleryFilter,
     GalleryStore,

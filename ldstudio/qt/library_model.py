@@ -31,7 +31,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 
-from ldstudio.core.gallery import GalleryEntry, GalleryError, GalleryFilter, GalleryStore
+from ldstudio.core.library import GalleryEntry, GalleryError, GalleryFilter, GalleryStore
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import pil_to_qimage
 

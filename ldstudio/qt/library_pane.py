@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ldstudio.core.gallery import GalleryEntry, GalleryFilter
+from ldstudio.core.library import GalleryEntry, GalleryFilter
 from ldstudio.qt.library_model import PAGE_SIZE, EntryRole, LibraryModel, RowSelection
 
 ICON_SIZE = 128

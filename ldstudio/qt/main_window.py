@@ -53,8 +53,8 @@ from ldstudio.core.events import (
     ModelReady,
     StepProgress,
 )
-from ldstudio.core.gallery import GalleryEntry, GalleryStore
 from ldstudio.core.jobs import load_queue, save_queue, saved_queue_file
+from ldstudio.core.library import GalleryEntry, GalleryStore
 from ldstudio.core.modelscan import ModelEntry, ModelFolderStore, scan_library
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
