@@ -57,6 +57,7 @@ def test_the_queue_is_kept_and_read_back_exactly(tmp_path: Path) -> None:
         ('{"format": 2, "jobs": []}', "format 2 is not supported; allowed: 1"),
         ('{"format": 1}', 'expected an object with a "jobs" list'),
         (json.dumps({"format": 1, "jobs": [{"prompt": "x", "width": 13}]}), "job 1: width: 13"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
 )
 def test_a_broken_queue_file_is_refused_by_name(tmp_path: Path, text: str, message: str) -> None:

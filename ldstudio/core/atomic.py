@@ -7,7 +7,6 @@ Files meant to be shared get the mode an ordinary `open()` would give (0666 minu
 
 from __future__ import annotations
 
-import errno
 import itertools
 import os
 import tempfile
@@ -59,21 +58,12 @@ def atomic_file(
         raise
 
 
-# Errors os.link gives where the file system has no hard links (FAT, exFAT, some network
-# shares): names are then claimed with O_EXCL instead.
-_NO_LINKS = {
-    errno.EPERM,
-    errno.EACCES,
-    errno.ENOTSUP,
-    errno.EOPNOTSUPP,
-    errno.EXDEV,
-    errno.EMLINK,
-    errno.ENOSYS,
-}
-
-
 def write_new_file(
-    candidates: Iterable[Path], write: Callable[[IO[bytes]], None], *, durable: bool = True
+    candidates: Iterable[Path],
+    write: Callable[[IO[bytes]], None],
+    *,
+    durable: bool = True,
+    finish: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a file under the first of `candidates` that nobody has; returns that name.
 
@@ -85,7 +75,8 @@ def write_new_file(
     Where hard links are not available the name is claimed with O_CREAT | O_EXCL and the temp
     file renamed onto it (a name this writer owns): a crash in between leaves an empty file,
     which the library's reconcile removes. FileExistsError when every candidate is taken.
-    Every candidate must be in the same folder.
+    Every candidate must be in the same folder. `finish(temp path)` runs before the claim (a
+    copy's timestamps: set before the name is visible, never after).
     """
     names = iter(candidates)
     first = next(names, None)
@@ -102,6 +93,8 @@ def write_new_file(
                 handle.flush()
                 os.fsync(handle.fileno())
         os.chmod(tmp, SHARED_FILE_MODE)
+        if finish is not None:
+            finish(tmp)
         for candidate in itertools.chain((first,), names):
             if candidate.parent != folder:
                 raise ValueError(f"write_new_file: {candidate} is not in {folder}")
@@ -122,9 +115,10 @@ def _claim(tmp: Path, candidate: Path) -> None:
         return
     except FileExistsError:
         raise
-    except OSError as exc:
-        if exc.errno not in _NO_LINKS:
-            raise
+    except OSError:
+        # No hard links here (FAT and exFAT — EINVAL on Windows —, some network shares): claim
+        # with O_EXCL instead, as atomic; a real fault (no space, no access) surfaces below.
+        pass
     fd = os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, SHARED_FILE_MODE)
     os.close(fd)
     try:

@@ -188,12 +188,16 @@ def load_queue(path: Path | None = None) -> list[GenerationParams]:
         text = source.read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{source}: not UTF-8 text ({exc})") from None
     except OSError as exc:
         raise ValueError(f"{source}: cannot be read ({exc})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{source}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{source}: nested too deeply to be a kept queue") from None
     if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
         raise ValueError(f'{source}: expected an object with a "jobs" list')
     if data.get("format") != QUEUE_FORMAT:

@@ -111,9 +111,11 @@ def _copy_file(source: Path, target: Path) -> None:
 def _copy_new(source: Path, names: Iterable[Path]) -> Path:
     """Copy `source` under the first of `names` nobody has (claimed atomically); that name."""
     with open(source, "rb") as src:
-        target = write_new_file(names, lambda out: shutil.copyfileobj(src, out, 1 << 20))
-    shutil.copystat(source, target)
-    return target
+        return write_new_file(
+            names,
+            lambda out: shutil.copyfileobj(src, out, 1 << 20),
+            finish=lambda tmp: shutil.copystat(source, tmp),
+        )
 
 
 def _move_file(source: Path, target: Path) -> None:

@@ -86,7 +86,11 @@ def run_import(
             continue
         if copy:
             month = datetime.fromtimestamp(entry.created).strftime("%Y-%m")
-            target = _copy_new(path, numbered(store.images_dir / month / path.name))
+            try:
+                target = _copy_new(path, numbered(store.images_dir / month / path.name))
+            except OSError as exc:  # that file is listed; the copies made so far are indexed
+                report.skipped.append((path, f"not copied into the library: {exc}"))
+                continue
             entry = replace(
                 entry, path=target, mtime_ns=target.stat().st_mtime_ns, copied_from=source
             )
