@@ -465,7 +465,7 @@ class ImageDetailsView(QWidget):
         if entry.missing:
             self.image_label.setText(f"{entry.path.name} is missing from disk")
             self.image_label.setPixmap(QPixmap())
-        else:
+        elif not self.image_label.isHidden():  # the window shows the image large itself
             self.image_label.setText("Loading…")
             self.library_actions.load_image(entry)
 

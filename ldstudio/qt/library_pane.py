@@ -404,6 +404,7 @@ class LibraryPane(QWidget):
         self._update_shown()
 
     def select_row(self, row: int) -> None:
+        """Highlight one row (scripts and tests; the window itself selects by id)."""
         index = self.model.index(row)
         # Explicitly: the view's own setCurrentIndex takes its selection command from the
         # keyboard modifiers held at that moment, and with Ctrl down it would only move focus.

@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from PySide6.QtCore import QByteArray, QObject, QStandardPaths, Qt
+from PySide6.QtCore import QByteArray, QObject, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import (
     QAction,
     QCloseEvent,
@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         # Images made in this session: path -> (job id, pass), to find their timelines.
         self.session_images: dict[Path, tuple[int, int]] = {}
         self._select_paths: list[Path] = []  # a finished job's images, highlighted once counted
+        self._shown_request = 0  # show_entry calls so far: a slow load never lands late
         self._engine_cancelling: int | None = None  # the job whose cancel the bar announces
         self._tasks: set[asyncio.Task[Any]] = set()
         self._model_info: ModelInfo | None = None
@@ -467,7 +468,15 @@ class MainWindow(QMainWindow):
             return
         if not kept:
             return
+        # Asked from a plain callback, not from this task: a modal loop inside a qasync task
+        # stops every other task that wakes meanwhile (the model list, the model info).
+        QTimer.singleShot(0, lambda: self._ask_restore_kept(kept))
+
+    def _ask_restore_kept(self, kept: list[GenerationParams]) -> None:
         restore = kept_queue.ask_restore_queue(self, len(kept))
+        self.spawn(self._restore_kept(kept, restore))
+
+    async def _restore_kept(self, kept: list[GenerationParams], restore: bool) -> None:
         # Queued again, they are kept anew at the next quit if still waiting.
         await self.off_thread(save_queue, [])
         if not restore:
@@ -851,7 +860,8 @@ class MainWindow(QMainWindow):
             path = Path(chosen)
             if path.name == "model_index.json":
                 path = path.parent  # the folder it describes
-        # A header or a few configs: as quick as the dialog's own stat calls.
+        # On the GUI thread, as before this check: a bounded header read, or a diffusers
+        # folder's configs and size (a slow disk shows here; see the session note).
         problem = model_problem(path)
         if problem:
             QMessageBox.warning(
@@ -872,12 +882,12 @@ class MainWindow(QMainWindow):
     # -- gallery -------------------------------------------------------------------------------
 
     async def show_entry(self, entry: GalleryEntry | None) -> None:
+        self._shown_request += 1
+        request = self._shown_request
         if entry is None:
             # Nothing highlighted: nothing shown either (a running job keeps its preview).
             if not self.controller.jobs():
-                self.preview_pane.canvas.set_image(None)
-                self.preview_pane.set_caption("")
-                self.preview_pane.set_timeline(None)
+                self.preview_pane.clear()
             return
         if entry.missing:
             self.preview_pane.show_error(f"{entry.path} is missing from disk")
@@ -887,6 +897,8 @@ class MainWindow(QMainWindow):
         except OSError as exc:
             self.preview_pane.show_error(f"Cannot open {entry.path}: {exc}")
             return
+        if request != self._shown_request:
+            return  # another image was highlighted (or none) while this one loaded
         caption = entry.path.name
         if entry.prompt:
             prompt = entry.prompt.replace("\n", " ")

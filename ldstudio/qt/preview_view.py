@@ -291,6 +291,13 @@ class PreviewPane(QWidget):
         self.canvas.set_image(image)
         self.set_caption(caption)
 
+    def clear(self) -> None:
+        """Nothing shown: no image, caption or timeline, and none to come back after a job."""
+        self._final, self._final_caption = None, ""
+        self.canvas.set_image(None)
+        self.set_caption("")
+        self.set_timeline(None)
+
     def set_caption(self, text: str) -> None:
         """The line above the image, cut with "…" where it does not fit; whole in the tooltip."""
         self._caption = text
