@@ -83,6 +83,25 @@ class StepProgress:
     # HxWx3 uint8 of the predicted clean image (x0) of the batch's first image, or None when
     # no preview was made at this step (method "none" or between preview intervals).
     preview: np.ndarray | None = field(default=None, compare=False, repr=False)
+    stage: int = 0  # which stage of the job (see StageStarted)
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    """A job with several stages (txt2img → upscale → img2img) enters stage `index` of `count`."""
+
+    job_id: int
+    index: int
+    count: int
+    name: str
+    total_steps: int
+
+
+@dataclass(frozen=True)
+class JobCancelling:
+    """The running job's cancel was asked; it stops after its current step (maybe minutes)."""
+
+    job_id: int
 
 
 @dataclass(frozen=True)
@@ -114,11 +133,31 @@ class EngineNotice:
     job_id: int | None = None
 
 
+@dataclass(frozen=True)
+class EngineReady:
+    """The backend is built; jobs run on it. `label` reads e.g. "CPU · fp32"."""
+
+    label: str
+    device: str
+    dtype: str
+
+
+@dataclass(frozen=True)
+class EngineFailed:
+    """The backend could not be built: no job can run; queued jobs fail with this message."""
+
+    message: str
+
+
 Event = (
-    ModelLoading
+    EngineReady
+    | EngineFailed
+    | ModelLoading
     | ModelReady
     | JobStarted
     | StepProgress
+    | StageStarted
+    | JobCancelling
     | JobFinished
     | JobFailed
     | JobCancelled

@@ -34,7 +34,14 @@ class JobState(enum.Enum):
 
 
 class Cancelled(Exception):
-    """Raised inside the engine when a job's cancel token is set; never escapes the engine."""
+    """Raised inside a backend when a job's cancel token is set; the service ends the job.
+
+    `step` is the last step completed when the cancel was honoured, when the raiser knows it.
+    """
+
+    def __init__(self, step: int | None = None) -> None:
+        super().__init__("cancelled" if step is None else f"cancelled after step {step}")
+        self.step = step
 
 
 class CancelToken:
@@ -50,9 +57,9 @@ class CancelToken:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
-    def raise_if_cancelled(self) -> None:
+    def raise_if_cancelled(self, step: int | None = None) -> None:
         if self._event.is_set():
-            raise Cancelled
+            raise Cancelled(step)
 
 
 _job_ids = itertools.count(1)
