@@ -17,6 +17,7 @@ from pathlib import Path
 from ldstudio.core import paths
 from ldstudio.core.atomic import atomic_file
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import Request, as_request
 
 QUEUE_FORMAT = 1
 
@@ -45,9 +46,13 @@ class Cancelled(Exception):
 
 
 class CancelToken:
-    """A flag set from any thread (the GUI, a signal handler), polled by the engine every step."""
+    """A flag set from any thread (the GUI, a signal handler), polled by the engine every step.
 
-    def __init__(self) -> None:
+    `job_id` names the job it cancels (for backends' logs and the fake backend's record).
+    """
+
+    def __init__(self, job_id: int | None = None) -> None:
+        self.job_id = job_id
         self._event = threading.Event()
 
     def cancel(self) -> None:
@@ -67,17 +72,24 @@ _job_ids = itertools.count(1)
 
 @dataclass
 class Job:
-    """One submitted request. `params` is resolved (concrete seed) when the job is created."""
+    """One submitted request, resolved (concrete seed) when the job is created."""
 
-    params: GenerationParams
+    request: Request
     id: int = field(default_factory=lambda: next(_job_ids))
-    cancel_token: CancelToken = field(default_factory=CancelToken)
+    cancel_token: CancelToken = field(init=False)
     state: JobState = JobState.QUEUED
 
+    def __post_init__(self) -> None:
+        self.cancel_token = CancelToken(self.id)
+
     @classmethod
-    def create(cls, params: GenerationParams) -> Job:
-        """Validate, resolve the seed, and wrap in a new job. Raises ValueError on bad params."""
-        return cls(params=params.resolved())
+    def create(cls, request: Request | GenerationParams) -> Job:
+        """Validate, resolve the seed, and wrap in a new job. Raises ValueError on bad input."""
+        return cls(request=as_request(request).resolved())
+
+    @property
+    def params(self) -> GenerationParams:
+        return self.request.params
 
     def cancel(self) -> None:
         self.cancel_token.cancel()
@@ -96,8 +108,8 @@ class JobQueue:
         self._running: Job | None = None
         self._closed = False
 
-    def submit(self, params: GenerationParams) -> Job:
-        job = Job.create(params)
+    def submit(self, request: Request | GenerationParams) -> Job:
+        job = Job.create(request)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the job queue is closed; ldstudio is shutting down")

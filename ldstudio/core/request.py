@@ -40,9 +40,7 @@ class Request:
         roles = [role for role, _digest in self.inputs]
         if sorted(roles) != sorted(wanted):
             need = ", ".join(wanted) or "none"
-            raise ValueError(
-                f"inputs: {self.kind} takes {need}; got {', '.join(roles) or 'none'}"
-            )
+            raise ValueError(f"inputs: {self.kind} takes {need}; got {', '.join(roles) or 'none'}")
         for role, digest in self.inputs:
             if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
                 raise ValueError(f"inputs[{role}]: {digest!r} is not a sha256 blob hash")
