@@ -43,7 +43,7 @@ def main() -> None:
     from PySide6.QtCore import Qt, QTimer
 
     from ldstudio.app import build_window, ensure_application
-    from ldstudio.qt.worker import Backend
+    from ldstudio.core.backend import Backend
 
     bundled = ROOT / "resources" / "models" / "ldstudio-shapes"
     tiny: Path | None = args.model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 
@@ -15,12 +16,18 @@ def main(argv: list[str] | None = None) -> int:
         return gui_main()
     try:
         from ldstudio.cli import main as cli_main
+        from ldstudio.cli.common import engine_abandoned
 
-        return cli_main(args)
+        code = cli_main(args)
     except KeyboardInterrupt:
         # Ctrl+C before a command handles it itself: while torch imports or a model is
         # checked, say so in one line (and in JSON), not with a traceback from inside torch.
         return interrupted(args)
+    if engine_abandoned():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # what was saved is complete (atomic writes); the step is dropped
+    return code
 
 
 def interrupted(args: list[str]) -> int:

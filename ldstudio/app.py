@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,17 +24,18 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ldstudio import __version__
 from ldstudio.core import paths
-from ldstudio.core.events import EngineNotice, Event
-from ldstudio.core.imagefiles import ImageSink
-from ldstudio.core.jobs import Job, JobQueue, JobState
+from ldstudio.core.backend import Backend, BackendEvent
+from ldstudio.core.events import EngineNotice, EngineReady
+from ldstudio.core.jobs import CancelToken
 from ldstudio.core.library import GalleryError, GalleryStore, IndexDamaged, rebuild_index
 from ldstudio.core.options import EngineOptions
+from ldstudio.core.request import Request
+from ldstudio.core.service import BackendFactory, EngineService
 from ldstudio.core.settings import Settings, load_settings
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.controller import GenerationController
 from ldstudio.qt.engine_options import EngineEnvironment, load_engine_options
 from ldstudio.qt.main_window import MainWindow
-from ldstudio.qt.worker import Backend, BackendFactory, EngineThread
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class DiffusersEngine:
         self.options = options
         # Replaced whole (never mutated) on the engine thread; the GUI thread reads it.
         self.environment: EngineEnvironment | None = None
-        self.announce_ready: Callable[[str], None] = lambda label: None
+        self.announce_ready: Callable[[EngineLabel], None] = lambda choice: None
         self._lock = threading.Lock()
         self._pending: EngineOptions | None = None
 
@@ -150,17 +151,16 @@ class SwitchingBackend:
         choice = self._backend.choice
         return EngineLabel(choice.device, choice.dtype, self._label)
 
-    def run(self, job: Job, emit: Callable[[Event], None], sink: ImageSink) -> JobState:
+    def execute(self, request: Request, cancel: CancelToken) -> Iterator[BackendEvent]:
         if self._notice:
-            emit(EngineNotice(self._notice, job.id))
+            yield EngineNotice(self._notice)
             self._notice = ""
         pending = self._engine.take_pending()
         if pending is not None:
-            self._apply(pending, job, emit)
-        state: JobState = self._backend.run(job, emit, sink)
-        return state
+            yield self._apply(pending)
+        yield from self._backend.execute(request, cancel)
 
-    def _apply(self, options: EngineOptions, job: Job, emit: Callable[[Event], None]) -> None:
+    def _apply(self, options: EngineOptions) -> EngineNotice:
         previous, label = self._engine.environment, self._label
         # Free the old pipeline first: two copies of a model may not fit in memory.
         self._backend.close()
@@ -168,12 +168,11 @@ class SwitchingBackend:
             self._backend = self._build(options)
         except ValueError as exc:
             self._engine.environment, self._label = previous, label
-            emit(EngineNotice(f"Engine options not applied: {exc}", job.id))
-            return
+            return EngineNotice(f"Engine options not applied: {exc}")
         self._engine.options = options
-        label = self.choice.label
-        self._engine.announce_ready(label)
-        emit(EngineNotice(f"Engine options applied: {label}", job.id))
+        choice = self.choice
+        self._engine.announce_ready(choice)
+        return EngineNotice(f"Engine options applied: {choice.label}")
 
     def close(self) -> None:
         self._backend.close()
@@ -213,20 +212,22 @@ def build_window(
     settings: Settings | None = None,
     store: GalleryStore | None = None,
 ) -> MainWindow:
-    """The main window wired to a fresh queue and engine thread (not started: `window.start()`)."""
+    """The main window wired to a fresh engine service (not started: `window.start()`)."""
     settings = settings if settings is not None else load_settings()
     # The library opens in ~1 ms (no reconcile here: the window runs it on a worker) and is
     # the engine's sink, so every finished image is indexed as it is saved.
     refcount_guard.install()
     if store is None:
         store = GalleryStore(settings.library_dir(), reconcile=False)
-    engine = EngineThread(JobQueue(), backend_factory, store)
-    controller = GenerationController(engine)
+    service = EngineService(backend_factory, store)
+    controller = GenerationController(service)
     window = MainWindow(controller, settings, paths.bundled_model_dir(), store)
     window.convert_checkpoint = convert_checkpoint
     if isinstance(backend_factory, DiffusersEngine):
         real = backend_factory
-        real.announce_ready = engine.worker.backend_ready.emit
+        real.announce_ready = lambda choice: service.announce(
+            EngineReady(choice.label, choice.device, choice.dtype)
+        )
         window.engine_environment = lambda: real.environment
         window.apply_engine_options = real.reconfigure
     return window

@@ -7,14 +7,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QThread
 from PySide6.QtWidgets import QApplication
 
 from ldstudio.app import build_window
 from ldstudio.core.settings import Settings
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.main_window import MainWindow
-from ldstudio.qt.worker import BackendFactory
+from ldstudio.core.service import BackendFactory
 
 JOB_TIMEOUT_MS = 10_000
 
@@ -71,8 +70,7 @@ def make_window(qtbot, qt_loop: asyncio.AbstractEventLoop) -> Iterator[WindowMak
     finally:
         kept_queue.ask_keep_queue = asking
     for window in windows:
-        thread: QThread = window.controller.engine.thread
-        assert not thread.isRunning(), "the engine thread outlived its window"
+        assert not window.controller.service.running_thread, "the engine thread outlived its window"
 
 
 def generate(qtbot, window: MainWindow, prompt: str, timeout: int = JOB_TIMEOUT_MS) -> object:

@@ -225,7 +225,7 @@ def test_window_saves_options_and_shows_engine_notices(make_window, fake_backend
     assert window.settings.engine_options["attention_slicing"] == "on"
     qtbot.waitUntil(lambda: load_settings().engine_options.get("attention_slicing") == "on")
 
-    window.controller.engine.worker.event_emitted.emit(EngineNotice("Compiling the UNet…", 1))
+    window.controller.service.announce(EngineNotice("Compiling the UNet…", 1))
     qtbot.waitUntil(lambda: window.statusBar().currentMessage() == "Compiling the UNet…")
 
 

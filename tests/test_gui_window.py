@@ -192,7 +192,7 @@ def test_close_during_a_job_cancels_it_and_stops_the_engine(
     window.prompt_pane.generate_button.click()
     qtbot.waitUntil(lambda: window.controller.last_progress is not None)
     window.close()
-    assert not window.controller.engine.thread.isRunning()
+    assert not window.controller.service.running_thread
     assert fake_backend.closed
 
 

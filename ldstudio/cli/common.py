@@ -8,6 +8,21 @@ from pathlib import Path
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 # What a shell reports for a process killed by SIGPIPE (128 + 13), e.g. `... | head -1`.
 EXIT_BROKEN_PIPE = 141
+# After a second Ctrl+C, how long the engine's worker may take to reach its next step before
+# the process leaves it behind (see `abandon_engine`).
+ABORT_GRACE_SECONDS = 1.0
+_abandoned: list[bool] = []
+
+
+def abandon_engine() -> None:
+    """The engine's worker is still inside a step the user aborted: the process must end
+    without waiting for it, and without finalising the interpreter under a thread that is
+    running torch (that can abort the process instead of exiting 130)."""
+    _abandoned.append(True)
+
+
+def engine_abandoned() -> bool:
+    return bool(_abandoned)
 
 
 class BadInput(Exception):

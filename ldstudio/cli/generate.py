@@ -10,13 +10,15 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ldstudio.cli.common import (
+    ABORT_GRACE_SECONDS,
     EXIT_CANCELLED,
     EXIT_FAILED,
     EXIT_OK,
     BadInput,
+    abandon_engine,
     checked_model,
     make_folder,
     remove_folders,
@@ -25,7 +27,6 @@ from ldstudio.core.events import (
     EngineNotice,
     Event,
     JobCancelled,
-    JobFailed,
     JobFinished,
     JobStarted,
     ModelLoading,
@@ -52,6 +53,9 @@ from ldstudio.core.params import (
     SCHEDULERS,
     GenerationParams,
 )
+
+if TYPE_CHECKING:
+    from ldstudio.core.service import Outcome
 
 _DEFAULTS = GenerationParams(prompt="")
 # The families a standalone VAE, a LoRA or a tiny decoder (TAESD) is made for.
@@ -366,7 +370,6 @@ class ProgressReporter:
         self.stream = stream
         self.tty = stream.isatty()
         self.preview_dir = preview_dir
-        self.result: Event | None = None
         self.started: JobStarted | None = None
         self.previews_written = 0
 
@@ -386,10 +389,6 @@ class ProgressReporter:
             )
         elif isinstance(event, StepProgress):
             self._progress(event)
-        elif isinstance(event, JobFinished | JobFailed | JobCancelled):
-            if self.tty:
-                self.stream.write("\n")
-            self.result = event
 
     def _line(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -434,8 +433,8 @@ def run_generate(args: argparse.Namespace) -> int:
     # Heavy imports only now: `ldstudio --help` stays instant.
     from ldstudio.cli.gallery import open_library
     from ldstudio.core.imagefiles import FolderSink, ImageSink
-    from ldstudio.core.jobs import Job
     from ldstudio.core.library import GalleryStore, IndexDamaged
+    from ldstudio.core.service import EngineService
     from ldstudio.core.settings import load_settings
     from ldstudio.engine.models import resolve_model_path
 
@@ -468,15 +467,7 @@ def run_generate(args: argparse.Namespace) -> int:
         remove_folders(created)
         raise
 
-    job = Job.create(params)
     reporter = ProgressReporter(sys.stderr, preview_dir)
-
-    def on_sigint(_signum: int, _frame: Any) -> None:
-        # First Ctrl+C cancels at the next step; a second one interrupts at once.
-        job.cancel()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        sys.stderr.write("\ncancelling at the next step (Ctrl+C again to abort now) ...\n")
-
     # Without --out, images go into the app's library: they show in the app and in
     # `ldstudio gallery list`, saved with the same crash-safe order as the app's.
     library: GalleryStore | None = None
@@ -490,35 +481,55 @@ def run_generate(args: argparse.Namespace) -> int:
         sink = library
     else:
         sink = FolderSink(folder, exact, overwrite=args.overwrite)
+    # The same service the window submits to: its worker thread runs the job, saves each
+    # image, then reports it; this thread waits and answers Ctrl+C.
+    service = EngineService(lambda: backend, sink)
+    service.subscribe(reporter)
+    service.start()
+    job = service.submit(params)
+
+    def on_sigint(_signum: int, _frame: Any) -> None:
+        # First Ctrl+C cancels at the next step; a second one interrupts at once.
+        service.cancel(job.id)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.stderr.write("\ncancelling at the next step (Ctrl+C again to abort now) ...\n")
+
     previous = signal.signal(signal.SIGINT, on_sigint)
     started = time.perf_counter()
     try:
-        backend.run(job, reporter, sink)
+        outcome = service.wait(job)
     except KeyboardInterrupt:
         # The second Ctrl+C: stop now. Images already saved are complete (atomic writes);
         # the one being made is not written.
+        service.cancel(job.id)
         sys.stderr.write("aborted; images saved before this are kept, the unfinished one is not\n")
         if args.json:
             print(json.dumps({"status": "aborted"}))
+        service.close(timeout=ABORT_GRACE_SECONDS)
+        if service.running_thread:  # inside one long step: the process must not wait for it
+            abandon_engine()
         return EXIT_CANCELLED
     finally:
         signal.signal(signal.SIGINT, previous)
-        unindexed = library.unindexed if library is not None else []
-        if library is not None:
-            library.close()
+    service.close()
+    unindexed = library.unindexed if library is not None else []
+    if library is not None:
+        library.close()
     seconds = time.perf_counter() - started
-    return report(reporter, args.json, backend.choice.device, seconds, unindexed)
+    return report(reporter, outcome, args.json, backend.choice.device, seconds, unindexed)
 
 
 def report(
     reporter: ProgressReporter,
+    result: Outcome,
     as_json: bool,
     device: str,
     seconds: float,
     unindexed: Sequence[tuple[Path, str]] = (),
 ) -> int:
-    result = reporter.result
     started = reporter.started
+    if reporter.tty:
+        sys.stderr.write("\n")  # past the progress bar
     # Saved (the files are complete) but the library index refused the rows: say both.
     index_note: dict[str, Any] = {}
     if unindexed:
@@ -558,12 +569,7 @@ def report(
                 )
             )
         return EXIT_CANCELLED
-    if isinstance(result, JobFailed):
-        sys.stderr.write(f"error: {result.message}\n")
-        if as_json:
-            print(
-                json.dumps({"status": "failed", "error": result.message, "detail": result.detail})
-            )
-        return EXIT_FAILED
-    sys.stderr.write("error: the engine ended without a result\n")
+    sys.stderr.write(f"error: {result.message}\n")
+    if as_json:
+        print(json.dumps({"status": "failed", "error": result.message, "detail": result.detail}))
     return EXIT_FAILED

@@ -1,9 +1,11 @@
 """FakeBackend: a scriptable, torch-free stand-in for DiffusersBackend in UI tests; engine thread.
 
-Same interface (`choice`, `run(job, emit, sink) -> JobState`, `close()`) and the same event
-sequence as the real backend, with controllable timing, failures and previews. Preview frames
-encode their step (every pixel's red channel is `step * 255 // total`), so a test can check that
-previews arrive in order; final images are a gradient saved through the real sink.
+The same contract (`choice`, `execute(request, cancel)`, `close()`; tests/test_backend_contract.py
+checks both against the same assertions), with controllable timing, failures and previews. It
+fakes only the denoising: saving, failure wrapping and cancelling are the EngineService's, as
+for every backend. Preview frames encode their step (every pixel's red channel is
+`step * 255 // total`), so a test can check that previews arrive in order; final images are a
+gradient.
 """
 
 from __future__ import annotations
@@ -11,31 +13,20 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from ldstudio.core.events import (
-    Event,
-    ImageRecord,
-    JobCancelled,
-    JobFailed,
-    JobFinished,
-    JobStarted,
-    ModelLoading,
-    ModelReady,
-    StepProgress,
-)
-from ldstudio.core.imagefiles import ImageSink
-from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.backend import BackendEvent, ImageResult, JobError, StageStarted, Step
+from ldstudio.core.events import ModelLoading, ModelReady
+from ldstudio.core.jobs import CancelToken
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import Request
 
 FAKE_MODEL_NAME = "fake-model"
 LATENT_FACTOR = 8
-
-Emit = Callable[[Event], None]
 
 
 @dataclass(frozen=True)
@@ -74,7 +65,7 @@ class FakeBackend:
         self._failures: deque[str] = deque()
         self._release = threading.Event()
         self._loaded: str | None = None
-        self.jobs_run: list[int] = []
+        self.jobs_run: list[int | None] = []  # the job ids execute() was called for
         self.closed = False
 
     def fail_next(self, message: str) -> None:
@@ -83,86 +74,52 @@ class FakeBackend:
     def release(self) -> None:
         self._release.set()
 
-    def run(self, job: Job, emit: Emit, sink: ImageSink) -> JobState:
-        """Run a job to its end; emit events; return its final state. Never raises."""
-        self.jobs_run.append(job.id)
-        saved: list[ImageRecord] = []
-        step = 0
-        try:
-            if job.cancel_token.cancelled:
-                emit(JobCancelled(job.id, step=0))
-                return JobState.CANCELLED
-            model = job.params.model or FAKE_MODEL_NAME
-            if self._loaded != model:
-                emit(ModelLoading(model, self.choice.device, self.choice.dtype))
-                time.sleep(self.load_delay)
-                self._loaded = model
-                emit(ModelReady(model, "sd1", self.choice.device, self.choice.dtype, 0.0, False))
-            else:
-                emit(ModelReady(model, "sd1", self.choice.device, self.choice.dtype, 0.0, True))
-            params = job.params.resolved()
-            params = params.replace(
-                width=params.width or self.native_size, height=params.height or self.native_size
-            )
-            emit(
-                JobStarted(
-                    job.id,
-                    params,
-                    self.choice.device,
-                    self.choice.dtype,
-                    params.steps,
-                    params.image_count,
+    def execute(self, request: Request, cancel: CancelToken) -> Iterator[BackendEvent]:
+        """Fake denoising only: the service saves the images and ends the job."""
+        self.jobs_run.append(cancel.job_id)
+        cancel.raise_if_cancelled(0)
+        model = request.params.model or FAKE_MODEL_NAME
+        if self._loaded != model:
+            yield ModelLoading(model, self.choice.device, self.choice.dtype)
+            time.sleep(self.load_delay)
+            self._loaded = model
+            yield ModelReady(model, "sd1", self.choice.device, self.choice.dtype, 0.0, False)
+        else:
+            yield ModelReady(model, "sd1", self.choice.device, self.choice.dtype, 0.0, True)
+        params = request.params.resolved()
+        params = params.replace(
+            width=params.width or self.native_size, height=params.height or self.native_size
+        )
+        yield StageStarted(params, params.steps, params.image_count)
+        failure = self._failures.popleft() if self._failures else None
+        for batch_index in range(params.batch_count):
+            batch_started = time.perf_counter()
+            for step in range(1, params.steps + 1):
+                if self.step_delay:
+                    time.sleep(self.step_delay)
+                cancel.raise_if_cancelled(step - 1)
+                elapsed = time.perf_counter() - batch_started
+                rate = step / elapsed if elapsed > 0 else 0.0
+                yield Step(
+                    batch_index, step, params.steps, elapsed, rate, self._preview(params, step)
                 )
-            )
-            started = time.perf_counter()
-            failure = self._failures.popleft() if self._failures else None
-            for batch_index in range(params.batch_count):
-                batch_started = time.perf_counter()
-                for step in range(1, params.steps + 1):
-                    if self.step_delay:
-                        time.sleep(self.step_delay)
-                    if job.cancel_token.cancelled:
-                        emit(JobCancelled(job.id, step=step - 1, saved=tuple(saved)))
-                        return JobState.CANCELLED
-                    elapsed = time.perf_counter() - batch_started
-                    emit(
-                        StepProgress(
-                            job.id,
-                            batch_index,
-                            step,
-                            params.steps,
-                            elapsed,
-                            step / elapsed if elapsed > 0 else 0.0,
-                            self._preview(params, step),
-                        )
-                    )
-                    if failure is not None:
-                        emit(JobFailed(job.id, failure, f"FakeBackend: scripted failure {failure}"))
-                        return JobState.FAILED
-                    if self.hold_at_step == step:
-                        while not self._release.wait(0.005):
-                            if job.cancel_token.cancelled:
-                                break
-                        self._release.clear()
-                for i in range(params.batch_size):
-                    index = batch_index * params.batch_size + i
-                    seed = params.seed_for(index)
-                    saved.append(
-                        sink.save(
-                            _final_image(params, seed),
-                            params.replace(seed=seed, batch_size=1, batch_count=1),
-                            index=index,
-                            model_name=model,
-                            device=self.choice.device,
-                            dtype=self.choice.dtype,
-                            seconds=time.perf_counter() - batch_started,
-                        )
-                    )
-            emit(JobFinished(job.id, tuple(saved), time.perf_counter() - started))
-            return JobState.FINISHED
-        except Exception as exc:  # the contract: run() never raises
-            emit(JobFailed(job.id, f"Generation failed: {type(exc).__name__}: {exc}", repr(exc)))
-            return JobState.FAILED
+                if failure is not None:
+                    raise JobError(failure, f"FakeBackend: scripted failure {failure}")
+                if self.hold_at_step == step:
+                    while not self._release.wait(0.005):
+                        if cancel.cancelled:
+                            break
+                    self._release.clear()
+            for i in range(params.batch_size):
+                index = batch_index * params.batch_size + i
+                seed = params.seed_for(index)
+                yield ImageResult(
+                    _final_image(params, seed),
+                    params.replace(seed=seed, batch_size=1, batch_count=1),
+                    index=index,
+                    model_name=model,
+                    seconds=time.perf_counter() - batch_started,
+                )
 
     def _preview(self, params: GenerationParams, step: int) -> np.ndarray | None:
         if params.preview_method == "none" or step % params.preview_interval:

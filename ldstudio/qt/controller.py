@@ -1,7 +1,10 @@
-"""GenerationController: submits jobs, turns engine events into signals and awaitables; GUI thread.
+"""GenerationController: the window's client of the EngineService; GUI thread.
 
-Every engine event arrives here (queued from the engine thread) and is handled in one place,
-`_on_event`. Orchestration reads as async code: `outcome = await controller.generate(params)`.
+It submits to the service and subscribes to it: every event is relayed to the GUI thread
+(a queued signal from the engine's worker thread) and handled in one place, `_on_event`,
+which turns it into typed Qt signals and awaitables. It invents no event: pending jobs'
+cancellations and the final events come from the service, each exactly once.
+Orchestration reads as async code: `outcome = await controller.generate(params)`.
 """
 
 from __future__ import annotations
@@ -12,19 +15,24 @@ import logging
 from PySide6.QtCore import QObject, Signal, Slot
 
 from ldstudio.core.events import (
+    EngineFailed,
     EngineNotice,
+    EngineReady,
     Event,
     JobCancelled,
+    JobCancelling,
     JobFailed,
     JobFinished,
     JobStarted,
     ModelLoading,
     ModelReady,
+    StageStarted,
     StepProgress,
 )
-from ldstudio.core.jobs import Job, JobQueue, JobState
+from ldstudio.core.jobs import Job
 from ldstudio.core.params import GenerationParams
-from ldstudio.qt.worker import EngineThread
+from ldstudio.core.request import Request
+from ldstudio.core.service import EngineService
 
 log = logging.getLogger(__name__)
 
@@ -44,37 +52,41 @@ class GenerationController(QObject):
     job_cancelled = Signal(object)  # JobCancelled
     job_ended = Signal(object)  # any of the three above, after its own signal
     job_cancelling = Signal(int)  # job id: its cancel is asked; it stops after its current step
+    stage_started = Signal(object)  # StageStarted: a job with several stages enters one
     queue_changed = Signal()
     notice = Signal(object)  # EngineNotice: a warm-up, a retry, options applied
+    _relayed = Signal(object)  # any event, from whichever thread made it
 
-    def __init__(self, engine: EngineThread) -> None:
+    def __init__(self, service: EngineService) -> None:
         super().__init__()
-        self.engine = engine
-        self.queue: JobQueue = engine.queue
+        self.service = service
+        self.queue = service.queue
         self.device_label = ""
         self.last_started: JobStarted | None = None
         self.last_progress: StepProgress | None = None
         self._jobs: dict[int, Job] = {}
         self._waiters: dict[int, list[asyncio.Future[Outcome]]] = {}
         self._outcomes: dict[int, Outcome] = {}
-        engine.worker.event_emitted.connect(self._on_event)
-        engine.worker.backend_ready.connect(self._on_backend_ready)
-        engine.worker.backend_failed.connect(self.backend_failed)
+        # Auto connection: queued from the engine's thread, direct from this one (a pending
+        # job cancelled here ends before `cancel()` returns, as the window expects).
+        self._relayed.connect(self._on_event)
+        self._unsubscribe = service.subscribe(self._relayed.emit)
 
     def start(self) -> None:
-        self.engine.start()
+        self.service.start()
 
     def shutdown(self) -> None:
         """Cancel every job and join the engine thread (the running job stops at its next step)."""
-        self.engine.stop()
+        self._unsubscribe()
+        self.service.close()
         for job_id in list(self._waiters):
             self._resolve(JobCancelled(job_id, step=0))
 
     # -- submitting and cancelling -----------------------------------------------------------
 
-    def submit(self, params: GenerationParams) -> Job:
-        """Queue a job. Raises ValueError (naming the field) when params are invalid."""
-        job = self.queue.submit(params)
+    def submit(self, request: Request | GenerationParams) -> Job:
+        """Queue a job. Raises ValueError (naming the field) when the request is invalid."""
+        job = self.service.submit(request)
         self._jobs[job.id] = job
         self.queue_changed.emit()
         return job
@@ -91,14 +103,9 @@ class GenerationController(QObject):
         return await self.wait(self.submit(params))
 
     def cancel(self, job_id: int) -> None:
-        job = self.queue.cancel(job_id)
-        if job is not None and job.state is JobState.CANCELLED:
-            # A pending job never reaches the engine: its cancellation is final right here.
-            self._on_event(JobCancelled(job_id, step=0))
-        elif job is not None and job.id not in self._outcomes:
-            # The running job stops at its next step boundary, which may be minutes away on a
-            # slow machine: say so now.
-            self.job_cancelling.emit(job.id)
+        # A pending job ends at once (JobCancelled, relayed directly); the running one says
+        # JobCancelling now: its next step boundary may be minutes away on a slow machine.
+        self.service.cancel(job_id)
         self.queue_changed.emit()
 
     def cancel_target(self) -> Job | None:
@@ -126,30 +133,19 @@ class GenerationController(QObject):
             self.cancel(target.id)
 
     def cancel_all(self) -> None:
-        for job in self.queue.cancel_all():
-            if job.state is JobState.CANCELLED:
-                self._on_event(JobCancelled(job.id, step=0))
-            elif job.id not in self._outcomes:
-                self.job_cancelling.emit(job.id)
+        self.service.cancel_all()
         self.queue_changed.emit()
 
     def jobs(self) -> list[Job]:
         """The running job (if any) followed by pending jobs in order."""
-        running = self.queue.running
-        jobs = ([running] if running is not None else []) + self.queue.pending()
-        # The final event can arrive before the worker has called queue.finish(): a job whose
-        # outcome is known is over, whatever the queue says for another moment.
-        return [job for job in jobs if job.id not in self._outcomes]
+        # The service finishes a job before it reports its end, but that report reaches this
+        # thread a moment later: a job whose end was handled here is over either way.
+        return [job for job in self.service.jobs() if job.id not in self._outcomes]
 
     def job(self, job_id: int) -> Job | None:
         return self._jobs.get(job_id)
 
     # -- events ----------------------------------------------------------------------------
-
-    @Slot(str)
-    def _on_backend_ready(self, label: str) -> None:
-        self.device_label = label
-        self.backend_ready.emit(label)
 
     @Slot(object)
     def _on_event(self, event: Event) -> None:
@@ -167,9 +163,19 @@ class GenerationController(QObject):
             self.model_ready.emit(event)
         elif isinstance(event, EngineNotice):
             self.notice.emit(event)
+        elif isinstance(event, StageStarted):
+            self.stage_started.emit(event)
+        elif isinstance(event, JobCancelling):
+            if event.job_id not in self._outcomes:
+                self.job_cancelling.emit(event.job_id)
+        elif isinstance(event, EngineReady):
+            self.device_label = event.label
+            self.backend_ready.emit(event.label)
+        elif isinstance(event, EngineFailed):
+            self.backend_failed.emit(event.message)
         elif isinstance(event, JobFinished | JobFailed | JobCancelled):
             if event.job_id in self._outcomes:
-                return  # a pending job cancelled here, then also reported by the engine
+                return  # ended here already (at shutdown)
             if isinstance(event, JobFinished):
                 self.job_finished.emit(event)
             elif isinstance(event, JobFailed):
