@@ -11,8 +11,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
+from ldstudio.core.models import KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_LORA, KIND_VAE
+from ldstudio.core.models.refs import ResourceRef
 from ldstudio.core.params import GenerationParams
 
 REQUEST_VERSION = 2  # version 1 was the bare GenerationParams dict (images made before 0.x)
@@ -65,3 +68,115 @@ class Request:
 def as_request(value: Request | GenerationParams) -> Request:
     """Front ends may hand in bare parameters: that is a txt2img request."""
     return value if isinstance(value, Request) else Request.txt2img(value)
+
+
+# -- the portable form: JSON with references, never local paths --------------------------------
+
+PORTABLE_FORMAT = "ldstudio-request"
+
+
+class Resources(Protocol):
+    """Turns local files into references and back (the model registry: name + content hash)."""
+
+    def reference(self, path: Path, kind: str) -> ResourceRef: ...
+
+    def resolve(self, ref: ResourceRef) -> Path | None: ...
+
+
+def to_portable(request: Request, resources: Resources | None = None) -> dict[str, Any]:
+    """The request as JSON-ready data whose models, VAE and LoRAs are name + sha256.
+
+    This is what goes into every PNG's `ldstudio` chunk and over a network: sharing an image
+    shares no folder layout, and another machine finds its own copy of the same files.
+    """
+    found = resources or _registry()
+    params = request.params
+    data: dict[str, Any] = {
+        "format": PORTABLE_FORMAT,
+        "version": REQUEST_VERSION,
+        "kind": request.kind,
+        "params": params.replace(
+            model=_name(params.model, found, _model_kind(params.model)),
+            vae=_name(params.vae, found, KIND_VAE),
+            loras=tuple((_name(p, found, KIND_LORA), w) for p, w in params.loras),
+        ).to_dict(),
+        "inputs": dict(request.inputs),
+    }
+    if params.model:
+        data["model"] = found.reference(Path(params.model), _model_kind(params.model)).to_dict()
+    if params.vae:
+        data["vae"] = found.reference(Path(params.vae), KIND_VAE).to_dict()
+    data["loras"] = [found.reference(Path(p), KIND_LORA).to_dict() for p, _w in params.loras]
+    return data
+
+
+def is_portable(data: object) -> bool:
+    return isinstance(data, dict) and data.get("format") == PORTABLE_FORMAT
+
+
+def from_portable(
+    data: dict[str, Any], resources: Resources | None = None
+) -> tuple[Request, list[str]]:
+    """(request with local paths where the files were found, what was not found).
+
+    A reference not found on this machine keeps its name (which `--model NAME` style lookups
+    may still match) and is listed in the second value, worded for the user.
+    ValueError naming the fault for data that is not a request of a supported version.
+    """
+    version = data.get("version")
+    if not isinstance(version, int) or version > REQUEST_VERSION or version < 2:
+        raise ValueError(
+            f"request: version {version!r} is not supported; allowed: 2 to {REQUEST_VERSION}"
+        )
+    params = data.get("params")
+    if not isinstance(params, dict):
+        raise ValueError("request: params: expected a JSON object")
+    inputs = data.get("inputs", {})
+    if not isinstance(inputs, dict):
+        raise ValueError("request: inputs: expected a JSON object of role → sha256")
+    found = resources or _registry()
+    missing: list[str] = []
+
+    def local(ref_data: object, fallback: str, what: str) -> str:
+        if ref_data is None:
+            return fallback
+        ref = ResourceRef.from_dict(ref_data)
+        path = found.resolve(ref)
+        if path is not None:
+            return str(path)
+        digest = f" (sha256 {ref.sha256[:10]})" if ref.sha256 else ""
+        missing.append(f"{what} {ref.name!r}{digest} is not in your model folders")
+        return ref.name
+
+    values = dict(params)
+    values["model"] = local(data.get("model"), str(params.get("model", "")), "model")
+    values["vae"] = local(data.get("vae"), str(params.get("vae", "")), "VAE")
+    loras = params.get("loras", [])
+    refs = data.get("loras", [])
+    if not isinstance(loras, list) or not isinstance(refs, list) or len(refs) != len(loras):
+        raise ValueError("request: loras: the LoRA list and its references do not match")
+    values["loras"] = [
+        [local(ref, str(pair[0]), "LoRA"), pair[1]]
+        for ref, pair in zip(refs, loras, strict=True)
+        if isinstance(pair, list | tuple) and len(pair) == 2
+    ]
+    request = Request(
+        params=GenerationParams.from_dict(values),
+        kind=str(data.get("kind", "")),
+        inputs=tuple(sorted((str(k), str(v)) for k, v in inputs.items())),
+    )
+    return request.validate(), missing
+
+
+def _name(path: str, found: Resources, kind: str) -> str:
+    return found.reference(Path(path), kind).name if path else ""
+
+
+def _model_kind(model: str) -> str:
+    return KIND_CHECKPOINT if Path(model).is_file() else KIND_DIFFUSERS
+
+
+def _registry() -> Resources:
+    from ldstudio.core.models import refs
+
+    return refs
