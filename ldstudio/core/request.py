@@ -12,11 +12,12 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from ldstudio.core.models import KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_LORA, KIND_VAE
-from ldstudio.core.models.refs import ResourceRef
 from ldstudio.core.params import GenerationParams
+
+if TYPE_CHECKING:
+    from ldstudio.core.models.refs import ResourceRef
 
 REQUEST_VERSION = 2  # version 1 was the bare GenerationParams dict (images made before 0.x)
 KIND_TXT2IMG = "txt2img"
@@ -73,6 +74,9 @@ def as_request(value: Request | GenerationParams) -> Request:
 # -- the portable form: JSON with references, never local paths --------------------------------
 
 PORTABLE_FORMAT = "ldstudio-request"
+# The kinds a reference carries (as ldstudio.core.models names them); spelled here so that
+# importing a request (every job does) does not import the model scanner.
+KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_VAE, KIND_LORA = "checkpoint", "diffusers", "vae", "lora"
 
 
 class Resources(Protocol):
@@ -134,6 +138,8 @@ def from_portable(
     inputs = data.get("inputs", {})
     if not isinstance(inputs, dict):
         raise ValueError("request: inputs: expected a JSON object of role → sha256")
+    from ldstudio.core.models.refs import ResourceRef
+
     found = resources or _registry()
     missing: list[str] = []
 
@@ -179,4 +185,4 @@ def _model_kind(model: str) -> str:
 def _registry() -> Resources:
     from ldstudio.core.models import refs
 
-    return refs
+    return refs  # the module is the registry's reference/resolve pair
