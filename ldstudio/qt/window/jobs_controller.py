@@ -86,7 +86,7 @@ class JobsController(QObject):
     async def run_job(self, params: GenerationParams) -> Outcome:
         job = self.window.controller.submit(params)
         outcome = await self.window.controller.wait(job)
-        if self.window.background.closed:
+        if self.window.closing:
             return outcome
         records: tuple[ImageRecord, ...] = ()
         if isinstance(outcome, JobFinished):
