@@ -264,7 +264,7 @@ def test_the_window_resets_impossible_saved_options_when_the_engine_is_ready(
     applied: list[EngineOptions] = []
     window.apply_engine_options = applied.append
     window.engine_environment = lambda: CPU_ONLY
-    window._on_backend_ready("CPU · fp32")
+    window.jobs.on_backend_ready("CPU · fp32")
     assert load_engine_options(window.settings) == EngineOptions(attention_slicing="on")
     assert applied == [EngineOptions(attention_slicing="on")]  # the other choice applies again
     notice = window.engine_options_notice

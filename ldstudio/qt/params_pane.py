@@ -1,9 +1,11 @@
 """ParamsPane: model, scheduler, steps, guidance, size, seed, batch and preview widgets; GUI thread.
 
-The ranges come from ldstudio.core.params and are shown beside the fields. A value typed out
-of range stays as typed and is refused under the form with the message the CLI gives (Generate
-is refused too); nothing is clamped or snapped silently. Combinations that are allowed but
-probably unwanted are explained in a line under the form.
+The pane edits a `Draft` (ldstudio.core.draft): each widget writes its value into the draft as
+it is edited, and shows what the draft holds when it changes (`load`, "reuse last", the seed of
+a job). The ranges come from ldstudio.core.params and are shown beside the fields. A value
+typed out of range stays as typed and is refused under the form with the message the CLI gives
+(Generate is refused too); nothing is clamped or snapped silently. Combinations that are
+allowed but probably unwanted are explained in a line under the form.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QStandardItemModel
@@ -27,6 +30,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ldstudio.core.draft import SEED_MODES as DRAFT_SEED_MODES
+from ldstudio.core.draft import Draft
 from ldstudio.core.params import (
     BATCH_COUNT_RANGE,
     BATCH_SIZE_RANGE,
@@ -34,7 +39,6 @@ from ldstudio.core.params import (
     GUIDANCE_RANGE,
     PREVIEW_INTERVAL_RANGE,
     PREVIEW_METHODS,
-    RANDOM_SEED,
     SCHEDULERS,
     SEED_MAX,
     SIZE_MULTIPLE,
@@ -58,7 +62,7 @@ ASPECTS: tuple[tuple[str, tuple[int, int] | None], ...] = (
     ("Custom", None),
 )
 NATIVE, CUSTOM = 0, len(ASPECTS) - 1
-SEED_MODES = ("Random", "Fixed", "Reuse last")
+SEED_MODES = ("Random", "Fixed", "Reuse last")  # the draft's SEED_MODES, in the same order
 RANDOM, FIXED, REUSE_LAST = range(3)
 FALLBACK_NATIVE = 512
 PREVIEW_TIPS = {
@@ -127,18 +131,42 @@ class CheckedSpinBox(QSpinBox):
         return flags
 
 
+# The draft's fields this pane shows and edits (the prompts are the prompt pane's).
+FIELDS = frozenset(
+    {
+        "model",
+        "scheduler",
+        "steps",
+        "guidance_scale",
+        "guidance_cutoff",
+        "width",
+        "height",
+        "seed_mode",
+        "seed",
+        "last_seed",
+        "batch_size",
+        "batch_count",
+        "preview_method",
+        "preview_interval",
+        "vae",
+        "loras",
+    }
+)
+
+
 class ParamsPane(QWidget):
     changed = Signal()
     add_model_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, draft: Draft | None = None) -> None:
         super().__init__(parent)
+        self.draft = draft if draft is not None else Draft()
         self._info: ModelInfo | None = None
-        self._last_seed: int | None = None
-        # Fields this pane has no widget for (added by newer features) pass through unchanged.
-        self._base = GenerationParams(prompt="")
         self.bundled_name = DEFAULT_MODEL_NAME  # the model listed with value ""
         self._unusable: dict[str, str] = {}
+        # True while the widgets are being set from the draft (and until they first show it):
+        # their signals then say nothing the draft does not know, and are not written back.
+        self._showing = True
 
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("Which diffusion model draws the image")
@@ -299,7 +327,7 @@ class ParamsPane(QWidget):
         layout.addStretch(1)
 
         self.set_models([(f"{DEFAULT_MODEL_NAME} (bundled)", "")])
-        self.set_params(GenerationParams(prompt=""))
+        self._show(FIELDS)
         for signal in (
             self.model_combo.currentIndexChanged,
             self.scheduler_combo.currentIndexChanged,
@@ -313,11 +341,13 @@ class ParamsPane(QWidget):
             self.batch_count_spin.valueChanged,
             self.preview_combo.currentIndexChanged,
             self.preview_interval_spin.valueChanged,
+            self.seed_mode.currentIndexChanged,
         ):
-            signal.connect(self._on_changed)
+            signal.connect(self._edited)
         self.aspect_combo.currentIndexChanged.connect(self._on_aspect)
-        self.seed_mode.currentIndexChanged.connect(self._on_changed)
-        self._on_changed()
+        unsubscribe = self.draft.subscribe(self._on_draft_changed)
+        self.destroyed.connect(lambda *_: unsubscribe())
+        self._edited()
 
     # -- models ------------------------------------------------------------------------------
 
@@ -347,6 +377,8 @@ class ParamsPane(QWidget):
                 item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
         self.model_combo.blockSignals(False)
         self.select_model(current)
+        # The same index may now hold another model, or the old one may be gone: no signal.
+        self._edited()
 
     def model_problem(self) -> str:
         """Why the chosen model cannot be used ("" when it can)."""
@@ -394,60 +426,15 @@ class ParamsPane(QWidget):
 
     def params(self, prompt: str, negative_prompt: str) -> GenerationParams:
         """The parameters shown, validated. ValueError (naming the field) when invalid."""
-        native = self.aspect_combo.currentIndex() == NATIVE
-        mode = self.seed_mode.currentIndex()
-        seed: int | str = RANDOM_SEED
-        if mode == FIXED:
-            seed = int(self.seed_spin.value())
-        elif mode == REUSE_LAST and self._last_seed is not None:
-            seed = self._last_seed
-        return self._base.replace(
-            prompt=prompt,
-            negative_prompt=negative_prompt,
-            model=self.model_value(),
-            scheduler=self.scheduler_combo.currentText(),
-            steps=self.steps_spin.value(),
-            guidance_scale=round(self.guidance_spin.value(), 2),
-            guidance_cutoff=round(self.cutoff_spin.value(), 2),
-            width=None if native else self.width_spin.value(),
-            height=None if native else self.height_spin.value(),
-            seed=seed,
-            batch_size=self.batch_size_spin.value(),
-            batch_count=self.batch_count_spin.value(),
-            preview_method=self.preview_combo.currentText(),
-            preview_interval=self.preview_interval_spin.value(),
-        ).validate()
+        edited = self.draft.unchecked()
+        return edited.replace(prompt=prompt, negative_prompt=negative_prompt).validate()
 
     def set_params(self, params: GenerationParams) -> None:
         """Show `params` (prompts are the prompt pane's). A concrete seed selects Fixed."""
-        self._base = params
-        self.select_model(params.model)
-        self.scheduler_combo.setCurrentText(params.scheduler)
-        self.steps_spin.setValue(params.steps)
-        self.guidance_spin.setValue(params.guidance_scale)
-        self.cutoff_spin.setValue(params.guidance_cutoff)
-        self._show_extras()
-        if params.width is None or params.height is None:
-            self.aspect_combo.setCurrentIndex(NATIVE)
-        else:
-            # Presets follow the model's native size, unknown until its info arrives: a
-            # concrete size shown as a preset now would change with it (512 → 64 at start-up).
-            aspect = self._aspect_for(params.width, params.height) if self._info else CUSTOM
-            self.aspect_combo.blockSignals(True)
-            self.aspect_combo.setCurrentIndex(aspect)
-            self.aspect_combo.blockSignals(False)
-            self.width_spin.setValue(params.width)
-            self.height_spin.setValue(params.height)
-            self._on_aspect()
-        if isinstance(params.seed, int):
-            self.set_seed(params.seed)
-        else:
-            self.seed_mode.setCurrentIndex(RANDOM)
-        self.batch_size_spin.setValue(params.batch_size)
-        self.batch_count_spin.setValue(params.batch_count)
-        self.preview_combo.setCurrentText(params.preview_method)
-        self.preview_interval_spin.setValue(params.preview_interval)
-        self._on_changed()
+        values = self.draft.values
+        self.draft.load(
+            params.replace(prompt=values.prompt, negative_prompt=values.negative_prompt)
+        )
 
     def set_restore_note(self, text: str) -> None:
         """Say under the form what restoring parameters did not apply ("" hides it)."""
@@ -457,25 +444,23 @@ class ParamsPane(QWidget):
 
     def set_extras(self, vae: str, loras: tuple[tuple[str, float], ...]) -> None:
         """The VAE and LoRAs the next images use (chosen in the model manager)."""
-        self._base = self._base.replace(vae=vae, loras=loras)
-        self._show_extras()
+        self.draft.update(vae=vae, loras=loras)
 
     def _show_extras(self) -> None:
+        values = self.draft.values
         parts = []
-        if self._base.vae:
-            parts.append(f"VAE {Path(self._base.vae).stem}")
-        parts += [f"LoRA {Path(path).stem} ×{weight:g}" for path, weight in self._base.loras]
+        if values.vae:
+            parts.append(f"VAE {Path(values.vae).stem}")
+        parts += [f"LoRA {Path(path).stem} ×{weight:g}" for path, weight in values.loras]
         self.extras_label.setText("With " + ", ".join(parts) if parts else "")
         self.extras_label.setVisible(bool(parts))
 
     def set_seed(self, seed: int) -> None:
-        self.seed_mode.setCurrentIndex(FIXED)
-        self.seed_spin.setValue(seed)
+        self.draft.update(seed_mode="fixed", seed=seed)
 
     def set_last_seed(self, seed: int) -> None:
         """The seed of the most recent job, used by "Reuse last"."""
-        self._last_seed = seed
-        self._on_changed()
+        self.draft.update(last_seed=seed)
 
     def chosen_size(self) -> tuple[int | None, int | None]:
         if self.aspect_combo.currentIndex() == NATIVE:
@@ -519,16 +504,106 @@ class ParamsPane(QWidget):
             self.height_spin.setValue(h)
         for spin in (self.width_spin, self.height_spin):
             spin.blockSignals(False)
-        self._on_changed()
+        self._edited()
 
-    def _on_changed(self) -> None:
-        self.seed_spin.setEnabled(self.seed_mode.currentIndex() == FIXED)
-        if self.seed_mode.currentIndex() == REUSE_LAST and self._last_seed is not None:
-            self.seed_spin.setValue(self._last_seed)
-        steps = self.steps_spin.value()
+    # -- the draft -----------------------------------------------------------------------------
+
+    def _shown(self) -> dict[str, Any]:
+        """The draft's fields as the widgets show them."""
+        native = self.aspect_combo.currentIndex() == NATIVE
+        return {
+            "model": self.model_value(),
+            "scheduler": self.scheduler_combo.currentText(),
+            "steps": self.steps_spin.value(),
+            "guidance_scale": round(self.guidance_spin.value(), 2),
+            "guidance_cutoff": round(self.cutoff_spin.value(), 2),
+            "width": None if native else self.width_spin.value(),
+            "height": None if native else self.height_spin.value(),
+            "seed_mode": DRAFT_SEED_MODES[self.seed_mode.currentIndex()],
+            "seed": int(self.seed_spin.value()),
+            "batch_size": self.batch_size_spin.value(),
+            "batch_count": self.batch_count_spin.value(),
+            "preview_method": self.preview_combo.currentText(),
+            "preview_interval": self.preview_interval_spin.value(),
+        }
+
+    def _edited(self) -> None:
+        """A widget changed: write what the widgets show into the draft."""
+        if self._showing:
+            return
+        values = self.draft.values
+        changes = {k: v for k, v in self._shown().items() if getattr(values, k) != v}
+        if not changes or not self.draft.update(**changes):
+            self._on_changed()  # else the draft's notification did
+
+    def _on_draft_changed(self, names: frozenset[str]) -> None:
+        if names & FIELDS:
+            self._show(names)
+            # What a widget cannot show (a model not listed, a guidance past its range) is
+            # written back as it shows it: the draft never holds what the form does not show.
+            self._edited()
+
+    def _show(self, names: frozenset[str]) -> None:
+        """Set the widgets for the changed draft fields; a widget that shows its field's value
+        already is left alone (a size typed under Custom stays Custom)."""
+        values = self.draft.values
+        self._showing = True
+        try:
+            if "model" in names and self.model_value() != values.model:
+                self.select_model(values.model)
+            if "scheduler" in names:
+                self.scheduler_combo.setCurrentText(values.scheduler)
+            if "steps" in names:
+                self.steps_spin.setValue(values.steps)
+                self._limit_interval()
+            if "guidance_scale" in names:
+                self.guidance_spin.setValue(values.guidance_scale)
+            if "guidance_cutoff" in names:
+                self.cutoff_spin.setValue(values.guidance_cutoff)
+            if names & {"vae", "loras"}:
+                self._show_extras()
+            if names & {"width", "height"} and self.chosen_size() != (values.width, values.height):
+                self._show_size(values.width, values.height)
+            if names & {"seed_mode", "seed", "last_seed"}:
+                self.seed_mode.setCurrentIndex(DRAFT_SEED_MODES.index(values.seed_mode))
+                seed = values.seed
+                if values.seed_mode == "reuse last" and values.last_seed is not None:
+                    seed = values.last_seed
+                self.seed_spin.setValue(seed)
+            if "batch_size" in names:
+                self.batch_size_spin.setValue(values.batch_size)
+            if "batch_count" in names:
+                self.batch_count_spin.setValue(values.batch_count)
+            if "preview_method" in names:
+                self.preview_combo.setCurrentText(values.preview_method)
+            if "preview_interval" in names:
+                self.preview_interval_spin.setValue(values.preview_interval)
+        finally:
+            self._showing = False
+
+    def _show_size(self, width: int | None, height: int | None) -> None:
+        if width is None or height is None:
+            self.aspect_combo.setCurrentIndex(NATIVE)
+            return
+        # Presets follow the model's native size, unknown until its info arrives: a concrete
+        # size shown as a preset now would change with it (512 → 64 at start-up).
+        aspect = self._aspect_for(width, height) if self._info else CUSTOM
+        self.aspect_combo.blockSignals(True)
+        self.aspect_combo.setCurrentIndex(aspect)
+        self.aspect_combo.blockSignals(False)
+        self.width_spin.setValue(width)
+        self.height_spin.setValue(height)
+        self._on_aspect()
+
+    def _limit_interval(self) -> None:
         # An interval longer than the job would mean no preview at all: make it impossible.
         # (Steps typed out of range are refused below; they must not empty the interval's range.)
+        steps = self.steps_spin.value()
         self.preview_interval_spin.setMaximum(max(STEPS_RANGE[0], min(STEPS_RANGE[1], steps)))
+
+    def _on_changed(self) -> None:
+        """Show what follows from the values: enabled fields, problems, hints."""
+        self.seed_spin.setEnabled(self.seed_mode.currentIndex() == FIXED)
         self._show_problems()
         self.preview_interval_spin.setEnabled(self.preview_combo.currentText() != "none")
         self.preview_combo.setToolTip(PREVIEW_TIPS.get(self.preview_combo.currentText(), ""))
@@ -538,11 +613,7 @@ class ParamsPane(QWidget):
 
     def problems(self) -> list[str]:
         """The CLI's message for each field whose typed value is not allowed."""
-        fields = [self.steps_spin]
-        if self.aspect_combo.currentIndex() != NATIVE:
-            fields += [self.width_spin, self.height_spin]
-        fields += [self.batch_size_spin, self.batch_count_spin]
-        return [problem for problem in (f.problem() for f in fields) if problem]
+        return list(self.draft.problems().values())
 
     def _show_problems(self) -> None:
         problems = self.problems()
@@ -560,7 +631,7 @@ class ParamsPane(QWidget):
             )
         if guidance <= 1.0:
             hints.append("Guidance ≤ 1 ignores the negative prompt.")
-        if self.seed_mode.currentIndex() == REUSE_LAST and self._last_seed is None:
+        if self.seed_mode.currentIndex() == REUSE_LAST and self.draft.values.last_seed is None:
             hints.append("No job has run yet, so the first seed is random.")
         w, h = self.chosen_size()
         if w and h and w * h > 4 * self.native_size**2:

@@ -1,4 +1,8 @@
-"""PromptPane: prompt and negative prompt editors, Generate/Cancel, recent prompts; GUI thread."""
+"""PromptPane: prompt and negative prompt editors, Generate/Cancel, recent prompts; GUI thread.
+
+The editors write their text (stripped) into a `Draft` as it is typed, and show the draft's
+prompts when they change there (parameters restored, reused or loaded at start).
+"""
 
 from __future__ import annotations
 
@@ -15,13 +19,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ldstudio.core.draft import Draft
+
+PROMPTS = frozenset({"prompt", "negative_prompt"})
+
 
 class PromptPane(QWidget):
     generate_requested = Signal()
     cancel_requested = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, draft: Draft | None = None) -> None:
         super().__init__(parent)
+        self.draft = draft if draft is not None else Draft()
+        self._showing = False  # the editors are being set from the draft
         self._recent: list[str] = []
         self._recent_pos = -1
 
@@ -92,6 +102,11 @@ class PromptPane(QWidget):
         # The editors take Ctrl+Enter as a line break before any window shortcut sees it.
         self.prompt_edit.installEventFilter(self)
         self.negative_edit.installEventFilter(self)
+        self._show_draft(PROMPTS)
+        self.prompt_edit.textChanged.connect(self._edited)
+        self.negative_edit.textChanged.connect(self._edited)
+        unsubscribe = self.draft.subscribe(self._show_draft)
+        self.destroyed.connect(lambda *_: unsubscribe())
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if (
@@ -119,6 +134,22 @@ class PromptPane(QWidget):
             cursor.select(cursor.SelectionType.Document)
             cursor.insertText(text)
             edit.setTextCursor(cursor)
+
+    def _edited(self) -> None:
+        if not self._showing:
+            self.draft.update(prompt=self.prompt(), negative_prompt=self.negative_prompt())
+
+    def _show_draft(self, names: frozenset[str]) -> None:
+        values = self.draft.values
+        shown = (self.prompt(), self.negative_prompt())
+        if not names & PROMPTS or shown == (values.prompt, values.negative_prompt):
+            return
+        self._showing = True
+        try:
+            self.set_prompts(values.prompt, values.negative_prompt)
+        finally:
+            self._showing = False
+        self._edited()  # stripped, as typed text is
 
     def set_busy(self, running: bool) -> None:
         self.cancel_button.setEnabled(running)
