@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtWidgets import QApplication
 
 from ldstudio.app import build_window
+from ldstudio.core.service import BackendFactory
 from ldstudio.core.settings import Settings
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.main_window import MainWindow
-from ldstudio.core.service import BackendFactory
 
 JOB_TIMEOUT_MS = 10_000
 

@@ -52,9 +52,11 @@ def test_a_job_runs_saves_then_reports(service_for, tmp_path: Path) -> None:
     service, events = service_for(FakeBackend())
     seen_on_disk: list[bool] = []
     service.subscribe(
-        lambda e: seen_on_disk.extend(r.path.is_file() for r in e.records)
-        if isinstance(e, JobFinished)
-        else None
+        lambda e: (
+            seen_on_disk.extend(r.path.is_file() for r in e.records)
+            if isinstance(e, JobFinished)
+            else None
+        )
     )
     outcome = service.run(PARAMS.replace(batch_count=2), timeout=10)
     assert isinstance(outcome, JobFinished)
@@ -74,9 +76,11 @@ def test_the_job_is_finished_before_its_end_is_reported(service_for) -> None:
     service, _events = service_for(FakeBackend())
     listed_at_end: list[list[int]] = []
     service.subscribe(
-        lambda e: listed_at_end.append([j.id for j in service.jobs()])
-        if isinstance(e, JobFinished)
-        else None
+        lambda e: (
+            listed_at_end.append([j.id for j in service.jobs()])
+            if isinstance(e, JobFinished)
+            else None
+        )
     )
     service.run(PARAMS, timeout=10)
     assert listed_at_end == [[]]
