@@ -32,7 +32,7 @@ from ldstudio.core.events import (
     ModelReady,
     StepProgress,
 )
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
     KIND_LORA,

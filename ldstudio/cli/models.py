@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput, checked_model
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
     PICKLE_SUFFIXES,

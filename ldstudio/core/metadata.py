@@ -63,7 +63,7 @@ def a1111_parameters(params: GenerationParams, model_name: str) -> str:
 
 def _extra_network_pairs(params: GenerationParams) -> dict[str, str]:
     """A1111's `VAE hash`, `VAE` and `Lora hashes` keys; a hash is left out if its file is gone."""
-    from ldstudio.core.modelscan import file_hash, lora_hash
+    from ldstudio.core.models import file_hash, lora_hash
 
     pairs: dict[str, str] = {}
     if params.vae:

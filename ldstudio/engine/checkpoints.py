@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ldstudio.core import paths
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_VAE,
     PICKLE_SUFFIXES,

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_LORA,
     VARIANT_LABELS,
     ModelFolderStore,

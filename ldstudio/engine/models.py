@@ -2,7 +2,7 @@
 Hugging Face cache) and single-file checkpoints; engine thread.
 
 Every load passes `local_files_only=True` (single files also a bundled config): no call ever
-reaches a network. Finding models on disk is `ldstudio.core.modelscan`'s job.
+reaches a network. Finding models on disk is `ldstudio.core.models`'s job.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ldstudio.core import paths
-from ldstudio.core.modelscan import ModelFileError, read_safetensors_header
+from ldstudio.core.models import ModelFileError, read_safetensors_header
 
 if TYPE_CHECKING:
     # Only for annotations: checking a model (`check_model`) stays free of torch, so a
@@ -197,7 +197,7 @@ def _place(pipe: Any, choice: DeviceChoice, place: Callable[[Any], None] | None)
 def _load_single_file(
     path: Path, choice: DeviceChoice, place: Callable[[Any], None] | None, variant: str
 ) -> LoadedModel:
-    from ldstudio.core.modelscan import VARIANTS
+    from ldstudio.core.models import VARIANTS
     from ldstudio.engine.checkpoints import CheckpointError, load_single_file
 
     _quiet_libraries()

@@ -55,7 +55,7 @@ from ldstudio.core.events import (
 )
 from ldstudio.core.jobs import load_queue, save_queue, saved_queue_file
 from ldstudio.core.library import GalleryEntry, GalleryStore
-from ldstudio.core.modelscan import ModelEntry, ModelFolderStore, scan_library
+from ldstudio.core.models import ModelEntry, ModelFolderStore, scan_library
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.settings import Settings, save_settings

@@ -3,7 +3,7 @@
 Scans run on an executor thread (`loop.run_in_executor`) and hand their entries back in batches
 with `call_soon_threadsafe`, so a folder of hundreds of files fills the table progressively and
 the window never waits on the disk. The manager never loads a model: it reads headers through
-`ldstudio.core.modelscan`, and converting a pickle goes through a callable that `app.py` injects
+`ldstudio.core.models`, and converting a pickle goes through a callable that `app.py` injects
 (the conversion needs torch, which `ldstudio.qt` must not import).
 """
 
@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
     KIND_LORA,

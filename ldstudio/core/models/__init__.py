@@ -1,0 +1,102 @@
+"""Models on disk: reading headers, telling what a file is, finding models; any thread.
+
+Torch-free on purpose: the GUI scans folders off its thread (`run_in_executor`) without waiting
+for torch to import. By concern:
+
+    safetensors   the file format: a bounded, strict header parser (`read_safetensors_header`)
+    detection     what a file is (kind, family, variant); the family rules live here only
+    entries       one model on disk (`ModelEntry`): `inspect_file`, `inspect_diffusers_folder`
+    scan          folder walks, the Hugging Face cache, `find_model`
+    folders       the user's model folders and choices (`ModelFolderStore`, models.json)
+    tags          `<lora:name:w>` prompt tags and `--lora PATH:W`
+    hashes        content hashes (A1111's short hashes)
+    registry      what the user typed → a model path
+"""
+
+from ldstudio.core.models.detection import (
+    KIND_CHECKPOINT,
+    KIND_DIFFUSERS,
+    KIND_LORA,
+    KIND_UNKNOWN,
+    KIND_VAE,
+    STATUS_ERROR,
+    STATUS_OK,
+    STATUS_UNSAFE,
+    STATUS_UNSUPPORTED,
+    SUPPORTED_TEXT,
+    VARIANT_LABELS,
+    VARIANTS,
+    Detection,
+    detect,
+)
+from ldstudio.core.models.entries import (
+    ModelEntry,
+    inspect_diffusers_folder,
+    inspect_file,
+    pickle_refusal,
+)
+from ldstudio.core.models.folders import ModelFolderStore
+from ldstudio.core.models.hashes import file_hash, lora_hash
+from ldstudio.core.models.registry import resolve_reference
+from ldstudio.core.models.safetensors import (
+    MAX_HEADER_BYTES,
+    MAX_TENSORS,
+    PICKLE_SUFFIXES,
+    SAFETENSORS_SUFFIXES,
+    ModelFileError,
+    SafetensorsHeader,
+    TensorInfo,
+    read_safetensors_header,
+    read_small_tensor,
+)
+from ldstudio.core.models.scan import (
+    find_model,
+    hf_cache_dir,
+    iter_library,
+    library_roots,
+    scan_folder,
+    scan_library,
+)
+from ldstudio.core.models.tags import parse_lora_argument, split_lora_tags
+
+__all__ = [
+    "KIND_CHECKPOINT",
+    "KIND_DIFFUSERS",
+    "KIND_LORA",
+    "KIND_UNKNOWN",
+    "KIND_VAE",
+    "MAX_HEADER_BYTES",
+    "MAX_TENSORS",
+    "PICKLE_SUFFIXES",
+    "SAFETENSORS_SUFFIXES",
+    "STATUS_ERROR",
+    "STATUS_OK",
+    "STATUS_UNSAFE",
+    "STATUS_UNSUPPORTED",
+    "SUPPORTED_TEXT",
+    "VARIANTS",
+    "VARIANT_LABELS",
+    "Detection",
+    "ModelEntry",
+    "ModelFileError",
+    "ModelFolderStore",
+    "SafetensorsHeader",
+    "TensorInfo",
+    "detect",
+    "file_hash",
+    "find_model",
+    "hf_cache_dir",
+    "inspect_diffusers_folder",
+    "inspect_file",
+    "iter_library",
+    "library_roots",
+    "lora_hash",
+    "parse_lora_argument",
+    "pickle_refusal",
+    "read_safetensors_header",
+    "read_small_tensor",
+    "resolve_reference",
+    "scan_folder",
+    "scan_library",
+    "split_lora_tags",
+]
