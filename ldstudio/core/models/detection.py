@@ -43,12 +43,52 @@ STATUS_UNSUPPORTED = "unsupported"
 STATUS_UNSAFE = "unsafe"
 STATUS_ERROR = "error"
 
+# Cross-attention width of the text conditioning, per Stable Diffusion family: CLIP ViT-L (SD
+# 1.x), OpenCLIP ViT-H (SD 2.x), both CLIPs concatenated (SDXL base).
+CONTEXT_FAMILIES: dict[int, str] = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+FAMILY_LABELS: dict[str, str] = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+
 _UNET = "model.diffusion_model."
 _ATTN2_TO_K = re.compile(r"^model\.diffusion_model\..*\.attn2\.to_k\.weight$")
 # ComfyUI's heuristic for SD 2.x v-prediction (comfy/supported_models.py, SD20.model_type):
 # fine-tuning for v-prediction spreads this LayerNorm bias well beyond the epsilon models'.
 _V_PRED_PROBE = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
 _V_PRED_STD = 0.09
+
+
+def family_label(family: str) -> str:
+    """A family for messages: "SD 1.x", "SD 2.x", "SDXL", else the name quoted ('custom')."""
+    return FAMILY_LABELS.get(family, repr(family))
+
+
+def family_of_variant(variant: str) -> str:
+    """The family a bundled config belongs to ("sd2-v" → "sd2"); ValueError for an unknown one."""
+    for family, names in VARIANTS.items():
+        if variant in names:
+            return family
+    raise ValueError(f"variant: {variant!r} is not a bundled config; allowed: {_all_variants()}")
+
+
+def _all_variants() -> str:
+    return ", ".join(name for names in VARIANTS.values() for name in names)
+
+
+def unet_family(cross_attention_dim: object, addition_embed_type: object) -> str:
+    """The family of a diffusers UNet from two values of its config (unet/config.json, or a
+    loaded pipeline's `unet.config`): "sd1", "sd2", "sdxl", "sdxl-refiner" or "custom".
+
+    SDXL's base and refiner both condition on text and image size (`addition_embed_type`
+    "text_time"); the base's context is 2048 wide, the refiner's 1280 (one OpenCLIP). Without
+    it, the width alone tells SD 1.x from SD 2.x; anything else is a custom model.
+    """
+    context = cross_attention_dim
+    if isinstance(context, list | tuple):
+        context = context[0] if context else None
+    if addition_embed_type == "text_time":
+        return "sdxl" if context == 2048 else "sdxl-refiner"
+    family = CONTEXT_FAMILIES.get(context if isinstance(context, int) else 0, "custom")
+    # As wide as SDXL's but without its size conditioning: not an SDXL UNet.
+    return "custom" if family == "sdxl" else family
 
 
 @dataclass(frozen=True)
@@ -118,13 +158,14 @@ def _detect_checkpoint(header: SafetensorsHeader) -> Detection:
         )
     if xl_refiner:
         return unsupported("an SDXL refiner checkpoint (refiners need a base model's latents)")
-    if context == 2048 and label and xl_text:
-        family = "sdxl"
-    elif context == 768 and sd1_text and not label:
-        family = "sd1"
-    elif context == 1024 and sd2_text and not label:
-        family = "sd2"
-    else:
+    # The width names the family; its text encoder(s) and SDXL's size embedding must agree.
+    family = CONTEXT_FAMILIES.get(context, "")
+    agrees = {
+        "sd1": sd1_text and not label,
+        "sd2": sd2_text and not label,
+        "sdxl": xl_text and label,
+    }
+    if not agrees.get(family, False):
         parts = [f"cross-attention width {context}"]
         parts.append(
             "a CLIP text encoder" if sd1_text or sd2_text or xl_text else "no text encoder"
@@ -190,7 +231,7 @@ def _lora_family(header: SafetensorsHeader) -> str:
     for name, info in keys.items():
         if "attn2" in name and "to_k" in name and ("lora_down" in name or "lora_A" in name):
             width = info.shape[1] if len(info.shape) >= 2 else 0
-            return {768: "sd1", 1024: "sd2", 2048: "sdxl"}.get(width, "")
+            return CONTEXT_FAMILIES.get(width, "")
     return ""
 
 

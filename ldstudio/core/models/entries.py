@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ldstudio.core import paths
 from ldstudio.core.models.detection import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
@@ -16,10 +17,12 @@ from ldstudio.core.models.detection import (
     STATUS_OK,
     STATUS_UNSAFE,
     detect,
+    unet_family,
 )
 from ldstudio.core.models.safetensors import (
     PICKLE_SUFFIXES,
     ModelFileError,
+    pickle_refusal,
     read_safetensors_header,
 )
 
@@ -56,15 +59,6 @@ class ModelEntry:
             "status": self.status,
             "error": self.error,
         }
-
-
-def pickle_refusal(path: Path) -> str:
-    return (
-        f"{path}: {path.suffix} files are Python pickles; opening one can run any code hidden "
-        "in it, so ldstudio does not load them. Use a .safetensors version of the model, or "
-        f"convert this file once with `ldstudio models convert {path}` (it reads tensors only, "
-        "refusing anything else)."
-    )
 
 
 def inspect_file(path: Path, source: Path | None = None) -> ModelEntry:
@@ -108,6 +102,16 @@ def inspect_file(path: Path, source: Path | None = None) -> ModelEntry:
     )
 
 
+def diffusers_components(index: dict[str, Any]) -> list[str]:
+    """The component folders a diffusers model_index.json names (`"unet": ["diffusers",
+    "UNet2DConditionModel"]`); `[null, null]` marks a component the pipeline goes without."""
+    return [
+        name
+        for name, spec in index.items()
+        if not name.startswith("_") and isinstance(spec, list) and spec and spec[0] is not None
+    ]
+
+
 def inspect_diffusers_folder(path: Path, source: Path, name: str | None = None) -> ModelEntry:
     """An entry for a diffusers folder, family from unet/config.json's cross-attention width."""
     size = _folder_size(path)
@@ -115,26 +119,11 @@ def inspect_diffusers_folder(path: Path, source: Path, name: str | None = None) 
     try:
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
         unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
-        context = unet.get("cross_attention_dim")
-        if isinstance(context, list):
-            context = context[0] if context else None
-        if unet.get("addition_embed_type") == "text_time":
-            family = "sdxl" if context == 2048 else "sdxl-refiner"
-        else:
-            width = context if isinstance(context, int) else 0
-            family = {768: "sd1", 1024: "sd2"}.get(width, "custom")
+        family = unet_family(unet.get("cross_attention_dim"), unet.get("addition_embed_type"))
         weights = sorted((path / "unet").glob("*.safetensors"))
         if weights:
             precision = read_safetensors_header(weights[0]).precision
-        missing = [
-            k
-            for k, v in index.items()
-            if not k.startswith("_")
-            and isinstance(v, list)
-            and v
-            and v[0]
-            and not (path / k).is_dir()
-        ]
+        missing = [k for k in diffusers_components(index) if not (path / k).is_dir()]
         if missing:
             error = f"{path}: incomplete diffusers folder, missing {', '.join(missing)}"
     except RecursionError:
@@ -166,8 +155,25 @@ def _folder_size(path: Path) -> int:
     return total
 
 
-def _hf_cache_name(path: Path) -> str | None:
+def hf_cache_name(path: Path) -> str | None:
     """ "org/name" for `.../models--org--name/snapshots/<rev>`, else None."""
     if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
         return path.parent.parent.name.removeprefix("models--").replace("--", "/")
     return None
+
+
+def entry_name(path: Path) -> str:
+    """The name `--model NAME` matches for a model at `path`, as a scan names it: a file's stem
+    or a folder's name, prefixed with "org/name/" (a file) or replaced by "org/name" (a
+    folder) inside a Hugging Face cache snapshot."""
+    if path.is_dir():
+        return hf_cache_name(path) or path.name
+    hf_name = hf_cache_name(path.parent)
+    return f"{hf_name}/{path.stem}" if hf_name else path.stem
+
+
+def resolve_model_path(model: str) -> Path:
+    """The folder or file a `model` parameter means: empty → the bundled model, else a path."""
+    if not model:
+        return paths.bundled_model_dir()
+    return Path(model).expanduser().resolve()

@@ -90,3 +90,17 @@ class ModelFolderStore:
 
     def variant_for(self, file: Path) -> str | None:
         return self.variants.get(str(file.expanduser().resolve()))
+
+
+# The tiny decoders (TAESD, `AutoencoderTiny`) for live previews, per family.
+TAESD_FOLDERS = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl"}
+
+
+def taesd_dir(family: str) -> Path:
+    """Where ldstudio looks for a family's TAESD weights (a diffusers AutoencoderTiny folder)."""
+    if family not in TAESD_FOLDERS:
+        raise ValueError(
+            f"preview_method: 'taesd' has no tiny decoder for {family!r} models; TAESD exists "
+            "for SD 1.x, SD 2.x and SDXL. Use 'latent2rgb' or 'vae' for this model."
+        )
+    return paths.home_dir() / "models" / "taesd" / TAESD_FOLDERS[family]

@@ -67,7 +67,8 @@ _DTYPE_BITS = {
 
 
 class ModelFileError(Exception):
-    """A model file that cannot be read; the message names the file and what is wrong."""
+    """A model file or folder that cannot be read or used; the message names it and what is
+    wrong."""
 
 
 @dataclass(frozen=True)
@@ -310,3 +311,29 @@ def read_small_tensor(header: SafetensorsHeader, name: str) -> np.ndarray:
         # bfloat16 is the top half of a float32.
         return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
     raise ModelFileError(f"{header.path}: tensor {name} has dtype {info.dtype}; expected a float")
+
+
+def pickle_refusal(path: Path) -> str:
+    return (
+        f"{path}: {path.suffix} files are Python pickles; opening one can run any code hidden "
+        "in it, so ldstudio does not load them. Use a .safetensors version of the model, or "
+        f"convert this file once with `ldstudio models convert {path}` (it reads tensors only, "
+        "refusing anything else)."
+    )
+
+
+def checked_header(path: Path) -> SafetensorsHeader:
+    """The parsed header of a .safetensors file ldstudio will load; ModelFileError otherwise.
+
+    Refuses pickle formats by name before anything opens them: diffusers' own loader would
+    hand any non-.safetensors file to torch.load.
+    """
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise ModelFileError(pickle_refusal(path))
+    if suffix not in SAFETENSORS_SUFFIXES:
+        raise ModelFileError(
+            f"{path}: ldstudio loads single-file models as .safetensors; {suffix or 'no suffix'} "
+            "is not supported"
+        )
+    return read_safetensors_header(path)

@@ -14,7 +14,7 @@ from pathlib import Path
 from ldstudio.core.models.detection import KIND_CHECKPOINT, KIND_UNKNOWN, STATUS_ERROR, VARIANTS
 from ldstudio.core.models.entries import (
     ModelEntry,
-    _hf_cache_name,
+    hf_cache_name,
     inspect_diffusers_folder,
     inspect_file,
 )
@@ -57,7 +57,7 @@ def scan_folder(root: Path, max_depth: int = 6) -> Iterator[ModelEntry]:
             continue
         visited.add((identity.st_dev, identity.st_ino))
         depth = len(here.relative_to(root).parts)
-        hf_name = _hf_cache_name(here)
+        hf_name = hf_cache_name(here)
         if (here / "model_index.json").is_file():
             # Its subfolders are the pipeline's components, not models of their own. Files
             # beside model_index.json are: many repos (SD 1.5, SDXL base) ship the single-file
