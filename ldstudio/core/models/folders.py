@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ldstudio.core import paths
+from ldstudio.core.atomic import atomic_file
 from ldstudio.core.models.detection import VARIANTS
+
+# Called after every `ModelFolderStore.save`: what was scanned from the old folders is stale
+# (the shared `ModelRegistry` registers itself here).
+SAVE_LISTENERS: list[Callable[[], None]] = []
 
 
 @dataclass
 class ModelFolderStore:
     """The model folders the user added, the default model and per-file variant choices.
 
-    Kept in `home_dir()/models.json`; written atomically so a crash never leaves half a file.
+    Kept in `home_dir()/models.json`; written atomically and durably (`atomic_file`), so a
+    crash or a power cut never leaves half a file.
     """
 
     folders: list[str] = field(default_factory=list)
@@ -56,12 +63,11 @@ class ModelFolderStore:
         )
 
     def save(self) -> None:
-        path = self.file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
         payload = {"folders": self.folders, "default": self.default, "variants": self.variants}
-        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
+        with atomic_file(self.file()) as handle:
+            handle.write(json.dumps(payload, indent=2, ensure_ascii=False).encode("utf-8"))
+        for listener in SAVE_LISTENERS:
+            listener()
 
     def add_folder(self, folder: Path) -> Path:
         resolved = folder.expanduser().resolve()
