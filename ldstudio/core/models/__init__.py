@@ -33,7 +33,6 @@ from ldstudio.core.models.entries import (
     ModelEntry,
     inspect_diffusers_folder,
     inspect_file,
-    pickle_refusal,
 )
 from ldstudio.core.models.folders import ModelFolderStore
 from ldstudio.core.models.hashes import file_hash, lora_hash
@@ -46,6 +45,7 @@ from ldstudio.core.models.safetensors import (
     ModelFileError,
     SafetensorsHeader,
     TensorInfo,
+    pickle_refusal,
     read_safetensors_header,
     read_small_tensor,
 )
