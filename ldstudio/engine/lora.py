@@ -17,10 +17,9 @@ from ldstudio.core.models import (
     KIND_LORA,
     VARIANT_LABELS,
     VARIANTS,
-    ModelFolderStore,
+    ModelRegistry,
     detect,
     find_model,
-    scan_library,
     split_lora_tags,
 )
 from ldstudio.core.params import GenerationParams
@@ -46,7 +45,8 @@ def resolve_prompt_loras(params: GenerationParams) -> GenerationParams:
         path = Path(name).expanduser()
         if not path.is_file():
             if entries is None:
-                entries = scan_library(ModelFolderStore.load())
+                # The scan kept since the last rescan: not the folders walked for every job.
+                entries = ModelRegistry.shared().entries()
             try:
                 path = find_model(name, entries, (KIND_LORA,)).path
             except ValueError as exc:

@@ -55,7 +55,7 @@ from ldstudio.core.events import (
 )
 from ldstudio.core.jobs import load_queue, save_queue, saved_queue_file
 from ldstudio.core.library import GalleryEntry, GalleryStore
-from ldstudio.core.models import ModelEntry, ModelFolderStore, scan_library
+from ldstudio.core.models import ModelEntry, ModelFolderStore, ModelRegistry
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.settings import Settings, save_settings
@@ -714,7 +714,7 @@ class MainWindow(QMainWindow):
         except ValueError as exc:
             self.statusBar().showMessage(f"Model folders not read: {exc}", 10000)
             store = ModelFolderStore()
-        entries = await self.off_thread(scan_library, store)
+        entries = await self.off_thread(ModelRegistry.shared().rescan, store)
         # Models added by hand may have broken since (or before a restart): marked, not hidden.
         added = list(self.settings.model_folders)
         found = await self.off_thread(lambda: {f: model_problem(Path(f)) for f in added})

@@ -65,6 +65,7 @@ from ldstudio.core.models import (
     VARIANTS,
     ModelEntry,
     ModelFolderStore,
+    ModelRegistry,
     hf_cache_dir,
     inspect_diffusers_folder,
     inspect_file,
@@ -595,6 +596,7 @@ class ModelManager(QDialog):
 
     def rescan(self) -> None:
         """Start a fresh scan in the background; an older one still running is abandoned."""
+        ModelRegistry.shared().invalidate()  # what jobs resolve names against is stale too
         self._stop.set()
         self._stop = threading.Event()
         self.table_model.clear()

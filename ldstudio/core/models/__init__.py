@@ -10,7 +10,7 @@ for torch to import. By concern:
     folders       the user's model folders and choices (`ModelFolderStore`, models.json)
     tags          `<lora:name:w>` prompt tags and `--lora PATH:W`
     hashes        content hashes (A1111's short hashes)
-    registry      what the user typed → a model path
+    registry      one kept scan of the user's models (`ModelRegistry`): names → paths
 """
 
 from ldstudio.core.models.detection import (
@@ -36,7 +36,7 @@ from ldstudio.core.models.entries import (
 )
 from ldstudio.core.models.folders import ModelFolderStore
 from ldstudio.core.models.hashes import file_hash, lora_hash
-from ldstudio.core.models.registry import resolve_reference
+from ldstudio.core.models.registry import ModelRegistry
 from ldstudio.core.models.safetensors import (
     MAX_HEADER_BYTES,
     MAX_TENSORS,
@@ -80,6 +80,7 @@ __all__ = [
     "ModelEntry",
     "ModelFileError",
     "ModelFolderStore",
+    "ModelRegistry",
     "SafetensorsHeader",
     "TensorInfo",
     "detect",
@@ -95,7 +96,6 @@ __all__ = [
     "pickle_refusal",
     "read_safetensors_header",
     "read_small_tensor",
-    "resolve_reference",
     "scan_folder",
     "scan_library",
     "split_lora_tags",
