@@ -10,9 +10,21 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
+from safetensors.numpy import save_file
 
-from ldstudio.core.models import hashes
+from ldstudio.core.models import (
+    KIND_DIFFUSERS,
+    KIND_LORA,
+    KIND_VAE,
+    ModelFolderStore,
+    ModelRegistry,
+    ResourceRef,
+    hashes,
+    reference,
+    resolve,
+)
 from ldstudio.core.models.hashes import HashStore, file_hash, hash_store
 
 
@@ -167,3 +179,118 @@ def test_a_diffusers_folder_hash_covers_its_components(tmp_path: Path) -> None:
     (copy / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"other vae")
     assert hash_store().folder_sha256(copy) != expected
     assert hash_store().cached_folder_sha256(folder) == expected
+
+
+# -- references: name + content hash, resolved back to a file ----------------------------------
+
+
+def lora(path: Path, size: int = 2) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"x.lora_down.weight": np.arange(size * 2, dtype=np.float32).reshape(size, 2)}
+    save_file(arrays, str(path))
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """A model folder in models.json: ink (the LoRA referenced) and another LoRA, larger."""
+    lora(tmp_path / "models" / "ink.safetensors")
+    lora(tmp_path / "models" / "other.safetensors", size=3)
+    store = ModelFolderStore()
+    store.add_folder(tmp_path / "models")
+    store.save()
+    return tmp_path / "models"
+
+
+@pytest.fixture
+def registry() -> ModelRegistry:
+    return ModelRegistry(include_hf_cache=False)
+
+
+def test_reference_and_resolve_round_trip(folder: Path, registry: ModelRegistry) -> None:
+    ink = folder / "ink.safetensors"
+    ref = reference(ink, KIND_LORA)
+    assert ref == ResourceRef(KIND_LORA, "ink", sha(ink.read_bytes()))
+    assert ResourceRef.from_dict(json.loads(json.dumps(ref.to_dict()))) == ref
+    assert resolve(ref, registry) == ink
+    assert resolve(ResourceRef(KIND_LORA, "INK", ref.sha256), registry) == ink
+    assert resolve(ResourceRef(KIND_VAE, "ink", ref.sha256), registry) is None  # another kind
+
+
+def test_a_renamed_file_is_found_by_its_hash_hashing_only_files_of_its_size(
+    folder: Path, registry: ModelRegistry, reads: list[Path]
+) -> None:
+    ref = reference(folder / "ink.safetensors", KIND_LORA)
+    (folder / "ink.safetensors").rename(folder / "renamed.safetensors")
+    registry.invalidate()
+    reads.clear()
+    assert resolve(ref, registry) == folder / "renamed.safetensors"
+    assert reads == [folder / "renamed.safetensors"]  # other.safetensors has another size
+
+
+def test_a_file_outside_the_model_folders_is_found_through_the_hash_cache(
+    folder: Path, tmp_path: Path, registry: ModelRegistry
+) -> None:
+    outside = lora(tmp_path / "downloads" / "new-style.safetensors", size=5)
+    ref = reference(outside, KIND_LORA)  # e.g. `generate --lora /abs/new-style.safetensors`
+    assert resolve(ref, registry) == outside.resolve()
+    assert resolve(ResourceRef(KIND_LORA, "elsewhere", ref.sha256), registry) == outside.resolve()
+    lora(outside, size=6)  # changed since: no longer that content
+    assert resolve(ref, registry) is None
+
+
+def test_other_content_under_the_same_name_is_not_the_reference(
+    folder: Path, registry: ModelRegistry
+) -> None:
+    ref = reference(folder / "ink.safetensors", KIND_LORA)
+    lora(folder / "ink.safetensors", size=4)  # replaced by another version
+    touch_later(folder / "ink.safetensors")
+    registry.invalidate()
+    assert resolve(ref, registry) is None
+
+
+def test_without_a_hash_only_a_unique_name_resolves(
+    folder: Path, registry: ModelRegistry, reads: list[Path]
+) -> None:
+    assert resolve(ResourceRef(KIND_LORA, "ink", ""), registry) == folder / "ink.safetensors"
+    assert resolve(ResourceRef(KIND_LORA, "nope", ""), registry) is None
+    lora(folder / "sub" / "ink.safetensors", size=7)
+    registry.invalidate()
+    assert resolve(ResourceRef(KIND_LORA, "ink", ""), registry) is None  # two of that name
+    assert reads == []  # nothing hashed without a hash to compare
+
+
+def test_a_diffusers_folder_reference(tmp_path: Path, registry: ModelRegistry) -> None:
+    models = tmp_path / "models"
+    original = diffusers_folder(models / "tiny-sd")
+    store = ModelFolderStore()
+    store.add_folder(models)
+    store.save()
+    ref = reference(original, KIND_DIFFUSERS)
+    assert (ref.kind, ref.name) == (KIND_DIFFUSERS, "tiny-sd")
+    assert resolve(ref, registry) == original
+    original.rename(models / "tiny-renamed")
+    registry.invalidate()
+    assert resolve(ref, registry) == models / "tiny-renamed"
+    with pytest.raises(ValueError, match="a diffusers reference needs a diffusers folder"):
+        reference(models / "tiny-renamed" / "model_index.json", KIND_DIFFUSERS)
+    with pytest.raises(ValueError, match="a lora reference needs a lora file"):
+        reference(models / "tiny-renamed", KIND_LORA)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ([], "model reference: expected a map of kind, name and sha256, got list"),
+        ({"kind": "lora", "name": "x", "path": "/x"}, "model reference: unknown field(s) path"),
+        ({"kind": "embedding", "name": "x"}, "kind: 'embedding' is not allowed; allowed: "),
+        ({"kind": "lora", "name": ""}, "name: '' is not allowed"),
+        ({"kind": "lora"}, "name: None is not allowed"),
+        ({"kind": "vae", "name": "x", "sha256": "ABC"}, "sha256: 'ABC' is not allowed"),
+        ({"kind": "vae", "name": "x", "sha256": 5}, "sha256: 5 is not allowed"),
+    ],
+)
+def test_a_bad_reference_names_its_field(data: object, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        ResourceRef.from_dict(data)
+    assert str(caught.value).startswith(message), caught.value

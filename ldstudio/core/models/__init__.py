@@ -9,8 +9,10 @@ for torch to import. By concern:
     scan          folder walks, the Hugging Face cache, `find_model`
     folders       the user's model folders and choices (`ModelFolderStore`, models.json)
     tags          `<lora:name:w>` prompt tags and `--lora PATH:W`
-    hashes        content hashes (A1111's short hashes)
+    hashes        content hashes, computed once per file version and kept (hashes.json)
+    refs          models named by name + content hash (`ResourceRef`), resolved to paths
     registry      one kept scan of the user's models (`ModelRegistry`): names → paths
+    preflight     the checks a request's model files pass before anything loads
 """
 
 from ldstudio.core.models.detection import (
@@ -35,7 +37,16 @@ from ldstudio.core.models.entries import (
     inspect_file,
 )
 from ldstudio.core.models.folders import ModelFolderStore
-from ldstudio.core.models.hashes import file_hash, lora_hash
+from ldstudio.core.models.hashes import (
+    HashStore,
+    content_sha256,
+    file_hash,
+    hash_store,
+    lora_hash,
+    model_hash,
+)
+from ldstudio.core.models.preflight import Problem, preflight, preflight_problems
+from ldstudio.core.models.refs import ResourceRef, reference, resolve
 from ldstudio.core.models.registry import ModelRegistry
 from ldstudio.core.models.safetensors import (
     MAX_HEADER_BYTES,
@@ -77,25 +88,35 @@ __all__ = [
     "VARIANTS",
     "VARIANT_LABELS",
     "Detection",
+    "HashStore",
     "ModelEntry",
     "ModelFileError",
     "ModelFolderStore",
     "ModelRegistry",
+    "Problem",
+    "ResourceRef",
     "SafetensorsHeader",
     "TensorInfo",
+    "content_sha256",
     "detect",
     "file_hash",
     "find_model",
+    "hash_store",
     "hf_cache_dir",
     "inspect_diffusers_folder",
     "inspect_file",
     "iter_library",
     "library_roots",
     "lora_hash",
+    "model_hash",
     "parse_lora_argument",
     "pickle_refusal",
+    "preflight",
+    "preflight_problems",
     "read_safetensors_header",
     "read_small_tensor",
+    "reference",
+    "resolve",
     "scan_folder",
     "scan_library",
     "split_lora_tags",
