@@ -100,19 +100,24 @@ class HashStore:
 
     def sha256(self, path: Path) -> str:
         """The full sha256 of a file: from the cache when this version is known, else read."""
+        digest, new = self._file_sha256(path)
+        self._record(new, {})
+        return digest
+
+    def _file_sha256(self, path: Path) -> tuple[str, dict[str, HashRecord]]:
+        """(sha256, the record to keep if the cache file lacks it)."""
         key = str(path.resolve())
         size, mtime = _stat(path)
         found = self._lookup(key, size, mtime)
         if found is not None:
-            return found
+            return found, {}
         with _MEMO_LOCK:
             digest = _MEMO.get((key, size, mtime))
         if digest is None:
             digest = _sha256(path, 0)
             with _MEMO_LOCK:
                 _MEMO[(key, size, mtime)] = digest
-        self._record({key: HashRecord(size, mtime, digest)}, {})
-        return digest
+        return digest, {key: HashRecord(size, mtime, digest)}
 
     def cached_sha256(self, path: Path) -> str | None:
         """The file's sha256 if this version of it was hashed before; None otherwise (and for
@@ -133,10 +138,14 @@ class HashStore:
     def folder_sha256(self, folder: Path) -> str:
         """The content hash of a diffusers folder (see the module docstring); each file in it
         is hashed once (cached like any file)."""
-        lines = [f"{relative} {self.sha256(path)}\n" for relative, path in folder_files(folder)]
+        lines, new = [], {}
+        for relative, path in folder_files(folder):
+            file_digest, record = self._file_sha256(path)
+            lines.append(f"{relative} {file_digest}\n")
+            new.update(record)
         digest = hashlib.sha256("".join(sorted(lines)).encode("utf-8")).hexdigest()
         size, mtime = self._folder_version(folder)
-        self._record({}, {str(folder.resolve()): HashRecord(size, mtime, digest)})
+        self._record(new, {str(folder.resolve()): HashRecord(size, mtime, digest)})
         return digest
 
     def cached_folder_sha256(self, folder: Path) -> str | None:
@@ -219,6 +228,10 @@ class HashStore:
     def _record(self, files: dict[str, HashRecord], folders: dict[str, HashRecord]) -> None:
         with self._lock:
             known = self._loaded()
+            if all(known.get(k) == r for k, r in files.items()) and all(
+                self._folders.get(k) == r for k, r in folders.items()
+            ):
+                return  # nothing new
             # Merged with what another process (the CLI beside the window) wrote meanwhile.
             on_disk_files, on_disk_folders = _read(self.file)
             self._files = {**on_disk_files, **known, **files}
