@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ldstudio.core.models import ModelFileError, preflight
+from ldstudio.core.models import ModelFileError
 from ldstudio.core.models.detection import family_of_variant, unet_family
 from ldstudio.core.models.entries import hf_cache_name
 from ldstudio.core.models.entries import resolve_model_path as resolve_model_path
+from ldstudio.core.models.preflight import check_diffusers_folder as checked_folder_index
+from ldstudio.core.models.preflight import check_model as checked_model_variant
 
 if TYPE_CHECKING:
     # Only for annotations: checking a model (`check_model`) stays free of torch, so a
@@ -58,7 +60,7 @@ def check_model(path: Path) -> str:
     naming the path and what is wrong.
     """
     try:
-        return preflight.check_model(path)
+        return checked_model_variant(path)
     except (ModelFileError, ValueError) as exc:
         raise ModelError(str(exc)) from None
 
@@ -66,7 +68,7 @@ def check_model(path: Path) -> str:
 def check_diffusers_folder(path: Path) -> dict[str, Any]:
     """Read model_index.json and check every component folder exists; ModelError otherwise."""
     try:
-        return preflight.check_diffusers_folder(path)
+        return checked_folder_index(path)
     except ModelFileError as exc:
         raise ModelError(str(exc)) from None
 

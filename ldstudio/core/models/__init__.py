@@ -13,6 +13,7 @@ for torch to import. By concern:
     refs          models named by name + content hash (`ResourceRef`), resolved to paths
     registry      one kept scan of the user's models (`ModelRegistry`): names → paths
     preflight     the checks a request's model files pass before anything loads
+                  (`preflight.preflight`; not re-exported: the name is the module's)
 """
 
 from ldstudio.core.models.detection import (
@@ -45,7 +46,6 @@ from ldstudio.core.models.hashes import (
     lora_hash,
     model_hash,
 )
-from ldstudio.core.models.preflight import Problem, preflight, preflight_problems
 from ldstudio.core.models.refs import ResourceRef, reference, resolve
 from ldstudio.core.models.registry import ModelRegistry
 from ldstudio.core.models.safetensors import (
@@ -93,7 +93,6 @@ __all__ = [
     "ModelFileError",
     "ModelFolderStore",
     "ModelRegistry",
-    "Problem",
     "ResourceRef",
     "SafetensorsHeader",
     "TensorInfo",
@@ -111,8 +110,6 @@ __all__ = [
     "model_hash",
     "parse_lora_argument",
     "pickle_refusal",
-    "preflight",
-    "preflight_problems",
     "read_safetensors_header",
     "read_small_tensor",
     "reference",
