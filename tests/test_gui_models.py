@@ -14,7 +14,7 @@ from gui_support import fake_backend, generate, make_window, qt_loop
 from PySide6.QtCore import Qt
 
 from ldstudio.core.events import JobFinished
-from ldstudio.core.modelscan import ModelFolderStore
+from ldstudio.core.models import ModelFolderStore
 from ldstudio.qt.model_manager import COL_FAMILY, COL_NAME, COL_STATUS, ModelManager
 
 pytestmark = pytest.mark.gui

@@ -172,7 +172,7 @@ def test_add_model_refuses_what_the_model_manager_reports_unusable(
     from PySide6.QtWidgets import QFileDialog, QMessageBox
     from test_gui_models import checkpoint, lora
 
-    from ldstudio.core.modelscan import inspect_diffusers_folder
+    from ldstudio.core.models import inspect_diffusers_folder
 
     warned: list[str] = []
     monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: warned.append(a[2]))
@@ -218,7 +218,7 @@ def test_a_saved_model_that_is_unusable_is_marked_and_generate_refuses_it(
     combo = window.params_pane.model_combo
     at = combo.findData(value)
     qtbot.waitUntil(lambda: "unusable" in combo.itemText(at), timeout=10_000)
-    from ldstudio.core.modelscan import inspect_diffusers_folder
+    from ldstudio.core.models import inspect_diffusers_folder
 
     reported = inspect_diffusers_folder(broken, tmp_path).error  # what the manager shows
     assert reported in combo.itemData(at, Qt.ItemDataRole.ToolTipRole)

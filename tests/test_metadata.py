@@ -81,3 +81,48 @@ def test_reading_an_image_without_metadata_says_so(tmp_path: Path) -> None:
     Image.new("RGB", (4, 4)).save(path)
     with pytest.raises(ValueError, match="no ldstudio metadata"):
         read_ldstudio_params(path)
+
+
+def test_model_hash_is_the_models_content_hash_after_size(tmp_path: Path) -> None:
+    import hashlib
+
+    from ldstudio.core import paths
+    from ldstudio.core.models import content_sha256
+    from ldstudio.core.readers import read_file
+
+    checkpoint = tmp_path / "dream.safetensors"
+    checkpoint.write_bytes(b"checkpoint bytes")
+    for model, expected in (
+        (str(checkpoint), hashlib.sha256(b"checkpoint bytes").hexdigest()[:10]),
+        ("", content_sha256(paths.bundled_model_dir())[:10]),  # the bundled diffusers folder
+    ):
+        params = PARAMS.replace(model=model)
+        path = tmp_path / "x.png"
+        write_png_atomic(Image.new("RGB", (8, 8)), path, png_text_chunks(params, "dream"))
+        with Image.open(path) as image:
+            text = image.text["parameters"]
+        assert f"Size: 512x768, Model hash: {expected}, Model: dream, Version: " in text
+        assert parse_a1111_parameters(text)["Model hash"] == expected
+        result = read_file(path)  # ldstudio's reader: the JSON chunk, the text beside it
+        assert result.params == params and not result.warnings
+        assert result.extra["model_name"] == "dream"
+        path.unlink()  # the A1111 text alone, as another tool's image would hold it
+        write_png_atomic(Image.new("RGB", (8, 8)), path, {"parameters": text})
+        assert read_file(path).extra["Model hash"] == expected
+    gone = PARAMS.replace(model=str(tmp_path / "deleted.safetensors"))
+    assert "Model hash" not in png_text_chunks(gone, "deleted")["parameters"]
+    assert "Model hash" not in a1111_parameters(PARAMS, "m")  # only when given
+
+
+def test_model_hash_is_computed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ldstudio.core.models import hashes
+
+    monkeypatch.setattr(hashes, "_MEMO", {})
+    reads: list[Path] = []
+    real = hashes._sha256
+    monkeypatch.setattr(hashes, "_sha256", lambda p, skip: reads.append(p) or real(p, skip))
+    checkpoint = tmp_path / "dream.safetensors"
+    checkpoint.write_bytes(b"checkpoint bytes")
+    for _ in range(3):
+        png_text_chunks(PARAMS.replace(model=str(checkpoint)), "dream")
+    assert reads == [checkpoint]

@@ -16,8 +16,9 @@ from test_models_scan import checkpoint_tensors, write_header, write_safetensors
 
 from ldstudio.cli import main
 from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_OK
-from ldstudio.core import modelscan, paths
-from ldstudio.core.modelscan import read_safetensors_header
+from ldstudio.core import paths
+from ldstudio.core.models import read_safetensors_header
+from ldstudio.core.models import safetensors as headers
 
 NOT_VALID = "not a valid .safetensors file"
 
@@ -55,7 +56,7 @@ def damaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         handle.truncate(8 + 99_000_000)
     body = ",".join(
         f'"{i:x}":{{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}'
-        for i in range(modelscan.MAX_TENSORS + 1)
+        for i in range(headers.MAX_TENSORS + 1)
     )
     write_header(folder / "many.safetensors", ("{" + body + "}").encode())
     diffusers_folder(folder / "bad-unet", b"[" * 100_000 + b"]" * 100_000)
@@ -84,7 +85,7 @@ def test_models_add_folder_and_list_report_damaged_files(
         ("deep.safetensors", "nested too deeply"),
         ("deepmap.safetensors", "nested too deeply"),
         ("huge.safetensors", "its header is 99000000 bytes"),
-        ("many.safetensors", f"describes {modelscan.MAX_TENSORS + 1} tensors"),
+        ("many.safetensors", f"describes {headers.MAX_TENSORS + 1} tensors"),
     ):
         line = problems[str(damaged / name)]
         assert NOT_VALID in line and words in line, line

@@ -16,7 +16,7 @@ from ldstudio.core.events import JobFailed, JobFinished
 from ldstudio.core.imagefiles import FolderSink
 from ldstudio.core.jobs import Job, JobState
 from ldstudio.core.metadata import parse_a1111_parameters, read_ldstudio_params
-from ldstudio.core.modelscan import ModelFolderStore, lora_hash, split_lora_tags
+from ldstudio.core.models import ModelFolderStore, lora_hash, split_lora_tags
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine import checkpoints
 

@@ -135,7 +135,7 @@ def test_backend_generates_from_a_single_file_and_reports_its_family(
 def test_user_variant_choice_reloads_with_that_config(
     tiny_files: dict[str, tuple[Path, Path, Any]], bundled_tiny_configs: Path
 ) -> None:
-    from ldstudio.core.modelscan import ModelFolderStore
+    from ldstudio.core.models import ModelFolderStore
     from ldstudio.engine.models import PipelineCache
 
     path = tiny_files["sd2"][0]
@@ -257,7 +257,7 @@ def test_real_size_single_file_round_trip(
     """SD 2.x (v-prediction chosen by the user) ≈2.6 GB and SDXL ≈6.9 GB, real shapes."""
     import gc
 
-    from ldstudio.core.modelscan import ModelFolderStore
+    from ldstudio.core.models import ModelFolderStore
     from ldstudio.engine.models import check_model
 
     started = time.perf_counter()

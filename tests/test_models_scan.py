@@ -12,8 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from ldstudio.core import modelscan
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     ModelFolderStore,
     SafetensorsHeader,
     TensorInfo,
@@ -24,6 +23,7 @@ from ldstudio.core.modelscan import (
     scan_folder,
     scan_library,
 )
+from ldstudio.core.models import safetensors as headers
 
 
 def write_safetensors(
@@ -196,7 +196,7 @@ def test_truncated_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
         entry = inspect_file(path)
         assert entry.status == "error"
         assert str(path) in entry.error and words in entry.error
-        with pytest.raises(modelscan.ModelFileError, match=str(path.name)):
+        with pytest.raises(headers.ModelFileError, match=str(path.name)):
             read_safetensors_header(path)
 
 
@@ -384,7 +384,7 @@ def tiny_entries(count: int) -> bytes:
 def refused(path: Path, words: str) -> str:
     """The ModelFileError for `path`, which must name the file and say `words`, quickly."""
     started = time.perf_counter()
-    with pytest.raises(modelscan.ModelFileError) as caught:
+    with pytest.raises(headers.ModelFileError) as caught:
         read_safetensors_header(path)
     assert time.perf_counter() - started < 2.0
     message = str(caught.value)
@@ -471,21 +471,21 @@ def test_oversized_headers_are_refused_before_parsing(tmp_path: Path) -> None:
     """Issue 13: a 99 MB header of 1.7 M tensors took 15 s and 1.4 GB to scan."""
     big = tmp_path / "big.safetensors"
     with big.open("wb") as handle:  # sparse: the header is never read
-        length = modelscan.MAX_HEADER_BYTES + 1
+        length = headers.MAX_HEADER_BYTES + 1
         handle.write(struct.pack("<Q", length))
         handle.truncate(8 + length)
     refused(big, "its header is 33554433 bytes; ldstudio reads headers of up to 32 MB")
-    many = write_header(tmp_path / "many.safetensors", tiny_entries(modelscan.MAX_TENSORS + 1))
-    refused(many, f"describes {modelscan.MAX_TENSORS + 1} tensors; ldstudio reads files of up to")
+    many = write_header(tmp_path / "many.safetensors", tiny_entries(headers.MAX_TENSORS + 1))
+    refused(many, f"describes {headers.MAX_TENSORS + 1} tensors; ldstudio reads files of up to")
     values = write_header(tmp_path / "values.safetensors", b"[" + b"0," * 2_000_000 + b"0]")
     refused(values, "holds about 2000001 JSON values")
     # Keys spelled with escapes hide from the byte count; the parsed count still holds.
     body = ",".join(
         f'"{i:x}":{{"dtype":"U8","shape":[0],"\\u0064ata_offsets":[0,0]}}'
-        for i in range(modelscan.MAX_TENSORS + 1)
+        for i in range(headers.MAX_TENSORS + 1)
     )
     escaped = write_header(tmp_path / "escaped.safetensors", ("{" + body + "}").encode())
-    refused(escaped, f"describes {modelscan.MAX_TENSORS + 1} tensors")
+    refused(escaped, f"describes {headers.MAX_TENSORS + 1} tensors")
 
 
 def test_largest_allowed_header_parses_quickly(tmp_path: Path) -> None:
@@ -493,17 +493,17 @@ def test_largest_allowed_header_parses_quickly(tmp_path: Path) -> None:
     CPU time (about 0.2 s on an idle machine; the wall clock of a shared one says little)."""
     header: dict[str, Any] = {"__metadata__": {"ss_tag_frequency": "{}" * 1000}}
     size = 2 * 320 * 4 * 3 * 3
-    for i in range(modelscan.MAX_TENSORS):
+    for i in range(headers.MAX_TENSORS):
         name = f"model.diffusion_model.output_blocks.{i}.1.transformer_blocks.0.attn2.to_k.weight"
         header[name] = entry("F16", [320, 4, 3, 3], i * size, (i + 1) * size)
     path = tmp_path / "large.safetensors"
     write_header(path, json.dumps(header).encode())
     with path.open("ab") as handle:
-        handle.truncate(path.stat().st_size + modelscan.MAX_TENSORS * size)
+        handle.truncate(path.stat().st_size + headers.MAX_TENSORS * size)
     started = time.process_time()
     parsed = read_safetensors_header(path)
     assert time.process_time() - started < 2.0
-    assert len(parsed.tensors) == modelscan.MAX_TENSORS
+    assert len(parsed.tensors) == headers.MAX_TENSORS
 
 
 def test_symlink_loops_are_walked_once(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ldstudio.core.models import ModelFileError
+from ldstudio.core.models.preflight import check_model
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 # What a shell reports for a process killed by SIGPIPE (128 + 13), e.g. `... | head -1`.
 EXIT_BROKEN_PIPE = 141
@@ -31,16 +34,10 @@ class BadInput(Exception):
 
 def checked_model(path: Path) -> str:
     """`path` checked the way the engine checks it before loading: its variant ("" for a
-    diffusers folder), or BadInput naming what is wrong.
-
-    Reads only headers and JSON, but importing the check loads torch: call it from a
-    command's handler, never at import time.
-    """
-    from ldstudio.engine.models import ModelError, check_model
-
+    diffusers folder), or BadInput naming what is wrong. Reads only headers and JSON."""
     try:
         return check_model(path)
-    except ModelError as exc:
+    except (ModelFileError, ValueError) as exc:
         raise BadInput(str(exc)) from None
 
 

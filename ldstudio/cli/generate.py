@@ -19,7 +19,6 @@ from ldstudio.cli.common import (
     EXIT_OK,
     BadInput,
     abandon_engine,
-    checked_model,
     make_folder,
     remove_folders,
 )
@@ -33,19 +32,16 @@ from ldstudio.core.events import (
     ModelReady,
     StepProgress,
 )
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
     KIND_LORA,
     KIND_VAE,
-    VARIANTS,
     ModelFolderStore,
-    detect,
-    inspect_diffusers_folder,
+    ModelRegistry,
     parse_lora_argument,
-    resolve_reference,
-    split_lora_tags,
 )
+from ldstudio.core.models.preflight import preflight_problems
 from ldstudio.core.options import SWITCHES, EngineOptions
 from ldstudio.core.params import (
     PREVIEW_METHODS,
@@ -58,8 +54,8 @@ if TYPE_CHECKING:
     from ldstudio.core.service import Outcome
 
 _DEFAULTS = GenerationParams(prompt="")
-# The families a standalone VAE, a LoRA or a tiny decoder (TAESD) is made for.
-_FAMILY_LABELS = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+# How the checks made before loading name the request's fields: by the options that set them.
+_OPTIONS = {"vae": "--vae", "loras": "--lora", "preview_method": "--preview"}
 _OVERWRITE_ALONE = (
     "--overwrite: only with --out FILE.png; images saved into a folder or the library always "
     "get new names"
@@ -183,23 +179,24 @@ def parse_seed(text: str) -> int | str:
         ) from None
 
 
-def params_from_args(args: argparse.Namespace) -> GenerationParams:
+def params_from_args(args: argparse.Namespace, registry: ModelRegistry) -> GenerationParams:
+    """The request, with every model name resolved to its path through `registry`."""
     try:
-        params = _params_from_args(args).validate()
+        params = _params_from_args(args, registry).validate()
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     # --preview is checked above even without --preview-dir; only then does it do anything.
     return params if args.preview_dir else dataclasses.replace(params, preview_method="none")
 
 
-def _params_from_args(args: argparse.Namespace) -> GenerationParams:
+def _params_from_args(args: argparse.Namespace, registry: ModelRegistry) -> GenerationParams:
     width, height = parse_size(args.size)
     params = GenerationParams(
         prompt=args.prompt,
         negative_prompt=args.negative,
-        model=model_from_args(args.model),
-        vae=str(vae_from_arg(args.vae)) if args.vae else "",
-        loras=tuple(lora_from_arg(text) for text in args.lora),
+        model=model_from_args(args.model, registry),
+        vae=str(registry.resolve_reference(args.vae, (KIND_VAE,), "--vae")) if args.vae else "",
+        loras=tuple(lora_from_arg(text, registry) for text in args.lora),
         scheduler=args.scheduler,
         steps=args.steps,
         guidance_scale=args.cfg,
@@ -215,14 +212,14 @@ def _params_from_args(args: argparse.Namespace) -> GenerationParams:
     return params
 
 
-def model_from_args(text: str) -> str:
+def model_from_args(text: str, registry: ModelRegistry) -> str:
     """--model as a path: given path, else a known model's name, else the saved default."""
     if not text:
         return ModelFolderStore.load().default
-    return str(resolve_reference(text, (KIND_CHECKPOINT, KIND_DIFFUSERS), "--model"))
+    return str(registry.resolve_reference(text, (KIND_CHECKPOINT, KIND_DIFFUSERS), "--model"))
 
 
-def lora_from_arg(text: str) -> tuple[str, float]:
+def lora_from_arg(text: str, registry: ModelRegistry) -> tuple[str, float]:
     name, weight = parse_lora_argument(text)
     if name == text and not Path(text).expanduser().exists():
         # No number after the last colon: a weight that is not one, unless that "weight"
@@ -233,88 +230,24 @@ def lora_from_arg(text: str) -> tuple[str, float]:
                 f"--lora: weight {tail!r} is not a number; allowed: PATH_OR_NAME:WEIGHT with "
                 "a number, e.g. style.safetensors:0.8"
             )
-    path = resolve_reference(name, (KIND_LORA,), "--lora")
-    check_extra_file(path, KIND_LORA, "--lora")
-    return str(path), weight
+    return str(registry.resolve_reference(name, (KIND_LORA,), "--lora")), weight
 
 
-def prompt_lora_paths(prompt: str) -> list[tuple[str, Path]]:
-    """(how the prompt names it, file) for each `<lora:name:w>` tag, checked as the engine
-    will after loading (the engine resolves them again; this moves a refusal before the load)."""
-    _text, tags = split_lora_tags(prompt)
-    found = []
-    for name, _weight in tags:
-        what = f"prompt: <lora:{name}>"
-        path = resolve_reference(name, (KIND_LORA,), what)
-        check_extra_file(path, KIND_LORA, what)
-        found.append((what, path))
-    return found
-
-
-def vae_from_arg(text: str) -> Path:
-    path = resolve_reference(text, (KIND_VAE,), "--vae")
-    check_extra_file(path, KIND_VAE, "--vae")
-    return path
-
-
-def check_extra_file(path: Path, kind: str, option: str) -> None:
-    """The checks the engine makes before applying a VAE or LoRA file, made before loading."""
-    from ldstudio.engine.checkpoints import CheckpointError, checked_safetensors
-
-    if path.is_dir():
-        raise BadInput(f"{option}: {path} is a folder; give a .safetensors {kind} file")
-    try:
-        found = detect(checked_safetensors(path))
-    except CheckpointError as exc:
-        raise BadInput(f"{option}: {exc}") from None
-    if found.kind != kind:
-        raise BadInput(f"{option}: {path} is not a {kind} file (found a {found.kind} file)")
-
-
-def model_family(path: Path, variant: str) -> str:
-    """The family the engine will report for a checked model (sd1, sd2, sdxl, custom, ...)."""
-    if variant:
-        return next(family for family, names in VARIANTS.items() if variant in names)
-    return inspect_diffusers_folder(path, path).family
-
-
-def check_against_model(
-    params: GenerationParams, prompt_loras: list[tuple[str, Path]], path: Path, variant: str
-) -> None:
-    """What depends on the model's family (TAESD weights, a VAE, LoRAs), checked before it
-    loads; the engine makes the same checks after loading."""
-    loras = [("--lora", Path(lora)) for lora, _weight in params.loras] + prompt_loras
-    if params.preview_method != "taesd" and not params.vae and not loras:
+def refuse_problems(params: GenerationParams, registry: ModelRegistry, default: bool) -> None:
+    """BadInput with the first problem `preflight` finds in the request's model files (the
+    model, --vae, --lora, `<lora:name>` tags, TAESD weights): the checks the engine makes,
+    made before loading. `default`: the model is the default set in models.json."""
+    problems = preflight_problems(params, registry, _OPTIONS)
+    if not problems:
         return
-    family = model_family(path, variant)
-    label = _FAMILY_LABELS.get(family, repr(family))
-    if params.preview_method == "taesd":
-        from ldstudio.engine.previews import taesd_dir
-
-        try:
-            folder = taesd_dir(family)
-        except ValueError as exc:  # a family without a tiny decoder; the message says which
-            raise BadInput(str(exc)) from None
-        if not (folder / "config.json").is_file():
-            raise BadInput(
-                f"--preview: 'taesd' needs TAESD weights for {label} models in {folder} (a "
-                "diffusers AutoencoderTiny folder with config.json and "
-                "diffusion_pytorch_model.safetensors); put them there, or use 'latent2rgb' "
-                "or 'vae'"
-            )
-    if params.vae and not variant and family not in VARIANTS:
+    first = problems[0]
+    if first.field == "model" and default:
         raise BadInput(
-            f"--vae: a standalone VAE needs an SD 1.x, SD 2.x or SDXL model; {path} is {label}"
+            f"{first.message.rstrip('.')}. This is your default model: choose another with "
+            "`ldstudio models set-default NAME_OR_PATH`, or `ldstudio models set-default ''` "
+            "for the bundled one"
         )
-    from ldstudio.engine.checkpoints import checked_safetensors
-
-    for what, lora in loras:
-        found = detect(checked_safetensors(lora)).family
-        if found and family in VARIANTS and found != family:
-            raise BadInput(
-                f"{what}: {lora} is for {_FAMILY_LABELS.get(found, found)} models; the model "
-                f"{path} is {label}"
-            )
+    raise BadInput(first.message)
 
 
 def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
@@ -418,10 +351,10 @@ class ProgressReporter:
 
 def run_generate(args: argparse.Namespace) -> int:
     # Every input is checked before the model loads: a mistake costs seconds, not minutes.
-    params = params_from_args(args)
+    # Model names are looked up in one scan of the model folders, made on first use.
+    registry = ModelRegistry()
+    params = params_from_args(args, registry)
     try:
-        # <lora:name:w> tags: found and usable, or say why (resolved once: a library scan).
-        prompt_loras = prompt_lora_paths(params.prompt)
         options = engine_options_from_args(args)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
@@ -436,20 +369,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from ldstudio.core.library import GalleryStore, IndexDamaged
     from ldstudio.core.service import EngineService
     from ldstudio.core.settings import load_settings
-    from ldstudio.engine.models import resolve_model_path
 
-    model_path = resolve_model_path(params.model)
-    try:
-        variant = checked_model(model_path)
-    except BadInput as exc:
-        if args.model or not params.model:
-            raise
-        why = str(exc).rstrip(".")
-        raise BadInput(
-            f"{why}. This is your default model: choose another with `ldstudio models "
-            "set-default NAME_OR_PATH`, or `ldstudio models set-default ''` for the bundled one"
-        ) from None
-    check_against_model(params, prompt_loras, model_path, variant)
+    refuse_problems(params, registry, default=not args.model and bool(params.model))
     # torch only now: a model file refused above is refused in milliseconds.
     from ldstudio.engine.backend import DiffusersBackend
 

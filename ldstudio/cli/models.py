@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput, checked_model
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
     PICKLE_SUFFIXES,
@@ -22,9 +22,9 @@ from ldstudio.core.modelscan import (
     VARIANTS,
     ModelEntry,
     ModelFolderStore,
+    ModelRegistry,
     hf_cache_dir,
     inspect_file,
-    resolve_reference,
     scan_library,
 )
 
@@ -181,7 +181,9 @@ def run_set_default(args: argparse.Namespace) -> int:
     store = _store()
     if args.model:
         try:
-            path = resolve_reference(args.model, (KIND_CHECKPOINT, KIND_DIFFUSERS), "model")
+            path = ModelRegistry().resolve_reference(
+                args.model, (KIND_CHECKPOINT, KIND_DIFFUSERS), "model"
+            )
         except ValueError as exc:
             raise BadInput(str(exc)) from None
         # The check `generate --model` makes: a default that cannot load would break every
@@ -202,7 +204,7 @@ def run_set_default(args: argparse.Namespace) -> int:
 def run_set_variant(args: argparse.Namespace) -> int:
     store = _store()
     try:
-        path = resolve_reference(args.model, (KIND_CHECKPOINT,), "model")
+        path = ModelRegistry().resolve_reference(args.model, (KIND_CHECKPOINT,), "model")
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     entry = inspect_file(path)

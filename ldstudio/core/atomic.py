@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -37,8 +38,9 @@ def atomic_file(
 ) -> Iterator[IO[bytes]]:
     """Write `target` through a hidden temp file beside it, renamed into place on success.
 
-    `durable` fsyncs before the rename (a crash leaves the old file or the new, not an empty
-    one); `private` keeps mkstemp's 0600 (settings), otherwise the file gets the umask's mode.
+    `durable` fsyncs the file before the rename (a crash leaves the old file or the new, not an
+    empty one) and the folder after it (the rename itself survives a power cut); `private`
+    keeps mkstemp's 0600 (settings), otherwise the file gets the umask's mode.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
@@ -56,6 +58,19 @@ def atomic_file(
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_dir(target.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the renames and links just done in `folder` durable (POSIX)."""
+    if sys.platform == "win32":
+        return  # Windows cannot open a directory for fsync; NTFS journals the rename
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_new_file(

@@ -78,6 +78,7 @@ class Job:
     id: int = field(default_factory=lambda: next(_job_ids))
     cancel_token: CancelToken = field(init=False)
     state: JobState = JobState.QUEUED
+    taken: bool = False  # set (for good) when the worker takes it from the queue
 
     def __post_init__(self) -> None:
         self.cancel_token = CancelToken(self.id)
@@ -126,6 +127,7 @@ class JobQueue:
                 return None
             job = self._pending.popleft()
             job.state = JobState.RUNNING
+            job.taken = True
             self._running = job
             return job
 

@@ -41,14 +41,18 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False) if _NEEDS_QUOTES.search(value) else value
 
 
-def a1111_parameters(params: GenerationParams, model_name: str) -> str:
-    """The `parameters` text A1111 writes, for params with a concrete seed and size."""
+def a1111_parameters(params: GenerationParams, model_name: str, model_hash: str = "") -> str:
+    """The `parameters` text A1111 writes, for params with a concrete seed and size.
+
+    `model_hash`: A1111's `Model hash` (see `model_hash_of`), left out when empty.
+    """
     pairs: dict[str, Any] = {
         "Steps": params.steps,
         "Sampler": params.scheduler,
         "CFG scale": f"{params.guidance_scale:g}",
         "Seed": params.seed,
         "Size": f"{params.width}x{params.height}",
+        "Model hash": model_hash,
         "Model": model_name,
         **_extra_network_pairs(params),
         "Version": f"ldstudio {__version__}",
@@ -61,9 +65,22 @@ def a1111_parameters(params: GenerationParams, model_name: str) -> str:
     return f"{text}\n{line}"
 
 
+def model_hash_of(params: GenerationParams) -> str:
+    """A1111's `Model hash` of the model `params` ran on: the first 10 hex of its content hash
+    (a file's sha256, a diffusers folder's content hash; the bundled model's when `model` is
+    empty); "" when it cannot be read. Cached, so only a model's first image waits for it."""
+    from ldstudio.core.models import model_hash
+    from ldstudio.core.models.entries import resolve_model_path
+
+    try:
+        return model_hash(resolve_model_path(params.model))
+    except (OSError, ValueError, RecursionError):
+        return ""
+
+
 def _extra_network_pairs(params: GenerationParams) -> dict[str, str]:
     """A1111's `VAE hash`, `VAE` and `Lora hashes` keys; a hash is left out if its file is gone."""
-    from ldstudio.core.modelscan import file_hash, lora_hash
+    from ldstudio.core.models import file_hash, lora_hash
 
     pairs: dict[str, str] = {}
     if params.vae:
@@ -188,7 +205,7 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
 def png_text_chunks(params: GenerationParams, model_name: str) -> dict[str, str]:
     """The text chunks ldstudio writes into every PNG it saves."""
     return {
-        PARAMETERS_KEY: a1111_parameters(params, model_name),
+        PARAMETERS_KEY: a1111_parameters(params, model_name, model_hash_of(params)),
         LDSTUDIO_KEY: params.to_json(),
     }
 

@@ -152,9 +152,11 @@ class EngineService:
 
     def _cancelled(self, jobs: list[Job]) -> None:
         for job in jobs:
-            if job.state is JobState.CANCELLED:  # never reached the engine: over right here
+            if not job.taken:  # never reached the engine: over right here
                 self._end(job, JobCancelled(job.id, step=0))
-            elif self.outcome(job.id) is None:
+            else:
+                # Said even when the worker has just ended it: a listener has not seen that
+                # end yet (it may still be on its way to another thread) and hears it next.
                 self._emit(JobCancelling(job.id))
 
     # -- the worker ------------------------------------------------------------------------

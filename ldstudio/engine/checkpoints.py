@@ -17,20 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from ldstudio.core import paths
-from ldstudio.core.modelscan import (
-    KIND_CHECKPOINT,
+from ldstudio.core.models import (
     KIND_VAE,
     PICKLE_SUFFIXES,
-    STATUS_OK,
-    SUPPORTED_TEXT,
     VARIANT_LABELS,
-    VARIANTS,
     ModelFileError,
-    ModelFolderStore,
     detect,
-    pickle_refusal,
-    read_safetensors_header,
 )
+from ldstudio.core.models.safetensors import checked_header
 
 log = logging.getLogger(__name__)
 
@@ -83,34 +77,12 @@ def clip_tokenizer(config_dir: Path, subfolder: str, bpe_dir: Path | None = None
 def checked_safetensors(path: Path) -> Any:
     """The parsed header of a loadable .safetensors file; CheckpointError otherwise.
 
-    Refuses pickle formats by name before anything opens them: diffusers' own loader would
-    hand any non-.safetensors file to torch.load.
+    Refuses pickle formats by name before anything opens them (see `checked_header`).
     """
-    suffix = path.suffix.lower()
-    if suffix in PICKLE_SUFFIXES:
-        raise CheckpointError(pickle_refusal(path))
-    if suffix != ".safetensors":
-        raise CheckpointError(
-            f"{path}: ldstudio loads single-file models as .safetensors; {suffix or 'no suffix'} "
-            "is not supported"
-        )
     try:
-        return read_safetensors_header(path)
+        return checked_header(path)
     except ModelFileError as exc:
         raise CheckpointError(str(exc)) from None
-
-
-def checkpoint_variant(path: Path, store: ModelFolderStore | None = None) -> tuple[str, str]:
-    """(family, variant) of a single-file checkpoint: the user's choice, else detection."""
-    header = checked_safetensors(path)
-    found = detect(header)
-    if found.kind != KIND_CHECKPOINT or found.status != STATUS_OK:
-        what = found.message or f"found a {found.kind} file; supported: {SUPPORTED_TEXT}"
-        raise CheckpointError(f"{path}: {what}")
-    chosen = (store or ModelFolderStore.load()).variant_for(path)
-    if chosen and chosen in VARIANTS[found.family]:
-        return found.family, chosen
-    return found.family, found.variant
 
 
 def load_single_file(

@@ -13,13 +13,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_LORA,
     VARIANT_LABELS,
-    ModelFolderStore,
+    VARIANTS,
+    ModelRegistry,
     detect,
     find_model,
-    scan_library,
     split_lora_tags,
 )
 from ldstudio.core.params import GenerationParams
@@ -27,9 +27,6 @@ from ldstudio.engine.checkpoints import CheckpointError, checked_safetensors, lo
 from ldstudio.engine.models import LoadedModel, ModelError
 
 log = logging.getLogger(__name__)
-
-# Which bundled VAE config a diffusers-folder model's family uses for a standalone VAE.
-_VAE_CONFIG = {"sd1": "sd1", "sd2": "sd2", "sdxl": "sdxl"}
 
 
 def resolve_prompt_loras(params: GenerationParams) -> GenerationParams:
@@ -48,7 +45,8 @@ def resolve_prompt_loras(params: GenerationParams) -> GenerationParams:
         path = Path(name).expanduser()
         if not path.is_file():
             if entries is None:
-                entries = scan_library(ModelFolderStore.load())
+                # The scan kept since the last rescan: not the folders walked for every job.
+                entries = ModelRegistry.shared().entries()
             try:
                 path = find_model(name, entries, (KIND_LORA,)).path
             except ValueError as exc:
@@ -106,7 +104,7 @@ class ExtrasState:
         found = detect(header)
         if found.kind != KIND_LORA:
             raise ModelError(f"{path}: not a LoRA file (found a {found.kind} file)")
-        if found.family and loaded.family in _VAE_CONFIG and found.family != loaded.family:
+        if found.family and loaded.family in VARIANTS and found.family != loaded.family:
             raise ModelError(
                 f"{path}: this LoRA is for {VARIANT_LABELS[found.family]} models; the loaded "
                 f"model {loaded.name} is {VARIANT_LABELS[loaded.family]}"
@@ -133,8 +131,9 @@ class ExtrasState:
             pipe.vae = self._original_vae
             self._original_vae, self._vae_path = None, ""
             return True
-        config = loaded.variant or _VAE_CONFIG.get(loaded.family)
-        if config is None:
+        # A diffusers-folder model's standalone VAE loads with its family's bundled config.
+        config = loaded.variant or (loaded.family if loaded.family in VARIANTS else "")
+        if not config:
             raise ModelError(
                 f"vae: a standalone VAE needs an SD 1.x, SD 2.x or SDXL model; "
                 f"{loaded.name} is {loaded.family!r}"

@@ -2,12 +2,11 @@
 Hugging Face cache) and single-file checkpoints; engine thread.
 
 Every load passes `local_files_only=True` (single files also a bundled config): no call ever
-reaches a network. Finding models on disk is `ldstudio.core.modelscan`'s job.
+reaches a network. Finding and checking models on disk is `ldstudio.core.models`'s job.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Hashable
@@ -15,8 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ldstudio.core import paths
-from ldstudio.core.modelscan import ModelFileError, read_safetensors_header
+from ldstudio.core.models import ModelFileError
+from ldstudio.core.models.detection import family_of_variant, unet_family
+from ldstudio.core.models.entries import hf_cache_name
+from ldstudio.core.models.entries import resolve_model_path as resolve_model_path
+from ldstudio.core.models.preflight import check_diffusers_folder as checked_folder_index
+from ldstudio.core.models.preflight import check_model as checked_model_variant
 
 if TYPE_CHECKING:
     # Only for annotations: checking a model (`check_model`) stays free of torch, so a
@@ -24,9 +27,6 @@ if TYPE_CHECKING:
     from ldstudio.engine.device import DeviceChoice
 
 log = logging.getLogger(__name__)
-
-# Cross-attention width of the text conditioning, per Stable Diffusion family.
-_FAMILY_BY_CONTEXT = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 
 class ModelError(Exception):
@@ -46,79 +46,31 @@ class LoadedModel:
     variant: str = ""  # the bundled config a single-file checkpoint loaded with
 
 
-def resolve_model_path(model: str) -> Path:
-    """The folder or file a `model` parameter means: empty → the bundled model, else a path."""
-    if not model:
-        return paths.bundled_model_dir()
-    return Path(model).expanduser().resolve()
-
-
 def model_display_name(path: Path) -> str:
     """A single file shows its stem, as A1111 does; an HF cache snapshot shows org/name."""
     if path.is_file():
         return path.stem
-    if path.parent.name == "snapshots" and path.parent.parent.name.startswith("models--"):
-        return path.parent.parent.name.removeprefix("models--").replace("--", "/")
-    return path.name
+    return hf_cache_name(path) or path.name
 
 
 def check_model(path: Path) -> str:
     """Check a model path before loading: "" for a diffusers folder, the variant for a file.
 
-    Reads only headers and JSON; raises ModelError naming the path and what is wrong.
+    Reads only headers and JSON (`core.models.preflight.check_model`); raises ModelError
+    naming the path and what is wrong.
     """
-    if path.is_file():
-        from ldstudio.engine.checkpoints import CheckpointError, checkpoint_variant
-
-        try:
-            return checkpoint_variant(path)[1]
-        except (CheckpointError, ValueError) as exc:
-            raise ModelError(str(exc)) from None
-    check_diffusers_folder(path)
-    return ""
+    try:
+        return checked_model_variant(path)
+    except (ModelFileError, ValueError) as exc:
+        raise ModelError(str(exc)) from None
 
 
 def check_diffusers_folder(path: Path) -> dict[str, Any]:
     """Read model_index.json and check every component folder exists; ModelError otherwise."""
-    if not path.exists():
-        raise ModelError(f"model not found: {path} does not exist")
-    if not path.is_dir():
-        raise ModelError(
-            f"model {path} is a file; expected a diffusers folder (a folder with "
-            "model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
-        )
-    index_file = path / "model_index.json"
-    if not index_file.is_file():
-        raise ModelError(
-            f"model {path} is not a diffusers folder: model_index.json is missing "
-            "(expected model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
-        )
     try:
-        index = json.loads(index_file.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-        raise ModelError(f"model {path}: model_index.json is not valid JSON ({reason})") from None
-    except OSError as exc:
-        raise ModelError(f"model {path}: model_index.json cannot be read ({exc})") from None
-    if not isinstance(index, dict):
-        raise ModelError(f"model {path}: model_index.json is not a JSON object")
-    components = [
-        name
-        for name, spec in index.items()
-        if not name.startswith("_") and isinstance(spec, list) and spec and spec[0] is not None
-    ]
-    missing = [name for name in components if not (path / name).is_dir()]
-    if missing:
-        raise ModelError(f"model {path} is incomplete: missing folder(s) {', '.join(missing)}")
-    # The checks a single file gets, for every weights file diffusers may open: safetensors
-    # would otherwise parse a damaged header itself (100 MB of it, seconds and gigabytes).
-    for name in components:
-        for weights in sorted((path / name).glob("*.safetensors")):
-            try:
-                read_safetensors_header(weights)
-            except ModelFileError as exc:
-                raise ModelError(f"model {path}: {exc}") from None
-    return index
+        return checked_folder_index(path)
+    except ModelFileError as exc:
+        raise ModelError(str(exc)) from None
 
 
 def _quiet_libraries() -> None:
@@ -135,12 +87,10 @@ def _quiet_libraries() -> None:
 
 
 def detect_family(pipe: Any) -> str:
-    context: Any = getattr(pipe.unet.config, "cross_attention_dim", None)
-    if isinstance(context, list | tuple):
-        context = context[0]
-    if context == 1024 and getattr(pipe.unet.config, "addition_embed_type", None):
-        return "sdxl-refiner"
-    return _FAMILY_BY_CONTEXT.get(int(context or 0), "custom")
+    config = pipe.unet.config
+    return unet_family(
+        getattr(config, "cross_attention_dim", None), getattr(config, "addition_embed_type", None)
+    )
 
 
 def load_pipeline(
@@ -197,7 +147,6 @@ def _place(pipe: Any, choice: DeviceChoice, place: Callable[[Any], None] | None)
 def _load_single_file(
     path: Path, choice: DeviceChoice, place: Callable[[Any], None] | None, variant: str
 ) -> LoadedModel:
-    from ldstudio.core.modelscan import VARIANTS
     from ldstudio.engine.checkpoints import CheckpointError, load_single_file
 
     _quiet_libraries()
@@ -207,7 +156,7 @@ def _load_single_file(
     except CheckpointError as exc:
         raise ModelError(str(exc)) from exc
     _place(pipe, choice, place)
-    family = next(f for f, names in VARIANTS.items() if variant in names)
+    family = family_of_variant(variant)
     return LoadedModel(
         pipe=pipe,
         path=path,

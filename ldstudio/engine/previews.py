@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ldstudio.core import paths
+from ldstudio.core.models.folders import taesd_dir as taesd_dir
 
 log = logging.getLogger(__name__)
 
@@ -223,19 +224,6 @@ def table_for_model(
     if family in FAMILY_TABLES and vae.config.latent_channels == 4:
         return FAMILY_TABLES[family]
     return fitted_table(vae, model_key)
-
-
-TAESD_FOLDERS = {"sd1": "taesd", "sd2": "taesd", "sdxl": "taesdxl"}
-
-
-def taesd_dir(family: str) -> Path:
-    """Where ldstudio looks for a family's TAESD weights (a diffusers AutoencoderTiny folder)."""
-    if family not in TAESD_FOLDERS:
-        raise ValueError(
-            f"preview_method: 'taesd' has no tiny decoder for {family!r} models; TAESD exists "
-            "for SD 1.x, SD 2.x and SDXL. Use 'latent2rgb' or 'vae' for this model."
-        )
-    return paths.home_dir() / "models" / "taesd" / TAESD_FOLDERS[family]
 
 
 def load_taesd(family: str, choice: Any) -> Any:

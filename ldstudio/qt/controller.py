@@ -138,9 +138,13 @@ class GenerationController(QObject):
 
     def jobs(self) -> list[Job]:
         """The running job (if any) followed by pending jobs in order."""
-        # The service finishes a job before it reports its end, but that report reaches this
-        # thread a moment later: a job whose end was handled here is over either way.
-        return [job for job in self.service.jobs() if job.id not in self._outcomes]
+        live = self.service.jobs()
+        listed = {job.id for job in live}
+        # The service finishes a job before it reports its end, and that report reaches this
+        # thread a moment later: until it is handled here, the window still shows the job
+        # (it was the running one), and a job whose end was handled here is over.
+        ending = [job for job in self._jobs.values() if job.id not in listed]
+        return ending + [job for job in live if job.id not in self._outcomes]
 
     def job(self, job_id: int) -> Job | None:
         return self._jobs.get(job_id)

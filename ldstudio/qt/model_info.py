@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_CHECKPOINT,
     PICKLE_SUFFIXES,
     inspect_diffusers_folder,

@@ -3,7 +3,7 @@
 Scans run on an executor thread (`loop.run_in_executor`) and hand their entries back in batches
 with `call_soon_threadsafe`, so a folder of hundreds of files fills the table progressively and
 the window never waits on the disk. The manager never loads a model: it reads headers through
-`ldstudio.core.modelscan`, and converting a pickle goes through a callable that `app.py` injects
+`ldstudio.core.models`, and converting a pickle goes through a callable that `app.py` injects
 (the conversion needs torch, which `ldstudio.qt` must not import).
 """
 
@@ -50,7 +50,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ldstudio.core.modelscan import (
+from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
     KIND_LORA,
@@ -65,6 +65,7 @@ from ldstudio.core.modelscan import (
     VARIANTS,
     ModelEntry,
     ModelFolderStore,
+    ModelRegistry,
     hf_cache_dir,
     inspect_diffusers_folder,
     inspect_file,
@@ -595,6 +596,7 @@ class ModelManager(QDialog):
 
     def rescan(self) -> None:
         """Start a fresh scan in the background; an older one still running is abandoned."""
+        ModelRegistry.shared().invalidate()  # what jobs resolve names against is stale too
         self._stop.set()
         self._stop = threading.Event()
         self.table_model.clear()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from ldstudio.core.modelscan import ModelEntry, ModelFolderStore, scan_library
+from ldstudio.core.models import ModelEntry, ModelFolderStore, ModelRegistry
 from ldstudio.qt.model_info import ModelInfo, model_problem
 from ldstudio.qt.model_manager import ModelManager, read_any_model_info
 
@@ -60,7 +60,7 @@ class ModelsController(QObject):
         except ValueError as exc:
             w.statusBar().showMessage(f"Model folders not read: {exc}", 10000)
             store = ModelFolderStore()
-        entries = await run(scan_library, store)
+        entries = await run(ModelRegistry.shared().rescan, store)
         # Models added by hand may have broken since (or before a restart): marked, not hidden.
         added = list(w.settings.model_folders)
         found = await run(lambda: {f: model_problem(Path(f)) for f in added})
