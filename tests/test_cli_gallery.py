@@ -82,16 +82,22 @@ def test_info_shows_cutoff_vae_and_loras(capsys: pytest.CaptureFixture[str], tmp
     from ldstudio.core.imagefiles import write_png_atomic
     from ldstudio.core.metadata import png_text_chunks
 
+    # The image names the files by name and hash; `info` shows where they are on this machine.
+    models = tmp_path / "m"
+    models.mkdir()
+    vae, ink = models / "vae.safetensors", models / "ink.safetensors"
+    vae.write_bytes(b"vae weights")
+    ink.write_bytes(b"lora weights")
     params = GenerationParams(
         prompt="x", seed=1, width=64, height=64, guidance_cutoff=0.6,
-        vae="/m/vae.safetensors", loras=(("/m/ink.safetensors", 0.8),),
+        vae=str(vae), loras=((str(ink), 0.8),),
     )  # fmt: skip
     path = tmp_path / "made.png"
     write_png_atomic(Image.new("RGB", (64, 64)), path, png_text_chunks(params, "m"))
     code, out, _ = run(capsys, "info", str(path))
     assert code == EXIT_OK
-    for line in ("guidance cut-off: 0.6 of the steps", "VAE: /m/vae.safetensors",
-                 "LoRA: /m/ink.safetensors ×0.8"):  # fmt: skip
+    for line in ("guidance cut-off: 0.6 of the steps", f"VAE: {vae}",
+                 f"LoRA: {ink} ×0.8"):  # fmt: skip
         assert line in out.splitlines()
 
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from ldstudio import __version__
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import Request, params_from_chunk, to_portable_json
 
 PARAMETERS_KEY = "parameters"
 LDSTUDIO_KEY = "ldstudio"
@@ -206,7 +207,8 @@ def png_text_chunks(params: GenerationParams, model_name: str) -> dict[str, str]
     """The text chunks ldstudio writes into every PNG it saves."""
     return {
         PARAMETERS_KEY: a1111_parameters(params, model_name, model_hash_of(params)),
-        LDSTUDIO_KEY: params.to_json(),
+        # Portable: models, VAE and LoRAs as name + sha256, no path of this machine.
+        LDSTUDIO_KEY: to_portable_json(Request.txt2img(params)),
     }
 
 
@@ -216,4 +218,4 @@ def read_ldstudio_params(path: Path) -> GenerationParams:
         text = getattr(image, "text", {}).get(LDSTUDIO_KEY)
     if text is None:
         raise ValueError(f"{path}: no ldstudio metadata (chunk {LDSTUDIO_KEY!r} is missing)")
-    return GenerationParams.from_json(text)
+    return params_from_chunk(text)[0]

@@ -40,6 +40,7 @@ from ldstudio.core.metadata import (
     parse_a1111_parameters,
 )
 from ldstudio.core.params import SCHEDULERS, GenerationParams
+from ldstudio.core.request import params_from_chunk
 
 EXIF_IFD = 0x8769
 USER_COMMENT = 0x9286
@@ -335,7 +336,7 @@ def _read_ldstudio(text: Mapping[str, str]) -> ReadResult | None:
     if raw is None:
         return None
     try:
-        params = GenerationParams.from_json(raw)
+        params, missing = params_from_chunk(raw)
     except (ValueError, TypeError):
         return None  # fall through to the `parameters` text ldstudio writes beside it
     fields = {name: getattr(params, name) for name in PARAM_FIELDS}
@@ -353,6 +354,7 @@ def _read_ldstudio(text: Mapping[str, str]) -> ReadResult | None:
         fields=fields,
         extra=extra,
         params=params,
+        warnings=tuple(missing),
         parameters_text=parameters_text if isinstance(parameters_text, str) else None,
     )
 

@@ -9,6 +9,7 @@ paths, so a request round-trips through JSON, through a PNG and over a network u
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,8 @@ def as_request(value: Request | GenerationParams) -> Request:
 # -- the portable form: JSON with references, never local paths --------------------------------
 
 PORTABLE_FORMAT = "ldstudio-request"
+MAX_REFERENCES = 256  # LoRAs in one request: a hostile file must not make us resolve millions
+_WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 # The kinds a reference carries (as ldstudio.core.models names them); spelled here so that
 # importing a request (every job does) does not import the model scanner.
 KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_VAE, KIND_LORA = "checkpoint", "diffusers", "vae", "lora"
@@ -91,27 +94,35 @@ def to_portable(request: Request, resources: Resources | None = None) -> dict[st
     """The request as JSON-ready data whose models, VAE and LoRAs are name + sha256.
 
     This is what goes into every PNG's `ldstudio` chunk and over a network: sharing an image
-    shares no folder layout, and another machine finds its own copy of the same files.
+    shares no folder layout, and another machine finds its own copy of the same files. A file
+    that cannot be read now is named without a hash.
     """
     found = resources or _registry()
     params = request.params
-    data: dict[str, Any] = {
+    model = _reference(found, params.model, _model_kind(params.model)) if params.model else None
+    vae = _reference(found, params.vae, KIND_VAE) if params.vae else None
+    loras = [_reference(found, path, KIND_LORA) for path, _weight in params.loras]
+    portable = params.replace(
+        model=model.name if model else "",
+        vae=vae.name if vae else "",
+        loras=tuple(
+            (ref.name, weight) for ref, (_p, weight) in zip(loras, params.loras, strict=True)
+        ),
+    )
+    return {
         "format": PORTABLE_FORMAT,
         "version": REQUEST_VERSION,
         "kind": request.kind,
-        "params": params.replace(
-            model=_name(params.model, found, _model_kind(params.model)),
-            vae=_name(params.vae, found, KIND_VAE),
-            loras=tuple((_name(p, found, KIND_LORA), w) for p, w in params.loras),
-        ).to_dict(),
+        "params": {**portable.to_dict(), "loras": [list(pair) for pair in portable.loras]},
+        "model": model.to_dict() if model else None,
+        "vae": vae.to_dict() if vae else None,
+        "loras": [ref.to_dict() for ref in loras],
         "inputs": dict(request.inputs),
     }
-    if params.model:
-        data["model"] = found.reference(Path(params.model), _model_kind(params.model)).to_dict()
-    if params.vae:
-        data["vae"] = found.reference(Path(params.vae), KIND_VAE).to_dict()
-    data["loras"] = [found.reference(Path(p), KIND_LORA).to_dict() for p, _w in params.loras]
-    return data
+
+
+def to_portable_json(request: Request, resources: Resources | None = None) -> str:
+    return json.dumps(to_portable(request, resources), ensure_ascii=False, sort_keys=True)
 
 
 def is_portable(data: object) -> bool:
@@ -143,10 +154,14 @@ def from_portable(
     found = resources or _registry()
     missing: list[str] = []
 
-    def local(ref_data: object, fallback: str, what: str) -> str:
+    def local(ref_data: object, fallback: str, what: str, kinds: tuple[str, ...]) -> str:
         if ref_data is None:
             return fallback
         ref = ResourceRef.from_dict(ref_data)
+        if ref.kind not in kinds:
+            raise ValueError(
+                f"request: {what}: a {ref.kind} reference; allowed: {', '.join(kinds)}"
+            )
         path = found.resolve(ref)
         if path is not None:
             return str(path)
@@ -155,16 +170,20 @@ def from_portable(
         return ref.name
 
     values = dict(params)
-    values["model"] = local(data.get("model"), str(params.get("model", "")), "model")
-    values["vae"] = local(data.get("vae"), str(params.get("vae", "")), "VAE")
+    models = (KIND_CHECKPOINT, KIND_DIFFUSERS)
+    values["model"] = local(data.get("model"), str(params.get("model", "")), "model", models)
+    values["vae"] = local(data.get("vae"), str(params.get("vae", "")), "VAE", (KIND_VAE,))
     loras = params.get("loras", [])
     refs = data.get("loras", [])
     if not isinstance(loras, list) or not isinstance(refs, list) or len(refs) != len(loras):
         raise ValueError("request: loras: the LoRA list and its references do not match")
+    if len(refs) > MAX_REFERENCES:
+        raise ValueError(f"request: loras: {len(refs)} LoRAs; allowed: at most {MAX_REFERENCES}")
+    if not all(isinstance(pair, list) and len(pair) == 2 for pair in loras):
+        raise ValueError("request: loras: expected [name, strength] pairs")
     values["loras"] = [
-        [local(ref, str(pair[0]), "LoRA"), pair[1]]
+        [local(ref, str(pair[0]), "LoRA", (KIND_LORA,)), pair[1]]
         for ref, pair in zip(refs, loras, strict=True)
-        if isinstance(pair, list | tuple) and len(pair) == 2
     ]
     request = Request(
         params=GenerationParams.from_dict(values),
@@ -174,8 +193,34 @@ def from_portable(
     return request.validate(), missing
 
 
-def _name(path: str, found: Resources, kind: str) -> str:
-    return found.reference(Path(path), kind).name if path else ""
+def _reference(found: Resources, text: str, kind: str) -> ResourceRef:
+    path = Path(text)
+    try:
+        return found.reference(path, kind)
+    except (OSError, ValueError):  # gone, or not what it was: its name is all there is
+        from ldstudio.core.models.refs import ResourceRef
+
+        name = path.stem if path.suffix.lower() in _WEIGHT_SUFFIXES else path.name
+        return ResourceRef(kind=kind, name=name, sha256="")
+
+
+def params_from_chunk(
+    text: str, resources: Resources | None = None
+) -> tuple[GenerationParams, list[str]]:
+    """The parameters in an `ldstudio` PNG chunk, either form, and what was not found here.
+
+    ValueError naming the fault for text that is neither form.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"params: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError("params: nested too deeply") from None
+    if is_portable(data):
+        request, missing = from_portable(data, resources)
+        return request.params, missing
+    return GenerationParams.from_dict(data), []  # written before references: local paths
 
 
 def _model_kind(model: str) -> str:

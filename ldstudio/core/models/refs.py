@@ -13,7 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ldstudio.core.models.detection import KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_LORA, KIND_VAE
+from ldstudio.core.models.detection import (
+    KIND_CHECKPOINT,
+    KIND_DIFFUSERS,
+    KIND_LORA,
+    KIND_UNKNOWN,
+    KIND_VAE,
+)
 from ldstudio.core.models.entries import ModelEntry, entry_name, inspect_file
 from ldstudio.core.models.hashes import HashStore, hash_store
 from ldstudio.core.models.registry import ModelRegistry
@@ -112,13 +118,18 @@ def resolve(ref: ResourceRef, registry: ModelRegistry | None = None) -> Path | N
         if cached == ref.sha256:
             return entry.path
     for path in store.paths_of(ref.sha256):
-        if _kind(path) == ref.kind:
+        if _kind_fits(path, ref.kind):
             return path
     return None
 
 
-def _kind(path: Path) -> str:
-    return KIND_DIFFUSERS if path.is_dir() else inspect_file(path).kind
+def _kind_fits(path: Path, kind: str) -> bool:
+    """False only when the file says it is another kind of model (a folder for a file ref,
+    a LoRA for a VAE ref); a file whose header says nothing known is the content hashed."""
+    if path.is_dir() or kind == KIND_DIFFUSERS:
+        return path.is_dir() == (kind == KIND_DIFFUSERS)
+    found = inspect_file(path).kind
+    return found in (kind, KIND_UNKNOWN)
 
 
 def _content_hash(store: HashStore, entry: ModelEntry) -> str | None:
