@@ -455,6 +455,12 @@ def test_window_lists_scanned_models_and_applies_manager_choices(
 
     vae_path = library / "VAE" / "vae-ft-mse.safetensors"
     lora_path = library / "Lora" / "inkstyle.safetensors"
+    # Made for SD 2.x like the model chosen above: the window checks before queueing, as the
+    # CLI does, and refuses an SD 1.x LoRA on an SD 2.x model (the engine would, after loading).
+    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    write_safetensors(
+        lora_path, {key + ".lora_down.weight": (4, 1024), key + ".lora_up.weight": (8, 4)}
+    )
     manager.select_path(vae_path)
     manager.vae_button.click()
     manager.select_path(lora_path)

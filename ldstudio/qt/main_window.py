@@ -215,7 +215,9 @@ class MainWindow(QMainWindow):
     def generate(self) -> None:
         self.jobs.generate()
 
-    async def run_job(self, params: GenerationParams) -> JobFinished | JobFailed | JobCancelled:
+    async def run_job(
+        self, params: GenerationParams
+    ) -> JobFinished | JobFailed | JobCancelled | None:
         return await self.jobs.run_job(params)
 
     @property
