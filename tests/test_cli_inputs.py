@@ -359,12 +359,12 @@ def test_closed_stdout_exits_quietly(ldstudio_home: Path) -> None:
 def test_a_second_ctrl_c_aborts_without_a_traceback(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ldstudio.engine.backend import DiffusersBackend
+    from ldstudio.core.service import EngineService
 
     def interrupted(*_args: object, **_kwargs: object) -> None:
-        raise KeyboardInterrupt  # what Python raises at the second Ctrl+C
+        raise KeyboardInterrupt  # what Python raises at the second Ctrl+C, while it waits
 
-    monkeypatch.setattr(DiffusersBackend, "run", interrupted)
+    monkeypatch.setattr(EngineService, "wait", interrupted)
     code, out, err = run(capsys, "generate", "x", "--steps", "2", "--out", str(tmp_path), "--json")
     assert code == 130 and json.loads(out) == {"status": "aborted"}
     assert "aborted; images saved before this are kept" in err and "Traceback" not in err
