@@ -185,3 +185,49 @@ def test_vae_override_changes_the_decode_and_is_recorded(
     assert backend.run(Job.create(bad), events.append, FolderSink(tmp_path)) is JobState.FAILED
     assert "standalone VAE" in next(e for e in events if isinstance(e, JobFailed)).message
     backend.close()
+
+
+def test_loras_and_vae_applied_through_a_from_pipe_sibling_are_one_state(
+    tiny_model: Path, loras: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+
+    from ldstudio.engine import lora
+    from ldstudio.engine.device import DeviceChoice
+    from ldstudio.engine.models import load_pipeline
+    from ldstudio.engine.pipelines import TASK_IMG2IMG, task_pipeline
+
+    loaded = load_pipeline(tiny_model, DeviceChoice("cpu", "fp32"))
+    base = loaded.pipe
+    sibling = task_pipeline(loaded, TASK_IMG2IMG)
+    extras = lora.ExtrasState()
+    loads: list[str] = []
+    load_lora_weights = type(base).load_lora_weights
+
+    def counted(pipe: Any, state: Any, adapter_name: str) -> None:
+        loads.append(adapter_name)
+        load_lora_weights(pipe, state, adapter_name=adapter_name)
+
+    monkeypatch.setattr(type(base), "load_lora_weights", counted)
+    monkeypatch.setattr(type(sibling), "load_lora_weights", counted)
+    params = GenerationParams(
+        prompt="x", model=str(tiny_model), loras=((str(loras["kohya"]), 0.7),)
+    )
+
+    extras.apply(loaded, params, pipe=sibling)
+    assert loads == ["lora1"] and base.get_active_adapters() == ["lora1"]
+    extras.apply(loaded, params)  # through the base: the same adapter, not loaded again
+    assert loads == ["lora1"] and sibling.get_active_adapters() == ["lora1"]
+    extras.apply(loaded, params.replace(loras=()), pipe=sibling)
+    assert not base.get_list_adapters()  # unloaded from the shared modules
+
+    # The VAE is a slot of each pipeline: each one gets the job's VAE when a job runs on it.
+    loaded.family = "sd1"  # pose as an SD 1.x model, whose standalone VAEs load
+    own, other = base.vae, copy.deepcopy(base.vae)
+    monkeypatch.setattr(lora, "load_vae_file", lambda *_args: other)
+    vae = params.replace(loras=(), vae="/models/VAE/other.safetensors")
+    assert extras.apply(loaded, vae) and base.vae is other and sibling.vae is own
+    assert extras.apply(loaded, vae, pipe=sibling) and sibling.vae is other
+    assert not extras.apply(loaded, vae, pipe=sibling)
+    assert extras.apply(loaded, params.replace(loras=())) and base.vae is own
+    assert extras.apply(loaded, params.replace(loras=()), pipe=sibling) and sibling.vae is own

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,9 @@ class LoadedModel:
     native_size: int
     seconds: float
     variant: str = ""  # the bundled config a single-file checkpoint loaded with
+    # Task pipelines built from `pipe` with from_pipe (engine/pipelines.py), by task: they
+    # share its modules and go with it.
+    tasks: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def resolve_model_path(model: str) -> Path:
