@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from engine_support import run_job
 from models_support import tiny_checkpoint, write_lora, write_text_encoder_lora, write_vae_file
 from PIL import Image
 
 from ldstudio.core.events import JobFailed, JobFinished
 from ldstudio.core.imagefiles import FolderSink
-from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.jobs import JobState
 from ldstudio.core.metadata import parse_a1111_parameters, read_ldstudio_params
 from ldstudio.core.modelscan import ModelFolderStore, lora_hash, split_lora_tags
 from ldstudio.core.params import GenerationParams
@@ -43,8 +44,7 @@ def loras(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 def generate(engine: Any, params: GenerationParams, out: Path) -> tuple[np.ndarray, Path]:
-    events: list[Any] = []
-    state = engine.run(Job.create(params), events.append, FolderSink(out))
+    _, state, events = run_job(engine, params, FolderSink(out))
     assert state is JobState.FINISHED, [e.message for e in events if isinstance(e, JobFailed)]
     record = next(e for e in events if isinstance(e, JobFinished)).records[0]
     with Image.open(record.path) as image:
@@ -151,9 +151,9 @@ def test_prompt_tag_applies_the_lora_from_the_model_folders(
     saved = read_ldstudio_params(path)
     assert saved.prompt == "a red circle"
     assert saved.loras == ((str(loras["kohya"].resolve()), 0.7),)
-    events: list[Any] = []
     missing = base.replace(prompt="x <lora:nope:1>")
-    assert engine.run(Job.create(missing), events.append, FolderSink(tmp_path)) is JobState.FAILED
+    _, state, events = run_job(engine, missing, FolderSink(tmp_path))
+    assert state is JobState.FAILED
     message = next(e for e in events if isinstance(e, JobFailed)).message
     assert "<lora:nope>" in message and "ink style" in message
 
@@ -180,9 +180,9 @@ def test_vae_override_changes_the_decode_and_is_recorded(
     assert read_ldstudio_params(saved).vae == str(vae_file)
     back, _ = generate(backend, base, tmp_path / "back")
     assert np.array_equal(back, own)
-    events: list[Any] = []
     bad = base.replace(vae=str(path))  # a whole checkpoint is not a VAE
-    assert backend.run(Job.create(bad), events.append, FolderSink(tmp_path)) is JobState.FAILED
+    _, state, events = run_job(backend, bad, FolderSink(tmp_path))
+    assert state is JobState.FAILED
     assert "standalone VAE" in next(e for e in events if isinstance(e, JobFailed)).message
     backend.close()
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ldstudio.core import paths
+from ldstudio.core.backend import JobError
 from ldstudio.core.modelscan import ModelFileError, read_safetensors_header
 
 if TYPE_CHECKING:
@@ -29,8 +30,11 @@ log = logging.getLogger(__name__)
 _FAMILY_BY_CONTEXT = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
 
-class ModelError(Exception):
-    """A model that cannot be found or loaded; the message names the path and what is wrong."""
+class ModelError(JobError):
+    """A model that cannot be found or loaded; the message names the path and what is wrong.
+
+    A JobError: the service shows the message as it is.
+    """
 
 
 @dataclass
