@@ -4,8 +4,11 @@
 
 Alternates engine and bare runs in one process (so drift hits both alike) and reports the
 median engine/bare ratio per preview method. Goals: ≤ 1.03× with previews off, ≤ 1.05× with
-latent2rgb every step. The engine run includes writing the PNG with metadata; the ratio
-without that write is reported too.
+latent2rgb every step. An engine run is one job as the EngineService runs it, without its
+queue: `execute()` iterated (so the relay from the engine's torch thread is measured) and
+each image saved through the sink before the next event, which includes writing the PNG
+with metadata, as the engine's own run() did before; the ratio without that write is
+reported too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 from common import machine, machine_line, median, sd15_folder, write_results
 
+from ldstudio.core.backend import BackendEvent, ImageResult
 from ldstudio.core.events import ImageRecord
-from ldstudio.core.imagefiles import FolderSink
-from ldstudio.core.jobs import Job
+from ldstudio.core.imagefiles import FolderSink, ImageSink
+from ldstudio.core.jobs import CancelToken, Job
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.paths import bundled_model_dir
 from ldstudio.engine.backend import DiffusersBackend
@@ -38,6 +43,30 @@ class NullSink:
 
     def save(self, image: Any, params: GenerationParams, **info: Any) -> ImageRecord:
         return ImageRecord(Path("/dev/null"), params, int(params.seed), 0, 0, 0, "", "", "", 0.0)
+
+
+def run_job(
+    engine: DiffusersBackend,
+    params: GenerationParams,
+    sink: ImageSink | NullSink,
+    on_event: Callable[[BackendEvent], None] = lambda event: None,
+) -> None:
+    """One job as the EngineService runs it, minus its queue and worker thread: iterate
+    `execute()` and save each image through the sink before taking the next event."""
+    choice = engine.choice
+    for event in engine.execute(Job.create(params).request, CancelToken()):
+        if isinstance(event, ImageResult):
+            sink.save(
+                event.image,
+                event.params,
+                index=event.index,
+                model_name=event.model_name,
+                device=choice.device,
+                dtype=choice.dtype,
+                seconds=event.seconds,
+            )
+        else:
+            on_event(event)
 
 
 def bare_run(pipe: Any, params: GenerationParams, base_config: Any) -> None:
@@ -60,7 +89,7 @@ def profile_engine(engine: DiffusersBackend, params: GenerationParams, out: Path
 
     profiler = cProfile.Profile()
     profiler.enable()
-    engine.run(Job.create(params), lambda e: None, FolderSink(out))
+    run_job(engine, params, FolderSink(out))
     profiler.disable()
     stats = pstats.Stats(profiler)
     rows = []
@@ -99,17 +128,17 @@ def measure(
     bare_run(loaded.pipe, params, loaded.base_scheduler_config)  # warm-up
     for method in methods:
         job_params = params.replace(preview_method=method)
-        engine.run(Job.create(job_params), lambda e: None, NullSink())  # warm-up (fits tables)
+        run_job(engine, job_params, NullSink())  # warm-up (fits tables)
         ratios, ratios_nosave, bare_times = [], [], []
         for _ in range(pairs):
             started = time.perf_counter()
             bare_run(loaded.pipe, job_params, loaded.base_scheduler_config)
             bare = time.perf_counter() - started
             started = time.perf_counter()
-            engine.run(Job.create(job_params), lambda e: None, FolderSink(out))
+            run_job(engine, job_params, FolderSink(out))
             with_save = time.perf_counter() - started
             started = time.perf_counter()
-            engine.run(Job.create(job_params), lambda e: None, NullSink())
+            run_job(engine, job_params, NullSink())
             no_save = time.perf_counter() - started
             bare_times.append(bare)
             ratios.append(with_save / bare)

@@ -21,11 +21,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
-from bench_overhead import NullSink, bare_run
+from bench_overhead import NullSink, bare_run, run_job
 from common import CACHE, ROOT, machine, machine_line, median, write_results
 
-from ldstudio.core.events import StepProgress
-from ldstudio.core.jobs import Job
+from ldstudio.core.backend import Step
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine.backend import DiffusersBackend
@@ -66,14 +65,14 @@ def build_folder(family: str, device: str) -> Path:
 
 def engine_run(engine: DiffusersBackend, params: GenerationParams) -> tuple[float, float]:
     """(wall seconds, it/s over the denoising loop) for one job."""
-    steps: list[StepProgress] = []
+    steps: list[Step] = []
 
     def emit(event: Any) -> None:
-        if isinstance(event, StepProgress):
+        if isinstance(event, Step):
             steps.append(event)
 
     started = time.perf_counter()
-    engine.run(Job.create(params), emit, NullSink())
+    run_job(engine, params, NullSink(), emit)
     if engine.choice.device == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - started
