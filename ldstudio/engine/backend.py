@@ -1,5 +1,5 @@
-"""DiffusersBackend: runs requests through a cached diffusers pipeline; any thread calls it,
-all its torch work runs on its own torch thread.
+"""DiffusersBackend: runs requests through a cached diffusers pipeline; called from one thread
+(the service's worker), all its torch work runs on its own torch thread.
 
 `execute(request, cancel)` yields the job's events (see ldstudio.core.backend) and ends as the
 contract says: exhausted, `Cancelled(step)`, `JobError` (an unusable model, out of memory), or
@@ -154,7 +154,9 @@ class DiffusersBackend:
     def execute(self, request: Request, cancel: CancelToken) -> Iterator[BackendEvent]:
         """Run `request` on the torch thread and yield its events as they happen.
 
-        Closing the iterator early stops the job at its next step and waits for it.
+        One job at a time: its torch side waits for this stream's consumer at every step, so
+        end (or close) one stream before iterating the next. Closing it early stops the job
+        at its next step and waits for that.
         """
         cancel.raise_if_cancelled(0)
         relay = Relay(cancel)
