@@ -8,12 +8,14 @@ latent2rgb every step. An engine run is one job as the EngineService runs it, wi
 queue: `execute()` iterated (so the relay from the engine's torch thread is measured) and
 each image saved through the sink before the next event, which includes writing the PNG
 with metadata, as the engine's own run() did before; the ratio without that write is
-reported too.
+reported too. The bare call runs on the engine's torch thread, as the engine's own does:
+alternating two threads would also measure torch's per-thread CPU pools going cold.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -70,6 +72,7 @@ def run_job(
 
 
 def bare_run(pipe: Any, params: GenerationParams, base_config: Any) -> None:
+    """A bare diffusers call; call it through `engine.on_torch_thread` to compare like with like."""
     pipe.scheduler = build_scheduler(params.scheduler, base_config, int(params.seed))
     pipe(
         prompt=params.prompt,
@@ -125,24 +128,27 @@ def measure(
     )
     out = Path(tempfile.mkdtemp(prefix="ldstudio-bench-"))
     results.update({"model": model.name, "size": size, "steps": steps, "pairs": pairs})
-    bare_run(loaded.pipe, params, loaded.base_scheduler_config)  # warm-up
+    bare = functools.partial(bare_run, loaded.pipe, params, loaded.base_scheduler_config)
+    engine.on_torch_thread(bare)  # warm-up
     for method in methods:
         job_params = params.replace(preview_method=method)
         run_job(engine, job_params, NullSink())  # warm-up (fits tables)
         ratios, ratios_nosave, bare_times = [], [], []
         for _ in range(pairs):
             started = time.perf_counter()
-            bare_run(loaded.pipe, job_params, loaded.base_scheduler_config)
-            bare = time.perf_counter() - started
+            engine.on_torch_thread(
+                functools.partial(bare_run, loaded.pipe, job_params, loaded.base_scheduler_config)
+            )
+            bare_s = time.perf_counter() - started
             started = time.perf_counter()
             run_job(engine, job_params, FolderSink(out))
             with_save = time.perf_counter() - started
             started = time.perf_counter()
             run_job(engine, job_params, NullSink())
             no_save = time.perf_counter() - started
-            bare_times.append(bare)
-            ratios.append(with_save / bare)
-            ratios_nosave.append(no_save / bare)
+            bare_times.append(bare_s)
+            ratios.append(with_save / bare_s)
+            ratios_nosave.append(no_save / bare_s)
         results[method] = {
             "bare_median_s": round(median(bare_times), 4),
             "ratio_median": round(median(ratios), 4),

@@ -15,7 +15,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -50,6 +50,7 @@ from ldstudio.engine.schedulers import build_scheduler
 log = logging.getLogger(__name__)
 
 Emit = Callable[[BackendEvent], None]
+T = TypeVar("T")
 
 COMPILE_NOTICE = (
     "Compiling the UNet: this first image takes longer (one-time warm-up, "
@@ -95,6 +96,11 @@ class DiffusersBackend:
         """Load `model` (or reuse the loaded one) on the torch thread; `emit` gets
         ModelLoading (when it loads) and ModelReady, on that thread."""
         return self._torch.call(lambda: self._load(model, emit))
+
+    def on_torch_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn` where the engine runs its torch work and return its result (for benchmarks
+        and checks that must call the pipeline exactly as the engine does)."""
+        return self._torch.call(fn)
 
     def _load(self, model: str, emit: Emit) -> LoadedModel:
         path = resolve_model_path(model)
