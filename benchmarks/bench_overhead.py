@@ -86,15 +86,18 @@ def bare_run(pipe: Any, params: GenerationParams, base_config: Any) -> None:
 
 
 def profile_engine(engine: DiffusersBackend, params: GenerationParams, out: Path) -> list[str]:
-    """Where an engine run spends time outside diffusers/torch: ldstudio's own functions."""
+    """Where an engine run spends time outside diffusers/torch: ldstudio's own functions, on
+    both threads (a profiler sees only the thread it was enabled on)."""
     import cProfile
     import pstats
 
-    profiler = cProfile.Profile()
-    profiler.enable()
+    consumer, torch_side = cProfile.Profile(), cProfile.Profile()
+    engine.on_torch_thread(torch_side.enable)
+    consumer.enable()
     run_job(engine, params, FolderSink(out))
-    profiler.disable()
-    stats = pstats.Stats(profiler)
+    consumer.disable()
+    engine.on_torch_thread(torch_side.disable)
+    stats = pstats.Stats(consumer).add(torch_side)
     rows = []
     for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
         if "ldstudio" in filename and "benchmarks" not in filename:
