@@ -4,16 +4,22 @@
 
 Alternates engine and bare runs in one process (so drift hits both alike) and reports the
 median engine/bare ratio per preview method. Goals: ≤ 1.03× with previews off, ≤ 1.05× with
-latent2rgb every step. The engine run includes writing the PNG with metadata; the ratio
-without that write is reported too.
+latent2rgb every step. An engine run is one job as the EngineService runs it, without its
+queue: `execute()` iterated (so the relay from the engine's torch thread is measured) and
+each image saved through the sink before the next event, which includes writing the PNG
+with metadata, as the engine's own run() did before; the ratio without that write is
+reported too. The bare call runs on the engine's torch thread, as the engine's own does:
+alternating two threads would also measure torch's per-thread CPU pools going cold.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
 from common import machine, machine_line, median, sd15_folder, write_results
 
+from ldstudio.core.backend import BackendEvent, ImageResult
 from ldstudio.core.events import ImageRecord
-from ldstudio.core.imagefiles import FolderSink
-from ldstudio.core.jobs import Job
+from ldstudio.core.imagefiles import FolderSink, ImageSink
+from ldstudio.core.jobs import CancelToken, Job
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.paths import bundled_model_dir
 from ldstudio.engine.backend import DiffusersBackend
@@ -40,7 +47,32 @@ class NullSink:
         return ImageRecord(Path("/dev/null"), params, int(params.seed), 0, 0, 0, "", "", "", 0.0)
 
 
+def run_job(
+    engine: DiffusersBackend,
+    params: GenerationParams,
+    sink: ImageSink | NullSink,
+    on_event: Callable[[BackendEvent], None] = lambda event: None,
+) -> None:
+    """One job as the EngineService runs it, minus its queue and worker thread: iterate
+    `execute()` and save each image through the sink before taking the next event."""
+    choice = engine.choice
+    for event in engine.execute(Job.create(params).request, CancelToken()):
+        if isinstance(event, ImageResult):
+            sink.save(
+                event.image,
+                event.params,
+                index=event.index,
+                model_name=event.model_name,
+                device=choice.device,
+                dtype=choice.dtype,
+                seconds=event.seconds,
+            )
+        else:
+            on_event(event)
+
+
 def bare_run(pipe: Any, params: GenerationParams, base_config: Any) -> None:
+    """A bare diffusers call; call it through `engine.on_torch_thread` to compare like with like."""
     pipe.scheduler = build_scheduler(params.scheduler, base_config, int(params.seed))
     pipe(
         prompt=params.prompt,
@@ -54,15 +86,18 @@ def bare_run(pipe: Any, params: GenerationParams, base_config: Any) -> None:
 
 
 def profile_engine(engine: DiffusersBackend, params: GenerationParams, out: Path) -> list[str]:
-    """Where an engine run spends time outside diffusers/torch: ldstudio's own functions."""
+    """Where an engine run spends time outside diffusers/torch: ldstudio's own functions, on
+    both threads (a profiler sees only the thread it was enabled on)."""
     import cProfile
     import pstats
 
-    profiler = cProfile.Profile()
-    profiler.enable()
-    engine.run(Job.create(params), lambda e: None, FolderSink(out))
-    profiler.disable()
-    stats = pstats.Stats(profiler)
+    consumer, torch_side = cProfile.Profile(), cProfile.Profile()
+    engine.on_torch_thread(torch_side.enable)
+    consumer.enable()
+    run_job(engine, params, FolderSink(out))
+    consumer.disable()
+    engine.on_torch_thread(torch_side.disable)
+    stats = pstats.Stats(consumer).add(torch_side)
     rows = []
     for (filename, line, name), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
         if "ldstudio" in filename and "benchmarks" not in filename:
@@ -96,24 +131,27 @@ def measure(
     )
     out = Path(tempfile.mkdtemp(prefix="ldstudio-bench-"))
     results.update({"model": model.name, "size": size, "steps": steps, "pairs": pairs})
-    bare_run(loaded.pipe, params, loaded.base_scheduler_config)  # warm-up
+    bare = functools.partial(bare_run, loaded.pipe, params, loaded.base_scheduler_config)
+    engine.on_torch_thread(bare)  # warm-up
     for method in methods:
         job_params = params.replace(preview_method=method)
-        engine.run(Job.create(job_params), lambda e: None, NullSink())  # warm-up (fits tables)
+        run_job(engine, job_params, NullSink())  # warm-up (fits tables)
         ratios, ratios_nosave, bare_times = [], [], []
         for _ in range(pairs):
             started = time.perf_counter()
-            bare_run(loaded.pipe, job_params, loaded.base_scheduler_config)
-            bare = time.perf_counter() - started
+            engine.on_torch_thread(
+                functools.partial(bare_run, loaded.pipe, job_params, loaded.base_scheduler_config)
+            )
+            bare_s = time.perf_counter() - started
             started = time.perf_counter()
-            engine.run(Job.create(job_params), lambda e: None, FolderSink(out))
+            run_job(engine, job_params, FolderSink(out))
             with_save = time.perf_counter() - started
             started = time.perf_counter()
-            engine.run(Job.create(job_params), lambda e: None, NullSink())
+            run_job(engine, job_params, NullSink())
             no_save = time.perf_counter() - started
-            bare_times.append(bare)
-            ratios.append(with_save / bare)
-            ratios_nosave.append(no_save / bare)
+            bare_times.append(bare_s)
+            ratios.append(with_save / bare_s)
+            ratios_nosave.append(no_save / bare_s)
         results[method] = {
             "bare_median_s": round(median(bare_times), 4),
             "ratio_median": round(median(ratios), 4),

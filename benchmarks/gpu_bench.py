@@ -14,6 +14,7 @@ runs). Stops starting new measurements after --budget seconds so it fits a lent 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -21,11 +22,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
-from bench_overhead import NullSink, bare_run
+from bench_overhead import NullSink, bare_run, run_job
 from common import CACHE, ROOT, machine, machine_line, median, write_results
 
-from ldstudio.core.events import StepProgress
-from ldstudio.core.jobs import Job
+from ldstudio.core.backend import Step
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine.backend import DiffusersBackend
@@ -66,14 +66,14 @@ def build_folder(family: str, device: str) -> Path:
 
 def engine_run(engine: DiffusersBackend, params: GenerationParams) -> tuple[float, float]:
     """(wall seconds, it/s over the denoising loop) for one job."""
-    steps: list[StepProgress] = []
+    steps: list[Step] = []
 
     def emit(event: Any) -> None:
-        if isinstance(event, StepProgress):
+        if isinstance(event, Step):
             steps.append(event)
 
     started = time.perf_counter()
-    engine.run(Job.create(params), emit, NullSink())
+    run_job(engine, params, NullSink(), emit)
     if engine.choice.device == "cuda":
         torch.cuda.synchronize()
     wall = time.perf_counter() - started
@@ -103,12 +103,14 @@ def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[
     loaded = engine.load(str(folder), lambda e: None)
     row["load_s"] = round(loaded.seconds, 2)
     engine_run(engine, params)  # warm-up: kernels, allocator, cuDNN autotune
+    # On the engine's torch thread, as its own call: like is compared with like.
+    bare = functools.partial(bare_run, loaded.pipe, params, loaded.base_scheduler_config)
 
     # Eager speed and the engine-vs-bare ratio, alternating.
     walls, rates, bares = [], [], []
     for _ in range(args.pairs):
         started = time.perf_counter()
-        bare_run(loaded.pipe, params, loaded.base_scheduler_config)
+        engine.on_torch_thread(bare)
         if device == "cuda":
             torch.cuda.synchronize()
         bares.append(time.perf_counter() - started)
@@ -138,7 +140,7 @@ def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[
     if device == "cuda":
         row["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     engine.close()
-    del engine, loaded
+    del engine, loaded, bare
 
     # Compiled UNet: one-time warm-up, then speed.
     if not args.no_compile and budget.allows(f"{family} compiled"):

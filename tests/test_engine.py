@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_support import run_job, service_for
 from PIL import Image
 
 from ldstudio.core.events import (
@@ -32,16 +33,8 @@ from ldstudio.engine.schedulers import build_scheduler
 
 
 def run(backend: DiffusersBackend, params: GenerationParams, out: Path, on_event=None):
-    events: list = []
-
-    def emit(event) -> None:
-        events.append(event)
-        if on_event is not None:
-            on_event(event)
-
-    job = Job.create(params)
-    state = backend.run(job, emit, FolderSink(out))
-    return job, state, events
+    listen = None if on_event is None else (lambda _job, event: on_event(event))
+    return run_job(backend, params, FolderSink(out), listen)
 
 
 def pixels(path: Path) -> np.ndarray:
@@ -150,21 +143,12 @@ def test_cancel_at_step_k_saves_nothing_and_leaves_the_engine_ready(
     backend, params, tmp_path
 ) -> None:
     out = tmp_path / "cancelled"
-    holder: dict[str, Job] = {}
 
-    def cancel_at_3(event) -> None:
+    def cancel_at_3(job: Job, event) -> None:
         if isinstance(event, StepProgress) and event.step == 3:
-            holder["job"].cancel()
+            job.cancel()
 
-    job = Job.create(params.replace(steps=8))
-    holder["job"] = job
-    events: list = []
-
-    def emit(event) -> None:
-        events.append(event)
-        cancel_at_3(event)
-
-    state = backend.run(job, emit, FolderSink(out))
+    _, state, events = run_job(backend, params.replace(steps=8), FolderSink(out), cancel_at_3)
     assert state is JobState.CANCELLED
     assert isinstance(events[-1], JobCancelled) and events[-1].step == 4
     assert max(e.step for e in events if isinstance(e, StepProgress)) == 3
@@ -179,41 +163,35 @@ def test_cancel_at_step_k_saves_nothing_and_leaves_the_engine_ready(
 def test_cancel_before_start_and_between_batches_keeps_finished_images(
     backend, params, tmp_path
 ) -> None:
-    job = Job.create(params)
-    job.cancel()
-    events: list = []
-    assert backend.run(job, events.append, FolderSink(tmp_path)) is JobState.CANCELLED
+    _, state, events = run_job(backend, params, FolderSink(tmp_path), cancelled=True)
+    assert state is JobState.CANCELLED
     assert isinstance(events[-1], JobCancelled) and events[-1].saved == ()
 
-    job = Job.create(params.replace(batch_count=3))
-    events = []
-
-    def emit(event) -> None:
-        events.append(event)
+    def cancel_in_batch_2(job: Job, event) -> None:
         if isinstance(event, StepProgress) and event.batch_index == 1 and event.step == 2:
             job.cancel()
 
-    assert backend.run(job, emit, FolderSink(tmp_path / "b")) is JobState.CANCELLED
+    batches = params.replace(batch_count=3)
+    _, state, events = run_job(backend, batches, FolderSink(tmp_path / "b"), cancel_in_batch_2)
+    assert state is JobState.CANCELLED
     saved = events[-1].saved
     assert len(saved) == 1 and saved[0].path.exists()
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [saved[0].path.name]
 
 
 def test_cancel_from_another_thread(backend, params, tmp_path) -> None:
-    job = Job.create(params.replace(steps=40))
     first_step = threading.Event()
-    events: list = []
 
-    def emit(event) -> None:
-        events.append(event)
+    def on_event(event) -> None:
         if isinstance(event, StepProgress):
             first_step.set()
 
-    worker = threading.Thread(target=lambda: backend.run(job, emit, FolderSink(tmp_path)))
-    worker.start()
-    assert first_step.wait(60)
-    job.cancel()
-    worker.join(60)
+    with service_for(backend, FolderSink(tmp_path), on_event) as (service, events):
+        job = service.submit(params.replace(steps=40))
+        service.start()
+        assert first_step.wait(60)
+        job.cancel()
+        service.wait(job, 60)
     assert isinstance(events[-1], JobCancelled)
     assert events[-1].step < 40
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine_support import run_job
+
 from ldstudio.core.events import JobFinished
-from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.jobs import JobState
 from ldstudio.core.library import GalleryFilter, GalleryStore
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
@@ -15,9 +17,8 @@ def test_engine_writes_into_the_library(backend, tiny_model: Path, tmp_path: Pat
     params = GenerationParams(
         prompt="a red circle", model=str(tiny_model), steps=3, seed=4321, batch_size=2
     )
-    events: list = []
     with GalleryStore(tmp_path / "lib") as store:
-        state = backend.run(Job.create(params), events.append, store)
+        _, state, events = run_job(backend, params, store)
         assert state is JobState.FINISHED
         finished = events[-1]
         assert isinstance(finished, JobFinished) and len(finished.records) == 2

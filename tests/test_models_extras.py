@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from engine_support import run_job
 from models_support import tiny_checkpoint, write_lora, write_text_encoder_lora, write_vae_file
 from PIL import Image
 
 from ldstudio.core.events import JobFailed, JobFinished
 from ldstudio.core.imagefiles import FolderSink
-from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.jobs import JobState
 from ldstudio.core.metadata import parse_a1111_parameters, read_ldstudio_params
 from ldstudio.core.models import ModelFolderStore, lora_hash, split_lora_tags
 from ldstudio.core.params import GenerationParams
@@ -43,8 +44,7 @@ def loras(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 
 def generate(engine: Any, params: GenerationParams, out: Path) -> tuple[np.ndarray, Path]:
-    events: list[Any] = []
-    state = engine.run(Job.create(params), events.append, FolderSink(out))
+    _, state, events = run_job(engine, params, FolderSink(out))
     assert state is JobState.FINISHED, [e.message for e in events if isinstance(e, JobFailed)]
     record = next(e for e in events if isinstance(e, JobFinished)).records[0]
     with Image.open(record.path) as image:
@@ -151,9 +151,9 @@ def test_prompt_tag_applies_the_lora_from_the_model_folders(
     saved = read_ldstudio_params(path)
     assert saved.prompt == "a red circle"
     assert saved.loras == ((str(loras["kohya"].resolve()), 0.7),)
-    events: list[Any] = []
     missing = base.replace(prompt="x <lora:nope:1>")
-    assert engine.run(Job.create(missing), events.append, FolderSink(tmp_path)) is JobState.FAILED
+    _, state, events = run_job(engine, missing, FolderSink(tmp_path))
+    assert state is JobState.FAILED
     message = next(e for e in events if isinstance(e, JobFailed)).message
     assert "<lora:nope>" in message and "ink style" in message
 
@@ -180,8 +180,54 @@ def test_vae_override_changes_the_decode_and_is_recorded(
     assert read_ldstudio_params(saved).vae == str(vae_file)
     back, _ = generate(backend, base, tmp_path / "back")
     assert np.array_equal(back, own)
-    events: list[Any] = []
     bad = base.replace(vae=str(path))  # a whole checkpoint is not a VAE
-    assert backend.run(Job.create(bad), events.append, FolderSink(tmp_path)) is JobState.FAILED
+    _, state, events = run_job(backend, bad, FolderSink(tmp_path))
+    assert state is JobState.FAILED
     assert "standalone VAE" in next(e for e in events if isinstance(e, JobFailed)).message
     backend.close()
+
+
+def test_loras_and_vae_applied_through_a_from_pipe_sibling_are_one_state(
+    tiny_model: Path, loras: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import copy
+
+    from ldstudio.engine import lora
+    from ldstudio.engine.device import DeviceChoice
+    from ldstudio.engine.models import load_pipeline
+    from ldstudio.engine.pipelines import TASK_IMG2IMG, task_pipeline
+
+    loaded = load_pipeline(tiny_model, DeviceChoice("cpu", "fp32"))
+    base = loaded.pipe
+    sibling = task_pipeline(loaded, TASK_IMG2IMG)
+    extras = lora.ExtrasState()
+    loads: list[str] = []
+    load_lora_weights = type(base).load_lora_weights
+
+    def counted(pipe: Any, state: Any, adapter_name: str) -> None:
+        loads.append(adapter_name)
+        load_lora_weights(pipe, state, adapter_name=adapter_name)
+
+    monkeypatch.setattr(type(base), "load_lora_weights", counted)
+    monkeypatch.setattr(type(sibling), "load_lora_weights", counted)
+    params = GenerationParams(
+        prompt="x", model=str(tiny_model), loras=((str(loras["kohya"]), 0.7),)
+    )
+
+    extras.apply(loaded, params, pipe=sibling)
+    assert loads == ["lora1"] and base.get_active_adapters() == ["lora1"]
+    extras.apply(loaded, params)  # through the base: the same adapter, not loaded again
+    assert loads == ["lora1"] and sibling.get_active_adapters() == ["lora1"]
+    extras.apply(loaded, params.replace(loras=()), pipe=sibling)
+    assert not base.get_list_adapters()  # unloaded from the shared modules
+
+    # The VAE is a slot of each pipeline: each one gets the job's VAE when a job runs on it.
+    loaded.family = "sd1"  # pose as an SD 1.x model, whose standalone VAEs load
+    own, other = base.vae, copy.deepcopy(base.vae)
+    monkeypatch.setattr(lora, "load_vae_file", lambda *_args: other)
+    vae = params.replace(loras=(), vae="/models/VAE/other.safetensors")
+    assert extras.apply(loaded, vae) and base.vae is other and sibling.vae is own
+    assert extras.apply(loaded, vae, pipe=sibling) and sibling.vae is other
+    assert not extras.apply(loaded, vae, pipe=sibling)
+    assert extras.apply(loaded, params.replace(loras=())) and base.vae is own
+    assert extras.apply(loaded, params.replace(loras=()), pipe=sibling) and sibling.vae is own

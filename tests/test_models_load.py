@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from engine_support import run_job
 from models_support import (
     real_random_tensors,
     real_sd15_state_dict,
@@ -22,7 +23,7 @@ from models_support import (
 
 from ldstudio.core.events import JobFailed, JobFinished, ModelReady
 from ldstudio.core.imagefiles import FolderSink
-from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.jobs import JobState
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine import checkpoints
 from ldstudio.engine.checkpoints import CheckpointError, convert_to_safetensors, load_single_file
@@ -118,11 +119,10 @@ def test_backend_generates_from_a_single_file_and_reports_its_family(
 
     path = tiny_files["sd2"][0]
     engine = DiffusersBackend(device="cpu")
-    events: list[Any] = []
     params = GenerationParams(
         prompt="a red cat", model=str(path), steps=2, width=64, height=64, seed=1
     )
-    state = engine.run(Job.create(params), events.append, FolderSink(tmp_path / "out"))
+    _, state, events = run_job(engine, params, FolderSink(tmp_path / "out"))
     assert state is JobState.FINISHED, [e for e in events if isinstance(e, JobFailed)]
     ready = next(e for e in events if isinstance(e, ModelReady))
     assert (ready.model, ready.family) == ("sd2-model", "sd2")
@@ -158,13 +158,13 @@ def test_truncated_checkpoint_fails_the_job_and_the_engine_stays_up(
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     engine = DiffusersBackend(device="cpu")
-    events: list[Any] = []
     params = GenerationParams(prompt="x", model=str(broken), steps=1, width=64, height=64, seed=1)
-    assert engine.run(Job.create(params), events.append, FolderSink(tmp_path)) is JobState.FAILED
+    _, state, events = run_job(engine, params, FolderSink(tmp_path))
+    assert state is JobState.FAILED
     failed = next(e for e in events if isinstance(e, JobFailed))
     assert str(broken) in failed.message and "truncated" in failed.message
     params = params.replace(model=str(good))
-    assert engine.run(Job.create(params), events.append, FolderSink(tmp_path)) is JobState.FINISHED
+    assert run_job(engine, params, FolderSink(tmp_path))[1] is JobState.FINISHED
     engine.close()
 
 

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_support import run_job
 from PIL import Image
 
 from ldstudio.core.events import EngineNotice, JobFinished
 from ldstudio.core.imagefiles import FolderSink
-from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.jobs import JobState
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine import performance
@@ -22,9 +23,7 @@ GIB = 1024**3
 
 
 def run(engine: DiffusersBackend, params: GenerationParams, out: Path) -> list:
-    events: list = []
-    engine.run(Job.create(params), events.append, FolderSink(out))
-    return events
+    return run_job(engine, params, FolderSink(out))[2]
 
 
 def image_of(events: list) -> np.ndarray:
@@ -178,7 +177,7 @@ def test_out_of_memory_during_denoising_is_not_retried(params, tmp_path) -> None
     hook.remove()
     assert "Out of memory" in events[-1].message
     assert not any(isinstance(e, EngineNotice) for e in events)
-    assert engine.run(Job.create(params), lambda e: None, FolderSink(tmp_path)) is JobState.FINISHED
+    assert run_job(engine, params, FolderSink(tmp_path))[1] is JobState.FINISHED
     engine.close()
 
 

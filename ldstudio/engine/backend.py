@@ -1,38 +1,40 @@
-"""DiffusersBackend: runs one job at a time through a cached diffusers pipeline; engine thread.
+"""DiffusersBackend: runs requests through a cached diffusers pipeline; called from one thread
+(the service's worker), all its torch work runs on its own torch thread.
 
-`run()` never raises: every outcome is an event (finished, failed, cancelled), so the worker
-that calls it stays alive for the next job.
+`execute(request, cancel)` yields the job's events (see ldstudio.core.backend) and ends as the
+contract says: exhausted, `Cancelled(step)`, `JobError` (an unusable model, out of memory), or
+any other exception, which the EngineService words. It saves nothing: the service does.
+The events are made on the torch thread, inside diffusers' step callback, and relayed to the
+caller's thread as they happen (engine/relay.py), so previews stream during denoising.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import time
 import traceback
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import torch
 
-from ldstudio.core.events import (
-    EngineNotice,
-    Event,
-    ImageRecord,
-    JobCancelled,
-    JobFailed,
-    JobFinished,
-    JobStarted,
-    ModelLoading,
-    ModelReady,
-    StepProgress,
-)
-from ldstudio.core.imagefiles import ImageSink
-from ldstudio.core.jobs import Cancelled, Job, JobState
+from ldstudio.core.backend import BackendEvent, ImageResult, JobError, StageStarted
+from ldstudio.core.events import EngineNotice, ModelLoading, ModelReady
+from ldstudio.core.jobs import CancelToken
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import KIND_TXT2IMG, Request
 from ldstudio.engine import performance, previews
+from ldstudio.engine.callbacks import (
+    CancelCheck,
+    FinalLatents,
+    GuidanceCutoff,
+    Preview,
+    Progress,
+    StepCallbacks,
+    X0Tap,
+)
 from ldstudio.engine.device import (
     DeviceChoice,
     choose_device,
@@ -41,44 +43,27 @@ from ldstudio.engine.device import (
     total_memory,
 )
 from ldstudio.engine.lora import ExtrasState, resolve_prompt_loras
-from ldstudio.engine.models import LoadedModel, ModelError, PipelineCache, resolve_model_path
+from ldstudio.engine.models import LoadedModel, PipelineCache, resolve_model_path
+from ldstudio.engine.relay import Relay, TorchThread
 from ldstudio.engine.schedulers import build_scheduler
 
 log = logging.getLogger(__name__)
 
-Emit = Callable[[Event], None]
+Emit = Callable[[BackendEvent], None]
+T = TypeVar("T")
 
-
-class _X0Tap:
-    """Wraps a scheduler's `step` to keep its estimate of the clean image (x0).
-
-    Euler, Euler a, DDIM and DPM++ SDE return it as `pred_original_sample`, LCM as `denoised`;
-    the multistep solvers (DPM++ 2M, UniPC) keep it as their newest converted model output.
-    The wrapper only reads; the returned sample is the scheduler's own. It keeps the original
-    signature: pipelines inspect it to decide whether to pass `generator` and `eta`.
-    """
-
-    def __init__(self, scheduler: Any) -> None:
-        self.x0: torch.Tensor | None = None
-        original = scheduler.step
-
-        @functools.wraps(original)
-        def step(*args: Any, return_dict: bool = True, **kwargs: Any) -> Any:
-            out = original(*args, return_dict=True, **kwargs)
-            x0 = getattr(out, "pred_original_sample", None)
-            if x0 is None:
-                x0 = getattr(out, "denoised", None)
-            if x0 is None:
-                outputs = getattr(scheduler, "model_outputs", None)
-                x0 = outputs[-1] if outputs else None
-            self.x0 = x0
-            return out if return_dict else (out.prev_sample,)
-
-        scheduler.step = step
+COMPILE_NOTICE = (
+    "Compiling the UNet: this first image takes longer (one-time warm-up, "
+    "kept in the cache for later runs)."
+)
+TILED_RETRY_NOTICE = (
+    "The VAE decode ran out of memory; it was retried once with VAE tiling and "
+    "succeeded. Turn VAE tiling on to skip the failed first attempt."
+)
 
 
 class DiffusersBackend:
-    """Owns all torch state. Create it, and call it, on one thread only.
+    """Owns all torch state, created and used on its one torch thread.
 
     `device`/`dtype` override the same fields of `options`. ValueError for options the
     machine cannot honour (e.g. CUDA requested without a CUDA GPU).
@@ -99,6 +84,7 @@ class DiffusersBackend:
         self.resolved = performance.resolve(
             self.options, self.choice, total_memory(self.choice.device)
         )
+        self._torch = TorchThread()
         self._cache = PipelineCache()
         self._previewers: dict[tuple[str, str], previews.Previewer] = {}
         self._extras = ExtrasState()
@@ -107,12 +93,24 @@ class DiffusersBackend:
     # -- model ---------------------------------------------------------------------------
 
     def load(self, model: str, emit: Emit) -> LoadedModel:
+        """Load `model` (or reuse the loaded one) on the torch thread; `emit` gets
+        ModelLoading (when it loads) and ModelReady, on that thread."""
+        return self._torch.call(lambda: self._load(model, emit))
+
+    def on_torch_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn` where the engine runs its torch work and return its result (for benchmarks
+        and checks that must call the pipeline exactly as the engine does)."""
+        return self._torch.call(fn)
+
+    def _load(self, model: str, emit: Emit) -> LoadedModel:
         path = resolve_model_path(model)
 
         def on_reload() -> None:
-            # Previewers hold the old pipeline's VAE; a reload for any reason drops them.
             emit(ModelLoading(model=str(path), device=self.choice.device, dtype=self.choice.dtype))
+            # Previewers hold the old pipeline's VAE, the extras its VAEs: a reload for any
+            # reason drops them (task pipelines go with the LoadedModel they are kept on).
             self._previewers.clear()
+            self._extras.clear()
 
         loaded, cached = self._cache.get(
             path,
@@ -159,55 +157,62 @@ class DiffusersBackend:
 
     # -- jobs ----------------------------------------------------------------------------
 
-    def run(self, job: Job, emit: Emit, sink: ImageSink) -> JobState:
-        """Run a job to its end; emit events; return its final state. Never raises."""
-        saved: list[ImageRecord] = []
-        state = _StepState()
+    def execute(self, request: Request, cancel: CancelToken) -> Iterator[BackendEvent]:
+        """Run `request` on the torch thread and yield its events as they happen.
+
+        One job at a time: its torch side waits for this stream's consumer at every step, so
+        end (or close) one stream before iterating the next. Closing it early stops the job
+        at its next step and waits for that.
+        """
+        cancel.raise_if_cancelled(0)
+        relay = Relay(cancel)
+        self._torch.submit(lambda: self._job(request, relay))
+        yield from relay.stream()
+
+    def _job(self, request: Request, relay: Relay) -> None:
+        """The whole job, on the torch thread; how it ended goes to the relay."""
+        error: BaseException | None = None
+        out_of_memory = False
         try:
-            job.cancel_token.raise_if_cancelled()
-            loaded = self.load(job.params.model, emit)
-            params = self._concrete(job.params, loaded)
-            if self._extras.apply(loaded, params):
-                # A "vae" previewer holds the VAE that was just swapped.
-                self._previewers.pop((str(loaded.path), "vae"), None)
-            previewer = self._previewer(loaded, params.preview_method)
-            emit(
-                JobStarted(
-                    job_id=job.id,
-                    params=params,
-                    device=self.choice.device,
-                    dtype=self.choice.dtype,
-                    total_steps=params.steps,
-                    image_count=params.image_count,
-                )
-            )
-            if self.resolved.compile_unet and not self._compiled_warm:
-                emit(
-                    EngineNotice(
-                        "Compiling the UNet: this first image takes longer (one-time warm-up, "
-                        "kept in the cache for later runs).",
-                        job.id,
-                    )
-                )
-            started = time.perf_counter()
-            for batch_index in range(params.batch_count):
-                job.cancel_token.raise_if_cancelled()
-                saved.extend(
-                    self._run_batch(job, params, loaded, previewer, batch_index, emit, sink, state)
-                )
-            emit(JobFinished(job.id, tuple(saved), time.perf_counter() - started))
-            return JobState.FINISHED
-        except Cancelled:
-            emit(JobCancelled(job.id, step=state.step, saved=tuple(saved)))
-            return JobState.CANCELLED
-        except ModelError as exc:
-            emit(JobFailed(job.id, str(exc), _detail(exc)))
-            return JobState.FAILED
+            self._run(request, relay)
         except Exception as exc:
-            emit(JobFailed(job.id, self._failure_message(exc, job.params), _detail(exc)))
-            if is_out_of_memory(exc):
-                free_memory(self.choice.device)
-            return JobState.FAILED
+            out_of_memory = isinstance(exc, _TiledDecodeOutOfMemory) or is_out_of_memory(exc)
+            if out_of_memory:
+                error = JobError(self._failure_message(exc, request.params), _detail(exc))
+            else:
+                error = exc
+        except BaseException as exc:  # the consumer must hear of every end, or it waits forever
+            error = exc
+        if out_of_memory:
+            # Here, not in the handler: the failed call's frames (and tensors) are gone now.
+            free_memory(self.choice.device)
+        relay.finish(error)
+
+    def _run(self, request: Request, relay: Relay) -> None:
+        if request.kind != KIND_TXT2IMG:
+            raise JobError(f"kind: {request.kind!r} is not supported by the diffusers engine yet")
+        loaded = self._load(request.params.model, relay.send)
+        params = self._concrete(request.params, loaded)
+        if self._extras.apply(loaded, params):
+            # A "vae" previewer holds the VAE that was just swapped.
+            self._previewers.pop((str(loaded.path), "vae"), None)
+        previewer = self._previewer(loaded, params.preview_method)
+        relay.send(
+            StageStarted(
+                params=params,
+                total_steps=params.steps,
+                image_count=params.image_count,
+                index=0,
+                count=1,
+                name=KIND_TXT2IMG,
+            )
+        )
+        if self.resolved.compile_unet and not self._compiled_warm:
+            relay.send(EngineNotice(COMPILE_NOTICE))
+        last_step = 0
+        for batch_index in range(params.batch_count):
+            relay.check(last_step)
+            last_step = self._run_batch(params, loaded, previewer, batch_index, relay)
 
     def _concrete(self, params: GenerationParams, loaded: LoadedModel) -> GenerationParams:
         """Resolve the seed, the model's native size and prompt LoRA tags (to file paths, out of
@@ -220,65 +225,40 @@ class DiffusersBackend:
 
     def _run_batch(
         self,
-        job: Job,
         params: GenerationParams,
         loaded: LoadedModel,
         previewer: previews.Previewer | None,
         batch_index: int,
-        emit: Emit,
-        sink: ImageSink,
-        state: _StepState,
-    ) -> list[ImageRecord]:
+        relay: Relay,
+        stage: int = 0,
+    ) -> int:
+        """One pipeline call of `params.batch_size` images; returns the steps it ran."""
         pipe = loaded.pipe
         first = batch_index * params.batch_size
         seeds = [params.seed_for(first + i) for i in range(params.batch_size)]
         pipe.scheduler = build_scheduler(params.scheduler, loaded.base_scheduler_config, seeds)
-        tap = _X0Tap(pipe.scheduler)
+        tap = X0Tap(pipe.scheduler)
         # CPU generators: the same seed gives the same starting noise on every machine.
         generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
         performance.set_vae_tiling(
             pipe, self.resolved.tiling_for(int(params.width or 0), int(params.height or 0))
         )
-        cfg_keys = [
-            key
-            for key in ("prompt_embeds", "add_text_embeds", "add_time_ids")
-            if key in pipe._callback_tensor_inputs
-        ]
         # Second-order samplers run more than `steps` denoiser calls; report what really runs.
         total_steps = _steps_for(pipe.scheduler, params.steps)
-        cutoff_step = _guidance_cutoff_step(params, total_steps)
-        final: dict[str, torch.Tensor] = {}
-        started = time.perf_counter()
-        state.step = 0
-
-        def on_step_end(_pipe: Any, index: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            step = index + 1
-            state.step = step
-            job.cancel_token.raise_if_cancelled()
-            if step == cutoff_step:
-                # From here on, conditional pass only: drop the unconditional half.
-                for key in cfg_keys:
-                    kwargs[key] = kwargs[key].chunk(2)[-1]
-                pipe._guidance_scale = 0.0
-            if step == total_steps:
-                final["latents"] = kwargs["latents"]  # for a tiled retry if decode runs OOM
-            elapsed = time.perf_counter() - started
-            image = None
-            if previewer is not None and tap.x0 is not None and step % params.preview_interval == 0:
-                image = previewer(tap.x0)
-            emit(
-                StepProgress(
-                    job_id=job.id,
-                    batch_index=batch_index,
-                    step=step,
-                    total=total_steps,
-                    elapsed=elapsed,
-                    it_per_s=step / elapsed if elapsed > 0 else 0.0,
-                    preview=image,
-                )
-            )
-            return kwargs
-
+        final = FinalLatents(total_steps)
+        preview = Preview(tap, previewer, params.preview_interval) if previewer else None
+        progress = Progress(
+            relay.send, total_steps, batch_index=batch_index, stage=stage, preview=preview
+        )
+        callbacks = StepCallbacks(
+            [
+                CancelCheck(relay.check),
+                GuidanceCutoff.for_pipe(pipe, params, total_steps),
+                final,
+                preview,
+                progress,
+            ]
+        )
         try:
             images = pipe(
                 prompt=params.prompt,
@@ -289,35 +269,34 @@ class DiffusersBackend:
                 height=params.height,
                 num_images_per_prompt=params.batch_size,
                 generator=generators,
-                callback_on_step_end=on_step_end,
-                callback_on_step_end_tensor_inputs=["latents", *cfg_keys],
+                callback_on_step_end=callbacks,
+                callback_on_step_end_tensor_inputs=callbacks.tensor_inputs,
                 output_type="pil",
             ).images
+            latents = None
         except Exception as exc:
-            if not (is_out_of_memory(exc) and "latents" in final):
+            latents = final.take()
+            if not (is_out_of_memory(exc) and latents is not None):
                 raise
-            images = self._retry_decode_tiled(pipe, final.pop("latents"), job, emit)
+        if latents is not None:
+            # Denoising finished but the decode ran out of memory; retried out of the handler,
+            # so the failed decode's tensors are freed first.
+            images = self._retry_decode_tiled(pipe, latents, relay)
         self._compiled_warm = True
-        seconds = (time.perf_counter() - started) / params.batch_size
-        records = []
+        seconds = (time.perf_counter() - progress.started) / params.batch_size
         for i, image in enumerate(images):
-            image_params = params.replace(seed=seeds[i], batch_size=1, batch_count=1)
-            records.append(
-                sink.save(
-                    image,
-                    image_params,
+            relay.send(
+                ImageResult(
+                    image=image,
+                    params=params.replace(seed=seeds[i], batch_size=1, batch_count=1),
                     index=first + i,
                     model_name=loaded.name,
-                    device=self.choice.device,
-                    dtype=self.choice.dtype,
                     seconds=seconds,
                 )
             )
-        return records
+        return total_steps
 
-    def _retry_decode_tiled(
-        self, pipe: Any, latents: torch.Tensor, job: Job, emit: Emit
-    ) -> list[Any]:
+    def _retry_decode_tiled(self, pipe: Any, latents: torch.Tensor, relay: Relay) -> list[Any]:
         """Denoising finished but the VAE decode ran out of memory: decode again, tiled."""
         free_memory(self.choice.device)
         was_tiled = bool(getattr(pipe.vae, "use_tiling", False))
@@ -330,13 +309,7 @@ class DiffusersBackend:
             raise
         finally:
             performance.set_vae_tiling(pipe, was_tiled)
-        emit(
-            EngineNotice(
-                "The VAE decode ran out of memory; it was retried once with VAE tiling and "
-                "succeeded. Turn VAE tiling on to skip the failed first attempt.",
-                job.id,
-            )
-        )
+        relay.send(EngineNotice(TILED_RETRY_NOTICE))
         return images
 
     def _failure_message(self, exc: BaseException, params: GenerationParams) -> str:
@@ -366,25 +339,22 @@ class DiffusersBackend:
         )
 
     def close(self) -> None:
+        """Drop the pipeline and end the torch thread (a later job starts it again)."""
+        if self._torch.thread is not None:
+            self._torch.call(self._release)
+        else:
+            self._release()
+        self._torch.close()
+
+    def _release(self) -> None:
         self._cache.clear()
         self._previewers.clear()
+        self._extras.clear()
         free_memory(self.choice.device)
 
 
 class _TiledDecodeOutOfMemory(RuntimeError):
     """The decode ran out of memory a second time, tiled: tiling is no advice any more."""
-
-
-@dataclasses.dataclass
-class _StepState:
-    step: int = 0
-
-
-def _guidance_cutoff_step(params: GenerationParams, total_steps: int) -> int | None:
-    """The step after which guidance stops, or None when it never does."""
-    if params.guidance_cutoff >= 1.0 or params.guidance_scale <= 1.0:
-        return None
-    return max(1, round(params.guidance_cutoff * total_steps))
 
 
 def _steps_for(scheduler: Any, steps: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -56,28 +57,47 @@ def resolve_prompt_loras(params: GenerationParams) -> GenerationParams:
 
 
 class ExtrasState:
-    """Which LoRAs and which VAE the loaded pipeline carries right now."""
+    """Which LoRAs and which VAE the loaded model's pipelines carry right now.
+
+    Keyed by the modules LoRA adapters live in (the UNet and the text encoders), not by the
+    pipeline object: a `from_pipe` sibling shares them, so applying through it or through the
+    base pipeline sees one state. Only weak references: a reload frees the old model. The VAE
+    is a slot of each pipeline: it is checked on the one a job runs on.
+    """
 
     def __init__(self) -> None:
-        self._pipe_id: int | None = None
+        self._modules: tuple[weakref.ref[Any], ...] = ()
         self._adapters: dict[str, str] = {}  # LoRA file → adapter name
-        self._original_vae: Any = None
+        self._original_vae: Any = None  # the model's own VAE
+        self._override_vae: Any = None
         self._vae_path = ""
         self._counter = 0
 
-    def apply(self, loaded: LoadedModel, params: GenerationParams) -> bool:
-        """Make the pipeline match `params.vae` and `params.loras`; True if the VAE changed."""
-        if self._pipe_id != id(loaded.pipe):
-            # A freshly loaded pipeline carries nothing of ours.
-            self._pipe_id = id(loaded.pipe)
-            self._adapters.clear()
-            self._original_vae = None
-            self._vae_path = ""
-        self._apply_loras(loaded, params.loras)
-        return self._apply_vae(loaded, params.vae)
+    def apply(self, loaded: LoadedModel, params: GenerationParams, pipe: Any = None) -> bool:
+        """Make `pipe` (default `loaded.pipe`, or a from_pipe sibling of it) match `params.vae`
+        and `params.loras`; True if its VAE changed."""
+        pipe = loaded.pipe if pipe is None else pipe
+        modules = _adapter_modules(pipe)
+        if len(modules) != len(self._modules) or any(
+            ref() is not module for ref, module in zip(self._modules, modules, strict=True)
+        ):
+            # Modules not seen before (a freshly loaded model) carry nothing of ours.
+            self.clear()
+            self._modules = tuple(weakref.ref(module) for module in modules)
+            self._original_vae = pipe.vae
+        self._apply_loras(loaded, pipe, params.loras)
+        return self._apply_vae(loaded, pipe, params.vae)
 
-    def _apply_loras(self, loaded: LoadedModel, loras: tuple[tuple[str, float], ...]) -> None:
-        pipe = loaded.pipe
+    def clear(self) -> None:
+        """Forget the model (it is being reloaded): its VAEs are not held any longer."""
+        self._modules = ()
+        self._adapters.clear()
+        self._original_vae = self._override_vae = None
+        self._vae_path = ""
+
+    def _apply_loras(
+        self, loaded: LoadedModel, pipe: Any, loras: tuple[tuple[str, float], ...]
+    ) -> None:
         wanted = [str(Path(p).expanduser().resolve()) for p, _w in loras]
         if len(set(wanted)) != len(wanted):
             raise ModelError("loras: the same LoRA file is listed twice; give it once")
@@ -90,13 +110,13 @@ class ExtrasState:
             pipe.delete_adapters([self._adapters.pop(path) for path in stale])
         for path in wanted:
             if path not in self._adapters:
-                self._adapters[path] = self._load_lora(loaded, Path(path))
+                self._adapters[path] = self._load_lora(loaded, pipe, Path(path))
         if wanted:
             pipe.set_adapters(
                 [self._adapters[p] for p in wanted], adapter_weights=[w for _p, w in loras]
             )
 
-    def _load_lora(self, loaded: LoadedModel, path: Path) -> str:
+    def _load_lora(self, loaded: LoadedModel, pipe: Any, path: Path) -> str:
         try:
             header = checked_safetensors(path)
         except CheckpointError as exc:
@@ -117,20 +137,23 @@ class ExtrasState:
             with warnings.catch_warnings():
                 # PEFT warns that a second adapter joins the first: that is the point here.
                 warnings.filterwarnings("ignore", message=".*peft_config.*")
-                loaded.pipe.load_lora_weights(load_file(str(path)), adapter_name=name)
+                pipe.load_lora_weights(load_file(str(path)), adapter_name=name)
         except (ValueError, KeyError, RuntimeError, TypeError) as exc:
             raise ModelError(f"{path} could not be applied as a LoRA: {exc}") from exc
         return name
 
-    def _apply_vae(self, loaded: LoadedModel, vae: str) -> bool:
+    def _apply_vae(self, loaded: LoadedModel, pipe: Any, vae: str) -> bool:
         path = str(Path(vae).expanduser().resolve()) if vae else ""
-        if path == self._vae_path:
+        if path != self._vae_path:
+            self._override_vae = self._load_vae(loaded, path) if path else None
+            self._vae_path = path
+        wanted = self._override_vae if path else self._original_vae
+        if pipe.vae is wanted:
             return False
-        pipe = loaded.pipe
-        if not path:
-            pipe.vae = self._original_vae
-            self._original_vae, self._vae_path = None, ""
-            return True
+        pipe.vae = wanted
+        return True
+
+    def _load_vae(self, loaded: LoadedModel, path: str) -> Any:
         # A diffusers-folder model's standalone VAE loads with its family's bundled config.
         config = loaded.variant or (loaded.family if loaded.family in VARIANTS else "")
         if not config:
@@ -142,8 +165,10 @@ class ExtrasState:
             override = load_vae_file(Path(path), loaded.choice.torch_dtype, config)
         except CheckpointError as exc:
             raise ModelError(f"vae: {exc}") from None
-        if self._original_vae is None:
-            self._original_vae = pipe.vae
-        pipe.vae = override.to(loaded.choice.device)
-        self._vae_path = path
-        return True
+        return override.to(loaded.choice.device)
+
+
+def _adapter_modules(pipe: Any) -> tuple[Any, ...]:
+    """The modules a pipeline's LoRA adapters live in, shared by its from_pipe siblings."""
+    names = ("unet", "text_encoder", "text_encoder_2")
+    return tuple(m for m in (getattr(pipe, name, None) for name in names) if m is not None)

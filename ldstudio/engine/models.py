@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ldstudio.core.backend import JobError
 from ldstudio.core.models import ModelFileError
 from ldstudio.core.models.detection import family_of_variant, unet_family
 from ldstudio.core.models.entries import hf_cache_name
@@ -29,8 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ModelError(Exception):
-    """A model that cannot be found or loaded; the message names the path and what is wrong."""
+class ModelError(JobError):
+    """A model that cannot be found or loaded; the message names the path and what is wrong.
+
+    A JobError: the service shows the message as it is.
+    """
 
 
 @dataclass
@@ -44,6 +48,9 @@ class LoadedModel:
     native_size: int
     seconds: float
     variant: str = ""  # the bundled config a single-file checkpoint loaded with
+    # Task pipelines built from `pipe` with from_pipe (engine/pipelines.py), by task: they
+    # share its modules and go with it.
+    tasks: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def model_display_name(path: Path) -> str:
