@@ -2,7 +2,7 @@
 
     python benchmarks/bench_gui_library.py [--images 100000] [--dir DIR] [--seconds 20]
 
-Builds (or reuses with --dir) a synthetic library as benchmarks/bench_gallery.py does, opens
+Builds (or reuses with --dir) a synthetic library as benchmarks/bench_library.py does, opens
 ldstudio's real LibraryPane on it (offscreen unless DISPLAY is set) and scrolls the grid while
 a 10 ms precise QTimer on the GUI thread measures how late each tick fires: that lateness is
 what a user feels as lag. Phases: a cold first screen, a fling from top to bottom of the whole
@@ -43,11 +43,11 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "xcb" if os.environ.get("DISPLAY") else "offscreen")
 
-    from bench_gallery import build, machine
+    from bench_library import build, machine
     from PySide6.QtCore import QElapsedTimer, QPoint, Qt, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from ldstudio.core.library import GalleryStore
+    from ldstudio.core.library import LibraryStore
     from ldstudio.qt.library_model import LibraryModel
     from ldstudio.qt.library_pane import LibraryPane
 
@@ -65,7 +65,7 @@ def main() -> int:
             print(f"built {args.images:,} rows + hard-linked files in {seconds:.1f} s")
 
         app = QApplication.instance() or QApplication(sys.argv[:1])
-        store = GalleryStore(root, reconcile=False)
+        store = LibraryStore(root, reconcile=False)
         model = LibraryModel(store, poll_revision=False)
         pane = LibraryPane(model)
         pane.resize(1100, 850)

@@ -27,7 +27,7 @@ from ldstudio.core import paths
 from ldstudio.core.backend import Backend, BackendEvent
 from ldstudio.core.events import EngineNotice, EngineReady
 from ldstudio.core.jobs import CancelToken
-from ldstudio.core.library import GalleryError, GalleryStore, IndexDamaged, rebuild_index
+from ldstudio.core.library import IndexDamaged, LibraryError, LibraryStore, rebuild_index
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.request import Request
 from ldstudio.core.service import BackendFactory, EngineService
@@ -210,7 +210,7 @@ def ensure_application(argv: list[str] | None = None) -> QApplication:
 def build_window(
     backend_factory: BackendFactory,
     settings: Settings | None = None,
-    store: GalleryStore | None = None,
+    store: LibraryStore | None = None,
 ) -> MainWindow:
     """The main window wired to a fresh engine service (not started: `window.start()`)."""
     settings = settings if settings is not None else load_settings()
@@ -218,7 +218,7 @@ def build_window(
     # the engine's sink, so every finished image is indexed as it is saved.
     refcount_guard.install()
     if store is None:
-        store = GalleryStore(settings.library_dir(), reconcile=False)
+        store = LibraryStore(settings.library_dir(), reconcile=False)
     service = EngineService(backend_factory, store)
     controller = GenerationController(service)
     window = MainWindow(controller, settings, paths.bundled_model_dir(), store)
@@ -252,18 +252,18 @@ def open_library(
     root: Path,
     ask: Callable[[str], bool] = _ask_rebuild,
     tell: Callable[[str], None] = _show_error,
-) -> GalleryStore | None:
+) -> LibraryStore | None:
     """The library for the window; a damaged index is offered a rebuild (None: not opened)."""
     try:
-        return GalleryStore(root, reconcile=False)
+        return LibraryStore(root, reconcile=False)
     except IndexDamaged as exc:
         if not ask(str(exc)):
             return None
     QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
     try:
         rebuild_index(root)
-        return GalleryStore(root, reconcile=False)
-    except GalleryError as exc:  # another ldstudio has it open, or it is damaged again
+        return LibraryStore(root, reconcile=False)
+    except LibraryError as exc:  # another ldstudio has it open, or it is damaged again
         QApplication.restoreOverrideCursor()
         tell(f"The library index could not be rebuilt: {exc}")
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gallery_support import exif_image, png_with_text
+from library_support import exif_image, png_with_text
 from PIL import Image
 
 

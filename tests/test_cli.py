@@ -90,7 +90,7 @@ def test_out_file_and_default_into_the_library(tiny_model, tmp_path, ldstudio_ho
     saved = Path(stdout.strip())
     assert saved.is_relative_to(ldstudio_home / "library" / "images")  # the app's library
     listed = subprocess.run(
-        [sys.executable, "-m", "ldstudio", "gallery", "list", "--json"],
+        [sys.executable, "-m", "ldstudio", "library", "list", "--json"],
         env={**os.environ, "LDSTUDIO_HOME": str(ldstudio_home)},
         capture_output=True,
         text=True,

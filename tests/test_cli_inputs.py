@@ -313,27 +313,27 @@ def test_convert_input_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]
 def test_gallery_numbers_out_of_range(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert message in refused(capsys, "gallery", *argv)
+    assert message in refused(capsys, "library", *argv)
 
 
 def test_gallery_folders_that_cannot_be_used(
     tmp_path: Path, a_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     library = a_file / "library"
-    err = refused(capsys, "gallery", "--library", str(library), "list")
+    err = refused(capsys, "library", "--library", str(library), "list")
     assert f"cannot use {library} as the library folder: " in err
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.new("RGB", (8, 8)).save(photos / "p.png")
-    assert run(capsys, "gallery", "import", str(photos))[0] == EXIT_OK
+    assert run(capsys, "library", "import", str(photos))[0] == EXIT_OK
     target = a_file / "export"
-    err = refused(capsys, "gallery", "export", "1", "--to", str(target))
+    err = refused(capsys, "library", "export", "1", "--to", str(target))
     assert f"--to: cannot create the folder {target}: " in err
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
 def test_library_under_proc(capsys: pytest.CaptureFixture[str]) -> None:
-    err = refused(capsys, "gallery", "--library", "/proc/ldstudio-nope", "list")
+    err = refused(capsys, "library", "--library", "/proc/ldstudio-nope", "list")
     assert "cannot use /proc/ldstudio-nope as the library folder: No such file or directory" in err
 
 
@@ -342,7 +342,7 @@ def test_closed_stdout_exits_quietly(ldstudio_home: Path) -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written, like `| head -0`
     env = {**os.environ, "LDSTUDIO_HOME": str(ldstudio_home), "HF_HUB_OFFLINE": "1"}
-    for argv in (["gallery", "list", "--json"], ["models", "list", "--no-hf-cache"]):
+    for argv in (["library", "list", "--json"], ["models", "list", "--no-hf-cache"]):
         done = subprocess.run(
             [sys.executable, "-m", "ldstudio", *argv],
             stdout=write_end,

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from gallery_support import COMFY_PROMPT, ldstudio_png, png_with_text, tool_images
+from library_support import COMFY_PROMPT, ldstudio_png, png_with_text, tool_images
 from PIL import Image
 
 from ldstudio.core.export import export_image, export_to_folder, format_for

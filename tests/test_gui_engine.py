@@ -43,7 +43,7 @@ def test_tiny_model_through_the_real_engine_thread(
     assert window.device_label.text() == "CPU · fp32"
     entry = window.store.entry_for_path(path)
     assert entry is not None and entry.params.model == str(tiny_model.resolve())
-    qtbot.waitUntil(lambda: window.gallery_model.has_thumbnail(entry.id))
+    qtbot.waitUntil(lambda: window.library_model.has_thumbnail(entry.id))
 
 
 def test_bundled_model_end_to_end(make_window, qtbot, ldstudio_home: Path) -> None:

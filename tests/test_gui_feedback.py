@@ -148,9 +148,9 @@ def test_timeline_says_which_step_of_how_many(
 
 
 def show_newest_details(qtbot, window: MainWindow) -> None:
-    qtbot.waitUntil(lambda: window.gallery_pane.current_entry() is not None)
-    entry = window.gallery_pane.current_entry()
-    window.gallery_pane.entry_activated.emit(entry)  # double-click / Enter on it
+    qtbot.waitUntil(lambda: window.library_pane.current_entry() is not None)
+    entry = window.library_pane.current_entry()
+    window.library_pane.entry_activated.emit(entry)  # double-click / Enter on it
     assert window.left_tabs.currentIndex() == window.details_tab
     qtbot.waitUntil(lambda: "Sampler" in window.details_view.parameters_text())
 
@@ -248,8 +248,8 @@ def test_f1_lists_every_shortcut_the_window_has(
     assert by_keys["Ctrl+Shift+M"] == ("Model manager…", "Anywhere")
     assert by_keys["Ctrl+Q"] == ("Quit", "Anywhere")
     assert by_keys["Ctrl+Up"] == ("Previous recent prompt", "In the prompt")
-    assert by_keys["Del"][1] in ("In the gallery", "In the queue")
-    assert {where for _k, _w, where in rows} >= {"In the gallery", "In the queue"}
+    assert by_keys["Del"][1] in ("In the library", "In the queue")
+    assert {where for _k, _w, where in rows} >= {"In the library", "In the queue"}
 
 
 def test_focus_prompt_shows_the_generate_tab(make_window, fake_backend: FakeBackend, qtbot) -> None:

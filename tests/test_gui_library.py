@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gallery_support import A1111_TEXT, png_with_text
+from library_support import A1111_TEXT, png_with_text
 from PIL import Image
 from PySide6.QtCore import QDate, Qt
 from PySide6.QtWidgets import QMessageBox
 
-from ldstudio.core.library import GalleryEntry, GalleryFilter, GalleryStore, NewEntry
+from ldstudio.core.library import LibraryEntry, LibraryFilter, LibraryStore, NewEntry
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import ReadResult, read_file
 from ldstudio.qt import library_model
@@ -37,9 +37,9 @@ NOW = time.time()
 MODELS = ("sd15", "sdxl", "tiny")
 
 
-def synthetic_library(root: Path, count: int = ROWS) -> GalleryStore:
+def synthetic_library(root: Path, count: int = ROWS) -> LibraryStore:
     """A library of `count` rows whose files are hard links to one small PNG (fast)."""
-    store = GalleryStore(root, reconcile=False)
+    store = LibraryStore(root, reconcile=False)
     seed_png = root / "seed.png"
     Image.new("RGB", (48, 32), (30, 90, 200)).save(seed_png)
     folder = store.images_dir / "synthetic"
@@ -74,14 +74,14 @@ def synthetic_library(root: Path, count: int = ROWS) -> GalleryStore:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[GalleryStore]:
+def store(tmp_path: Path) -> Iterator[LibraryStore]:
     s = synthetic_library(tmp_path / "library")
     yield s
     s.close()
 
 
 @pytest.fixture
-def model(qtbot, store: GalleryStore) -> Iterator[LibraryModel]:
+def model(qtbot, store: LibraryStore) -> Iterator[LibraryModel]:
     m = LibraryModel(store, poll_revision=False)
     with qtbot.waitSignal(m.count_changed):
         m.refresh()
@@ -89,7 +89,7 @@ def model(qtbot, store: GalleryStore) -> Iterator[LibraryModel]:
     m.close()
 
 
-def load_rows(qtbot, model: LibraryModel, *rows: int) -> list[GalleryEntry]:
+def load_rows(qtbot, model: LibraryModel, *rows: int) -> list[LibraryEntry]:
     for row in rows:
         model.entry_at(row)
     qtbot.waitUntil(lambda: all(model.entry_at(r) is not None for r in rows))
@@ -114,29 +114,29 @@ def test_rows_come_from_count_and_pages_load_lazily_newest_first(qtbot, model) -
     assert model.row_of(late.id) == 2 * PAGE_SIZE + 5
 
 
-def test_filters_change_the_count(qtbot, model, store: GalleryStore) -> None:
-    def count_for(f: GalleryFilter) -> int:
+def test_filters_change_the_count(qtbot, model, store: LibraryStore) -> None:
+    def count_for(f: LibraryFilter) -> int:
         with qtbot.waitSignal(model.count_changed):
             model.set_filter(f)
         return model.rowCount()
 
-    assert count_for(GalleryFilter(text="castle")) == ROWS // 10
-    assert count_for(GalleryFilter(model="sdxl")) == ROWS // 3
-    entry = store.page(GalleryFilter(), 0, 1)[0]
+    assert count_for(LibraryFilter(text="castle")) == ROWS // 10
+    assert count_for(LibraryFilter(model="sdxl")) == ROWS // 3
+    entry = store.page(LibraryFilter(), 0, 1)[0]
     store.set_favourite(entry.id, True)
     store.add_tags(entry.id, ["keeper"])
-    assert count_for(GalleryFilter(favourites=True)) == 1
-    assert count_for(GalleryFilter(tags=("keeper",))) == 1
+    assert count_for(LibraryFilter(favourites=True)) == 1
+    assert count_for(LibraryFilter(tags=("keeper",))) == 1
     # Rows are 6 hours apart: the last 2 days hold the 8 newest.
-    assert count_for(GalleryFilter(since=NOW - 2 * DAY - 1, until=NOW + 1)) == 8
+    assert count_for(LibraryFilter(since=NOW - 2 * DAY - 1, until=NOW + 1)) == 8
     store.trash([entry.id])
-    assert count_for(GalleryFilter(trashed=True)) == 1
-    assert count_for(GalleryFilter()) == ROWS - 1
+    assert count_for(LibraryFilter(trashed=True)) == 1
+    assert count_for(LibraryFilter()) == ROWS - 1
 
 
 def test_results_of_an_old_filter_are_dropped(qtbot, model) -> None:
-    model.set_filter(GalleryFilter(text="forest"))
-    model.set_filter(GalleryFilter(text="castle"))  # before the first count came back
+    model.set_filter(LibraryFilter(text="forest"))
+    model.set_filter(LibraryFilter(text="castle"))  # before the first count came back
     qtbot.waitUntil(lambda: model.rowCount() == ROWS // 10)
     (entry,) = load_rows(qtbot, model, 0)
     assert "castle" in entry.prompt
@@ -164,7 +164,7 @@ def test_a_broken_file_gets_the_broken_icon_not_a_crash(qtbot, model, store) -> 
 
 
 def test_new_images_insert_at_the_top_and_other_writers_are_noticed(
-    qtbot, model, store: GalleryStore, tmp_path: Path
+    qtbot, model, store: LibraryStore, tmp_path: Path
 ) -> None:
     load_rows(qtbot, model, 0)
     inserted: list[tuple[int, int]] = []
@@ -180,7 +180,7 @@ def test_new_images_insert_at_the_top_and_other_writers_are_noticed(
     # Another process writing the same library: the revision poll refreshes the view.
     model._poll.setInterval(30)
     model._poll.start()
-    with GalleryStore(store.root, reconcile=False) as other:
+    with LibraryStore(store.root, reconcile=False) as other:
         other.add_image(Image.new("RGB", (64, 64), "blue"), params, model_name="tiny")
     qtbot.waitUntil(lambda: model.rowCount() == ROWS + 2, timeout=3000)
 
@@ -207,7 +207,7 @@ def pane(qtbot, model) -> LibraryPane:
 
 
 def test_filter_bar_builds_the_filter(qtbot, pane: LibraryPane, model) -> None:
-    assert "300 images in the library" in pane.title.text()
+    assert "&Library — 300 images" in pane.title.text()
     with qtbot.waitSignal(model.count_changed, timeout=3000):
         pane.search_edit.setText("castle")  # debounced
     assert model.rowCount() == ROWS // 10 and "30 of 300 images" in pane.title.text()
@@ -215,7 +215,7 @@ def test_filter_bar_builds_the_filter(qtbot, pane: LibraryPane, model) -> None:
         model.load_choices()
     assert pane.model_combo.count() == 1 + len(MODELS)
     pane.model_combo.setCurrentIndex(pane.model_combo.findData("sdxl"))
-    assert model.filter == GalleryFilter(text="castle", model="sdxl")
+    assert model.filter == LibraryFilter(text="castle", model="sdxl")
     pane.tags_edit.setText(" a, b ,, ")
     pane.apply_filter()
     assert model.filter.tags == ("a", "b")
@@ -332,7 +332,7 @@ def test_a_selection_follows_its_images_or_is_dropped(qtbot, pane: LibraryPane, 
 
 
 def test_a_selection_refuses_to_resolve_after_the_library_moved(qtbot, model, store) -> None:
-    from ldstudio.core.library import GalleryError
+    from ldstudio.core.library import LibraryError
 
     (first,) = load_rows(qtbot, model, 0)
     far = [PAGE_SIZE * 2 + 1, PAGE_SIZE * 2 + 2]  # a page never loaded
@@ -344,7 +344,7 @@ def test_a_selection_refuses_to_resolve_after_the_library_moved(qtbot, model, st
     png = store.images_dir / "new.png"
     Image.new("RGB", (8, 8)).save(png)
     store.add_entries([NewEntry.from_file(png)])
-    with pytest.raises(GalleryError, match="library changed while these images were selected"):
+    with pytest.raises(LibraryError, match="library changed while these images were selected"):
         selection.resolve(store)
 
 
@@ -410,17 +410,17 @@ def test_favourite_tag_trash_restore_and_empty(qtbot, model, actions, store) -> 
 
     with qtbot.waitSignal(actions.message):
         actions.trash(store.get(entry.id))
-    assert store.count(GalleryFilter(trashed=True)) == 1
+    assert store.count(LibraryFilter(trashed=True)) == 1
     with qtbot.waitSignal(actions.message) as note:
         actions.empty_trash()
     assert note.args == ["Trash emptied: 1 image deleted"]
-    assert store.count(GalleryFilter(trashed=True)) == 0 and store.count() == ROWS - 1
+    assert store.count(LibraryFilter(trashed=True)) == 0 and store.count() == ROWS - 1
 
 
 def test_bulk_favourite_trash_restore_and_save(qtbot, model, actions, store, tmp_path) -> None:
     entries = load_rows(qtbot, model, 0, 1, 2, 3)
     selection = model.selection([1, 2, 3], current=entries[2])
-    changed: list[GalleryEntry] = []
+    changed: list[LibraryEntry] = []
     actions.entry_changed.connect(changed.append)
     with qtbot.waitSignal(actions.message) as note:
         actions.set_favourite_rows(selection, True)
@@ -444,9 +444,9 @@ def test_bulk_favourite_trash_restore_and_save(qtbot, model, actions, store, tmp
     with qtbot.waitSignal(actions.message) as note:
         actions.trash_rows(selection)
     assert note.args == ["3 images moved to the trash (restore them from Trash)"]
-    assert store.count(GalleryFilter(trashed=True)) == 3
+    assert store.count(LibraryFilter(trashed=True)) == 3
     qtbot.waitUntil(lambda: model.rowCount() == ROWS - 3)
-    model.set_filter(GalleryFilter(trashed=True))
+    model.set_filter(LibraryFilter(trashed=True))
     qtbot.waitUntil(lambda: model.rowCount() == 3)
     trashed = load_rows(qtbot, model, 0, 1, 2)
     with qtbot.waitSignal(actions.message) as note:
@@ -634,7 +634,7 @@ def test_reuse_all_and_seed(qtbot, model, actions, store, tmp_path) -> None:
 
 
 def test_a_failing_action_reports_and_the_worker_survives(qtbot, actions, store, tmp_path):
-    entry = store.page(GalleryFilter(), 0, 1)[0]
+    entry = store.page(LibraryFilter(), 0, 1)[0]
     with qtbot.waitSignal(actions.failed) as failed:
         actions.export(entry, tmp_path / "out.bmp", keep_metadata=True)
     assert "Could not save" in failed.args[0] and "allowed" in failed.args[0]
@@ -693,9 +693,9 @@ def test_controller_reconciles_restores_and_reuses(qtbot, tmp_path: Path) -> Non
 
         # Delete from the grid, then empty the trash (confirmed).
         controller.pane.actions_by_name["delete"].trigger()
-        qtbot.waitUntil(lambda: store.count(GalleryFilter(trashed=True)) == 1)
+        qtbot.waitUntil(lambda: store.count(LibraryFilter(trashed=True)) == 1)
         controller.empty_trash()
-        qtbot.waitUntil(lambda: store.count(GalleryFilter(trashed=True)) == 0)
+        qtbot.waitUntil(lambda: store.count(LibraryFilter(trashed=True)) == 0)
         qtbot.waitUntil(lambda: controller.model.rowCount() == 20)
     finally:
         controller.close()
@@ -767,5 +767,5 @@ def test_a_refresh_keeps_the_place_a_new_filter_starts_over(qtbot, model, store)
     (now,) = load_rows(qtbot, model, 10)
     assert now.id != entry.id  # the pages were reloaded: row 10 is the next image now
     with qtbot.waitSignal(model.count_changed):
-        model.set_filter(GalleryFilter(model="sd15"))
+        model.set_filter(LibraryFilter(model="sd15"))
     assert events[-1] == "reset"

@@ -6,14 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gallery_support import A1111_TEXT, png_with_text
 from gui_support import fake_backend, make_window, qt_loop
+from library_support import A1111_TEXT, png_with_text
 from PIL import Image
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QMessageBox
 from test_gui_library import ROWS, load_rows, synthetic_library
 
-from ldstudio.core.library import GalleryFilter, GalleryStore
+from ldstudio.core.library import LibraryFilter, LibraryStore
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.image_details import ExportDialog, LibraryActions
 from ldstudio.qt.library_model import LibraryModel
@@ -24,14 +24,14 @@ __all__ = ["fake_backend", "make_window", "qt_loop"]  # fixtures used by name
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[GalleryStore]:
+def store(tmp_path: Path) -> Iterator[LibraryStore]:
     s = synthetic_library(tmp_path / "library", count=ROWS)
     yield s
     s.close()
 
 
 @pytest.fixture
-def model(qtbot, store: GalleryStore) -> Iterator[LibraryModel]:
+def model(qtbot, store: LibraryStore) -> Iterator[LibraryModel]:
     m = LibraryModel(store, poll_revision=False)
     with qtbot.waitSignal(m.count_changed):
         m.refresh()
@@ -54,13 +54,13 @@ def search(qtbot, pane: LibraryPane, text: str) -> None:
 
 
 def test_the_header_says_how_many_of_all_when_filtered(qtbot, pane: LibraryPane) -> None:
-    assert pane.title.text() == f"&Gallery — {ROWS} images in the library"
+    assert pane.title.text() == f"&Library — {ROWS} images"
     search(qtbot, pane, "castle")
-    assert pane.title.text() == f"&Gallery — {ROWS // 10} of {ROWS} images in the library"
+    assert pane.title.text() == f"&Library — {ROWS // 10} of {ROWS} images"
     search(qtbot, pane, "castle number 290")
-    assert pane.title.text() == f"&Gallery — 1 of {ROWS} images in the library"
+    assert pane.title.text() == f"&Library — 1 of {ROWS} images"
     search(qtbot, pane, "")
-    assert pane.title.text() == f"&Gallery — {ROWS} images in the library"
+    assert pane.title.text() == f"&Library — {ROWS} images"
 
 
 def test_an_empty_search_says_no_images_match(qtbot, pane: LibraryPane) -> None:
@@ -69,7 +69,7 @@ def test_an_empty_search_says_no_images_match(qtbot, pane: LibraryPane) -> None:
     assert pane.grid_stack.currentWidget() is pane.empty_label
     assert pane.empty_label.isVisible() and not pane.view.isVisible()
     assert pane.empty_label.text().startswith(f"No images match: none of the {ROWS} in the library")
-    assert pane.title.text() == f"&Gallery — 0 of {ROWS} images in the library"
+    assert pane.title.text() == f"&Library — 0 of {ROWS} images"
     search(qtbot, pane, "castle")
     assert pane.grid_stack.currentWidget() is pane.view
     with qtbot.waitSignal(pane.model.count_changed):
@@ -79,7 +79,7 @@ def test_an_empty_search_says_no_images_match(qtbot, pane: LibraryPane) -> None:
 
 
 def test_an_empty_library_says_where_images_come_from(qtbot, tmp_path: Path) -> None:
-    store = GalleryStore(tmp_path / "empty", reconcile=False)
+    store = LibraryStore(tmp_path / "empty", reconcile=False)
     model = LibraryModel(store, poll_revision=False)
     pane = LibraryPane(model)
     qtbot.addWidget(pane)
@@ -90,14 +90,14 @@ def test_an_empty_library_says_where_images_come_from(qtbot, tmp_path: Path) -> 
     assert pane.empty_label.text().startswith("No images yet.")
     with qtbot.waitSignal(model.count_changed, timeout=3000):
         pane.search_edit.setText("fox")
-    assert pane.title.text() == "&Gallery — 0 images in the library"  # not "0 of 0"
+    assert pane.title.text() == "&Library — 0 images"  # not "0 of 0"
     assert pane.empty_label.text().startswith("No images match.")
     model.close()
     store.close()
 
 
 def test_the_tag_filter_completes_known_tags(qtbot, pane: LibraryPane, model, store) -> None:
-    first, second = store.page(GalleryFilter(), 0, 2)
+    first, second = store.page(LibraryFilter(), 0, 2)
     store.add_tags(first.id, ["portrait", "keeper"])
     store.add_tags(second.id, ["landscape"])
     with qtbot.waitSignal(model.choices_loaded):
@@ -125,7 +125,7 @@ def test_small_images_fill_their_thumbnail_cells(qtbot, model: LibraryModel) -> 
 
 
 def test_the_restore_message_names_the_image_not_its_trash_file(
-    qtbot, model: LibraryModel, store: GalleryStore
+    qtbot, model: LibraryModel, store: LibraryStore
 ) -> None:
     actions = LibraryActions(store, model)
     (entry,) = load_rows(qtbot, model, 0)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gallery_support import A1111_TEXT, png_with_text
 from gui_support import fake_backend, generate, make_window, qt_loop
+from library_support import A1111_TEXT, png_with_text
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from ldstudio.core.events import JobFinished
-from ldstudio.core.library import GalleryFilter
+from ldstudio.core.library import LibraryFilter
 from ldstudio.engine.fake import FakeBackend
 
 pytestmark = pytest.mark.gui
@@ -69,10 +69,10 @@ def test_generated_images_are_in_the_library_and_searchable(
     window = make_window(fake_backend)
     for prompt in ("a red fox", "a blue whale"):
         assert isinstance(generate(qtbot, window, prompt), JobFinished)
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 2)
-    window.gallery_pane.search_edit.setText("whale")
-    window.gallery_pane.apply_filter()
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 1)
-    qtbot.waitUntil(lambda: window.gallery_model.entry_at(0) is not None)
-    assert window.gallery_model.entry_at(0).prompt == "a blue whale"
-    assert window.store.count(GalleryFilter(text="fox")) == 1
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 2)
+    window.library_pane.search_edit.setText("whale")
+    window.library_pane.apply_filter()
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 1)
+    qtbot.waitUntil(lambda: window.library_model.entry_at(0) is not None)
+    assert window.library_model.entry_at(0).prompt == "a blue whale"
+    assert window.store.count(LibraryFilter(text="fox")) == 1

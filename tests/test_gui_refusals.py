@@ -109,7 +109,7 @@ NOT_APPLIED = (
 def test_reusing_an_imported_image_lists_every_value_not_applied_and_finds_the_bundled_model(
     make_window, fake_backend: FakeBackend, qtbot, tmp_path
 ) -> None:
-    from gallery_support import png_with_text
+    from library_support import png_with_text
 
     window = make_window(fake_backend)
     pane = window.params_pane
@@ -119,11 +119,11 @@ def test_reusing_an_imported_image_lists_every_value_not_applied_and_finds_the_b
     notes: list[str] = []
     window.library.status_message.connect(notes.append)
     window.library.import_folder(tmp_path / "in")
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 1, timeout=5000)
-    window.gallery_model.entry_at(0)
-    qtbot.waitUntil(lambda: window.gallery_model.entry_at(0) is not None)
-    window.gallery_pane.select_row(0)
-    window.gallery_pane.actions_by_name["reuse_params"].trigger()
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 1, timeout=5000)
+    window.library_model.entry_at(0)
+    qtbot.waitUntil(lambda: window.library_model.entry_at(0) is not None)
+    window.library_pane.select_row(0)
+    window.library_pane.actions_by_name["reuse_params"].trigger()
     qtbot.waitUntil(lambda: window.prompt_pane.prompt() == "a castle on a hill")
     restored = next(n for n in notes if n.startswith("Parameters restored"))
     kept_in_view = pane.restore_note.text()  # stays under the form, unlike the status bar
@@ -138,7 +138,7 @@ def test_reusing_an_imported_image_lists_every_value_not_applied_and_finds_the_b
 def test_opening_a_file_lists_the_values_not_applied_before_asking(
     make_window, fake_backend: FakeBackend, qtbot, tmp_path, monkeypatch
 ) -> None:
-    from gallery_support import png_with_text
+    from library_support import png_with_text
     from PySide6.QtWidgets import QMessageBox
 
     asked: list[str] = []

@@ -15,7 +15,7 @@ from PIL import Image
 from PySide6.QtCore import QItemSelectionModel, Qt
 
 from ldstudio.core.events import JobFinished
-from ldstudio.core.library import GalleryFilter, GalleryStore
+from ldstudio.core.library import LibraryFilter, LibraryStore
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.main_window import MainWindow
@@ -30,14 +30,14 @@ def made(qtbot, window: MainWindow, *prompts: str) -> list[Path]:
         outcome = generate(qtbot, window, prompt)
         assert isinstance(outcome, JobFinished)
         paths.append(outcome.records[0].path)
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == window.store.count())
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == window.store.count())
     return paths
 
 
 def highlighted(window: MainWindow) -> list[str]:
     """The prompts of the highlighted images, in row order (their pages must be loaded)."""
-    model = window.gallery_model
-    return [model.entry_at(row).prompt for row in window.gallery_pane.selected_rows()]
+    model = window.library_model
+    return [model.entry_at(row).prompt for row in window.library_pane.selected_rows()]
 
 
 def shown(window: MainWindow) -> str | None:
@@ -49,8 +49,8 @@ def settled(qtbot, window: MainWindow, prompts: list[str]) -> None:
     """Wait until exactly `prompts` are highlighted and the details show the focused one."""
 
     def done() -> bool:
-        rows = window.gallery_pane.selected_rows()
-        model = window.gallery_model
+        rows = window.library_pane.selected_rows()
+        model = window.library_model
         if any(model.entry_at(row) is None for row in rows):
             return False
         return highlighted(window) == prompts and shown(window) == (
@@ -60,8 +60,8 @@ def settled(qtbot, window: MainWindow, prompts: list[str]) -> None:
     qtbot.waitUntil(done, timeout=5000)
 
 
-def trashed_prompts(store: GalleryStore) -> set[str]:
-    return {e.prompt for e in store.entries(store.ids(GalleryFilter(trashed=True)))}
+def trashed_prompts(store: LibraryStore) -> set[str]:
+    return {e.prompt for e in store.entries(store.ids(LibraryFilter(trashed=True)))}
 
 
 def test_after_delete_the_next_image_is_highlighted_and_delete_takes_only_that(
@@ -71,26 +71,26 @@ def test_after_delete_the_next_image_is_highlighted_and_delete_takes_only_that(
     window.params_pane.steps_spin.setValue(2)
     made(qtbot, window, "first", "second", "third")  # rows: third, second, first
     settled(qtbot, window, ["third"])  # the job's image, highlighted
-    view = window.gallery_pane.view
+    view = window.library_pane.view
     view.setFocus()
 
     qtbot.keyClick(view, Qt.Key.Key_Delete)
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 2)
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 2)
     # The viewer, the details and the highlight all moved on to the same, next image.
     settled(qtbot, window, ["second"])
     qtbot.waitUntil(lambda: "second" in window.preview_pane.caption.toolTip())
 
     qtbot.keyClick(view, Qt.Key.Key_Delete)
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 1)
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 1)
     settled(qtbot, window, ["first"])
     assert trashed_prompts(window.store) == {"third", "second"}  # only what was highlighted
 
     # A focus without a highlight shows nothing and takes nothing.
     selection_model = view.selectionModel()
     selection_model.select(
-        window.gallery_model.index(0), QItemSelectionModel.SelectionFlag.Deselect
+        window.library_model.index(0), QItemSelectionModel.SelectionFlag.Deselect
     )
-    assert view.currentIndex().isValid() and window.gallery_pane.current_entry() is None
+    assert view.currentIndex().isValid() and window.library_pane.current_entry() is None
     assert shown(window) is None
     qtbot.keyClick(view, Qt.Key.Key_Delete)
     window.details_view.buttons["delete"].click()
@@ -104,7 +104,7 @@ def test_a_bulk_delete_then_the_trash_view_acts_only_on_what_it_shows(
     window = make_window(fake_backend)
     window.params_pane.steps_spin.setValue(2)
     made(qtbot, window, "one", "two", "three", "four")  # rows: four, three, two, one
-    pane, model = window.gallery_pane, window.gallery_model
+    pane, model = window.library_pane, window.library_model
     for row in range(4):
         model.entry_at(row)
     qtbot.waitUntil(lambda: all(model.entry_at(r) is not None for r in range(4)))
@@ -151,7 +151,7 @@ def test_a_bulk_delete_then_the_trash_view_acts_only_on_what_it_shows(
 def test_the_details_buttons_follow_a_trash_and_a_restore(qtbot, tmp_path: Path) -> None:
     from ldstudio.qt.image_details import ImageDetailsView, LibraryActions
 
-    store = GalleryStore(tmp_path / "library", reconcile=False)
+    store = LibraryStore(tmp_path / "library", reconcile=False)
     entry = store.add_image(
         Image.new("RGB", (64, 64), "red"),
         GenerationParams(prompt="kept in view", seed=1, width=64, height=64),
@@ -185,7 +185,7 @@ def test_a_finished_job_highlights_its_own_images_by_id(
 ) -> None:
     window = make_window(fake_backend)
     window.params_pane.steps_spin.setValue(2)
-    pane = window.gallery_pane
+    pane = window.library_pane
     notes: list[str] = []
     window.library.status_message.connect(notes.append)
 
@@ -208,7 +208,7 @@ def test_a_finished_job_highlights_its_own_images_by_id(
     # Another process (the CLI) writes into the library as the job ends: its image is newer.
     pane.sort_combo.setCurrentIndex(0)
     pane.apply_filter()
-    other = GalleryStore(ldstudio_home / "library", reconcile=False)
+    other = LibraryStore(ldstudio_home / "library", reconcile=False)
 
     def cli_writes(_event: object) -> None:
         other.add_image(
@@ -225,7 +225,7 @@ def test_a_finished_job_highlights_its_own_images_by_id(
         other.close()
     settled(qtbot, window, ["made in the window"])
     assert window.details_view.entry.path == mine
-    assert window.gallery_model.entry_at(0).prompt == "from the cli"  # row 0 is not ours
+    assert window.library_model.entry_at(0).prompt == "from the cli"  # row 0 is not ours
 
 
 def test_delete_pressed_again_during_a_move_is_one_request_another_image_is_another(
@@ -269,7 +269,7 @@ def test_a_row_chosen_by_the_window_is_highlighted_whatever_keys_are_held(
 ) -> None:
     window = make_window(fake_backend)
     made(qtbot, window, "one", "two")
-    pane = window.gallery_pane
+    pane = window.library_pane
     settled(qtbot, window, ["two"])  # the finished job highlighted its own image, row 0
     # Ctrl held (as the last key event left it): the view's own setCurrentIndex would toggle
     # row 0 off, and the window would show an image it does not highlight.

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog
 
 from ldstudio.core.events import JobCancelled, JobFailed, JobFinished, StepProgress
 from ldstudio.core.imagefiles import FolderSink
-from ldstudio.core.library import GalleryFilter
+from ldstudio.core.library import LibraryFilter
 from ldstudio.core.metadata import read_ldstudio_params
 from ldstudio.core.params import GenerationParams
 from ldstudio.engine.fake import FakeBackend
@@ -47,9 +47,9 @@ def test_generate_previews_in_order_then_image_in_gallery_and_on_disk(
 
     entry = window.store.entry_for_path(path)
     assert entry is not None and entry.prompt == params.prompt
-    qtbot.waitUntil(lambda: window.gallery_model.has_thumbnail(entry.id))
-    assert window.gallery_model.rowCount() == 1
-    assert window.gallery_model.entry_at(0).path == path
+    qtbot.waitUntil(lambda: window.library_model.has_thumbnail(entry.id))
+    assert window.library_model.rowCount() == 1
+    assert window.library_model.entry_at(0).path == path
     # The final image replaces the preview; the timeline holds all six steps plus the final.
     qtbot.waitUntil(lambda: window.preview_pane.canvas.image.width() == 64)
     slider = window.preview_pane.timeline_slider
@@ -89,7 +89,7 @@ def test_cancel_mid_job_with_escape(
     assert output_pngs(ldstudio_home) == []
     qtbot.waitUntil(lambda: "Cancelled after step 3" in window.preview_pane.progress.format())
     assert not window.prompt_pane.cancel_button.isEnabled()
-    assert window.gallery_model.rowCount() == 0
+    assert window.library_model.rowCount() == 0
 
 
 def test_queue_of_three_with_the_middle_one_cancelled(
@@ -121,9 +121,9 @@ def test_queue_of_three_with_the_middle_one_cancelled(
     assert fake_backend.jobs_run == [first, third]  # the cancelled one never reached the engine
     prompts = sorted(read_ldstudio_params(p).prompt for p in output_pngs(ldstudio_home))
     assert prompts == ["first", "third"]
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 2)
-    qtbot.waitUntil(lambda: window.gallery_model.entry_at(1) is not None)
-    assert [window.gallery_model.entry_at(r).prompt for r in (0, 1)] == ["third", "first"]
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 2)
+    qtbot.waitUntil(lambda: window.library_model.entry_at(1) is not None)
+    assert [window.library_model.entry_at(r).prompt for r in (0, 1)] == ["third", "first"]
     assert window.queue_pane.list.count() == 0
 
 
@@ -213,7 +213,7 @@ def test_library_adopts_images_found_in_its_folder(
     )
     Image.new("RGB", (32, 32), "white").save(folder / "foreign.png")
     window = make_window(fake_backend)
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 2)
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 2)
     foreign = window.store.entry_for_path(folder / "foreign.png")
     assert foreign is not None and foreign.params is None
     (ours,) = [p for p in folder.glob("*.png") if p.name != "foreign.png"]
@@ -229,10 +229,10 @@ def test_gallery_context_actions(
     assert isinstance(outcome, JobFinished)
     (record,) = outcome.records
     # The newest image is selected once the library has counted it.
-    qtbot.waitUntil(lambda: window.gallery_pane.current_entry() is not None)
-    entry = window.gallery_pane.current_entry()
+    qtbot.waitUntil(lambda: window.library_pane.current_entry() is not None)
+    entry = window.library_pane.current_entry()
     assert entry.path == record.path
-    actions = window.gallery_pane.actions_by_name
+    actions = window.library_pane.actions_by_name
 
     # Reuse parameters and seed.
     window.params_pane.steps_spin.setValue(30)
@@ -275,13 +275,13 @@ def test_gallery_context_actions(
 
     # Delete moves the image to the library's trash; restore brings it back.
     actions["delete"].trigger()
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 0)
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 0)
     assert not record.path.exists()
     trashed = window.store.get(entry.id)
     assert trashed.trashed_at is not None
     assert read_ldstudio_params(trashed.path).prompt == "keep me"  # recoverable, metadata intact
     library.restore(trashed)
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 1)
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 1)
     assert record.path.exists()
 
 
@@ -294,11 +294,11 @@ def test_batch_images_share_their_pass_timeline(
     window.params_pane.batch_count_spin.setValue(2)
     outcome = generate(qtbot, window, "four")
     assert isinstance(outcome, JobFinished) and len(outcome.records) == 4
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 4)
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 4)
     seeds = [r.seed for r in outcome.records]
     assert seeds == [seeds[0] + i for i in range(4)]
-    qtbot.waitUntil(lambda: window.gallery_model.entry_at(0) is not None)
-    newest = window.gallery_model.entry_at(0)
+    qtbot.waitUntil(lambda: window.library_model.entry_at(0) is not None)
+    newest = window.library_model.entry_at(0)
     assert window.session_images[newest.path] == (outcome.job_id, 1)
     timeline = window.timelines.get(outcome.job_id, 1)
     assert timeline is not None and [s for s, _ in timeline.frames] == [1, 2]
@@ -346,10 +346,10 @@ def test_gallery_keyboard_copy_and_delete(
 
     window = make_window(fake_backend)
     outcome = generate(qtbot, window, "keyboard only")
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 1)
-    view = window.gallery_pane.view
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 1)
+    view = window.library_pane.view
     view.setFocus()
-    window.gallery_pane.select_row(0)
+    window.library_pane.select_row(0)
     QGuiApplication.clipboard().clear()
     qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
     qtbot.waitUntil(lambda: not QGuiApplication.clipboard().image().isNull(), timeout=20_000)
@@ -357,9 +357,9 @@ def test_gallery_keyboard_copy_and_delete(
 
     # Delete needs no question: the image goes to the library's trash, restorable.
     qtbot.keyClick(view, Qt.Key.Key_Delete)
-    qtbot.waitUntil(lambda: window.gallery_model.rowCount() == 0)
+    qtbot.waitUntil(lambda: window.library_model.rowCount() == 0)
     assert not outcome.records[0].path.exists()
-    assert window.store.count(GalleryFilter(trashed=True)) == 1
+    assert window.store.count(LibraryFilter(trashed=True)) == 1
 
 
 def test_a_library_failure_clears_once_a_later_library_action_succeeds(

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gallery_support import A1111_TEXT, ldstudio_png, png_with_text
 from hostile_support import hostile_comfy_png, hostile_comment_jpeg, hostile_exif_jpeg, hostile_png
+from library_support import A1111_TEXT, ldstudio_png, png_with_text
 
-from ldstudio.core.library import GalleryFilter, GalleryStore
+from ldstudio.core.library import LibraryFilter, LibraryStore
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="FIFOs, sockets and SIGKILL")
 
@@ -72,7 +72,7 @@ def test_import_lists_odd_files_and_reads_hostile_ones_fast(
     source = short_dir / "in"
     source.mkdir()
     files = hostile_folder(source)
-    with GalleryStore(tmp_path / "lib") as store:
+    with LibraryStore(tmp_path / "lib") as store:
         started = time.perf_counter()
         report = store.import_folder(source)
         seconds = time.perf_counter() - started
@@ -86,7 +86,7 @@ def test_import_lists_odd_files_and_reads_hostile_ones_fast(
         )
         assert "bomb.png: image is 20,000×20,000 pixels, over the limit" in skipped["bomb.png"]
         assert len(skipped) == 4 and len(report.added) == 6
-        sources = {e.path.name: e.source for e in store.page(GalleryFilter(), 0, 10)}
+        sources = {e.path.name: e.source for e in store.page(LibraryFilter(), 0, 10)}
         assert sources == {
             "comfy.png": "comfyui",
             "a1111.png": "a1111",
@@ -101,8 +101,8 @@ def test_import_lists_odd_files_and_reads_hostile_ones_fast(
 CHILD = r"""
 import sys
 from pathlib import Path
-from ldstudio.core.library import GalleryStore
-store = GalleryStore(Path(sys.argv[1]), reconcile=False)
+from ldstudio.core.library import LibraryStore
+store = LibraryStore(Path(sys.argv[1]), reconcile=False)
 print("READY", flush=True)
 sys.stdin.read()
 """
@@ -124,7 +124,7 @@ def test_library_with_hostile_files_and_a_stale_session_opens_fast(short_dir: Pa
     child.wait()
     assert list((root / "sessions").glob("*.lock"))  # left behind, unlocked
     started = time.perf_counter()
-    store = GalleryStore(root)
+    store = LibraryStore(root)
     seconds = time.perf_counter() - started
     try:
         assert store.crashed_before and store.last_reconcile is not None
@@ -134,7 +134,7 @@ def test_library_with_hostile_files_and_a_stale_session_opens_fast(short_dir: Pa
     finally:
         store.close()
     # And from the command line, as the issue reported it.
-    listed = ldstudio("gallery", "--library", str(root), "list", home=short_dir / "home")
+    listed = ldstudio("library", "--library", str(root), "list", home=short_dir / "home")
     assert listed.returncode == 0 and "6 of 6 image(s)" in listed.stderr
 
 
@@ -190,7 +190,7 @@ def test_open_image_in_the_window_explains_a_bomb(tmp_path: Path) -> None:
 def test_import_keeps_what_the_reader_left_out(tmp_path: Path) -> None:
     folder = tmp_path / "in"
     png_with_text(folder / "huge.png", {"parameters": "p\n" + "x" * (2 << 20)})
-    with GalleryStore(tmp_path / "lib") as store:
+    with LibraryStore(tmp_path / "lib") as store:
         report = store.import_folder(folder)
         assert len(report.added) == 1 and not report.skipped
         entry = store.get(report.added[0])

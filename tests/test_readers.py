@@ -15,15 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gallery_support import (
-    A1111_TEXT,
-    COMFY_PROMPT,
-    COMFY_WORKFLOW,
-    exif_image,
-    ldstudio_png,
-    png_with_text,
-    tool_images,
-)
 from hostile_support import (
     a1111_long_last_line,
     comfy_fan_out,
@@ -32,6 +23,15 @@ from hostile_support import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from library_support import (
+    A1111_TEXT,
+    COMFY_PROMPT,
+    COMFY_WORKFLOW,
+    exif_image,
+    ldstudio_png,
+    png_with_text,
+    tool_images,
+)
 from PIL import Image, PngImagePlugin
 
 from ldstudio.core.metadata import A1111_PAIR_RE, a1111_pairs

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gallery_support import A1111_TEXT, COMFY_PROMPT, png_with_text
 from hostile_support import comfy_fan_out
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from library_support import A1111_TEXT, COMFY_PROMPT, png_with_text
 from PIL import Image
 
 from ldstudio.core.metadata import A1111_PAIR_RE, a1111_pairs, parse_a1111_parameters

@@ -115,7 +115,7 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None, size: tuple[in
 
     async def settle() -> None:
         for _ in range(100):  # the final image and the thumbnails load off-thread
-            if window.pending_tasks() <= 1 and not window.gallery_model.is_busy():
+            if window.pending_tasks() <= 1 and not window.library_model.is_busy():
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)
@@ -143,15 +143,15 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None, size: tuple[in
         await settle()
         grab("ldstudio-done.png")
         # The image's parameters in their tab, and the timeline scrubbed back to a step.
-        entry = window.gallery_pane.current_entry()
+        entry = window.library_pane.current_entry()
         if entry is not None:
-            window.gallery_pane.entry_activated.emit(entry)
+            window.library_pane.entry_activated.emit(entry)
         window.preview_pane.timeline_slider.setValue(steps // 3)
         await settle()
         grab("ldstudio-details.png")
         window.focus_prompt()
-        window.gallery_pane.search_edit.setText("large")
-        window.gallery_pane.apply_filter()
+        window.library_pane.search_edit.setText("large")
+        window.library_pane.apply_filter()
         await settle()
         grab("ldstudio-library.png")
         done.set()

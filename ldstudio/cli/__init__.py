@@ -1,7 +1,7 @@
 """The headless command line: one module per command, registered here.
 
 Exit codes: 0 done, 1 runtime failure, 2 bad input, 130 cancelled with Ctrl+C, 141 output
-cut short by a closed pipe (`ldstudio gallery list | head -1`).
+cut short by a closed pipe (`ldstudio library list | head -1`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import os
 import sys
 
 from ldstudio import __version__
-from ldstudio.cli import gallery, generate, info, models
+from ldstudio.cli import generate, info, library, models
 from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_OK, BadInput
 
 # Each command module exposes add_parser(subparsers) and sets `handler` on its parser.
-COMMANDS = (generate, info, gallery, models)
+COMMANDS = (generate, info, library, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

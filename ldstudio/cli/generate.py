@@ -147,7 +147,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         metavar="DIR|FILE",
         help="output folder, or a .png file name (default: the app's image library, so the "
-        "images show in the app and in `ldstudio gallery list`)",
+        "images show in the app and in `ldstudio library list`)",
     )
     gen.add_argument(
         "--overwrite",
@@ -364,9 +364,9 @@ def run_generate(args: argparse.Namespace) -> int:
         raise BadInput(f"--preview-dir: {preview_dir} is a file; give a folder")
 
     # Heavy imports only now: `ldstudio --help` stays instant.
-    from ldstudio.cli.gallery import open_library
+    from ldstudio.cli.library import open_library
     from ldstudio.core.imagefiles import FolderSink, ImageSink
-    from ldstudio.core.library import GalleryStore, IndexDamaged
+    from ldstudio.core.library import IndexDamaged, LibraryStore
     from ldstudio.core.service import EngineService
     from ldstudio.core.settings import load_settings
 
@@ -390,8 +390,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
     reporter = ProgressReporter(sys.stderr, preview_dir)
     # Without --out, images go into the app's library: they show in the app and in
-    # `ldstudio gallery list`, saved with the same crash-safe order as the app's.
-    library: GalleryStore | None = None
+    # `ldstudio library list`, saved with the same crash-safe order as the app's.
+    library: LibraryStore | None = None
     sink: ImageSink
     if folder is None:
         try:

@@ -82,7 +82,7 @@ def write_png_new(image: Image.Image, candidates: Iterable[Path], text: dict[str
 
 
 class ImageSink(Protocol):
-    """Where an engine puts finished images: a plain folder now, the gallery library later."""
+    """Where an engine puts finished images: a plain folder, or the library."""
 
     def save(
         self,

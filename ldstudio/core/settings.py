@@ -60,7 +60,7 @@ class Settings:
             return None
 
     def library_dir(self) -> Path:
-        """The gallery library the app opens (takes effect at start-up)."""
+        """The library the app opens (takes effect at start-up)."""
         return Path(self.library_folder) if self.library_folder else paths.home_dir() / "library"
 
     def remember_prompt(self, prompt: str) -> None:

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from ldstudio.core import export
-from ldstudio.core.library import GalleryEntry, GalleryStore
+from ldstudio.core.library import LibraryEntry, LibraryStore
 from ldstudio.core.readers import PARAM_FIELDS, SOURCE_LABELS, ReadResult, read_file
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import load_qimage
@@ -67,7 +67,7 @@ def failures_text(failures: list[tuple[Path, str]], what: str, shown: int = 5) -
     )
 
 
-def entry_result(entry: GalleryEntry) -> ReadResult | None:
+def entry_result(entry: LibraryEntry) -> ReadResult | None:
     """The entry's exact parameters as a ReadResult, or None when the index has none."""
     params = entry.params
     if params is None:
@@ -91,13 +91,13 @@ class LibraryActions(QObject):
     failed = Signal(str)  # a readable error naming the image and what went wrong
     changed = Signal()  # the library changed: views recount
     moved = Signal(object)  # list of image ids trashed or restored (before `changed`)
-    entry_changed = Signal(object)  # GalleryEntry as it is now
+    entry_changed = Signal(object)  # LibraryEntry as it is now
     restore_requested = Signal(object)  # ReadResult: put these parameters in the panes
     seed_requested = Signal(object)  # int up to 2**32 - 1: too big for a C++ int argument
     image_loaded = Signal(object, QImage)  # image id, the full image
 
     def __init__(
-        self, store: GalleryStore, model: LibraryModel | None = None, parent: QObject | None = None
+        self, store: LibraryStore, model: LibraryModel | None = None, parent: QObject | None = None
     ) -> None:
         super().__init__(parent)
         refcount_guard.install()  # one emit per action: see refcount_guard
@@ -135,46 +135,46 @@ class LibraryActions(QObject):
 
     # -- favourite and tags ---------------------------------------------------------------------
 
-    def set_favourite(self, entry: GalleryEntry, favourite: bool) -> None:
-        def work() -> GalleryEntry:
+    def set_favourite(self, entry: LibraryEntry, favourite: bool) -> None:
+        def work() -> LibraryEntry:
             self.store.set_favourite(entry.id, favourite)
             return self.store.get(entry.id)
 
         self.run(work, self._entry_done, f"Could not change favourite of {entry.path.name}")
 
-    def add_tags(self, entry: GalleryEntry, tags: tuple[str, ...]) -> None:
-        def work() -> GalleryEntry:
+    def add_tags(self, entry: LibraryEntry, tags: tuple[str, ...]) -> None:
+        def work() -> LibraryEntry:
             self.store.add_tags(entry.id, tags)
             return self.store.get(entry.id)
 
         self.run(work, self._entry_done, f"Could not tag {entry.path.name}")
 
-    def remove_tag(self, entry: GalleryEntry, tag: str) -> None:
-        def work() -> GalleryEntry:
+    def remove_tag(self, entry: LibraryEntry, tag: str) -> None:
+        def work() -> LibraryEntry:
             self.store.remove_tags(entry.id, [tag])
             return self.store.get(entry.id)
 
         self.run(work, self._entry_done, f"Could not untag {entry.path.name}")
 
-    def reload(self, entry: GalleryEntry) -> None:
+    def reload(self, entry: LibraryEntry) -> None:
         """Read the entry again (it changed); `entry_changed` brings it as it is now."""
         self.run(
             lambda: self.store.get(entry.id), self.entry_changed.emit, f"Cannot read {entry.path}"
         )
 
-    def _entry_done(self, entry: GalleryEntry) -> None:
+    def _entry_done(self, entry: LibraryEntry) -> None:
         self.entry_changed.emit(entry)
         self.changed.emit()
 
     def set_favourite_rows(self, selection: RowSelection, favourite: bool) -> None:
-        def work() -> tuple[int, GalleryEntry | None]:
+        def work() -> tuple[int, LibraryEntry | None]:
             ids = selection.resolve(self.store)
             count = self.store.set_favourites(ids, favourite)
             current = selection.current
             # The details view shows the focused image: hand it back as it is now.
             return count, self.store.get(current.id) if current and current.id in ids else None
 
-        def done(result: tuple[int, GalleryEntry | None]) -> None:
+        def done(result: tuple[int, LibraryEntry | None]) -> None:
             count, current = result
             how = "marked as favourites" if favourite else "no longer favourites"
             self.message.emit(f"{images_text(count)} {how}")
@@ -202,7 +202,7 @@ class LibraryActions(QObject):
 
         self.run(lambda: operation(ids()), done, what)
 
-    def trash(self, entry: GalleryEntry) -> None:
+    def trash(self, entry: LibraryEntry) -> None:
         name = entry.path.name
         self._move(
             self.store.trash,
@@ -219,7 +219,7 @@ class LibraryActions(QObject):
             f"Could not delete {images_text(len(selection))}",
         )
 
-    def restore(self, entry: GalleryEntry) -> None:
+    def restore(self, entry: LibraryEntry) -> None:
         # In the trash the file has an internal name ("<id>-<name>"): say the image's own.
         home = entry.original_path or entry.path.with_name(entry.path.name.split("-", 1)[-1])
 
@@ -252,7 +252,7 @@ class LibraryActions(QObject):
 
     # -- files ----------------------------------------------------------------------------------
 
-    def export(self, entry: GalleryEntry, target: Path, *, keep_metadata: bool) -> None:
+    def export(self, entry: LibraryEntry, target: Path, *, keep_metadata: bool) -> None:
         def done(path: Path) -> None:
             kept = "with" if keep_metadata else "without"
             self.message.emit(f"Saved {path} ({kept} generation metadata)")
@@ -289,26 +289,26 @@ class LibraryActions(QObject):
 
         self.run(work, done, f"Could not save {images_text(len(selection))} to {folder}")
 
-    def copy(self, entry: GalleryEntry) -> None:
+    def copy(self, entry: LibraryEntry) -> None:
         def done(image: QImage) -> None:
             QGuiApplication.clipboard().setImage(image)
             self.message.emit("Image copied to the clipboard")
 
         self.run(lambda: load_qimage(entry.path), done, f"Could not copy {entry.path.name}")
 
-    def load_image(self, entry: GalleryEntry) -> None:
+    def load_image(self, entry: LibraryEntry) -> None:
         self.run(
             lambda: load_qimage(entry.path),
             lambda image: self.image_loaded.emit(entry.id, image),
             f"Cannot open {entry.path}",
         )
 
-    def open_folder(self, entry: GalleryEntry) -> None:
+    def open_folder(self, entry: LibraryEntry) -> None:
         QDesktopServices.openUrl(QUrl.fromLocalFile(str(entry.path.parent)))
 
     # -- reuse ----------------------------------------------------------------------------------
 
-    def reuse_all(self, entry: GalleryEntry) -> None:
+    def reuse_all(self, entry: LibraryEntry) -> None:
         """Offer the entry's parameters: the index's exact ones, else what its file says."""
         result = entry_result(entry)
         if result is not None:
@@ -323,14 +323,14 @@ class LibraryActions(QObject):
 
         self.run(lambda: read_file(entry.path), done, f"Cannot read {entry.path.name}")
 
-    def reuse_seed(self, entry: GalleryEntry) -> None:
+    def reuse_seed(self, entry: LibraryEntry) -> None:
         if entry.seed is None:
             self.failed.emit(f"{entry.path.name}: its seed is not recorded; nothing to reuse")
             return
         self.seed_requested.emit(entry.seed)
 
 
-def parameter_rows(entry: GalleryEntry) -> list[tuple[str, str]]:
+def parameter_rows(entry: LibraryEntry) -> list[tuple[str, str]]:
     """Every recorded fact of an image, as (label, value) rows for the detail view."""
     rows = [
         ("Prompt", entry.prompt),
@@ -372,7 +372,7 @@ class ImageDetailsView(QWidget):
     def __init__(self, actions: LibraryActions, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.library_actions = actions
-        self.entry: GalleryEntry | None = None
+        self.entry: LibraryEntry | None = None
         # Delete and Restore act on this entry alone, unless a window hands them to its grid
         # (`act_on_selection`): then they take every highlighted image, as the grid's keys do.
         self._delete: Callable[[], None] | None = None
@@ -444,7 +444,7 @@ class ImageDetailsView(QWidget):
         self._typed_tags = ""  # what was sent, until the library takes or refuses it
         self.show_entry(None)
 
-    def show_entry(self, entry: GalleryEntry | None) -> None:
+    def show_entry(self, entry: LibraryEntry | None) -> None:
         self.entry = entry
         for button in self.buttons.values():
             button.setEnabled(entry is not None)
@@ -479,7 +479,7 @@ class ImageDetailsView(QWidget):
         if self.entry is not None:
             self._show_move_buttons(self.entry)
 
-    def _show_move_buttons(self, entry: GalleryEntry) -> None:
+    def _show_move_buttons(self, entry: LibraryEntry) -> None:
         # From the entry as it is now: a trashed image offers Restore, never Delete.
         trashed = entry.trashed_at is not None
         many = f" {images_text(self._selected_count)}" if self._selected_count > 1 else ""
@@ -489,7 +489,7 @@ class ImageDetailsView(QWidget):
         self.buttons["restore"].setVisible(trashed)
 
     def _move(
-        self, handler: Callable[[], None] | None, own: Callable[[GalleryEntry], None]
+        self, handler: Callable[[], None] | None, own: Callable[[LibraryEntry], None]
     ) -> None:
         if handler is not None:
             handler()
@@ -503,7 +503,7 @@ class ImageDetailsView(QWidget):
     def parameters_text(self) -> str:
         return self.params_view.toPlainText()
 
-    def _with_entry(self, action: Callable[[GalleryEntry], None]) -> None:
+    def _with_entry(self, action: Callable[[LibraryEntry], None]) -> None:
         if self.entry is not None:
             action(self.entry)
 
@@ -520,7 +520,7 @@ class ImageDetailsView(QWidget):
             self.tag_edit.setText(self._typed_tags)
         self._typed_tags = ""
 
-    def _on_entry_changed(self, entry: GalleryEntry) -> None:
+    def _on_entry_changed(self, entry: LibraryEntry) -> None:
         self._typed_tags = ""
         if self.entry is not None and entry.id == self.entry.id:
             self.entry = entry
@@ -530,7 +530,7 @@ class ImageDetailsView(QWidget):
             self.tag_list.addItems(list(entry.tags))
             self._show_parameters(entry)
 
-    def _show_parameters(self, entry: GalleryEntry) -> None:
+    def _show_parameters(self, entry: LibraryEntry) -> None:
         cells = "".join(
             f"<tr><th align='left' valign='top'>{html.escape(label)}</th>"
             f"<td>{html.escape(value).replace(chr(10), '<br>')}</td></tr>"
@@ -563,7 +563,7 @@ class ImageDetailsView(QWidget):
             )
         self.image_label.setPixmap(pixmap)
 
-    def save_as_dialog(self, entry: GalleryEntry) -> None:
+    def save_as_dialog(self, entry: LibraryEntry) -> None:
         dialog = ExportDialog(entry.path, self)
         if dialog.exec() == QDialog.DialogCode.Accepted:
             target, keep = dialog.choice()

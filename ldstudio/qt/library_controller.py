@@ -1,7 +1,7 @@
 """LibraryController: the library browser's parts wired together and to the parameter panes.
 
 It owns the `LibraryModel`, `LibraryPane`, `ImageDetailsView`, `LibraryActions` and
-`MetadataReader` for one `GalleryStore`, turns the pane's intents into actions, restores
+`MetadataReader` for one `LibraryStore`, turns the pane's intents into actions, restores
 parameters (from library images, dropped or opened files) into the prompt and parameter panes,
 imports folders of existing images, and reports outcomes through `status_message` / `error`.
 A window places `pane` and `details` and calls `start()`, `refresh()` after jobs, and `close()`
@@ -17,10 +17,10 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from ldstudio.core.library import (
-    GalleryEntry,
-    GalleryFilter,
-    GalleryStore,
     ImportReport,
+    LibraryEntry,
+    LibraryFilter,
+    LibraryStore,
     ReconcileReport,
 )
 from ldstudio.core.readers import ReadResult
@@ -57,7 +57,7 @@ class LibraryController(QObject):
 
     def __init__(
         self,
-        store: GalleryStore,
+        store: LibraryStore,
         prompt_pane: PromptPane,
         params_pane: ParamsPane,
         window: QWidget,
@@ -210,7 +210,7 @@ class LibraryController(QObject):
         )
 
     def empty_trash(self) -> None:
-        count = self.store.count(GalleryFilter(trashed=True))
+        count = self.store.count(LibraryFilter(trashed=True))
         if self.auto_confirm or confirm_empty_trash(self.window, count):
             self.actions.empty_trash()
 
@@ -266,11 +266,11 @@ class LibraryController(QObject):
                 self.pane.select_ids(shown, rows)
             if hidden:
                 self.status_message.emit(
-                    f"{images_text(hidden)} made but not shown: the gallery's filter hides "
+                    f"{images_text(hidden)} made but not shown: the library's filter hides "
                     f"{'them' if hidden > 1 else 'it'}"
                 )
 
         self.actions.run(work, done, "Could not find the new images in the library")
 
-    def current_entry(self) -> GalleryEntry | None:
+    def current_entry(self) -> LibraryEntry | None:
         return self.pane.current_entry()

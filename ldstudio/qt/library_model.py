@@ -1,4 +1,4 @@
-"""LibraryModel: a virtual, lazily paged list model over the GalleryStore; GUI thread.
+"""LibraryModel: a virtual, lazily paged list model over the LibraryStore; GUI thread.
 
 The row count comes from `store.count(filter)`; rows are fetched in pages of PAGE_SIZE on one
 query thread and cached (a bounded LRU of pages), so a 100,000-image library costs the GUI
@@ -31,7 +31,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 
-from ldstudio.core.library import GalleryEntry, GalleryError, GalleryFilter, GalleryStore
+from ldstudio.core.library import LibraryEntry, LibraryError, LibraryFilter, LibraryStore
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import pil_to_qimage
 
@@ -63,14 +63,14 @@ class _Relay(QObject):
 
     # `object` for values that may pass 2**31: a C++ int argument would overflow.
     counted = Signal(int, int, int, object)  # generation, count, unfiltered count, revision
-    paged = Signal(int, int, object)  # generation, page, list[GalleryEntry]
+    paged = Signal(int, int, object)  # generation, page, list[LibraryEntry]
     thumbnailed = Signal(object)  # _Thumb
     revision_read = Signal(object)  # int
     choices = Signal(object, object)  # [(model, count)], [(tag, count)]
     failed = Signal(str)
 
 
-def load_thumbnail_image(store: GalleryStore, entry: GalleryEntry, fill: int = 0) -> QImage:
+def load_thumbnail_image(store: LibraryStore, entry: LibraryEntry, fill: int = 0) -> QImage:
     """Build (if needed) and decode an entry's thumbnail; worker thread.
 
     With `fill`, a thumbnail smaller than fill×fill (a 64×64 image's) is scaled up smoothly to
@@ -94,7 +94,7 @@ def load_thumbnail_image(store: GalleryStore, entry: GalleryEntry, fill: int = 0
         return pil_to_qimage(image)
 
 
-def entry_tooltip(entry: GalleryEntry) -> str:
+def entry_tooltip(entry: LibraryEntry) -> str:
     when = datetime.fromtimestamp(entry.created).strftime("%Y-%m-%d %H:%M")
     lines = [entry.prompt or entry.path.name]
     if entry.negative_prompt:
@@ -120,22 +120,22 @@ class RowSelection:
     bulk delete never touches an image the user did not see selected.
     """
 
-    filter: GalleryFilter
+    filter: LibraryFilter
     rows: tuple[int, ...]
     known: Mapping[int, int]  # row -> image id, for rows whose page is loaded
-    current: GalleryEntry | None = None  # the focused image (the details view shows it)
+    current: LibraryEntry | None = None  # the focused image (the details view shows it)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def resolve(self, store: GalleryStore) -> list[int]:
+    def resolve(self, store: LibraryStore) -> list[int]:
         """The selected image ids in row order; any thread that may query `store`."""
         if all(row in self.known for row in self.rows):
             return [self.known[row] for row in self.rows]
         ids = store.ids(self.filter)
         moved = any(row >= len(ids) or ids[row] != i for row, i in self.known.items())
         if moved or (self.rows and self.rows[-1] >= len(ids)):
-            raise GalleryError(
+            raise LibraryError(
                 "the library changed while these images were selected; select them again"
             )
         return [ids[row] for row in self.rows]
@@ -151,7 +151,7 @@ class LibraryModel(QAbstractListModel):
 
     def __init__(
         self,
-        store: GalleryStore,
+        store: LibraryStore,
         *,
         icon_size: int = 128,
         poll_revision: bool = True,
@@ -161,17 +161,17 @@ class LibraryModel(QAbstractListModel):
         refcount_guard.install()  # emits per page and thumbnail: see refcount_guard
         self.store = store
         self._icon_size = icon_size
-        self._filter = GalleryFilter()
+        self._filter = LibraryFilter()
         self._generation = 0
         self._count = 0
         self._total = 0  # images in the library (or trash) with no filter: "3 of 7 images"
         self._counted = False  # a count has arrived: an empty grid now means "none match"
         self._revision: int | None = None
-        self._pages: OrderedDict[int, list[GalleryEntry]] = OrderedDict()
+        self._pages: OrderedDict[int, list[LibraryEntry]] = OrderedDict()
         self._page_wanted: OrderedDict[int, None] = OrderedDict()
         self._page_in_flight: int | None = None
         self._icons: OrderedDict[int, QIcon] = OrderedDict()
-        self._thumb_wanted: OrderedDict[int, GalleryEntry] = OrderedDict()
+        self._thumb_wanted: OrderedDict[int, LibraryEntry] = OrderedDict()
         self._thumb_in_flight: set[int] = set()
         self._thumb_failed: set[int] = set()
         self._closed = False
@@ -232,7 +232,7 @@ class LibraryModel(QAbstractListModel):
     # -- queries ---------------------------------------------------------------------------------
 
     @property
-    def filter(self) -> GalleryFilter:
+    def filter(self) -> LibraryFilter:
         return self._filter
 
     @property
@@ -253,7 +253,7 @@ class LibraryModel(QAbstractListModel):
         """True when the filter hides some images: a search, a model, tags, dates, favourites."""
         return _narrows(self._filter)
 
-    def entry_at(self, row: int) -> GalleryEntry | None:
+    def entry_at(self, row: int) -> LibraryEntry | None:
         """The entry at `row` if its page is loaded (asks for the page otherwise)."""
         if not 0 <= row < self._count:
             return None
@@ -265,7 +265,7 @@ class LibraryModel(QAbstractListModel):
         self._pages.move_to_end(number)
         return page[offset] if offset < len(page) else None
 
-    def selection(self, rows: list[int], current: GalleryEntry | None = None) -> RowSelection:
+    def selection(self, rows: list[int], current: LibraryEntry | None = None) -> RowSelection:
         """A RowSelection of `rows` (ascending), with the ids of those already loaded."""
         known: dict[int, int] = {}
         for row in rows:
@@ -302,7 +302,7 @@ class LibraryModel(QAbstractListModel):
 
     # -- refreshing ------------------------------------------------------------------------------
 
-    def set_filter(self, f: GalleryFilter) -> None:
+    def set_filter(self, f: LibraryFilter) -> None:
         """Show another selection: recount, and drop everything of the old one."""
         self._filter = f
         self._reset_pending = True
@@ -318,7 +318,7 @@ class LibraryModel(QAbstractListModel):
         generation, f = self._generation, self._filter
         self._submit_query(lambda: self._count_job(generation, f))
 
-    def _count_job(self, generation: int, f: GalleryFilter) -> None:
+    def _count_job(self, generation: int, f: LibraryFilter) -> None:
         revision = self.store.revision()
         count = self.store.count(f)
         total = self.store.count(_unfiltered(f)) if _narrows(f) else count
@@ -371,11 +371,11 @@ class LibraryModel(QAbstractListModel):
         generation, f = self._generation, self._filter
         self._submit_query(lambda: self._page_job(generation, f, number))
 
-    def _page_job(self, generation: int, f: GalleryFilter, number: int) -> None:
+    def _page_job(self, generation: int, f: LibraryFilter, number: int) -> None:
         entries = self.store.page(f, number * PAGE_SIZE, PAGE_SIZE)
         self._relay.paged.emit(generation, number, entries)
 
-    def _on_paged(self, generation: int, number: int, entries: list[GalleryEntry]) -> None:
+    def _on_paged(self, generation: int, number: int, entries: list[LibraryEntry]) -> None:
         self._page_in_flight = None
         if generation == self._generation and not self._closed:
             self._pages[number] = entries
@@ -407,7 +407,7 @@ class LibraryModel(QAbstractListModel):
 
     # -- thumbnails -----------------------------------------------------------------------------
 
-    def _want_thumbnail(self, entry: GalleryEntry) -> None:
+    def _want_thumbnail(self, entry: LibraryEntry) -> None:
         if self._closed or entry.id in self._thumb_in_flight:
             return
         self._thumb_wanted[entry.id] = entry
@@ -425,7 +425,7 @@ class LibraryModel(QAbstractListModel):
             future = self._thumb_pool.submit(self._thumb_job, generation, entry)
             future.add_done_callback(self._thumb_done)
 
-    def _thumb_job(self, generation: int, entry: GalleryEntry) -> _Thumb:
+    def _thumb_job(self, generation: int, entry: LibraryEntry) -> _Thumb:
         try:
             image = load_thumbnail_image(self.store, entry, fill=self._icon_size)
             return _Thumb(generation, entry.id, image)
@@ -494,11 +494,11 @@ class LibraryModel(QAbstractListModel):
         self._thumb_pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _unfiltered(f: GalleryFilter) -> GalleryFilter:
-    return GalleryFilter(trashed=f.trashed, missing=f.missing, newest_first=f.newest_first)
+def _unfiltered(f: LibraryFilter) -> LibraryFilter:
+    return LibraryFilter(trashed=f.trashed, missing=f.missing, newest_first=f.newest_first)
 
 
-def _narrows(f: GalleryFilter) -> bool:
+def _narrows(f: LibraryFilter) -> bool:
     return f != _unfiltered(f)
 
 

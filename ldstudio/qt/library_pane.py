@@ -1,7 +1,7 @@
 """LibraryPane: the library's virtual thumbnail grid and its filter bar; GUI thread.
 
 The pane says what the user asked for (signals ending in `_requested`, each carrying the
-`GalleryEntry`); `ldstudio.qt.image_details.LibraryActions` or the window does the work off
+`LibraryEntry`); `ldstudio.qt.image_details.LibraryActions` or the window does the work off
 the GUI thread. Filters: prompt words, model, favourites, tags, a date range, the trash, and
 the sort order.
 """
@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ldstudio.core.library import GalleryEntry, GalleryFilter
+from ldstudio.core.library import LibraryEntry, LibraryFilter
 from ldstudio.qt.library_model import PAGE_SIZE, EntryRole, LibraryModel, RowSelection
 
 ICON_SIZE = 128
@@ -111,10 +111,10 @@ class ThumbnailDelegate(QStyledItemDelegate):
         if isinstance(icon, QIcon):
             icon.paint(painter, rect.adjusted(5, 5, -5, -5), Qt.AlignmentFlag.AlignCenter)
         entry = index.data(EntryRole)
-        if isinstance(entry, GalleryEntry) and entry.favourite:
+        if isinstance(entry, LibraryEntry) and entry.favourite:
             painter.setPen(QColor(255, 200, 0))
             painter.drawText(rect.adjusted(6, 4, -6, -4), Qt.AlignmentFlag.AlignRight, "★")
-        if isinstance(entry, GalleryEntry) and entry.missing:
+        if isinstance(entry, LibraryEntry) and entry.missing:
             # The red tile alone reads as a colour, not a problem: say it.
             painter.setPen(palette.color(QPalette.ColorRole.Text))
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "file missing")
@@ -134,13 +134,13 @@ class LibraryPane(QWidget):
     (found by id, as a file manager does), never whatever slid under the old rows.
     """
 
-    entry_selected = Signal(object)  # GalleryEntry, or None when nothing is highlighted
+    entry_selected = Signal(object)  # LibraryEntry, or None when nothing is highlighted
     entry_activated = Signal(object)  # double click / Enter: open the details
     reuse_params_requested = Signal(object)
     reuse_seed_requested = Signal(object)
     favourite_requested = Signal(object, bool)  # RowSelection, mark or unmark
     copy_requested = Signal(object)
-    save_as_requested = Signal(object)  # one GalleryEntry: a file name to choose
+    save_as_requested = Signal(object)  # one LibraryEntry: a file name to choose
     save_many_requested = Signal(object)  # RowSelection of several: a folder to choose
     open_folder_requested = Signal(object)
     delete_requested = Signal(object)  # RowSelection
@@ -313,7 +313,7 @@ class LibraryPane(QWidget):
 
     # -- filters --------------------------------------------------------------------------------
 
-    def current_filter(self) -> GalleryFilter:
+    def current_filter(self) -> LibraryFilter:
         """The filter the bar describes; ValueError naming what is wrong."""
         since = until = None
         if self.dates_check.isChecked():
@@ -324,7 +324,7 @@ class LibraryPane(QWidget):
                     f"{end.toString('yyyy-MM-dd')}; the start must not be after the end"
                 )
             since, until = day_start(start), day_start(end.addDays(1))  # the end day counts
-        return GalleryFilter(
+        return LibraryFilter(
             text=self.search_edit.text().strip(),
             model=str(self.model_combo.currentData() or ""),
             favourites=self.favourites_check.isChecked(),
@@ -373,12 +373,12 @@ class LibraryPane(QWidget):
 
     # -- selection and actions ------------------------------------------------------------------
 
-    def current_entry(self) -> GalleryEntry | None:
+    def current_entry(self) -> LibraryEntry | None:
         """The focused image if it is highlighted (a focus without highlight means nothing)."""
         index = self.view.currentIndex()
         if not index.isValid() or not self.view.selectionModel().isSelected(index):
             return None
-        entry: GalleryEntry | None = self.model.data(index, EntryRole)
+        entry: LibraryEntry | None = self.model.data(index, EntryRole)
         return entry
 
     def select_ids(self, image_ids: list[int], rows: list[int]) -> None:
@@ -533,7 +533,7 @@ class LibraryPane(QWidget):
             return
         index = self.view.currentIndex()
         if index.isValid() and self.view.selectionModel().isSelected(index):
-            entry: GalleryEntry | None = self.model.data(index, EntryRole)
+            entry: LibraryEntry | None = self.model.data(index, EntryRole)
             if entry is None:
                 return  # its page is on the way: _page_loaded shows it
             if entry.id != self._shown_id:
@@ -592,7 +592,7 @@ class LibraryPane(QWidget):
         # after a refresh the selected row may hold another image.
         self._update_shown()
 
-    def _update_actions(self, entry: GalleryEntry | None = None, count: int = 1) -> None:
+    def _update_actions(self, entry: LibraryEntry | None = None, count: int = 1) -> None:
         trashed = self.trash_check.isChecked()
         a = self.actions_by_name
         a["restore"].setVisible(trashed)
@@ -618,7 +618,7 @@ class LibraryPane(QWidget):
                 a[name].setEnabled(single and not entry.missing)
             a["save_as"].setEnabled(not (single and entry.missing))
 
-    def context_menu_for(self, entry: GalleryEntry, count: int = 1) -> QMenu:
+    def context_menu_for(self, entry: LibraryEntry, count: int = 1) -> QMenu:
         """The menu shown for `entry` and `count` selected images (tests inspect it unexecuted)."""
         self._update_actions(entry, count)
         menu = QMenu(self)
@@ -656,18 +656,19 @@ class LibraryPane(QWidget):
         model = self.model
         count, total = model.rowCount(), model.total
         trash = model.filter.trashed
-        where = "in the trash" if trash else "in the library"
+        where = " in the trash" if trash else ""
         of_all = model.is_filtered() and total > 0  # not "0 of 0" in an empty library
         shown = f"{count:,} of {total:,}" if of_all else f"{count:,}"
         number = total if of_all else count
-        text = f"&Gallery — {shown} image{'s' if number != 1 else ''} {where}"
+        text = f"&Library — {shown} image{'s' if number != 1 else ''}{where}"
         selected = len(self.selected_rows())
         if selected > 1:
             text += f" · {selected:,} selected"
         self.title.setText(text)
         empty = model.counted and count == 0
         if empty and model.is_filtered():
-            more = f": none of the {total:,} {where} match" if total else ""
+            place = "in the trash" if trash else "in the library"
+            more = f": none of the {total:,} {place} match" if total else ""
             self.empty_label.setText(f"No images match{more}.\nClear the search or filters.")
         elif empty and trash:
             self.empty_label.setText("The trash is empty.")

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QDialog, QMainWindow, QMessageBox, QVBoxLayout, QW
 
 from ldstudio.core.draft import Draft
 from ldstudio.core.events import JobCancelled, JobFailed, JobFinished
-from ldstudio.core.library import GalleryEntry, GalleryStore
+from ldstudio.core.library import LibraryEntry, LibraryStore
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.settings import Settings
@@ -57,7 +57,7 @@ class MainWindow(QMainWindow):
         controller: GenerationController,
         settings: Settings,
         bundled_model: Path,
-        store: GalleryStore,
+        store: LibraryStore,
     ) -> None:
         super().__init__()
         self.controller = controller
@@ -83,8 +83,8 @@ class MainWindow(QMainWindow):
         self.params_pane.bundled_name = bundled_model.name
         self.preview_pane = PreviewPane()
         self.library = LibraryController(store, self.prompt_pane, self.params_pane, self)
-        self.gallery_model = self.library.model
-        self.gallery_pane = self.library.pane
+        self.library_model = self.library.model
+        self.library_pane = self.library.pane
         self.details_view = self.library.details
         self.queue_pane = QueuePane()
 
@@ -93,7 +93,7 @@ class MainWindow(QMainWindow):
             self.params_pane,
             self.details_view,
             self.preview_pane,
-            self.gallery_pane,
+            self.library_pane,
             self.queue_pane,
         )
         self.left_tabs = columns.left_tabs
@@ -228,7 +228,7 @@ class MainWindow(QMainWindow):
     def session_images(self) -> dict[Path, tuple[int, int]]:
         return self.jobs.session_images
 
-    async def show_entry(self, entry: GalleryEntry | None) -> None:
+    async def show_entry(self, entry: LibraryEntry | None) -> None:
         await self.images.show_entry(entry)
 
     async def show_file(self, path: Path) -> None:
@@ -237,7 +237,7 @@ class MainWindow(QMainWindow):
     def export_animation_dialog(self) -> None:
         self.images.export_animation_dialog()
 
-    async def export_animation(self, entry: GalleryEntry, target: Path) -> Path | None:
+    async def export_animation(self, entry: LibraryEntry, target: Path) -> Path | None:
         return await self.images.export_animation(entry, target)
 
     def add_model_folder(self, path: Path | None = None) -> bool:
@@ -265,7 +265,7 @@ class MainWindow(QMainWindow):
     def shortcut_rows(self) -> list[tuple[str, str, str]]:
         """(keys, what they do, where they work) for every shortcut of the window."""
         scopes: list[tuple[QWidget, str]] = [
-            (self.gallery_pane, "In the gallery"),
+            (self.library_pane, "In the library"),
             (self.prompt_pane, "In the prompt"),
             (self.queue_pane, "In the queue"),
         ]

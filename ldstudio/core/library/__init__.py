@@ -1,4 +1,4 @@
-"""The gallery library: image files plus an SQLite index (WAL, FTS5); any thread, see below.
+"""The image library: image files plus an SQLite index (WAL, FTS5); any thread, see below.
 
 Layout of a library folder (default `paths.home_dir() / "library"`):
 
@@ -30,11 +30,11 @@ connection (created on first use, closed by `close()`); SQLite serialises writer
 (`busy_timeout`), WAL lets readers run beside a writer. Methods that touch image files or decode
 images (`save`, `import_folder`, `reconcile`, `trash`, `restore`, `empty_trash`, `thumbnail`)
 take milliseconds to minutes and belong on a worker thread; `count`, `page`, `ids`, `entries`
-and `get` are index-only queries (a few ms on 100,000 images, see benchmarks/bench_gallery.py)
+and `get` are index-only queries (a few ms on 100,000 images, see benchmarks/bench_library.py)
 but still do disk I/O, so a GUI should run them off its thread too (e.g. `run_in_executor`).
 
 Virtual grid protocol: `count(f)` gives the row count for filter `f`; `page(f, offset, limit)`
-returns `GalleryEntry` rows in sort order (newest first by default); `ids(f)` returns all ids
+returns `LibraryEntry` rows in sort order (newest first by default); `ids(f)` returns all ids
 in order at once (cheap: 100,000 ints) for views that prefer to page by id with `entries()`.
 `thumbnail_path(entry)` is pure (no disk access); `thumbnail(entry)` builds it if missing.
 `revision()` changes whenever any connection (any process) commits, so a view can poll it to
@@ -43,14 +43,14 @@ know when to refresh its counts.
 
 from ldstudio.core.library.entries import (
     CopySource,
-    GalleryEntry,
-    GalleryFilter,
     ImportReport,
+    LibraryEntry,
+    LibraryFilter,
     NewEntry,
     RebuildReport,
     ReconcileReport,
 )
-from ldstudio.core.library.errors import GalleryError, IndexDamaged, is_damage
+from ldstudio.core.library.errors import IndexDamaged, LibraryError, is_damage
 from ldstudio.core.library.layout import (
     DB_NAME,
     IMAGE_SUFFIXES,
@@ -60,7 +60,7 @@ from ldstudio.core.library.layout import (
 )
 from ldstudio.core.library.rebuild import rebuild_index
 from ldstudio.core.library.schema import MIGRATIONS, SCHEMA_VERSION, fts5_available, migrate
-from ldstudio.core.library.store import GalleryStore
+from ldstudio.core.library.store import LibraryStore
 
 __all__ = [
     "DB_NAME",
@@ -70,12 +70,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "TEMP_SUFFIX",
     "CopySource",
-    "GalleryEntry",
-    "GalleryError",
-    "GalleryFilter",
-    "GalleryStore",
     "ImportReport",
     "IndexDamaged",
+    "LibraryEntry",
+    "LibraryError",
+    "LibraryFilter",
+    "LibraryStore",
     "NewEntry",
     "RebuildReport",
     "ReconcileReport",

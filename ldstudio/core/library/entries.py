@@ -20,8 +20,8 @@ _SQLITE_INTEGERS = range(-(2**63), 2**63)
 
 
 @dataclass(frozen=True)
-class GalleryFilter:
-    """What a gallery view shows. Empty fields filter nothing.
+class LibraryFilter:
+    """What a library view shows. Empty fields filter nothing.
 
     `text`: prompt words (each word matches as a prefix, all must match). `tags`: images carrying
     all of them. `since`/`until`: creation time in Unix seconds, since <= created < until.
@@ -40,7 +40,7 @@ class GalleryFilter:
 
 
 @dataclass(frozen=True)
-class GalleryEntry:
+class LibraryEntry:
     """One image in the library, as the index records it."""
 
     id: int
@@ -205,7 +205,7 @@ class NewEntry:
 def _column_int(name: str, value: Any, extra: dict[str, Any]) -> int | None:
     """`value` if an INTEGER column holds it; a bigger integer goes to `extra` instead.
 
-    The index so keeps the exact value where `gallery show` and the details view read it,
+    The index so keeps the exact value where `library show` and the details view read it,
     while the column (sorting, filtering) stays empty.
     """
     if not isinstance(value, int):

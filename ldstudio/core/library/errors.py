@@ -13,7 +13,7 @@ from ldstudio.core.library.layout import DB_NAME
 _ROW_ERRORS = (ValueError, OverflowError, sqlite3.DataError, sqlite3.IntegrityError)
 
 
-class GalleryError(Exception):
+class LibraryError(Exception):
     """A library operation that cannot be done; the message says which image and why."""
 
 
@@ -32,7 +32,7 @@ def is_damage(exc: BaseException) -> bool:
     return "malformed" in text or "not a database" in text
 
 
-class IndexDamaged(GalleryError):
+class IndexDamaged(LibraryError):
     """The library's index file is damaged; the image files are not, and rebuild it from them."""
 
     def __init__(self, root: Path, cause: BaseException | str) -> None:
@@ -40,7 +40,7 @@ class IndexDamaged(GalleryError):
         self.db_path = root / DB_NAME
         super().__init__(
             f"the library index {self.db_path} is damaged ({cause}). The images are safe: "
-            f"rebuild the index from them with `ldstudio gallery --library "
+            f"rebuild the index from them with `ldstudio library --library "
             f"{shlex.quote(str(root))} rebuild` (close ldstudio's window first). The damaged "
             f"file is kept as {DB_NAME}.bad-<date>; what only it held (favourites, tags, images "
             "indexed in place elsewhere) is lost where it no longer reads"

@@ -11,17 +11,17 @@ from typing import TYPE_CHECKING
 
 from ldstudio.core.imagefiles import numbered
 from ldstudio.core.library.entries import CopySource, ImportReport, NewEntry
-from ldstudio.core.library.errors import GalleryError
+from ldstudio.core.library.errors import LibraryError
 from ldstudio.core.library.files import _blob_range, _copy_new, _from_stored, _path_range
 from ldstudio.core.library.layout import _BATCH, IMAGE_SUFFIXES, OTHER_IMAGE_SUFFIXES
 from ldstudio.core.readers import UnreadableImage, not_a_regular_file
 
 if TYPE_CHECKING:
-    from ldstudio.core.library.store import GalleryStore
+    from ldstudio.core.library.store import LibraryStore
 
 
 def run_import(
-    store: GalleryStore,
+    store: LibraryStore,
     folder: Path,
     *,
     copy: bool = False,
@@ -29,12 +29,12 @@ def run_import(
     progress: Callable[[int, int], None] | None = None,
     progress_every: float = 0.5,
 ) -> ImportReport:
-    """GalleryStore.import_folder(): see there."""
+    """LibraryStore.import_folder(): see there."""
     folder = folder.expanduser().resolve()
     if not folder.is_dir():
-        raise GalleryError(f"{folder}: not a folder; give a folder of images to import")
+        raise LibraryError(f"{folder}: not a folder; give a folder of images to import")
     if folder == store.root or store.root in folder.parents:
-        raise GalleryError(f"{folder}: is inside the library already; use reconcile instead")
+        raise LibraryError(f"{folder}: is inside the library already; use reconcile instead")
     report = ImportReport()
     # One range scan of an index each, not a query per file: folders hold 100,000 images.
     indexed_before = set() if copy else _paths_under(store, folder)
@@ -104,7 +104,7 @@ def run_import(
     return report
 
 
-def _paths_under(store: GalleryStore, folder: Path) -> set[str | bytes]:
+def _paths_under(store: LibraryStore, folder: Path) -> set[str | bytes]:
     """The stored paths of the images indexed in place under `folder` (outside the library)."""
     rows = store._conn().execute(
         "SELECT path FROM images WHERE path >= ? AND path < ?"
@@ -114,7 +114,7 @@ def _paths_under(store: GalleryStore, folder: Path) -> set[str | bytes]:
     return {r[0] for r in rows}
 
 
-def _copied_from(store: GalleryStore, folder: Path) -> set[CopySource]:
+def _copied_from(store: LibraryStore, folder: Path) -> set[CopySource]:
     """The files under `folder` that copy-imports copied in."""
     rows = store._conn().execute(
         "SELECT copied_from, copied_from_size, copied_from_mtime_ns FROM images"
@@ -124,7 +124,7 @@ def _copied_from(store: GalleryStore, folder: Path) -> set[CopySource]:
     return {CopySource(_from_stored(p), int(size), int(mtime_ns)) for p, size, mtime_ns in rows}
 
 
-def _add_imported(store: GalleryStore, pending: list[NewEntry], report: ImportReport) -> None:
+def _add_imported(store: LibraryStore, pending: list[NewEntry], report: ImportReport) -> None:
     failed: list[tuple[NewEntry, str]] = []
     report.added.extend(store.add_entries(pending, failed=failed))
     for entry, why in failed:

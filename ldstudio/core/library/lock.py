@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import IO
 
-from ldstudio.core.library.errors import GalleryError
+from ldstudio.core.library.errors import LibraryError
 
 
 class _SessionLock:
@@ -27,7 +27,7 @@ class _SessionLock:
         self.handle.write(f"{os.getpid()}\n".encode())
         self.handle.flush()
         if not _try_lock(self.handle):
-            raise GalleryError(f"{self.path}: cannot lock this session's file")
+            raise LibraryError(f"{self.path}: cannot lock this session's file")
 
     def others(self) -> tuple[list[Path], int]:
         """(stale session files, number of live sessions) among the other session files.

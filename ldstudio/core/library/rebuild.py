@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from ldstudio.core.imagefiles import free_name
-from ldstudio.core.library.entries import CopySource, GalleryFilter, NewEntry, RebuildReport
-from ldstudio.core.library.errors import GalleryError
+from ldstudio.core.library.entries import CopySource, LibraryFilter, NewEntry, RebuildReport
+from ldstudio.core.library.errors import LibraryError
 from ldstudio.core.library.files import _from_stored, _storable
 from ldstudio.core.library.layout import DB_NAME
 from ldstudio.core.library.lock import _SessionLock
-from ldstudio.core.library.store import GalleryStore
+from ldstudio.core.library.store import LibraryStore
 from ldstudio.core.readers import UnreadableImage
 
 
@@ -42,18 +42,18 @@ def rebuild_index(root: Path) -> RebuildReport:
     renamed to `library.sqlite3.bad-<date>`, never deleted. What the files carry (parameters,
     sizes) comes from the files; what only the index held (favourites, tags, creation and
     trash dates, where a trashed image came from, images indexed in place outside the
-    library) is copied over from the old index as far as it still reads. GalleryError if
+    library) is copied over from the old index as far as it still reads. LibraryError if
     another ldstudio has the library open (the window, a running command).
     """
     root = root.expanduser().resolve()
     if not root.is_dir():
-        raise GalleryError(f"{root}: no library folder there; nothing to rebuild")
+        raise LibraryError(f"{root}: no library folder there; nothing to rebuild")
     db_path = root / DB_NAME
     guard = _SessionLock(root / "sessions")
     try:
         _stale, live = guard.others()
         if live:
-            raise GalleryError(
+            raise LibraryError(
                 f"{root}: the library is open in another ldstudio ({live} window(s) or "
                 "command(s)); close them, then rebuild"
             )
@@ -71,15 +71,15 @@ def rebuild_index(root: Path) -> RebuildReport:
         shutil.rmtree(root / "thumbnails", ignore_errors=True)
     finally:
         guard.release()  # before the new store's reconcile: it sweeps temp files only when alone
-    with GalleryStore(root, reconcile=True) as store:
+    with LibraryStore(root, reconcile=True) as store:
         assert store.last_reconcile is not None
         unreadable = list(store.last_reconcile.unreadable)
         recovered = _carry_over(store, old, unreadable)
-        images = store.count() + store.count(GalleryFilter(trashed=True))
+        images = store.count() + store.count(LibraryFilter(trashed=True))
     return RebuildReport(damaged_copy, images, recovered, unreadable, salvage_error)
 
 
-def _carry_over(store: GalleryStore, old: Sequence[_OldRow], unreadable: list[Path]) -> int:
+def _carry_over(store: LibraryStore, old: Sequence[_OldRow], unreadable: list[Path]) -> int:
     """rebuild_index(): put back what only the old index knew; how many rows it reached."""
     # Images indexed in place live outside the library: only the old index named them.
     outside: list[NewEntry] = []

@@ -20,19 +20,19 @@ from ldstudio.core.library.layout import TEMP_SUFFIX
 from ldstudio.core.readers import UnreadableImage
 
 if TYPE_CHECKING:
-    from ldstudio.core.library.store import GalleryStore
+    from ldstudio.core.library.store import LibraryStore
 
 log = logging.getLogger(__name__)
 
 
-def _is_leftover(store: GalleryStore, item: os.DirEntry[str]) -> bool:
+def _is_leftover(store: LibraryStore, item: os.DirEntry[str]) -> bool:
     try:
         return item.stat().st_mtime < store._opened_at
     except FileNotFoundError:
         return False  # renamed into place (or removed) while we looked
 
 
-def run_reconcile(store: GalleryStore) -> ReconcileReport:
+def run_reconcile(store: LibraryStore) -> ReconcileReport:
     """Make the index agree with the files; see the package docstring. Worker thread."""
     started = time.perf_counter()
     report = ReconcileReport()
@@ -129,7 +129,7 @@ def run_reconcile(store: GalleryStore) -> ReconcileReport:
     return report
 
 
-def _finish_moves(store: GalleryStore, report: ReconcileReport) -> None:
+def _finish_moves(store: LibraryStore, report: ReconcileReport) -> None:
     rows = (
         store._conn()
         .execute("SELECT id, path, moving_from FROM images WHERE moving_from IS NOT NULL")

@@ -7,8 +7,8 @@ import logging
 import sqlite3
 from dataclasses import fields
 
-from ldstudio.core.library.entries import GalleryEntry, NewEntry
-from ldstudio.core.library.errors import GalleryError
+from ldstudio.core.library.entries import LibraryEntry, NewEntry
+from ldstudio.core.library.errors import LibraryError
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION) -> int:
         )
     start = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if start > SCHEMA_VERSION:
-        raise GalleryError(
+        raise LibraryError(
             f"the library index has schema version {start}, newer than this ldstudio "
             f"understands ({SCHEMA_VERSION}); update ldstudio to open it"
         )
@@ -146,10 +146,10 @@ def _statements(script: str) -> list[str]:
 
 
 # The one field list: the entry dataclasses' fields are the images columns of the same names.
-# A GalleryEntry reads every field but `tags` (from image_tags); a NewEntry writes every field,
+# A LibraryEntry reads every field but `tags` (from image_tags); a NewEntry writes every field,
 # its `copied_from` (a CopySource) as three columns. The SELECT, the INSERT and its upsert,
-# and the row -> GalleryEntry mapping are all derived from these.
-ENTRY_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(GalleryEntry) if f.name != "tags")
+# and the row -> LibraryEntry mapping are all derived from these.
+ENTRY_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LibraryEntry) if f.name != "tags")
 NEW_ENTRY_COLUMNS: tuple[str, ...] = tuple(
     f.name for f in fields(NewEntry) if f.name != "copied_from"
 )

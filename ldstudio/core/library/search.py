@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ldstudio.core.library.entries import GalleryFilter
+from ldstudio.core.library.entries import LibraryFilter
 
 
 def _fts_query(text: str) -> str:
@@ -33,13 +33,13 @@ def _like_pattern(word: str) -> str:
     return "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def where(f: GalleryFilter, *, use_fts: bool, scan_by_date: bool = False) -> tuple[str, list[Any]]:
+def where(f: LibraryFilter, *, use_fts: bool, scan_by_date: bool = False) -> tuple[str, list[Any]]:
     """SQL condition and arguments for a filter (`use_fts`: the store has a full-text index).
 
     `scan_by_date` writes the text match as `+id IN (...)`, which stops SQLite from
     fetching every match by rowid and sorting them: it walks the date index instead and
     probes the match set, which is far cheaper when a word matches a large part of the
-    library (see GalleryStore._prefers_date_scan).
+    library (see LibraryStore._prefers_date_scan).
     """
     clauses = ["trashed_at IS NOT NULL" if f.trashed else "trashed_at IS NULL"]
     args: list[Any] = []
@@ -83,7 +83,7 @@ def where(f: GalleryFilter, *, use_fts: bool, scan_by_date: bool = False) -> tup
     return " AND ".join(clauses), args
 
 
-def order(f: GalleryFilter) -> str:
+def order(f: LibraryFilter) -> str:
     column = "trashed_at" if f.trashed else "created"
     direction = "DESC" if f.newest_first else "ASC"
     return f"ORDER BY {column} {direction}, id {direction}"

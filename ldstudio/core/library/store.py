@@ -1,4 +1,4 @@
-"""GalleryStore: opening a library, its connections, saving, writes, and index-only reads."""
+"""LibraryStore: opening a library, its connections, saving, writes, and index-only reads."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from ldstudio.core.events import ImageRecord
 from ldstudio.core.imagefiles import numbered, prompt_slug, write_png_new
 from ldstudio.core.library import search
 from ldstudio.core.library.entries import (
-    GalleryEntry,
-    GalleryFilter,
     ImportReport,
+    LibraryEntry,
+    LibraryFilter,
     NewEntry,
     ReconcileReport,
 )
-from ldstudio.core.library.errors import _ROW_ERRORS, GalleryError, IndexDamaged, is_damage
+from ldstudio.core.library.errors import _ROW_ERRORS, IndexDamaged, LibraryError, is_damage
 from ldstudio.core.library.files import _from_stored, _fsync_dir, _storable
 from ldstudio.core.library.importing import run_import
 from ldstudio.core.library.layout import _BATCH, DB_NAME, default_library_dir
@@ -48,11 +48,11 @@ from ldstudio.core.thumbnails import ThumbnailCache
 log = logging.getLogger(__name__)
 
 # From this many text matches on, paging walks the date index instead of sorting the matches
-# (benchmarks/bench_gallery.py: sorting costs ~1.3 ms per 1,000 matches).
+# (benchmarks/bench_library.py: sorting costs ~1.3 ms per 1,000 matches).
 _DATE_SCAN_HITS = 5000
 
 
-class GalleryStore:
+class LibraryStore:
     """The library: save (an `ImageSink`), query, tag, trash, import, reconcile, thumbnails."""
 
     def __init__(
@@ -115,7 +115,7 @@ class GalleryStore:
         migrate(conn)
         available = fts5_available()
         if use_fts and not available:
-            raise GalleryError("full-text search was requested but this SQLite lacks FTS5")
+            raise LibraryError("full-text search was requested but this SQLite lacks FTS5")
         self.use_fts = available if use_fts is None else use_fts
         if self.use_fts:
             self._ensure_fts(conn)
@@ -126,7 +126,7 @@ class GalleryStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
-            raise GalleryError(f"the library at {self.root} is closed")
+            raise LibraryError(f"the library at {self.root} is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # Autocommit mode: transactions are explicit (BEGIN IMMEDIATE in _write) so that a
@@ -181,7 +181,7 @@ class GalleryStore:
             self._connections.clear()
         self._session.release()
 
-    def __enter__(self) -> GalleryStore:
+    def __enter__(self) -> LibraryStore:
         return self
 
     def __exit__(self, *_exc: object) -> None:
@@ -231,7 +231,7 @@ class GalleryStore:
         device: str = "",
         dtype: str = "",
         seconds: float = 0.0,
-    ) -> GalleryEntry:
+    ) -> LibraryEntry:
         """Write `image` as a PNG with metadata into the library and index it; the new entry.
 
         IndexDamaged (naming the file, which is saved) when the index cannot record it.
@@ -375,14 +375,14 @@ class GalleryStore:
 
     # --- queries ----------------------------------------------------------------------------------
 
-    def _where(self, f: GalleryFilter, *, scan_by_date: bool = False) -> tuple[str, list[Any]]:
+    def _where(self, f: LibraryFilter, *, scan_by_date: bool = False) -> tuple[str, list[Any]]:
         return search.where(f, use_fts=self.use_fts, scan_by_date=scan_by_date)
 
     @staticmethod
-    def _order(f: GalleryFilter) -> str:
+    def _order(f: LibraryFilter) -> str:
         return search.order(f)
 
-    def _text_hits(self, f: GalleryFilter) -> int | None:
+    def _text_hits(self, f: LibraryFilter) -> int | None:
         """Matches of the filter's words in the whole index (trash too); None without FTS."""
         query = search._fts_query(f.text) if self.use_fts else ""
         if not query:
@@ -394,15 +394,15 @@ class GalleryStore:
         )
         return int(row[0])
 
-    def _prefers_date_scan(self, f: GalleryFilter) -> bool:
+    def _prefers_date_scan(self, f: LibraryFilter) -> bool:
         hits = self._text_hits(f)
         return hits is not None and hits >= _DATE_SCAN_HITS
 
-    def count(self, f: GalleryFilter | None = None) -> int:
+    def count(self, f: LibraryFilter | None = None) -> int:
         """How many images match the filter (the virtual grid's row count)."""
-        f = f or GalleryFilter()
+        f = f or LibraryFilter()
         conn = self._conn()
-        text_only = f == GalleryFilter(
+        text_only = f == LibraryFilter(
             text=f.text, trashed=f.trashed, missing=True, newest_first=f.newest_first
         )
         if text_only and not f.trashed:
@@ -417,12 +417,12 @@ class GalleryStore:
         return int(conn.execute(f"SELECT count(*) FROM images WHERE {where}", args).fetchone()[0])
 
     def page(
-        self, f: GalleryFilter | None = None, offset: int = 0, limit: int = 100
-    ) -> list[GalleryEntry]:
+        self, f: LibraryFilter | None = None, offset: int = 0, limit: int = 100
+    ) -> list[LibraryEntry]:
         """Entries `offset` .. `offset + limit` of the filter's sort order."""
         if offset < 0 or limit < 0:
             raise ValueError(f"page: offset {offset} and limit {limit} must not be negative")
-        f = f or GalleryFilter()
+        f = f or LibraryFilter()
         where, args = self._where(f, scan_by_date=self._prefers_date_scan(f))
         rows = (
             self._conn()
@@ -435,16 +435,16 @@ class GalleryStore:
         )
         return self._entries_from_rows(rows)
 
-    def ids(self, f: GalleryFilter | None = None) -> list[int]:
+    def ids(self, f: LibraryFilter | None = None) -> list[int]:
         """Every matching id in sort order."""
-        f = f or GalleryFilter()
+        f = f or LibraryFilter()
         where, args = self._where(f, scan_by_date=self._prefers_date_scan(f))
         rows = self._conn().execute(f"SELECT id FROM images WHERE {where} {self._order(f)}", args)
         return [int(r[0]) for r in rows]
 
-    def entries(self, ids: Sequence[int]) -> list[GalleryEntry]:
+    def entries(self, ids: Sequence[int]) -> list[LibraryEntry]:
         """Entries for these ids, in the same order (ids no longer in the index are skipped)."""
-        found: dict[int, GalleryEntry] = {}
+        found: dict[int, LibraryEntry] = {}
         conn = self._conn()
         for start in range(0, len(ids), _BATCH):
             chunk = list(ids[start : start + _BATCH])
@@ -454,14 +454,14 @@ class GalleryStore:
                 found[entry.id] = entry
         return [found[i] for i in ids if i in found]
 
-    def get(self, image_id: int) -> GalleryEntry:
-        """One entry; GalleryError if no image has this id."""
+    def get(self, image_id: int) -> LibraryEntry:
+        """One entry; LibraryError if no image has this id."""
         entries = self.entries([image_id])
         if not entries:
-            raise GalleryError(f"image {image_id}: not in the library")
+            raise LibraryError(f"image {image_id}: not in the library")
         return entries[0]
 
-    def entry_for_path(self, path: Path) -> GalleryEntry | None:
+    def entry_for_path(self, path: Path) -> LibraryEntry | None:
         row = (
             self._conn()
             .execute(f"SELECT {SELECT_ENTRY} FROM images WHERE path = ?", (self._db_path(path),))
@@ -485,7 +485,7 @@ class GalleryStore:
         )
         return [(str(name), int(n)) for name, n in rows]
 
-    def _entries_from_rows(self, rows: Sequence[Any]) -> list[GalleryEntry]:
+    def _entries_from_rows(self, rows: Sequence[Any]) -> list[LibraryEntry]:
         if not rows:
             return []
         tags: dict[int, list[str]] = {}
@@ -499,7 +499,7 @@ class GalleryStore:
             tags.setdefault(int(image_id), []).append(str(name))
         return [self._entry(row, tags) for row in rows]
 
-    def _entry(self, row: Sequence[Any], tags: dict[int, list[str]]) -> GalleryEntry:
+    def _entry(self, row: Sequence[Any], tags: dict[int, list[str]]) -> LibraryEntry:
         values = dict(zip(ENTRY_COLUMNS, row, strict=True))
         image_id = int(values["id"])
         original = values["original_path"]
@@ -511,7 +511,7 @@ class GalleryStore:
             missing=bool(values["missing"]),
             tags=tuple(tags.get(image_id, ())),
         )
-        return GalleryEntry(**values)
+        return LibraryEntry(**values)
 
     # --- favourites and tags ----------------------------------------------------------------------
 
@@ -521,7 +521,7 @@ class GalleryStore:
                 "UPDATE images SET favourite = ? WHERE id = ?", (int(favourite), image_id)
             )
             if done.rowcount == 0:
-                raise GalleryError(f"image {image_id}: not in the library")
+                raise LibraryError(f"image {image_id}: not in the library")
 
     def set_favourites(self, ids: Sequence[int], favourite: bool) -> int:
         """Mark (or unmark) many images in one transaction; how many were in the library."""
@@ -541,7 +541,7 @@ class GalleryStore:
         names = [_check_tag(t) for t in tags]
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone() is None:
-                raise GalleryError(f"image {image_id}: not in the library")
+                raise LibraryError(f"image {image_id}: not in the library")
             for name in names:
                 conn.execute("INSERT INTO tags (name) VALUES (?) ON CONFLICT DO NOTHING", (name,))
                 conn.execute(
@@ -577,7 +577,7 @@ class GalleryStore:
     def restore(self, ids: Iterable[int]) -> list[int]:
         """Put trashed images back where they were (a free name if that place is taken).
 
-        GalleryError, changing nothing, if any of them has no file left to restore.
+        LibraryError, changing nothing, if any of them has no file left to restore.
         """
         return run_restore(self, ids)
 
@@ -589,18 +589,18 @@ class GalleryStore:
         return run_empty_trash(self)
 
     def _move(
-        self, entry: GalleryEntry, target: Path, *, trashed_at: float | None, original: Path | None
+        self, entry: LibraryEntry, target: Path, *, trashed_at: float | None, original: Path | None
     ) -> None:
         """Move an image file and its row together, crash-safe (see trash.move_with_row)."""
         move_with_row(self, entry, target, trashed_at=trashed_at, original=original)
 
     # --- thumbnails -------------------------------------------------------------------------------
 
-    def thumbnail_path(self, entry: GalleryEntry) -> Path:
+    def thumbnail_path(self, entry: LibraryEntry) -> Path:
         """Where the entry's thumbnail is or will be; no disk access (safe on the GUI thread)."""
         return self.thumbnails.path_for(entry.id, entry.mtime_ns)
 
-    def thumbnail(self, entry: GalleryEntry) -> Path:
+    def thumbnail(self, entry: LibraryEntry) -> Path:
         """The entry's thumbnail file, built if missing. FileNotFoundError / UnreadableImage."""
         return self.thumbnails.get(entry.id, entry.path)
 
@@ -640,7 +640,7 @@ class GalleryStore:
 def _check_tag(tag: str) -> str:
     name = tag.strip()
     if not name or len(name) > 100 or any(c in name for c in "\n\r\t"):
-        raise GalleryError(f"tag {tag!r}: not allowed; a tag is 1 to 100 characters on one line")
+        raise LibraryError(f"tag {tag!r}: not allowed; a tag is 1 to 100 characters on one line")
     if "," in name:  # the app's tag fields split on commas: such a tag could never be typed
-        raise GalleryError(f"tag {tag!r}: not allowed; a tag cannot contain a comma")
+        raise LibraryError(f"tag {tag!r}: not allowed; a tag cannot contain a comma")
     return name

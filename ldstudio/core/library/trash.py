@@ -8,16 +8,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ldstudio.core.imagefiles import free_name
-from ldstudio.core.library.entries import GalleryEntry
-from ldstudio.core.library.errors import GalleryError
+from ldstudio.core.library.entries import LibraryEntry
+from ldstudio.core.library.errors import LibraryError
 from ldstudio.core.library.files import _move_file
 
 if TYPE_CHECKING:
-    from ldstudio.core.library.store import GalleryStore
+    from ldstudio.core.library.store import LibraryStore
 
 
-def run_trash(store: GalleryStore, ids: Iterable[int]) -> list[int]:
-    """GalleryStore.trash(): see there."""
+def run_trash(store: LibraryStore, ids: Iterable[int]) -> list[int]:
+    """LibraryStore.trash(): see there."""
     done: list[int] = []
     for image_id in ids:
         entry = store.get(image_id)
@@ -32,15 +32,15 @@ def run_trash(store: GalleryStore, ids: Iterable[int]) -> list[int]:
     return done
 
 
-def run_restore(store: GalleryStore, ids: Iterable[int]) -> list[int]:
-    """GalleryStore.restore(): see there."""
+def run_restore(store: LibraryStore, ids: Iterable[int]) -> list[int]:
+    """LibraryStore.restore(): see there."""
     entries = [entry for entry in map(store.get, ids) if entry.trashed_at is not None]
     gone = [entry for entry in entries if not entry.path.is_file()]
     if gone:
         first = gone[0]
         where = "has gone" if store._is_outside(first.path) else "is missing from the trash"
         more = f" (and {len(gone) - 1} other image(s) likewise)" if len(gone) > 1 else ""
-        raise GalleryError(
+        raise LibraryError(
             f"image {first.id}: its file {where} ({first.path}); nothing to restore{more}"
         )
     for entry in entries:
@@ -52,14 +52,14 @@ def run_restore(store: GalleryStore, ids: Iterable[int]) -> list[int]:
     return [entry.id for entry in entries]
 
 
-def _set_trashed(store: GalleryStore, image_id: int, trashed_at: float | None) -> None:
+def _set_trashed(store: LibraryStore, image_id: int, trashed_at: float | None) -> None:
     with store._write() as conn:
         conn.execute("UPDATE images SET trashed_at = ? WHERE id = ?", (trashed_at, image_id))
 
 
 def move_with_row(
-    store: GalleryStore,
-    entry: GalleryEntry,
+    store: LibraryStore,
+    entry: LibraryEntry,
     target: Path,
     *,
     trashed_at: float | None,
@@ -96,8 +96,8 @@ def move_with_row(
         )
 
 
-def run_empty_trash(store: GalleryStore) -> int:
-    """GalleryStore.empty_trash(): see there."""
+def run_empty_trash(store: LibraryStore) -> int:
+    """LibraryStore.empty_trash(): see there."""
     conn = store._conn()
     rows = conn.execute(
         "SELECT id, path, original_path FROM images WHERE trashed_at IS NOT NULL"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, QStandardPaths
 from PySide6.QtWidgets import QFileDialog
 
-from ldstudio.core.library import GalleryEntry
+from ldstudio.core.library import LibraryEntry
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.timeline import export_animation
 
@@ -36,7 +36,7 @@ class ImagesController(QObject):
 
     # -- showing -------------------------------------------------------------------------------
 
-    async def show_entry(self, entry: GalleryEntry | None) -> None:
+    async def show_entry(self, entry: LibraryEntry | None) -> None:
         w = self.window
         self._shown_request += 1
         request = self._shown_request
@@ -87,7 +87,7 @@ class ImagesController(QObject):
     def export_animation_dialog(self) -> None:
         w = self.window
         timeline = w.preview_pane.timeline()
-        entry = w.gallery_pane.current_entry()
+        entry = w.library_pane.current_entry()
         if timeline is None or entry is None:
             w.statusBar().showMessage("Select an image made in this session first", 4000)
             return
@@ -105,7 +105,7 @@ class ImagesController(QObject):
                 target = target.with_suffix(".gif" if "gif" in kind.lower() else ".webp")
             w.background.spawn(self.export_animation(entry, target))
 
-    async def export_animation(self, entry: GalleryEntry, target: Path) -> Path | None:
+    async def export_animation(self, entry: LibraryEntry, target: Path) -> Path | None:
         w = self.window
         made = w.session_images.get(entry.path)
         timeline = w.timelines.get(*made) if made else None

@@ -54,7 +54,7 @@ def build_columns(
     params_pane: ParamsPane,
     details_view: ImageDetailsView,
     preview_pane: QWidget,
-    gallery_pane: QWidget,
+    library_pane: QWidget,
     queue_pane: QWidget,
 ) -> Columns:
     params_scroll = QScrollArea()
@@ -88,7 +88,7 @@ def build_columns(
     # take the height its parameters need to be read without scrolling.
     details_view.image_label.hide()
     # The image's parameters get the whole height of the side column, as a tab beside the
-    # prompt and parameters (a fourth pane under the gallery left them one row at 800 px).
+    # prompt and parameters (a fourth pane under the library left them one row at 800 px).
     left_tabs = QTabWidget()
     left_tabs.setObjectName("left_tabs")
     left_tabs.setDocumentMode(True)
@@ -99,7 +99,7 @@ def build_columns(
         DETAILS_TAB, "How the selected image was made, and what to do with it (Ctrl+Shift+I)"
     )
     right_splitter = QSplitter(Qt.Orientation.Vertical)
-    right_splitter.addWidget(gallery_pane)
+    right_splitter.addWidget(library_pane)
     right_splitter.addWidget(queue_pane)
     right_splitter.setStretchFactor(0, 1)
     right_splitter.setStretchFactor(1, 0)

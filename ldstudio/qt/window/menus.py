@@ -119,7 +119,7 @@ def build_menus(window: MainWindow) -> WindowActions:
         "Ctrl+Shift+I",
         tip="How the selected image was made, and what to do with it",
     )
-    add(view_menu, "Focus &gallery", window.gallery_pane.view.setFocus, "Ctrl+G")
+    add(view_menu, "Focus &library", window.library_pane.view.setFocus, "Ctrl+G")
     add(view_menu, "Focus &queue", window.queue_pane.list.setFocus, "Ctrl+K")
 
     models_menu = menu.addMenu("&Models")

@@ -26,7 +26,7 @@ def shortcut_rows(
     window: QWidget, scopes: Sequence[tuple[QWidget, str]]
 ) -> list[tuple[str, str, str]]:
     """(keys, what they do, where they work) for every shortcut of `window`; `scopes` name
-    the panes a widget shortcut may live in ("In the gallery")."""
+    the panes a widget shortcut may live in ("In the library")."""
     rows: list[tuple[str, str, str]] = []
     for action in window.findChildren(QAction):
         keys = [k for k in action.shortcuts() if not k.isEmpty()]
@@ -72,7 +72,7 @@ class ShortcutsDialog(QDialog):
         table.resizeColumnsToContents()
         table.horizontalHeader().setStretchLastSection(True)
         mouse = QLabel(
-            "Mouse: Ctrl/Shift-click selects many images in the gallery; right-click (or the "
+            "Mouse: Ctrl/Shift-click selects many images in the library; right-click (or the "
             "Menu key) shows what can be done with them; double-click an image for its details, "
             "a tag to remove it."
         )

@@ -12,17 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
-from gallery_support import ldstudio_png
+from library_support import ldstudio_png
 from PIL import Image
 
 from ldstudio.cli import main
 from ldstudio.cli.common import EXIT_FAILED, EXIT_OK
 from ldstudio.core.library import (
     DB_NAME,
-    GalleryError,
-    GalleryFilter,
-    GalleryStore,
     IndexDamaged,
+    LibraryError,
+    LibraryFilter,
+    LibraryStore,
     rebuild_index,
 )
 from ldstudio.core.params import GenerationParams
@@ -44,7 +44,7 @@ VERBS = (
 
 def make_library(root: Path, outside: Path) -> dict[str, Path]:
     """Four generated images (one favourite and tagged, one trashed) and one indexed in place."""
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         paths = {}
         for n, prompt in enumerate(("a fox", "a whale", "an owl", "a crow")):
             image = Image.new("RGB", (16, 16), (n * 60, 0, 0))
@@ -104,22 +104,22 @@ def test_every_verb_names_the_damage_and_rebuild_restores_the_files(
     for verb in VERBS:
         argv = [arg.replace("{tmp}", str(tmp_path)) for arg in verb]
         started = time.monotonic()
-        code, out, err = run(capsys, "gallery", "--library", str(root), *argv)
+        code, out, err = run(capsys, "library", "--library", str(root), *argv)
         assert time.monotonic() - started < 2, verb
         assert code == EXIT_FAILED, (verb, err)
         assert f"the library index {db} is damaged" in err, (verb, err)
-        assert f"`ldstudio gallery --library {root} rebuild`" in err
+        assert f"`ldstudio library --library {root} rebuild`" in err
         assert "Traceback" not in err and out == ""
     assert db.read_bytes() == damaged  # nothing was written into it or over it
 
-    code, _, err = run(capsys, "gallery", "--library", str(root), "rebuild")
+    code, _, err = run(capsys, "library", "--library", str(root), "rebuild")
     assert code == EXIT_OK, err
     (kept,) = root.glob(f"{DB_NAME}.bad-*[0-9]")
     assert kept.read_bytes() == damaged  # kept aside, never deleted
     assert f"the old index is kept as {kept}" in err
-    with GalleryStore(root) as store:
-        live = {e.path: e for e in store.page(GalleryFilter(), 0, 100)}
-        trashed = {e.path: e for e in store.page(GalleryFilter(trashed=True), 0, 100)}
+    with LibraryStore(root) as store:
+        live = {e.path: e for e in store.page(LibraryFilter(), 0, 100)}
+        trashed = {e.path: e for e in store.page(LibraryFilter(trashed=True), 0, 100)}
     # Every image file of the library is back, with the parameters its PNG carries.
     assert set(live) == {paths["a fox"], paths["an owl"], paths["a crow"]}
     assert set(trashed) == {paths["a whale"]}
@@ -137,12 +137,12 @@ def test_rebuild_carries_over_what_the_old_index_still_reads(tmp_path: Path) -> 
     """A damaged date index: the table itself still reads, so nothing only it held is lost."""
     root, outside = tmp_path / "lib", tmp_path / "outside"
     paths = make_library(root, outside)
-    with GalleryStore(root) as store:
-        before = {e.path: e for e in store.page(GalleryFilter(), 0, 100)}
-        before_trash = {e.path: e for e in store.page(GalleryFilter(trashed=True), 0, 100)}
+    with LibraryStore(root) as store:
+        before = {e.path: e for e in store.page(LibraryFilter(), 0, 100)}
+        before_trash = {e.path: e for e in store.page(LibraryFilter(trashed=True), 0, 100)}
     damage_table(root / DB_NAME, "images_live_by_date")
-    with pytest.raises(sqlite3.DatabaseError) as raised, GalleryStore(root) as store:
-        store.page(GalleryFilter(), 0, 100)
+    with pytest.raises(sqlite3.DatabaseError) as raised, LibraryStore(root) as store:
+        store.page(LibraryFilter(), 0, 100)
     assert "is damaged" in str(store.damage(raised.value))
 
     leftover = root / "images" / ".an-interrupted-save.tmp"  # of a process killed long ago
@@ -152,9 +152,9 @@ def test_rebuild_carries_over_what_the_old_index_still_reads(tmp_path: Path) -> 
     assert not leftover.exists()
     assert report.salvage_error is None and report.damaged_copy is not None
     assert report.images == 5 and report.recovered == 5 and report.unreadable == []
-    with GalleryStore(root) as store:
-        after = {e.path: e for e in store.page(GalleryFilter(), 0, 100)}
-        after_trash = {e.path: e for e in store.page(GalleryFilter(trashed=True), 0, 100)}
+    with LibraryStore(root) as store:
+        after = {e.path: e for e in store.page(LibraryFilter(), 0, 100)}
+        after_trash = {e.path: e for e in store.page(LibraryFilter(trashed=True), 0, 100)}
         fox = after[paths["a fox"]]
         assert fox.favourite and fox.tags == ("keeper", "red")
         assert after[paths["imported in place"]].favourite  # indexed in place: back too
@@ -174,7 +174,7 @@ def test_saving_on_a_damaged_index_keeps_the_image_and_says_so(tmp_path: Path) -
     damage_table(root / DB_NAME, "images")
     params = GenerationParams(prompt="saved anyway", seed=9)
     image = Image.new("RGB", (16, 16), (1, 2, 3))
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         record = store.save(
             image, params, index=0, model_name="m", device="cpu", dtype="fp32", seconds=0.0
         )
@@ -186,14 +186,14 @@ def test_saving_on_a_damaged_index_keeps_the_image_and_says_so(tmp_path: Path) -
             store.add_image(image, params, model_name="m")
         assert "rebuild" in str(raised.value)
     rebuild_index(root)
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         entry = store.entry_for_path(record.path)
         assert entry is not None and entry.params == params
 
 
 def test_rebuild_waits_for_the_other_users_of_the_library(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    with GalleryStore(root), pytest.raises(GalleryError, match="close them, then rebuild"):
+    with LibraryStore(root), pytest.raises(LibraryError, match="close them, then rebuild"):
         rebuild_index(root)
     assert (root / DB_NAME).is_file() and list(root.glob(f"{DB_NAME}.bad-*")) == []
 
@@ -256,7 +256,7 @@ def test_the_window_offers_to_rebuild_a_damaged_index(qtbot, tmp_path: Path) -> 
     store = open_library(root, ask=lambda _message: True)
     assert store is not None
     try:
-        assert store.count() == 3 and store.count(GalleryFilter(trashed=True)) == 1
+        assert store.count() == 3 and store.count(LibraryFilter(trashed=True)) == 1
     finally:
         store.close()
     assert len(list(root.glob(f"{DB_NAME}.bad-*[0-9]"))) == 1
@@ -268,7 +268,7 @@ def test_the_library_pane_names_the_damage_not_a_traceback(qtbot, tmp_path: Path
     root = tmp_path / "lib"
     make_library(root, tmp_path / "outside")
     damage_table(root / DB_NAME, "images_live_by_date")  # what the grid's count reads
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         model = LibraryModel(store, poll_revision=False)
         try:
             with qtbot.waitSignal(model.failed) as failed:
@@ -291,7 +291,7 @@ def test_the_window_says_when_a_saved_image_could_not_be_indexed(qtbot, tmp_path
     window, prompt_pane, params_pane = QWidget(), PromptPane(), ParamsPane()
     for widget in (window, prompt_pane, params_pane):
         qtbot.addWidget(widget)
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         controller = LibraryController(store, prompt_pane, params_pane, window, poll_revision=False)
         errors: list[str] = []
         controller.error.connect(errors.append)

@@ -1,4 +1,4 @@
-"""`ldstudio info` and `ldstudio gallery ...` in-process, on the per-test LDSTUDIO_HOME library."""
+"""`ldstudio info` and `ldstudio library ...` in-process, on the per-test LDSTUDIO_HOME library."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from gallery_support import A1111_TEXT, ldstudio_png, png_with_text, tool_images
+from library_support import A1111_TEXT, ldstudio_png, png_with_text, tool_images
 from PIL import Image
 
 from ldstudio.cli import main
 from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_OK
-from ldstudio.core.library import GalleryFilter, GalleryStore
+from ldstudio.core.library import LibraryFilter, LibraryStore
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
 
@@ -29,7 +29,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def library(ldstudio_home: Path) -> list[int]:
     """Three images in the default library: two foxes (one a favourite) and a whale."""
     ids = []
-    with GalleryStore() as store:
+    with LibraryStore() as store:
         for seed, prompt, model in (
             (1, "a red fox", "m1"),
             (2, "a blue whale", "m2"),
@@ -122,24 +122,24 @@ def test_info_plain_missing_and_unreadable(
     assert code == EXIT_BAD_INPUT and "not a readable image" in err
 
 
-# --- ldstudio gallery ------------------------------------------------------------------------
+# --- ldstudio library ------------------------------------------------------------------------
 
 
 def test_list_text_json_and_filters(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
-    code, out, err = run(capsys, "gallery", "list")
+    code, out, err = run(capsys, "library", "list")
     assert code == EXIT_OK and "3 of 3 image(s)" in err
     assert out.index("fox cub") < out.index("a blue whale") < out.index("a red fox")
-    code, out, _ = run(capsys, "gallery", "list", "--search", "fox", "--json")
+    code, out, _ = run(capsys, "library", "list", "--search", "fox", "--json")
     data = json.loads(out)
     assert data["total"] == 2 and {i["prompt"] for i in data["images"]} == {"a red fox", "fox cub"}
-    code, out, _ = run(capsys, "gallery", "list", "--model", "m2", "--json")
+    code, out, _ = run(capsys, "library", "list", "--model", "m2", "--json")
     assert [i["prompt"] for i in json.loads(out)["images"]] == ["a blue whale"]
-    code, out, _ = run(capsys, "gallery", "list", "--favourites", "--json")
+    code, out, _ = run(capsys, "library", "list", "--favourites", "--json")
     assert [i["id"] for i in json.loads(out)["images"]] == [library[0]]
-    code, out, err = run(capsys, "gallery", "list", "--limit", "1")
+    code, out, err = run(capsys, "library", "list", "--limit", "1")
     assert len(out.strip().splitlines()) == 1 and "1 of 3" in err
     code, out, _ = run(
-        capsys, "gallery", "list", "--since", "2000-01-01", "--until", "2000-12-31", "--json"
+        capsys, "library", "list", "--since", "2000-01-01", "--until", "2000-12-31", "--json"
     )
     assert json.loads(out)["total"] == 0
 
@@ -147,26 +147,26 @@ def test_list_text_json_and_filters(capsys: pytest.CaptureFixture[str], library:
 def test_bad_gallery_input(
     capsys: pytest.CaptureFixture[str], library: list[int], tmp_path: Path
 ) -> None:
-    code, _, err = run(capsys, "gallery", "list", "--since", "yesterday")
+    code, _, err = run(capsys, "library", "list", "--since", "yesterday")
     assert code == EXIT_BAD_INPUT and "--since: 'yesterday' is not a date" in err
-    code, _, err = run(capsys, "gallery", "list", "--limit", "0")
+    code, _, err = run(capsys, "library", "list", "--limit", "0")
     assert code == EXIT_BAD_INPUT and "--limit: 0 is too small" in err
-    code, _, err = run(capsys, "gallery", "show", "9999")
+    code, _, err = run(capsys, "library", "show", "9999")
     assert code == EXIT_BAD_INPUT and "image 9999: not in the library" in err
-    code, _, err = run(capsys, "gallery", "empty-trash")
+    code, _, err = run(capsys, "library", "empty-trash")
     assert code == EXIT_BAD_INPUT and "--yes" in err
-    code, _, err = run(capsys, "gallery", "export", "1", "--search", "fox", "--to", str(tmp_path))
+    code, _, err = run(capsys, "library", "export", "1", "--search", "fox", "--to", str(tmp_path))
     assert code == EXIT_BAD_INPUT and "not both" in err
     file = tmp_path / "file.txt"
     file.write_text("x")
-    code, _, err = run(capsys, "gallery", "--library", str(file), "list")
+    code, _, err = run(capsys, "library", "--library", str(file), "list")
     assert code == EXIT_BAD_INPUT and "is a file" in err
 
 
 def test_show(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
-    code, out, _ = run(capsys, "gallery", "show", str(library[0]))
+    code, out, _ = run(capsys, "library", "show", str(library[0]))
     assert code == EXIT_OK and "prompt: a red fox" in out and "favourite: yes" in out
-    code, out, _ = run(capsys, "gallery", "show", str(library[0]), "--json")
+    code, out, _ = run(capsys, "library", "show", str(library[0]), "--json")
     assert json.loads(out)["params"]["seed"] == 1
 
 
@@ -175,7 +175,7 @@ def test_export_by_search_and_ids(
 ) -> None:
     out_dir = tmp_path / "exported"
     code, out, err = run(
-        capsys, "gallery", "export", "--search", "fox", "--to", str(out_dir), "--format", "jpeg"
+        capsys, "library", "export", "--search", "fox", "--to", str(out_dir), "--format", "jpeg"
     )
     files = [Path(line) for line in out.splitlines()]
     assert code == EXIT_OK and len(files) == 2 and "exported 2 of 2" in err
@@ -183,12 +183,12 @@ def test_export_by_search_and_ids(
     assert {read_file(f).fields["prompt"] for f in files} == {"a red fox", "fox cub"}
 
     code, out, _ = run(
-        capsys, "gallery", "export", str(library[1]), "--to", str(out_dir), "--strip-metadata"
+        capsys, "library", "export", str(library[1]), "--to", str(out_dir), "--strip-metadata"
     )
     (clean,) = [Path(line) for line in out.splitlines()]
     assert clean.suffix == ".png" and not read_file(clean).found
     # Exporting again never overwrites.
-    code, out, _ = run(capsys, "gallery", "export", str(library[1]), "--to", str(out_dir))
+    code, out, _ = run(capsys, "library", "export", str(library[1]), "--to", str(out_dir))
     (second,) = [Path(line) for line in out.splitlines()]
     assert second != clean and clean.exists() and read_file(second).found
 
@@ -197,16 +197,16 @@ def test_export_into_the_library_is_refused(
     capsys: pytest.CaptureFixture[str], library: list[int]
 ) -> None:
     """Copies inside the library would be adopted by the next reconcile: 3 images became 6."""
-    with GalleryStore() as store:
+    with LibraryStore() as store:
         root = store.root
     for target in (root / "images" / "shared", root, root / "exports"):
-        code, out, err = run(capsys, "gallery", "export", "--to", str(target))
+        code, out, err = run(capsys, "library", "export", "--to", str(target))
         assert code == EXIT_BAD_INPUT and out == ""
         assert f"is inside the image library ({root}); export to a folder outside it" in err
     assert not (root / "images" / "shared").exists() and not (root / "exports").exists()
-    code, _, err = run(capsys, "gallery", "reconcile")
+    code, _, err = run(capsys, "library", "reconcile")
     assert code == EXIT_OK and "adopted 0" in err
-    with GalleryStore() as store:
+    with LibraryStore() as store:
         assert store.count() == 3
 
 
@@ -218,81 +218,81 @@ def test_a_file_name_that_is_not_utf8_is_imported_and_shown(
         ldstudio_png(Path(os.fsdecode(raw)), prompt="odd name")
     except (OSError, UnicodeError):
         pytest.skip("this file system refuses names that are not valid UTF-8")
-    code, _, err = run(capsys, "gallery", "import", str(tmp_path / "src"))
+    code, _, err = run(capsys, "library", "import", str(tmp_path / "src"))
     assert code == EXIT_OK and "imported 1 image(s)" in err and "0 skipped" in err
-    code, out, _ = run(capsys, "gallery", "show", "1")
+    code, out, _ = run(capsys, "library", "show", "1")
     out.encode("utf-8")  # what a strict UTF-8 stdout takes: no surrogates left
     assert code == EXIT_OK and f"path: {tmp_path}/src/bad-\\xff.png" in out
-    code, out, _ = run(capsys, "gallery", "list", "--json")
+    code, out, _ = run(capsys, "library", "list", "--json")
     out.encode("utf-8")
     (image,) = json.loads(out)["images"]
     assert os.fsencode(image["path"]) == raw  # the JSON names exactly that file's bytes
-    code, out, _ = run(capsys, "gallery", "export", "1", "--to", str(tmp_path / "out"))
+    code, out, _ = run(capsys, "library", "export", "1", "--to", str(tmp_path / "out"))
     out.encode("utf-8")
     assert code == EXIT_OK and out.strip().endswith("1-bad-\\xff.png")
     assert os.fsencode(next((tmp_path / "out").iterdir()).name) == b"1-bad-\xff.png"
 
 
 def test_delete_restore_empty_trash(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
-    code, _, err = run(capsys, "gallery", "delete", str(library[1]))
+    code, _, err = run(capsys, "library", "delete", str(library[1]))
     assert code == EXIT_OK and "moved 1 image(s) to the trash" in err
-    _, out, _ = run(capsys, "gallery", "list", "--json")
+    _, out, _ = run(capsys, "library", "list", "--json")
     assert json.loads(out)["total"] == 2
-    _, out, _ = run(capsys, "gallery", "list", "--trash", "--json")
+    _, out, _ = run(capsys, "library", "list", "--trash", "--json")
     assert [i["id"] for i in json.loads(out)["images"]] == [library[1]]
-    code, out, _ = run(capsys, "gallery", "restore", str(library[1]))
+    code, out, _ = run(capsys, "library", "restore", str(library[1]))
     assert code == EXIT_OK and Path(out.strip()).is_file()
-    run(capsys, "gallery", "delete", str(library[1]))
-    with GalleryStore() as store:
+    run(capsys, "library", "delete", str(library[1]))
+    with LibraryStore() as store:
         trashed = store.get(library[1]).path
     moved = trashed.rename(trashed.with_name("elsewhere.png"))  # the file leaves the trash
-    code, _, err = run(capsys, "gallery", "restore", str(library[1]))
+    code, _, err = run(capsys, "library", "restore", str(library[1]))
     assert code == EXIT_BAD_INPUT
     assert f"image {library[1]}: its file is missing from the trash" in err
     moved.rename(trashed)
-    code, _, err = run(capsys, "gallery", "empty-trash", "--yes")
+    code, _, err = run(capsys, "library", "empty-trash", "--yes")
     assert code == EXIT_OK and "deleted 1 image(s) for good" in err
-    with GalleryStore() as store:
-        assert store.count() == 2 and store.count(GalleryFilter(trashed=True)) == 0
+    with LibraryStore() as store:
+        assert store.count() == 2 and store.count(LibraryFilter(trashed=True)) == 0
 
 
 def test_list_and_show_read_well(
     capsys: pytest.CaptureFixture[str], library: list[int], tmp_path: Path
 ) -> None:
     plain = png_with_text(tmp_path / "in" / "plain.png", {})
-    run(capsys, "gallery", "import", str(plain.parent))
-    code, out, _ = run(capsys, "gallery", "list")
+    run(capsys, "library", "import", str(plain.parent))
+    code, out, _ = run(capsys, "library", "list")
     assert code == EXIT_OK and "no seed" in out and "seed None" not in out
-    code, out, _ = run(capsys, "gallery", "show", str(library[0]))
+    code, out, _ = run(capsys, "library", "show", str(library[0]))
     assert "seconds: 0.10" in out.splitlines()
 
 
 def test_favourite_and_tag(capsys: pytest.CaptureFixture[str], library: list[int]) -> None:
-    assert run(capsys, "gallery", "favourite", str(library[1]))[0] == EXIT_OK
-    code, out, _ = run(capsys, "gallery", "tag", str(library[1]), "ocean", "blue")
+    assert run(capsys, "library", "favourite", str(library[1]))[0] == EXIT_OK
+    code, out, _ = run(capsys, "library", "tag", str(library[1]), "ocean", "blue")
     assert code == EXIT_OK and out.strip() == "blue, ocean"
-    code, out, _ = run(capsys, "gallery", "tag", str(library[1]), "blue", "--remove")
+    code, out, _ = run(capsys, "library", "tag", str(library[1]), "blue", "--remove")
     assert out.strip() == "ocean"
-    run(capsys, "gallery", "favourite", str(library[0]), "--off")
-    with GalleryStore() as store:
-        assert [e.id for e in store.page(GalleryFilter(favourites=True))] == [library[1]]
-        assert store.count(GalleryFilter(tags=("ocean",))) == 1
+    run(capsys, "library", "favourite", str(library[0]), "--off")
+    with LibraryStore() as store:
+        assert [e.id for e in store.page(LibraryFilter(favourites=True))] == [library[1]]
+        assert store.count(LibraryFilter(tags=("ocean",))) == 1
 
 
 def test_import_and_reconcile(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     folder = tmp_path / "old"
     tool_images(folder)
-    code, _, err = run(capsys, "gallery", "import", str(folder), "--copy")
+    code, _, err = run(capsys, "library", "import", str(folder), "--copy")
     assert code == EXIT_OK and "imported 7 image(s) (copied)" in err
-    code, _, err = run(capsys, "gallery", "import", str(folder), "--copy")
+    code, _, err = run(capsys, "library", "import", str(folder), "--copy")
     assert code == EXIT_OK and "imported 0 image(s) (copied); 7 already in the library" in err
-    code, _, err = run(capsys, "gallery", "import", str(tmp_path / "nope"))
+    code, _, err = run(capsys, "library", "import", str(tmp_path / "nope"))
     assert code == EXIT_BAD_INPUT and "not a folder" in err
-    with GalleryStore() as store:
+    with LibraryStore() as store:
         orphan = ldstudio_png(store.images_dir / "dropped.png", prompt="dropped in by hand")
-    code, _, err = run(capsys, "gallery", "reconcile")
+    code, _, err = run(capsys, "library", "reconcile")
     assert code == EXIT_OK and "adopted 1" in err
-    _, out, _ = run(capsys, "gallery", "list", "--search", "dropped", "--json")
+    _, out, _ = run(capsys, "library", "list", "--search", "dropped", "--json")
     assert json.loads(out)["images"][0]["path"] == str(orphan)
 
 
@@ -304,17 +304,17 @@ def test_import_show_and_list_an_image_whose_seed_is_too_big_for_the_index(
     png_with_text(folder / "big.png", {"parameters": A1111_TEXT.replace("965400086", huge)})
     ldstudio_png(folder / "fine.png")
     library = str(tmp_path / "L")
-    code, _, err = run(capsys, "gallery", "--library", library, "import", str(folder))
+    code, _, err = run(capsys, "library", "--library", library, "import", str(folder))
     assert code == EXIT_OK and "imported 2 image(s) (indexed in place)" in err
     assert "0 skipped" in err
-    _, out, _ = run(capsys, "gallery", "--library", library, "list", "--json")
+    _, out, _ = run(capsys, "library", "--library", library, "list", "--json")
     (big,) = [i for i in json.loads(out)["images"] if i["path"].endswith("big.png")]
     assert big["seed"] is None and big["steps"] == 28
-    code, out, _ = run(capsys, "gallery", "--library", library, "show", str(big["id"]))
+    code, out, _ = run(capsys, "library", "--library", library, "show", str(big["id"]))
     assert code == EXIT_OK and f"seed: {huge}" in out
-    code, out, _ = run(capsys, "gallery", "--library", library, "show", str(big["id"]), "--json")
+    code, out, _ = run(capsys, "library", "--library", library, "show", str(big["id"]), "--json")
     assert code == EXIT_OK and json.loads(out)["extra"]["seed"] == int(huge)
-    code, out, _ = run(capsys, "gallery", "--library", library, "list")
+    code, out, _ = run(capsys, "library", "--library", library, "list")
     assert code == EXIT_OK and "a lighthouse at dusk" in out
 
 
@@ -323,18 +323,18 @@ def test_deleting_an_image_indexed_in_place_never_touches_its_file(
 ) -> None:
     photo = ldstudio_png(tmp_path / "photos" / "photo.png")
     original = photo.read_bytes()
-    assert run(capsys, "gallery", "import", str(photo.parent))[0] == EXIT_OK
-    _, out, _ = run(capsys, "gallery", "list", "--json")
+    assert run(capsys, "library", "import", str(photo.parent))[0] == EXIT_OK
+    _, out, _ = run(capsys, "library", "list", "--json")
     (image_id,) = [str(i["id"]) for i in json.loads(out)["images"]]
-    assert run(capsys, "gallery", "delete", image_id)[0] == EXIT_OK
+    assert run(capsys, "library", "delete", image_id)[0] == EXIT_OK
     assert photo.read_bytes() == original
-    code, out, _ = run(capsys, "gallery", "restore", image_id)
+    code, out, _ = run(capsys, "library", "restore", image_id)
     assert code == EXIT_OK and Path(out.strip()) == photo
-    run(capsys, "gallery", "delete", image_id)
-    assert run(capsys, "gallery", "empty-trash", "--yes")[0] == EXIT_OK
+    run(capsys, "library", "delete", image_id)
+    assert run(capsys, "library", "empty-trash", "--yes")[0] == EXIT_OK
     assert photo.read_bytes() == original
-    with GalleryStore() as store:
-        assert store.count() == 0 and store.count(GalleryFilter(trashed=True)) == 0
+    with LibraryStore() as store:
+        assert store.count() == 0 and store.count(LibraryFilter(trashed=True)) == 0
 
 
 def test_cli_help_does_not_import_pillow_heavy_paths() -> None:
@@ -342,3 +342,10 @@ def test_cli_help_does_not_import_pillow_heavy_paths() -> None:
     code = "import ldstudio.cli, sys; print('ldstudio.core.library' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_gallery_is_kept_as_the_old_name_of_library(capsys: pytest.CaptureFixture[str]) -> None:
+    from ldstudio.cli import build_parser
+
+    assert run(capsys, "library", "list") == run(capsys, "gallery", "list")
+    assert "library" in build_parser().format_help()

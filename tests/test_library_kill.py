@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from ldstudio.core.library import GalleryEntry, GalleryFilter, GalleryStore
+from ldstudio.core.library import LibraryEntry, LibraryFilter, LibraryStore
 from ldstudio.core.params import GenerationParams
 
 CHILD = r"""
@@ -23,11 +23,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from ldstudio.core.library import GalleryStore
+from ldstudio.core.library import LibraryStore
 from ldstudio.core.params import GenerationParams
 
 root, round_no = Path(sys.argv[1]), int(sys.argv[2])
-store = GalleryStore(root)
+store = LibraryStore(root)
 print("READY", flush=True)
 i = 0
 while True:
@@ -72,14 +72,14 @@ def test_killed_saver_loses_nothing_reported(tmp_path: Path) -> None:
             Path(line.removeprefix("SAVED ")) for line in lines if line.startswith("SAVED ")
         ]
 
-        with GalleryStore(root) as store:
+        with LibraryStore(root) as store:
             assert store.crashed_before, "the killed session must be detected"
             assert store.last_reconcile is not None
             for path in reported:
                 entry = store.entry_for_path(path)
                 assert entry is not None, f"reported image lost from the index: {path}"
                 assert path.is_file(), f"reported image file lost: {path}"
-            entries = store.page(GalleryFilter(), 0, 100_000)
+            entries = store.page(LibraryFilter(), 0, 100_000)
             for entry in entries:
                 assert entry.path.is_file() and not entry.missing, entry.path
             on_disk = {p for p in (root / "images").rglob("*.png")}
@@ -95,10 +95,10 @@ IMPORT_CHILD = r"""
 import sys
 from pathlib import Path
 
-from ldstudio.core.library import GalleryStore
+from ldstudio.core.library import LibraryStore
 
 root, folder, copy = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "copy"
-store = GalleryStore(root)
+store = LibraryStore(root)
 print("READY", flush=True)
 report = store.import_folder(folder, copy=copy)
 print(f"DONE {len(report.added)}", flush=True)
@@ -109,7 +109,7 @@ import sys
 import time
 from pathlib import Path
 
-from ldstudio.core.library import GalleryStore
+from ldstudio.core.library import LibraryStore
 
 # A slow disk: each file deleted takes a millisecond, so kills land between the deletions too.
 real_unlink = Path.unlink
@@ -121,7 +121,7 @@ def slow_unlink(self, missing_ok=False):
 
 
 Path.unlink = slow_unlink
-store = GalleryStore(Path(sys.argv[1]))
+store = LibraryStore(Path(sys.argv[1]))
 print("READY", flush=True)
 print(f"DONE {store.empty_trash()}", flush=True)
 """
@@ -144,7 +144,7 @@ def _kill_at_random(script: Path, args: list[str], delay: float) -> str:
     return child.stdout.read()
 
 
-def _check_intact(store: GalleryStore, root: Path) -> list[GalleryEntry]:
+def _check_intact(store: LibraryStore, root: Path) -> list[LibraryEntry]:
     """No row without its file, no library file without its row, no leftovers, a sound index."""
     assert store.crashed_before and store.last_reconcile is not None
     conn = sqlite3.connect(root / "library.sqlite3")
@@ -152,8 +152,8 @@ def _check_intact(store: GalleryStore, root: Path) -> list[GalleryEntry]:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         conn.close()
-    entries = store.page(GalleryFilter(), 0, 100_000) + store.page(
-        GalleryFilter(trashed=True), 0, 100_000
+    entries = store.page(LibraryFilter(), 0, 100_000) + store.page(
+        LibraryFilter(trashed=True), 0, 100_000
     )
     for entry in entries:
         assert entry.path.is_file() and not entry.missing, f"a row without its file: {entry.path}"
@@ -182,17 +182,17 @@ def test_killed_import_leaves_an_intact_library(tmp_path: Path) -> None:
     mid_way = 0
     for round_no in range(6):
         root = tmp_path / f"lib{round_no}"
-        GalleryStore(root).close()
+        LibraryStore(root).close()
         how = "copy" if round_no % 2 else "in-place"
         out = _kill_at_random(script, [str(root), str(source), how], rng.uniform(0.0, 0.25))
-        with GalleryStore(root) as store:
+        with LibraryStore(root) as store:
             entries = _check_intact(store, root)
             if "DONE" not in out and 0 < len(entries) < len(originals):
                 mid_way += 1
             # Importing again finishes the job: every image of the folder is in the library.
             again = store.import_folder(source, copy=how == "copy")
             assert again.skipped == []
-            entries = store.page(GalleryFilter(), 0, 100_000)
+            entries = store.page(LibraryFilter(), 0, 100_000)
             assert all(e.path.is_file() and not e.missing for e in entries)
             if how == "in-place":  # each once
                 assert sorted(e.path for e in entries) == sorted(source.iterdir())
@@ -217,13 +217,13 @@ def test_killed_empty_trash_leaves_an_intact_library(tmp_path: Path) -> None:
         trash.mkdir(parents=True)
         for i in range(300):  # reconcile adopts files found in trash/ as trashed images
             Image.new("RGB", (8, 8), (i % 256, i // 256, 0)).save(trash / f"{i}-old.png")
-        with GalleryStore(root, reconcile=True) as store:
+        with LibraryStore(root, reconcile=True) as store:
             kept = save_some(store, 3)
             store.import_folder(outside)
-            store.trash([e.id for e in store.page(GalleryFilter(), 0, 100) if e.path not in kept])
-            assert store.count(GalleryFilter(trashed=True)) == 305
+            store.trash([e.id for e in store.page(LibraryFilter(), 0, 100) if e.path not in kept])
+            assert store.count(LibraryFilter(trashed=True)) == 305
         out = _kill_at_random(script, [str(root)], rng.uniform(0.0, 0.45))
-        with GalleryStore(root) as store:
+        with LibraryStore(root) as store:
             entries = _check_intact(store, root)
             left = [e for e in entries if e.trashed_at is not None]
             if "DONE" not in out and 0 < len(left) < 305:
@@ -231,14 +231,14 @@ def test_killed_empty_trash_leaves_an_intact_library(tmp_path: Path) -> None:
             # What was not in the trash is untouched; emptying again finishes the job.
             assert sorted(e.path for e in entries if e.trashed_at is None) == sorted(kept)
             store.empty_trash()
-            assert store.count(GalleryFilter(trashed=True)) == 0 and store.count() == 3
+            assert store.count(LibraryFilter(trashed=True)) == 0 and store.count() == 3
             assert list(trash.iterdir()) == []
         # Images indexed in place are the user's: never deleted, at any moment of a kill.
         assert {p.name: p.read_bytes() for p in outside.iterdir()} == theirs
     assert mid_way, "no kill landed during an empty-trash: the test proved nothing"
 
 
-def save_some(store: GalleryStore, count: int) -> list[Path]:
+def save_some(store: LibraryStore, count: int) -> list[Path]:
     paths = []
     for i in range(count):
         params = GenerationParams(prompt=f"kept {i}", seed=i)

@@ -6,7 +6,7 @@ The library's rows are synthetic (varied prompts from a seeded vocabulary, 6 mod
 two years, 5 % favourites, 2 % tagged); every row has its own file name, and every file is a
 hard link to a tiny 16x16 PNG (a fresh one every 20,000 links), so reconcile() really walks
 100,000 directory entries without 100,000 encodes.
-Run: `python benchmarks/bench_gallery.py [--images N] [--dir DIR]`.
+Run: `python benchmarks/bench_library.py [--images N] [--dir DIR]`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from common import machine_text
 from PIL import Image
 
-from ldstudio.core.library import GalleryFilter, GalleryStore, NewEntry
+from ldstudio.core.library import LibraryFilter, LibraryStore, NewEntry
 
 WORDS = [
     "portrait",
@@ -149,7 +149,7 @@ def build(root: Path, count: int) -> float:
     Image.new("RGB", (16, 16), (40, 90, 160)).save(seed_png)
     now = time.time()
     start = time.perf_counter()
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
 
         def rows():
             for i in range(count):
@@ -200,7 +200,7 @@ def main() -> int:
     if args.dir:
         root = Path(args.dir)
     else:
-        temp = tempfile.mkdtemp(prefix="ldstudio-bench-gallery-")
+        temp = tempfile.mkdtemp(prefix="ldstudio-bench-library-")
         root = Path(temp) / "library"
     print(f"machine: {machine()}")
     try:
@@ -214,10 +214,10 @@ def main() -> int:
         first_screen = []
         for _ in range(5):
             start = time.perf_counter()
-            store = GalleryStore(root)
+            store = LibraryStore(root)
             opened = time.perf_counter()
             store.count()
-            store.page(GalleryFilter(), 0, 120)
+            store.page(LibraryFilter(), 0, 120)
             first_screen.append(time.perf_counter() - start)
             opens.append(opened - start)
             store.close()
@@ -227,14 +227,14 @@ def main() -> int:
             # A session file nobody holds locked is what a killed process leaves behind.
             (root / "sessions" / "killed-process.lock").write_text("0\n")
             start = time.perf_counter()
-            store = GalleryStore(root)
+            store = LibraryStore(root)
             crashed_opens.append(time.perf_counter() - start)
             assert store.crashed_before and store.last_reconcile is not None
             store.close()
         print(f"open after a crash (+ reconcile)  {stats(crashed_opens)}   goal <= 1000 ms")
         print(f"open + count + first 120 entries  {stats(first_screen)}")
 
-        with GalleryStore(root) as store:
+        with LibraryStore(root) as store:
             total = store.count()
             assert total == args.images, total
             print(f"count() of {total:,}                {stats(timed(store.count, 20))}")
@@ -242,10 +242,10 @@ def main() -> int:
             rng = random.Random(5)
             offsets = [rng.randrange(0, total - 120) for _ in range(60)]
             it = iter(offsets)
-            page_times = timed(lambda: store.page(GalleryFilter(), next(it), 120), len(offsets))
+            page_times = timed(lambda: store.page(LibraryFilter(), next(it), 120), len(offsets))
             print(f"page(120) at random offsets       {stats(page_times)}")
             scroll = [
-                timed(lambda o=o: store.page(GalleryFilter(), o, 120), 1)[0]
+                timed(lambda o=o: store.page(LibraryFilter(), o, 120), 1)[0]
                 for o in range(0, total - 120, total // 50)
             ]
             print(f"page(120) scrolling top->bottom   {stats(scroll)}")
@@ -277,25 +277,25 @@ def main() -> int:
             search_page: list[float] = []
             for _ in range(5):
                 for q in queries:
-                    f = GalleryFilter(text=q)
+                    f = LibraryFilter(text=q)
                     search_count += timed(lambda f=f: store.count(f), 1)
                     search_page += timed(lambda f=f: store.page(f, 0, 120), 1)
             print(f"text search count() ({len(queries)} queries)  {stats(search_count)}")
             print(f"text search first page            {stats(search_page)}   goal <= 50 ms")
             for q in queries:
-                f = GalleryFilter(text=q)
+                f = LibraryFilter(text=q)
                 count = store.count(f)
                 med = statistics.median(timed(lambda f=f: store.page(f, 0, 120), 3)) * 1000
                 print(f"   {q!r:30} {count:7,} hits  first page {med:6.2f} ms")
 
             filters = {
-                "model": GalleryFilter(model="sdxl_base"),
-                "favourites": GalleryFilter(favourites=True),
-                "tag": GalleryFilter(tags=("keeper",)),
-                "date range (30 days)": GalleryFilter(
+                "model": LibraryFilter(model="sdxl_base"),
+                "favourites": LibraryFilter(favourites=True),
+                "tag": LibraryFilter(tags=("keeper",)),
+                "date range (30 days)": LibraryFilter(
                     since=time.time() - 60 * 86_400, until=time.time() - 30 * 86_400
                 ),
-                "text + model": GalleryFilter(text="castle", model="sd15"),
+                "text + model": LibraryFilter(text="castle", model="sd15"),
             }
             for name, f in filters.items():
                 samples = timed(lambda f=f: (store.count(f), store.page(f, 0, 120)), 5)
@@ -309,7 +309,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             big = Path(tmp) / "big.png"
             Image.effect_noise((1024, 1024), 60).convert("RGB").save(big)
-            with GalleryStore(Path(tmp) / "lib") as store:
+            with LibraryStore(Path(tmp) / "lib") as store:
                 (image_id,) = store.add_entries([NewEntry(path=big, created=time.time())])
                 entry = store.get(image_id)
                 start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""`ldstudio gallery ...`: list, show, export, import, trash and tag library images; main thread.
+"""`ldstudio library ...`: list, show, export, import, trash and tag library images; main thread.
 
 Works headless on the same library the app uses (`--library DIR` picks another one). Exit
 codes: 0 done, 1 when some images could not be handled (each is named on stderr), 2 bad input.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput, make_folder
 
 if TYPE_CHECKING:
-    from ldstudio.core.library import GalleryEntry, GalleryFilter, GalleryStore
+    from ldstudio.core.library import LibraryEntry, LibraryFilter, LibraryStore
 
 FORMAT_CHOICES = ("png", "jpeg", "webp")
 # SQLite's INTEGER: ids, limits and offsets beyond it cannot even be asked about.
@@ -28,15 +28,16 @@ SQLITE_MAX = 2**63 - 1
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    gallery = commands.add_parser(
-        "gallery",
+    library = commands.add_parser(
+        "library",
+        aliases=["gallery"],  # its name before 0.2; scripts that use it keep working
         help="browse and manage the image library, headless",
         description="Browse and manage the image library (the same one the app shows).",
     )
-    gallery.add_argument(
+    library.add_argument(
         "--library", default=None, metavar="DIR", help="library folder (default: the app's)"
     )
-    verbs = gallery.add_subparsers(dest="verb", metavar="VERB", required=True)
+    verbs = library.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     listing = verbs.add_parser("list", help="list images, newest first")
     _add_filter_options(listing)
@@ -46,7 +47,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing.set_defaults(handler=run_list)
 
     show = verbs.add_parser("show", help="every parameter of one image")
-    show.add_argument("id", type=int, help="image id (from `gallery list`)")
+    show.add_argument("id", type=int, help="image id (from `library list`)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=run_show)
 
@@ -144,10 +145,10 @@ def parse_date(text: str | None, option: str, *, end_of_day: bool = False) -> fl
     return moment.timestamp()
 
 
-def filter_from_args(args: argparse.Namespace) -> GalleryFilter:
-    from ldstudio.core.library import GalleryFilter
+def filter_from_args(args: argparse.Namespace) -> LibraryFilter:
+    from ldstudio.core.library import LibraryFilter
 
-    return GalleryFilter(
+    return LibraryFilter(
         text=args.search,
         model=args.model,
         favourites=args.favourites,
@@ -171,7 +172,7 @@ def _reports_damage(handler: Callable[[argparse.Namespace], int]) -> Callable[..
             if not is_damage(exc):
                 raise
             message = str(IndexDamaged(library_root(args).expanduser().resolve(), exc))
-        sys.stderr.write(f"ldstudio gallery: error: {message}\n")
+        sys.stderr.write(f"ldstudio library: error: {message}\n")
         return EXIT_FAILED
 
     return run
@@ -184,7 +185,7 @@ def library_root(args: argparse.Namespace) -> Path:
     return Path(args.library).expanduser() if args.library else load_settings().library_dir()
 
 
-def open_store(args: argparse.Namespace) -> GalleryStore:
+def open_store(args: argparse.Namespace) -> LibraryStore:
     # Every verb opens the library first: the ids it was given are checked before that.
     ids = [args.id] if getattr(args, "id", None) is not None else getattr(args, "ids", [])
     for image_id in ids:
@@ -196,18 +197,18 @@ def open_store(args: argparse.Namespace) -> GalleryStore:
     return open_library(root)
 
 
-def open_library(root: Path) -> GalleryStore:
+def open_library(root: Path) -> LibraryStore:
     """The library at `root`, created if needed; BadInput when that folder cannot be used.
 
     IndexDamaged (not bad input: rebuild it) when its index file is damaged.
     """
-    from ldstudio.core.library import GalleryError, GalleryStore, IndexDamaged
+    from ldstudio.core.library import IndexDamaged, LibraryError, LibraryStore
 
     try:
-        return GalleryStore(root)
+        return LibraryStore(root)
     except IndexDamaged:
         raise
-    except GalleryError as exc:
+    except LibraryError as exc:
         raise BadInput(str(exc)) from None
     except OSError as exc:  # the folder (or its database) cannot be created or opened
         raise BadInput(f"cannot use {root} as the library folder: {exc.strerror or exc}") from None
@@ -236,7 +237,7 @@ def _check_count(value: int | None, option: str, minimum: int) -> None:
         raise BadInput(f"{option}: {value} is {what}; allowed: {minimum} to {SQLITE_MAX}")
 
 
-def _line(entry: GalleryEntry) -> str:
+def _line(entry: LibraryEntry) -> str:
     when = datetime.fromtimestamp(entry.created).strftime("%Y-%m-%d %H:%M")
     flags = ("★" if entry.favourite else "") + (" missing" if entry.missing else "")
     prompt = " ".join(entry.prompt.split())  # one line: no newlines or tabs in a listing
@@ -264,13 +265,13 @@ def run_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _get(store: GalleryStore, image_id: int) -> GalleryEntry:
-    from ldstudio.core.library import GalleryError
+def _get(store: LibraryStore, image_id: int) -> LibraryEntry:
+    from ldstudio.core.library import LibraryError
 
     try:
         return store.get(image_id)
-    except GalleryError as exc:
-        raise BadInput(f"{exc}; see `ldstudio gallery list`") from None
+    except LibraryError as exc:
+        raise BadInput(f"{exc}; see `ldstudio library list`") from None
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -291,7 +292,7 @@ def run_show(args: argparse.Namespace) -> int:
     if entry.tags:
         print(f"tags: {', '.join(entry.tags)}")
     if entry.trashed_at is not None:
-        print("trashed: yes (restore with `ldstudio gallery restore`)")
+        print("trashed: yes (restore with `ldstudio library restore`)")
     if entry.missing:
         print("missing: the file is gone")
     for key, value in entry.extra.items():
@@ -301,7 +302,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from ldstudio.core.export import check_outside, export_to_folder
-    from ldstudio.core.library import GalleryFilter
+    from ldstudio.core.library import LibraryFilter
 
     _check_count(args.limit, "--limit", 1)
     if not 1 <= args.quality <= 100:
@@ -310,7 +311,7 @@ def run_export(args: argparse.Namespace) -> int:
     if folder.exists() and not folder.is_dir():
         raise BadInput(f"--to: {args.to!r} is a file; give a folder")
     f = filter_from_args(args)
-    if args.ids and f != GalleryFilter(trashed=args.trash):
+    if args.ids and f != LibraryFilter(trashed=args.trash):
         raise BadInput("give image ids or filters (--search, --model, ...), not both")
     with open_store(args) as store:
         try:
@@ -354,7 +355,7 @@ def _progress_line() -> Callable[[int, int], None] | None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from ldstudio.core.library import GalleryError
+    from ldstudio.core.library import LibraryError
 
     folder = Path(args.folder).expanduser()
     if not folder.is_dir():
@@ -362,7 +363,7 @@ def run_import(args: argparse.Namespace) -> int:
     with open_store(args) as store:
         try:
             report = store.import_folder(folder, copy=args.copy, progress=_progress_line())
-        except GalleryError as exc:
+        except LibraryError as exc:
             raise BadInput(str(exc)) from None
     for path, why in report.skipped:
         sys.stderr.write(f"skipped {path}: {why}\n")
@@ -381,20 +382,20 @@ def run_delete(args: argparse.Namespace) -> int:
             _get(store, image_id)
         done = store.trash(args.ids)
     sys.stderr.write(
-        f"moved {len(done)} image(s) to the trash; `ldstudio gallery restore ID` brings them back\n"
+        f"moved {len(done)} image(s) to the trash; `ldstudio library restore ID` brings them back\n"
     )
     return EXIT_OK
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    from ldstudio.core.library import GalleryError
+    from ldstudio.core.library import LibraryError
 
     with open_store(args) as store:
         for image_id in args.ids:
             _get(store, image_id)
         try:
             done = store.restore(args.ids)
-        except GalleryError as exc:  # a file gone from the trash: nothing was changed
+        except LibraryError as exc:  # a file gone from the trash: nothing was changed
             raise BadInput(str(exc)) from None
         for image_id in done:
             print(_shown(store.get(image_id).path))
@@ -421,7 +422,7 @@ def run_favourite(args: argparse.Namespace) -> int:
 
 
 def run_tag(args: argparse.Namespace) -> int:
-    from ldstudio.core.library import GalleryError
+    from ldstudio.core.library import LibraryError
 
     with open_store(args) as store:
         _get(store, args.id)
@@ -430,7 +431,7 @@ def run_tag(args: argparse.Namespace) -> int:
                 store.remove_tags(args.id, args.tags)
             else:
                 store.add_tags(args.id, args.tags)
-        except GalleryError as exc:
+        except LibraryError as exc:
             raise BadInput(str(exc)) from None
         print(", ".join(store.get(args.id).tags))
     return EXIT_OK
@@ -450,14 +451,14 @@ def run_reconcile(args: argparse.Namespace) -> int:
 
 
 def run_rebuild(args: argparse.Namespace) -> int:
-    from ldstudio.core.library import GalleryError, rebuild_index
+    from ldstudio.core.library import LibraryError, rebuild_index
 
     root = library_root(args)
     if not root.is_dir():
         raise BadInput(f"--library: {str(root)!r} is not a library folder; nothing to rebuild")
     try:
         report = rebuild_index(root)
-    except GalleryError as exc:
+    except LibraryError as exc:
         raise BadInput(str(exc)) from None
     for path in report.unreadable:
         sys.stderr.write(f"not an image, left alone: {_shown(path)}\n")

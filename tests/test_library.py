@@ -15,16 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
-from gallery_support import A1111_TEXT, COMFY_PROMPT, ldstudio_png, png_with_text, tool_images
+from library_support import A1111_TEXT, COMFY_PROMPT, ldstudio_png, png_with_text, tool_images
 from PIL import Image
 
 from ldstudio.core.imagefiles import ImageSink
 from ldstudio.core.library import (
     DB_NAME,
     SCHEMA_VERSION,
-    GalleryError,
-    GalleryFilter,
-    GalleryStore,
+    LibraryError,
+    LibraryFilter,
+    LibraryStore,
     NewEntry,
     default_library_dir,
     migrate,
@@ -35,7 +35,7 @@ from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
 
 
-def save(store: GalleryStore, prompt: str, seed: int = 1, model: str = "tiny") -> Path:
+def save(store: LibraryStore, prompt: str, seed: int = 1, model: str = "tiny") -> Path:
     params = GenerationParams(prompt=prompt, seed=seed, width=64, height=64)
     record = store.save(
         Image.new("RGB", (64, 64), (seed % 256, 0, 0)),
@@ -50,8 +50,8 @@ def save(store: GalleryStore, prompt: str, seed: int = 1, model: str = "tiny") -
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> GalleryStore:
-    with GalleryStore(tmp_path / "lib") as opened:
+def store(tmp_path: Path) -> LibraryStore:
+    with LibraryStore(tmp_path / "lib") as opened:
         yield opened
 
 
@@ -61,14 +61,14 @@ def all_files(root: Path) -> list[Path]:
 
 def test_default_location_follows_ldstudio_home(ldstudio_home: Path) -> None:
     assert default_library_dir() == ldstudio_home / "library"
-    with GalleryStore() as opened:
+    with LibraryStore() as opened:
         assert opened.root == (ldstudio_home / "library").resolve()
         assert (opened.root / DB_NAME).exists()
         mode = opened._conn().execute("PRAGMA journal_mode").fetchone()[0]
         assert mode == "wal"
 
 
-def test_store_is_an_image_sink_and_round_trips_params(store: GalleryStore) -> None:
+def test_store_is_an_image_sink_and_round_trips_params(store: LibraryStore) -> None:
     sink: ImageSink = store
     params = GenerationParams(
         prompt="a red fox", negative_prompt="dull", seed=9, width=64, height=64
@@ -94,73 +94,73 @@ def test_store_is_an_image_sink_and_round_trips_params(store: GalleryStore) -> N
     assert not list(store.root.rglob("*.tmp"))
 
 
-def test_page_count_and_order_for_a_virtual_grid(store: GalleryStore) -> None:
+def test_page_count_and_order_for_a_virtual_grid(store: LibraryStore) -> None:
     for i in range(12):
         save(store, f"image number {i}", seed=i)
     assert store.count() == 12
-    newest = store.page(GalleryFilter(), 0, 5)
+    newest = store.page(LibraryFilter(), 0, 5)
     assert [e.seed for e in newest] == [11, 10, 9, 8, 7]
-    assert [e.seed for e in store.page(GalleryFilter(), 10, 5)] == [1, 0]
-    oldest = store.page(GalleryFilter(newest_first=False), 0, 3)
+    assert [e.seed for e in store.page(LibraryFilter(), 10, 5)] == [1, 0]
+    oldest = store.page(LibraryFilter(newest_first=False), 0, 3)
     assert [e.seed for e in oldest] == [0, 1, 2]
     ids = store.ids()
     assert len(ids) == 12 and ids[0] == newest[0].id
     assert [e.id for e in store.entries(ids[3:6])] == ids[3:6]
     assert [e.id for e in store.entries([ids[4], 999_999, ids[1]])] == [ids[4], ids[1]]
     with pytest.raises(ValueError, match="must not be negative"):
-        store.page(GalleryFilter(), -1, 5)
+        store.page(LibraryFilter(), -1, 5)
 
 
 @pytest.mark.parametrize("use_fts", [True, False])
 def test_filters(tmp_path: Path, use_fts: bool) -> None:
-    with GalleryStore(tmp_path / "lib", use_fts=use_fts) as store:
+    with LibraryStore(tmp_path / "lib", use_fts=use_fts) as store:
         assert store.use_fts is use_fts
         fox = save(store, "a red fox in the snow", seed=1, model="m1")
         save(store, "a blue whale, deep sea", seed=2, model="m2")
         save(store, "Foxglove flowers in a café garden", seed=3, model="m1")
         fox_id = store.entry_for_path(fox).id  # type: ignore[union-attr]
 
-        def seeds(f: GalleryFilter) -> set[int | None]:
+        def seeds(f: LibraryFilter) -> set[int | None]:
             found = {e.seed for e in store.page(f, 0, 100)}
             assert store.count(f) == len(found)
             return found
 
-        assert seeds(GalleryFilter(text="fox")) == {1, 3}  # prefix match: fox, Foxglove
-        assert seeds(GalleryFilter(text="red fox")) == {1}  # every word must match
-        assert seeds(GalleryFilter(text="FOX SNOW")) == {1}
-        assert seeds(GalleryFilter(text="cafe" if use_fts else "café")) == {3}
-        assert seeds(GalleryFilter(text="whale", model="m1")) == set()
-        assert seeds(GalleryFilter(model="m1")) == {1, 3}
+        assert seeds(LibraryFilter(text="fox")) == {1, 3}  # prefix match: fox, Foxglove
+        assert seeds(LibraryFilter(text="red fox")) == {1}  # every word must match
+        assert seeds(LibraryFilter(text="FOX SNOW")) == {1}
+        assert seeds(LibraryFilter(text="cafe" if use_fts else "café")) == {3}
+        assert seeds(LibraryFilter(text="whale", model="m1")) == set()
+        assert seeds(LibraryFilter(model="m1")) == {1, 3}
         # Search syntax from users is text, never FTS syntax.
         for hostile in ('"', "AND", "NEAR(", "fox*", "a OR b", "-", "%", "_"):
-            store.count(GalleryFilter(text=hostile))
-        assert seeds(GalleryFilter(text='"fox"')) == {1, 3}
+            store.count(LibraryFilter(text=hostile))
+        assert seeds(LibraryFilter(text='"fox"')) == {1, 3}
         if use_fts:
             # One character is a whole word, not a prefix of every word starting with it.
-            assert seeds(GalleryFilter(text="a")) == {1, 2, 3}
-            assert seeds(GalleryFilter(text="f")) == set()
+            assert seeds(LibraryFilter(text="a")) == {1, 2, 3}
+            assert seeds(LibraryFilter(text="f")) == set()
 
         store.set_favourite(fox_id, True)
-        assert seeds(GalleryFilter(favourites=True)) == {1}
+        assert seeds(LibraryFilter(favourites=True)) == {1}
         store.set_favourite(fox_id, False)
-        assert seeds(GalleryFilter(favourites=True)) == set()
+        assert seeds(LibraryFilter(favourites=True)) == set()
         every = store.ids()
         assert store.set_favourites([*every, 999], True) == 3  # an unknown id changes nothing
-        assert seeds(GalleryFilter(favourites=True)) == {1, 2, 3}
+        assert seeds(LibraryFilter(favourites=True)) == {1, 2, 3}
         assert store.set_favourites(every[:2], False) == 2
-        assert len(seeds(GalleryFilter(favourites=True))) == 1
+        assert len(seeds(LibraryFilter(favourites=True))) == 1
         store.set_favourites(every, False)
 
         store.add_tags(fox_id, ["animals", "Winter"])
         assert store.get(fox_id).tags == ("animals", "Winter")
-        assert seeds(GalleryFilter(tags=("winter",))) == {1}  # tags ignore case
-        assert seeds(GalleryFilter(tags=("animals", "nope"))) == set()
+        assert seeds(LibraryFilter(tags=("winter",))) == {1}  # tags ignore case
+        assert seeds(LibraryFilter(tags=("animals", "nope"))) == set()
         assert store.all_tags() == [("animals", 1), ("Winter", 1)]
         store.remove_tags(fox_id, ["Winter"])
         assert store.all_tags() == [("animals", 1)]
-        with pytest.raises(GalleryError, match="cannot contain a comma"):
+        with pytest.raises(LibraryError, match="cannot contain a comma"):
             store.add_tags(fox_id, ["a,b"])
-        with pytest.raises(GalleryError, match="1 to 100 characters"):
+        with pytest.raises(LibraryError, match="1 to 100 characters"):
             store.add_tags(fox_id, ["   "])
 
         assert store.models() == [("m1", 2), ("m2", 1)]
@@ -168,13 +168,13 @@ def test_filters(tmp_path: Path, use_fts: bool) -> None:
 
 @pytest.mark.parametrize("use_fts", [True, False])
 def test_emoji_and_symbols_are_found_too(tmp_path: Path, use_fts: bool) -> None:
-    with GalleryStore(tmp_path / "lib", use_fts=use_fts) as store:
+    with LibraryStore(tmp_path / "lib", use_fts=use_fts) as store:
         save(store, "a small green triangle 🦊 on black", seed=1)
         save(store, 'a ★ star, quoted "just so"', seed=2)
         save(store, "a plain triangle", seed=3)
 
         def seeds(text: str) -> set[int | None]:
-            f = GalleryFilter(text=text)
+            f = LibraryFilter(text=text)
             found = {e.seed for e in store.page(f, 0, 100)}
             assert store.count(f) == len(found)
             return found
@@ -187,7 +187,7 @@ def test_emoji_and_symbols_are_found_too(tmp_path: Path, use_fts: bool) -> None:
         assert seeds("🐳") == set()
 
 
-def test_date_range_filter(store: GalleryStore, tmp_path: Path) -> None:
+def test_date_range_filter(store: LibraryStore, tmp_path: Path) -> None:
     day = 86_400.0
     base = 1_700_000_000.0
     entries = [
@@ -195,21 +195,21 @@ def test_date_range_filter(store: GalleryStore, tmp_path: Path) -> None:
         for i in range(5)
     ]
     store.add_entries(entries)
-    f = GalleryFilter(since=base + day, until=base + 3 * day)
+    f = LibraryFilter(since=base + day, until=base + 3 * day)
     assert [e.created for e in store.page(f, 0, 10)] == [base + 2 * day, base + day]
-    assert store.count(GalleryFilter(since=base + 4 * day)) == 1
+    assert store.count(LibraryFilter(since=base + 4 * day)) == 1
 
 
-def test_unknown_ids_are_named(store: GalleryStore) -> None:
-    with pytest.raises(GalleryError, match="image 42: not in the library"):
+def test_unknown_ids_are_named(store: LibraryStore) -> None:
+    with pytest.raises(LibraryError, match="image 42: not in the library"):
         store.get(42)
-    with pytest.raises(GalleryError, match="image 42"):
+    with pytest.raises(LibraryError, match="image 42"):
         store.set_favourite(42, True)
-    with pytest.raises(GalleryError, match="image 42"):
+    with pytest.raises(LibraryError, match="image 42"):
         store.add_tags(42, ["x"])
 
 
-def test_trash_restore_and_empty(store: GalleryStore) -> None:
+def test_trash_restore_and_empty(store: LibraryStore) -> None:
     keep = store.entry_for_path(save(store, "keep me", seed=1))
     gone = store.entry_for_path(save(store, "throw me away", seed=2))
     assert keep and gone
@@ -219,9 +219,9 @@ def test_trash_restore_and_empty(store: GalleryStore) -> None:
     assert not gone.path.exists() and trashed.path.is_file()
     assert trashed.path.parent == store.trash_dir
     assert trashed.trashed_at is not None and trashed.original_path == gone.path
-    assert store.count() == 1 and store.count(GalleryFilter(trashed=True)) == 1
-    assert store.count(GalleryFilter(text="throw")) == 0
-    assert store.count(GalleryFilter(text="throw", trashed=True)) == 1
+    assert store.count() == 1 and store.count(LibraryFilter(trashed=True)) == 1
+    assert store.count(LibraryFilter(text="throw")) == 0
+    assert store.count(LibraryFilter(text="throw", trashed=True)) == 1
 
     assert store.restore([gone.id]) == [gone.id]
     restored = store.get(gone.id)
@@ -241,12 +241,12 @@ def test_trash_restore_and_empty(store: GalleryStore) -> None:
     assert not list(store.trash_dir.iterdir())
     assert not thumb.exists()
     assert store.count() == 1 and store.get(keep.id).path.is_file()
-    with pytest.raises(GalleryError):
+    with pytest.raises(LibraryError):
         store.get(gone.id)
 
 
 def test_an_image_indexed_in_place_is_never_moved_or_deleted_by_the_trash(
-    store: GalleryStore, tmp_path: Path
+    store: LibraryStore, tmp_path: Path
 ) -> None:
     outside = ldstudio_png(tmp_path / "mine" / "photo.png")
     original = outside.read_bytes()
@@ -258,7 +258,7 @@ def test_an_image_indexed_in_place_is_never_moved_or_deleted_by_the_trash(
     assert trashed.path == outside and outside.read_bytes() == original
     assert trashed.trashed_at is not None and not any(store.trash_dir.iterdir())
     assert store.count() == 0
-    assert [e.id for e in store.page(GalleryFilter(trashed=True))] == [image_id]
+    assert [e.id for e in store.page(LibraryFilter(trashed=True))] == [image_id]
     assert store.thumbnail(trashed) == thumb
     # Reconcile neither flags it missing nor adopts it, and it stays in the trash.
     assert not store.reconcile().changed
@@ -273,14 +273,14 @@ def test_an_image_indexed_in_place_is_never_moved_or_deleted_by_the_trash(
     assert store.empty_trash() == 1
     assert outside.read_bytes() == original  # the user's file, untouched
     assert not thumb.exists()
-    with pytest.raises(GalleryError, match=f"image {image_id}: not in the library"):
+    with pytest.raises(LibraryError, match=f"image {image_id}: not in the library"):
         store.get(image_id)
     assert not store.reconcile().changed
-    assert store.count() == 0 and store.count(GalleryFilter(trashed=True)) == 0
+    assert store.count() == 0 and store.count(LibraryFilter(trashed=True)) == 0
 
 
 def test_empty_trash_gives_back_in_place_images_that_earlier_versions_moved_in(
-    store: GalleryStore, tmp_path: Path
+    store: LibraryStore, tmp_path: Path
 ) -> None:
     outside = ldstudio_png(tmp_path / "mine" / "photo.png")
     (image_id,) = store.import_folder(tmp_path / "mine").added
@@ -290,11 +290,11 @@ def test_empty_trash_gives_back_in_place_images_that_earlier_versions_moved_in(
     assert target.is_file() and not outside.exists()
     assert store.empty_trash() == 1
     assert outside.is_file() and not target.exists()
-    assert store.count() == 0 and store.count(GalleryFilter(trashed=True)) == 0
+    assert store.count() == 0 and store.count(LibraryFilter(trashed=True)) == 0
 
 
 def test_restore_refuses_an_image_whose_file_is_gone_and_changes_nothing(
-    store: GalleryStore, tmp_path: Path
+    store: LibraryStore, tmp_path: Path
 ) -> None:
     kept = store.entry_for_path(save(store, "kept", seed=1))
     lost = store.entry_for_path(save(store, "lost", seed=2))
@@ -303,7 +303,7 @@ def test_restore_refuses_an_image_whose_file_is_gone_and_changes_nothing(
     trashed_lost = store.get(lost.id)
     trashed_lost.path.unlink()
     with pytest.raises(
-        GalleryError,
+        LibraryError,
         match=rf"image {lost.id}: its file is missing from the trash \(.*{lost.id}-.*\.png\); "
         "nothing to restore",
     ):
@@ -317,7 +317,7 @@ def test_restore_refuses_an_image_whose_file_is_gone_and_changes_nothing(
     (image_id,) = store.import_folder(tmp_path / "mine").added
     store.trash([image_id])
     outside.unlink()
-    with pytest.raises(GalleryError, match=f"image {image_id}: its file has gone"):
+    with pytest.raises(LibraryError, match=f"image {image_id}: its file has gone"):
         store.restore([image_id])
     assert store.get(image_id).trashed_at is not None
 
@@ -326,7 +326,7 @@ def test_interrupted_trash_move_is_finished_by_reconcile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "lib"
-    store = GalleryStore(root)
+    store = LibraryStore(root)
     entry = store.entry_for_path(save(store, "half moved", seed=3))
     assert entry
 
@@ -338,7 +338,7 @@ def test_interrupted_trash_move_is_finished_by_reconcile(
         store.trash([entry.id])
     monkeypatch.undo()
     store.close()
-    with GalleryStore(root, reconcile=True) as reopened:
+    with LibraryStore(root, reconcile=True) as reopened:
         assert reopened.last_reconcile is not None
         assert reopened.last_reconcile.moves_finished == [entry.id]
         moved = reopened.get(entry.id)
@@ -348,7 +348,7 @@ def test_interrupted_trash_move_is_finished_by_reconcile(
 
 def test_reconcile_adopts_orphans_flags_missing_and_removes_temp_files(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         kept = save(store, "kept", seed=1)
         lost = save(store, "lost", seed=2)
     lost_bytes = lost.read_bytes()
@@ -361,15 +361,15 @@ def test_reconcile_adopts_orphans_flags_missing_and_removes_temp_files(tmp_path:
     junk = root / "images" / "notes.png"
     junk.write_bytes(b"not an image")
 
-    with GalleryStore(root, reconcile=True) as store:
+    with LibraryStore(root, reconcile=True) as store:
         report = store.last_reconcile
         assert report is not None
         assert sorted(report.adopted) == sorted([orphan, foreign, trashed_orphan])
         assert report.unreadable == [junk] and junk.exists()  # never deleted
         assert report.temp_files_removed == [temp] and not temp.exists()
-        lost_entry = next(e for e in store.page(GalleryFilter(), 0, 10) if e.prompt == "lost")
+        lost_entry = next(e for e in store.page(LibraryFilter(), 0, 10) if e.prompt == "lost")
         assert report.flagged_missing == [lost_entry.id] and lost_entry.missing
-        assert store.count(GalleryFilter(missing=False)) == 3
+        assert store.count(LibraryFilter(missing=False)) == 3
         adopted = store.entry_for_path(orphan)
         assert adopted and adopted.source == "ldstudio" and adopted.seed == 77
         assert adopted.params is not None and adopted.params.prompt == "orphan"
@@ -393,34 +393,34 @@ def test_reconcile_adopts_orphans_flags_missing_and_removes_temp_files(tmp_path:
 
 def test_unclean_shutdown_triggers_reconcile_and_clean_close_does_not(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         save(store, "one")
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         assert not store.crashed_before and store.last_reconcile is None
-    crashed = GalleryStore(root)
+    crashed = LibraryStore(root)
     orphan = ldstudio_png(root / "images" / "orphan.png")
     # A process that dies never runs close(): its session file stays, unlocked.
     crashed._session.handle.close()  # type: ignore[union-attr]
     crashed._closed = True
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         assert store.crashed_before
         assert store.last_reconcile is not None and store.last_reconcile.adopted == [orphan]
 
 
 def test_reconcile_spares_temp_files_while_another_session_is_live(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    with GalleryStore(root) as writer:
+    with LibraryStore(root) as writer:
         temp = root / "images" / ".being-written.abc.tmp"
         temp.write_bytes(b"in progress")
         old = time.time() - 3600  # older than both sessions: only a live writer protects it
         os.utime(temp, (old, old))
-        with GalleryStore(root) as other:
+        with LibraryStore(root) as other:
             assert other.reconcile().temp_files_removed == []
         assert temp.exists()
         assert writer.reconcile().temp_files_removed == [temp]
 
 
-def test_import_in_place_and_copy(store: GalleryStore, tmp_path: Path) -> None:
+def test_import_in_place_and_copy(store: LibraryStore, tmp_path: Path) -> None:
     folder = tmp_path / "other-tools"
     images = tool_images(folder)
     (folder / "sub").mkdir()
@@ -446,7 +446,7 @@ def test_import_in_place_and_copy(store: GalleryStore, tmp_path: Path) -> None:
     comfy = store.entry_for_path(images["comfyui"])
     assert comfy and comfy.prompt == "a castle on a hill" and comfy.model
     assert "prompt_graph" not in comfy.extra  # graphs stay in the file, not the index
-    assert store.count(GalleryFilter(text="nested")) == 1
+    assert store.count(LibraryFilter(text="nested")) == 1
 
     again = store.import_folder(folder)
     assert again.added == [] and len(again.already_in_library) == len(images) + 1
@@ -458,14 +458,14 @@ def test_import_in_place_and_copy(store: GalleryStore, tmp_path: Path) -> None:
         assert path.is_relative_to(store.images_dir) and path.is_file()
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
 
-    with pytest.raises(GalleryError, match="not a folder"):
+    with pytest.raises(LibraryError, match="not a folder"):
         store.import_folder(tmp_path / "nope")
-    with pytest.raises(GalleryError, match="inside the library"):
+    with pytest.raises(LibraryError, match="inside the library"):
         store.import_folder(store.images_dir)
 
 
 def test_copy_import_twice_copies_each_unchanged_file_once(
-    store: GalleryStore, tmp_path: Path
+    store: LibraryStore, tmp_path: Path
 ) -> None:
     folder = tmp_path / "other-tools"
     images = tool_images(folder)
@@ -493,7 +493,7 @@ def test_copy_import_twice_copies_each_unchanged_file_once(
 
 
 def test_numbers_too_big_for_the_index_do_not_stop_an_import(
-    store: GalleryStore, tmp_path: Path
+    store: LibraryStore, tmp_path: Path
 ) -> None:
     folder = tmp_path / "big"
     huge = 99999999999999999999
@@ -519,7 +519,7 @@ def test_numbers_too_big_for_the_index_do_not_stop_an_import(
     comfy_entry = store.entry_for_path(comfy)
     assert comfy_entry and comfy_entry.seed is None and comfy_entry.extra["seed"] == 2**64 - 1
     assert store.entry_for_path(fine).seed == 7  # type: ignore[union-attr]
-    assert store.count(GalleryFilter(text="lighthouse")) == 2
+    assert store.count(LibraryFilter(text="lighthouse")) == 2
     assert json.loads(json.dumps(seed_entry.to_dict()))["seed"] is None
 
     # Reconcile adopts such a file into the library as well.
@@ -529,7 +529,7 @@ def test_numbers_too_big_for_the_index_do_not_stop_an_import(
 
 
 def test_one_row_the_index_refuses_is_skipped_and_the_rest_added(
-    store: GalleryStore, tmp_path: Path
+    store: LibraryStore, tmp_path: Path
 ) -> None:
     folder = tmp_path / "mixed"
     good = NewEntry.from_file(ldstudio_png(folder / "good.png", prompt="a good one"))
@@ -552,7 +552,7 @@ def test_one_row_the_index_refuses_is_skipped_and_the_rest_added(
 
 
 def test_a_file_name_that_is_not_utf8_is_stored_as_its_bytes(
-    store: GalleryStore, tmp_path: Path
+    store: LibraryStore, tmp_path: Path
 ) -> None:
     """Linux allows any bytes in a name; the row names exactly that file, every way round."""
     folder = tmp_path / "mixed"
@@ -593,7 +593,7 @@ def test_a_file_name_that_is_not_utf8_is_stored_as_its_bytes(
     assert store.reconcile().flagged_missing == [entry.id]
 
 
-def test_thumbnails_are_lazy_cached_and_follow_edits(store: GalleryStore) -> None:
+def test_thumbnails_are_lazy_cached_and_follow_edits(store: LibraryStore) -> None:
     path = save(store, "thumb", seed=4)
     entry = store.entry_for_path(path)
     assert entry
@@ -614,7 +614,7 @@ def test_thumbnails_are_lazy_cached_and_follow_edits(store: GalleryStore) -> Non
         assert image.size == (256, 128)
 
 
-def test_many_threads_save_and_query_at_once(store: GalleryStore) -> None:
+def test_many_threads_save_and_query_at_once(store: LibraryStore) -> None:
     errors: list[BaseException] = []
 
     def writer(worker: int) -> None:
@@ -627,7 +627,7 @@ def test_many_threads_save_and_query_at_once(store: GalleryStore) -> None:
     def reader() -> None:
         try:
             for _ in range(30):
-                store.page(GalleryFilter(text="thread"), 0, 20)
+                store.page(LibraryFilter(text="thread"), 0, 20)
                 store.count()
         except BaseException as exc:
             errors.append(exc)
@@ -640,11 +640,11 @@ def test_many_threads_save_and_query_at_once(store: GalleryStore) -> None:
         t.join()
     assert errors == []
     assert store.count() == 40
-    assert len({e.path for e in store.page(GalleryFilter(), 0, 100)}) == 40
+    assert len({e.path for e in store.page(LibraryFilter(), 0, 100)}) == 40
 
 
 def test_revision_changes_when_another_connection_commits(tmp_path: Path) -> None:
-    with GalleryStore(tmp_path / "lib") as viewer, GalleryStore(tmp_path / "lib") as writer:
+    with LibraryStore(tmp_path / "lib") as viewer, LibraryStore(tmp_path / "lib") as writer:
         before = viewer.revision()
         assert viewer.revision() == before
         save(writer, "new")
@@ -667,14 +667,14 @@ def test_migration_from_schema_version_1(tmp_path: Path) -> None:
     )
     conn.close()
 
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         assert store.schema_version() == SCHEMA_VERSION == 3
-        (entry,) = store.page(GalleryFilter(text="lighthouse"), 0, 10)
+        (entry,) = store.page(LibraryFilter(text="lighthouse"), 0, 10)
         assert entry.path == image and entry.params == params
         assert (entry.scheduler, entry.steps, entry.guidance_scale) == ("Euler a", 20, 7.0)
         assert entry.trashed_at is None and not entry.missing and entry.tags == ()
         store.add_tags(entry.id, ["kept"])
-        assert store.count(GalleryFilter(tags=("kept",))) == 1
+        assert store.count(LibraryFilter(tags=("kept",))) == 1
         ldstudio_png(tmp_path / "outside" / "new.png")
         assert len(store.import_folder(tmp_path / "outside", copy=True).added) == 1
         assert store.import_folder(tmp_path / "outside", copy=True).added == []
@@ -686,21 +686,21 @@ def test_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     conn = sqlite3.connect(root / DB_NAME)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    with pytest.raises(GalleryError, match="schema version 99, newer than"):
-        GalleryStore(root)
+    with pytest.raises(LibraryError, match="schema version 99, newer than"):
+        LibraryStore(root)
 
 
 def test_library_folder_can_move(tmp_path: Path) -> None:
-    with GalleryStore(tmp_path / "a") as store:
+    with LibraryStore(tmp_path / "a") as store:
         save(store, "portable")
     (tmp_path / "a").rename(tmp_path / "b")
-    with GalleryStore(tmp_path / "b", reconcile=True) as store:
-        (entry,) = store.page(GalleryFilter(), 0, 10)
+    with LibraryStore(tmp_path / "b", reconcile=True) as store:
+        (entry,) = store.page(LibraryFilter(), 0, 10)
         assert entry.path.is_file() and entry.path.is_relative_to(tmp_path / "b")
         assert store.last_reconcile is not None and not store.last_reconcile.changed
 
 
-def test_entry_to_dict_is_json(store: GalleryStore) -> None:
+def test_entry_to_dict_is_json(store: LibraryStore) -> None:
     entry = store.entry_for_path(save(store, "json me"))
     assert entry
     data = json.loads(json.dumps(entry.to_dict()))
@@ -708,40 +708,40 @@ def test_entry_to_dict_is_json(store: GalleryStore) -> None:
 
 
 def test_closed_store_refuses_work(tmp_path: Path) -> None:
-    store = GalleryStore(tmp_path / "lib")
+    store = LibraryStore(tmp_path / "lib")
     store.close()
-    with pytest.raises(GalleryError, match="is closed"):
+    with pytest.raises(LibraryError, match="is closed"):
         store.count()
     assert all_files(tmp_path / "lib" / "sessions") == []
 
 
 @pytest.mark.parametrize("threshold", [1, 10**9])
 def test_both_text_query_plans_agree(
-    store: GalleryStore, monkeypatch: pytest.MonkeyPatch, threshold: int
+    store: LibraryStore, monkeypatch: pytest.MonkeyPatch, threshold: int
 ) -> None:
     # Common words page by walking the date index, rare ones by sorting the matches; the
     # threshold picks the plan, so force each one and check the answers are the same.
     monkeypatch.setattr(gallery_module, "_DATE_SCAN_HITS", threshold)
     for i in range(9):
         save(store, f"{'castle' if i % 3 else 'cat'} picture {i}", seed=i)
-    trashed = [e.id for e in store.page(GalleryFilter(text="castle"), 0, 2)]
+    trashed = [e.id for e in store.page(LibraryFilter(text="castle"), 0, 2)]
     store.trash(trashed)
-    f = GalleryFilter(text="ca")
+    f = LibraryFilter(text="ca")
     assert store.count(f) == 7
     assert [e.seed for e in store.page(f, 0, 100)] == [6, 5, 4, 3, 2, 1, 0]
     assert [e.seed for e in store.page(f, 2, 3)] == [4, 3, 2]
     assert store.ids(f) == [e.id for e in store.page(f, 0, 100)]
-    assert store.count(GalleryFilter(text="castle", trashed=True)) == 2
-    assert store.count(GalleryFilter(text="castle", model="tiny")) == 4
-    assert store.count(GalleryFilter(text="cat picture")) == 3
+    assert store.count(LibraryFilter(text="castle", trashed=True)) == 2
+    assert store.count(LibraryFilter(text="castle", model="tiny")) == 4
+    assert store.count(LibraryFilter(text="cat picture")) == 3
 
 
 def test_empty_trash_removes_adopted_files_in_trash_subfolders(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    GalleryStore(root).close()
+    LibraryStore(root).close()
     nested = ldstudio_png(root / "trash" / "from-elsewhere" / "old.png", prompt="old")
-    with GalleryStore(root, reconcile=True) as store:
-        assert store.count(GalleryFilter(trashed=True)) == 1
+    with LibraryStore(root, reconcile=True) as store:
+        assert store.count(LibraryFilter(trashed=True)) == 1
         assert store.empty_trash() == 1
         assert not nested.exists()
         assert not store.reconcile().adopted  # gone for good, not re-adopted
@@ -761,12 +761,12 @@ def test_without_fts5_search_falls_back_to_like_with_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(gallery_module, "fts5_available", lambda: False)
-    with pytest.raises(GalleryError, match="lacks FTS5"):
-        GalleryStore(tmp_path / "strict", use_fts=True)
-    with caplog.at_level("WARNING"), GalleryStore(tmp_path / "lib") as store:
+    with pytest.raises(LibraryError, match="lacks FTS5"):
+        LibraryStore(tmp_path / "strict", use_fts=True)
+    with caplog.at_level("WARNING"), LibraryStore(tmp_path / "lib") as store:
         assert not store.use_fts
         save(store, "a red fox")
-        assert store.count(GalleryFilter(text="fox")) == 1
+        assert store.count(LibraryFilter(text="fox")) == 1
     assert "no FTS5" in caplog.text
 
 
@@ -774,14 +774,14 @@ def test_deferred_recovery_is_not_forgotten(tmp_path: Path) -> None:
     # The GUI opens with reconcile=False and reconciles on a worker thread; if it never gets
     # there, the next open must still know that a crash needs recovering.
     root = tmp_path / "lib"
-    GalleryStore(root).close()
+    LibraryStore(root).close()
     (root / "sessions" / "killed.lock").write_text("123\n")
-    with GalleryStore(root, reconcile=False) as store:
+    with LibraryStore(root, reconcile=False) as store:
         assert store.crashed_before and store.last_reconcile is None
-    with GalleryStore(root, reconcile=False) as store:
+    with LibraryStore(root, reconcile=False) as store:
         assert store.crashed_before
         store.reconcile()
-    with GalleryStore(root) as store:
+    with LibraryStore(root) as store:
         assert not store.crashed_before
 
 
@@ -790,7 +790,7 @@ def test_reconcile_never_removes_a_save_in_flight(tmp_path: Path) -> None:
     import os
     import time
 
-    store = GalleryStore(tmp_path / "lib", reconcile=False)
+    store = LibraryStore(tmp_path / "lib", reconcile=False)
     leftover = store.images_dir / ".old.abc.tmp"
     leftover.write_bytes(b"from a killed process")
     old = time.time() - 3600

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from ldstudio.core import atomic
-from ldstudio.core.library import GalleryFilter, GalleryStore
+from ldstudio.core.library import LibraryFilter, LibraryStore
 from ldstudio.core.params import GenerationParams
 
 WRITER = r"""
@@ -27,13 +27,13 @@ from pathlib import Path
 
 from PIL import Image
 
-from ldstudio.core.library import GalleryStore
+from ldstudio.core.library import LibraryStore
 from ldstudio.core.params import GenerationParams
 
 root, saves = Path(sys.argv[1]), int(sys.argv[2])
 # Identical parameters in every writer: every save computes the same file name this second.
 params = GenerationParams(prompt="the same prompt in every writer", seed=1234)
-store = GalleryStore(root)
+store = LibraryStore(root)
 print("READY", flush=True)
 sys.stdin.readline()  # the barrier: every writer is released at once
 for i in range(saves):
@@ -81,7 +81,7 @@ def _run_writers(root: Path, script: Path) -> list[tuple[str, Path]]:
 
 def test_concurrent_writers_never_overwrite(tmp_path: Path) -> None:
     root = tmp_path / "lib"
-    GalleryStore(root).close()  # created once, so the writers race on names, not on set-up
+    LibraryStore(root).close()  # created once, so the writers race on names, not on set-up
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     reported = _run_writers(root, script)
@@ -98,15 +98,15 @@ def test_concurrent_writers_never_overwrite(tmp_path: Path) -> None:
     # The writers really raced on one name: all but a few share the first save's stem.
     assert len({p.name.split("-1234-")[0] for p in paths}) <= 3
 
-    with GalleryStore(root) as store:
-        entries = store.page(GalleryFilter(), 0, 10_000)
+    with LibraryStore(root) as store:
+        entries = store.page(LibraryFilter(), 0, 10_000)
         assert sorted(e.path for e in entries) == sorted(paths)  # one row each, no other row
         assert set((root / "images").rglob("*.png")) == set(paths)  # no file without its row
         assert store.reconcile().adopted == []
     assert [p for p in root.rglob("*") if p.name.endswith(".tmp")] == []
 
 
-def _save_in_threads(store: GalleryStore, threads: int) -> list[tuple[bytes, Path]]:
+def _save_in_threads(store: LibraryStore, threads: int) -> list[tuple[bytes, Path]]:
     barrier = threading.Barrier(threads)
     results: list[tuple[bytes, Path]] = []
     lock = threading.Lock()
@@ -127,7 +127,7 @@ def _save_in_threads(store: GalleryStore, threads: int) -> list[tuple[bytes, Pat
     return results
 
 
-def _check_saved(store: GalleryStore, results: list[tuple[bytes, Path]]) -> None:
+def _check_saved(store: LibraryStore, results: list[tuple[bytes, Path]]) -> None:
     paths = [path for _pixels, path in results]
     assert len(set(paths)) == len(paths)
     for pixels, path in results:
@@ -137,7 +137,7 @@ def _check_saved(store: GalleryStore, results: list[tuple[bytes, Path]]) -> None
 
 
 def test_threads_saving_at_once_get_their_own_files(tmp_path: Path) -> None:
-    with GalleryStore(tmp_path / "lib") as store:
+    with LibraryStore(tmp_path / "lib") as store:
         for _round in range(8):
             _check_saved(store, _save_in_threads(store, 4))
         assert store.count() == 32
@@ -154,7 +154,7 @@ def test_names_are_claimed_without_hard_links(
         raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(atomic.os, "link", no_links)
-    with GalleryStore(tmp_path / "lib") as store:
+    with LibraryStore(tmp_path / "lib") as store:
         for _round in range(4):
             _check_saved(store, _save_in_threads(store, 4))
         assert store.count() == 16
@@ -165,13 +165,13 @@ def test_reconcile_removes_a_claimed_name_never_written(tmp_path: Path) -> None:
     it leaves an empty file: no image, no row. Reconcile removes it instead of calling it an
     unreadable image for ever."""
     root = tmp_path / "lib"
-    GalleryStore(root).close()
+    LibraryStore(root).close()
     claimed = root / "images" / "2026-12" / "20261201-120000-7-same.png"
     claimed.parent.mkdir(parents=True)
     claimed.touch()
     past = time.time() - 60
     os.utime(claimed, (past, past))
-    with GalleryStore(root, reconcile=True) as store:
+    with LibraryStore(root, reconcile=True) as store:
         report = store.last_reconcile
         assert report is not None
         assert claimed in report.temp_files_removed
