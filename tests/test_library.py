@@ -750,7 +750,7 @@ def test_empty_trash_removes_adopted_files_in_trash_subfolders(tmp_path: Path) -
 def test_library_modules_load_neither_torch_nor_qt() -> None:
     code = (
         "import ldstudio.core.library, ldstudio.core.readers, ldstudio.core.export, "
-        "ldstudio.core.thumbnails, ldstudio.cli.gallery, ldstudio.cli.info, sys; "
+        "ldstudio.core.thumbnails, ldstudio.cli.library, ldstudio.cli.info, sys; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'PySide6', 'diffusers'}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -78,16 +77,6 @@ def _walk(folder: Path, wanted: Callable[[str], bool]) -> Iterator[os.DirEntry[s
                         yield item
         except FileNotFoundError:
             continue
-
-
-def _fsync_dir(folder: Path) -> None:
-    if sys.platform == "win32":
-        return  # Windows cannot open a directory for fsync; NTFS journals the rename
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _copy_file(source: Path, target: Path) -> None:

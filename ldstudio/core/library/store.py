@@ -15,9 +15,11 @@ from typing import Any
 
 from PIL import Image
 
+from ldstudio.core.atomic import fsync_dir
 from ldstudio.core.events import ImageRecord
 from ldstudio.core.imagefiles import numbered, prompt_slug, write_png_new
 from ldstudio.core.library import search
+from ldstudio.core.library.blobs import BlobStore
 from ldstudio.core.library.entries import (
     ImportReport,
     LibraryEntry,
@@ -26,7 +28,7 @@ from ldstudio.core.library.entries import (
     ReconcileReport,
 )
 from ldstudio.core.library.errors import _ROW_ERRORS, IndexDamaged, LibraryError, is_damage
-from ldstudio.core.library.files import _from_stored, _fsync_dir, _storable
+from ldstudio.core.library.files import _from_stored, _storable
 from ldstudio.core.library.importing import run_import
 from ldstudio.core.library.layout import _BATCH, DB_NAME, default_library_dir
 from ldstudio.core.library.lock import _SessionLock
@@ -71,6 +73,8 @@ class LibraryStore:
         self.root = (root if root is not None else default_library_dir()).expanduser().resolve()
         self.images_dir = self.root / "images"
         self.trash_dir = self.root / "trash"
+        # Input images and masks of requests, by content hash (created on first use).
+        self.blobs = BlobStore(self.root / "blobs")
         self.db_path = self.root / DB_NAME
         for folder in (self.root, self.images_dir, self.trash_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -260,7 +264,7 @@ class LibraryStore:
         path = write_png_new(
             image, self._new_image_names(params), png_text_chunks(params, model_name)
         )
-        _fsync_dir(path.parent)  # the rename itself survives a power cut, not just a kill
+        fsync_dir(path.parent)  # the rename itself survives a power cut, not just a kill
         stat = path.stat()
         entry = NewEntry(
             path=path,
