@@ -122,7 +122,12 @@ def test_each_problem_is_named(tmp_path: Path, registry: ModelRegistry) -> None:
             f"vae: {png}: ldstudio loads single-file models as .safetensors; .png is not supported",
         ),
         (base.replace(vae=str(pickle)), "vae", f"vae: {pickle}: .ckpt files are Python pickles"),
-        (base.replace(vae=str(lora)), "vae", f"vae: {lora} is not a vae file (found a lora file)"),
+        (
+            base.replace(vae=str(lora)),
+            "vae",
+            f"vae: {lora} is not a vae file (found a lora file); a standalone VAE file holds the "
+            "autoencoder alone",
+        ),
         (
             base.replace(vae=str(tmp_path)),
             "vae",

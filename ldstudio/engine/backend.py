@@ -22,6 +22,8 @@ import torch
 from ldstudio.core.backend import BackendEvent, ImageResult, JobError, StageStarted
 from ldstudio.core.events import EngineNotice, ModelLoading, ModelReady
 from ldstudio.core.jobs import CancelToken
+from ldstudio.core.models import ModelRegistry
+from ldstudio.core.models.preflight import preflight_problems
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.request import KIND_TXT2IMG, Request
@@ -191,6 +193,13 @@ class DiffusersBackend:
     def _run(self, request: Request, relay: Relay) -> None:
         if request.kind != KIND_TXT2IMG:
             raise JobError(f"kind: {request.kind!r} is not supported by the diffusers engine yet")
+        # The checks the CLI and the window made before queueing, made again here: the files
+        # may have changed since, and a request may come from elsewhere (an API, a kept
+        # queue). The preview method is checked after loading, against the model loaded.
+        problems = preflight_problems(request.params, ModelRegistry.shared())
+        problems = [problem for problem in problems if problem.field != "preview_method"]
+        if problems:
+            raise JobError(problems[0].message)
         loaded = self._load(request.params.model, relay.send)
         params = self._concrete(request.params, loaded)
         if self._extras.apply(loaded, params):

@@ -131,7 +131,11 @@ def checked_extra_file(path: Path, kind: str, what: str) -> Detection:
     except ModelFileError as exc:
         raise ModelFileError(f"{what}: {exc}") from None
     if found.kind != kind:
-        raise ModelFileError(f"{what}: {path} is not a {kind} file (found a {found.kind} file)")
+        # What a VAE file is, said: a whole checkpoint holds one, but is not one.
+        hint = "; a standalone VAE file holds the autoencoder alone" if kind == KIND_VAE else ""
+        raise ModelFileError(
+            f"{what}: {path} is not a {kind} file (found a {found.kind} file){hint}"
+        )
     return found
 
 
