@@ -289,3 +289,44 @@ def test_model_manager_lists_the_bundled_model_and_closes(
     assert manager.close_button.text().replace("&", "") == "Close"
     manager.close_button.click()
     assert not manager.isVisible()
+
+
+class _TwoStages(FakeBackend):
+    """A job of two stages, as a hires fix will be: the fake's denoising, then an "upscale"."""
+
+    def execute(self, request, cancel):  # type: ignore[no-untyped-def]
+        from ldstudio.core.backend import StageStarted, Step
+
+        for event in super().execute(request, cancel):
+            if isinstance(event, StageStarted):
+                event = StageStarted(event.params, event.total_steps, event.image_count, 0, 2)
+            yield event
+        yield StageStarted(request.params.resolved(), 3, 1, index=1, count=2, name="upscale")
+        for step in (1, 2, 3):
+            yield Step(0, step, 3, 0.1 * step, 10.0, stage=1)
+            if step == 2:
+                while not self._release.wait(0.005):
+                    cancel.raise_if_cancelled(step)
+
+
+def test_a_job_of_several_stages_says_which_stage_runs(make_window, qtbot) -> None:
+    backend = _TwoStages()
+    window = make_window(backend)
+    window.params_pane.steps_spin.setValue(2)
+    stages: list[object] = []
+    window.controller.stage_started.connect(stages.append)
+    set_prompt(window, "two passes")
+    window.prompt_pane.generate_button.click()
+    qtbot.waitUntil(
+        lambda: (
+            window.controller.last_progress is not None
+            and window.controller.last_progress.stage == 1
+            and window.controller.last_progress.step == 2
+        )
+    )
+    window.preview_pane.flush()
+    assert window.preview_pane.progress.format().startswith("Stage 2/2 (upscale) · Step 2/3")
+    assert [(s.index, s.count, s.name) for s in stages] == [(0, 2, "txt2img"), (1, 2, "upscale")]
+    with qtbot.waitSignal(window.controller.job_ended) as ended:
+        backend.release()
+    assert isinstance(ended.args[0], JobFinished)

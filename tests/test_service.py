@@ -51,14 +51,16 @@ def service_for(tmp_path: Path) -> Iterator:
 def test_a_job_runs_saves_then_reports(service_for, tmp_path: Path) -> None:
     service, events = service_for(FakeBackend())
     seen_on_disk: list[bool] = []
-    service.subscribe(
-        lambda e: (
-            seen_on_disk.extend(r.path.is_file() for r in e.records)
-            if isinstance(e, JobFinished)
-            else None
-        )
-    )
+    heard = threading.Event()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, JobFinished):
+            seen_on_disk.extend(r.path.is_file() for r in event.records)
+            heard.set()
+
+    service.subscribe(on_event)
     outcome = service.run(PARAMS.replace(batch_count=2), timeout=10)
+    assert heard.wait(10)  # `run` returns as the end is told, not after every listener
     assert isinstance(outcome, JobFinished)
     assert [r.seed for r in outcome.records] == [7, 8]
     assert seen_on_disk == [True, True]  # saved before reported
@@ -83,6 +85,7 @@ def test_the_job_is_finished_before_its_end_is_reported(service_for) -> None:
         )
     )
     service.run(PARAMS, timeout=10)
+    service.close(timeout=10)  # every listener has been told by the time the worker is gone
     assert listed_at_end == [[]]
 
 
@@ -96,6 +99,7 @@ def test_pending_and_running_jobs_cancel_once_each(service_for) -> None:
     service.cancel_all()
     service.cancel(waiting.id)  # a second cancel of a job already over: nothing more
     first, second = service.wait(running, 10), service.wait(waiting, 10)
+    service.close(timeout=10)  # and so every listener has heard both ends
     assert isinstance(first, JobCancelled) and first.step == 2
     assert isinstance(second, JobCancelled) and second.step == 0
     ends = [e for e in events if isinstance(e, JobCancelled)]
@@ -167,6 +171,7 @@ def test_a_listener_that_raises_harms_nobody(service_for) -> None:
 
     service.subscribe(broken)
     assert isinstance(service.run(PARAMS, timeout=10), JobFinished)
+    service.close(timeout=10)
     assert isinstance(events[-1], JobFinished)
 
 
@@ -174,10 +179,13 @@ def test_unsubscribed_listeners_hear_nothing_more(service_for) -> None:
     service, _events = service_for(FakeBackend())
     heard: list[Event] = []
     unsubscribe = service.subscribe(heard.append)
-    service.run(PARAMS, timeout=10)
+    first = service.run(PARAMS, timeout=10)
+    while not heard or heard[-1] != first:  # until the first job's end reached this listener
+        threading.Event().wait(0.005)
     count = len(heard)
     unsubscribe()
     service.run(PARAMS, timeout=10)
+    service.close(timeout=10)
     assert len(heard) == count > 0
 
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ldstudio.core.events import JobStarted, StepProgress
+from ldstudio.core.events import JobStarted, StageStarted, StepProgress
 from ldstudio.qt.images import array_to_qimage
 from ldstudio.qt.timeline import Timeline
 
@@ -97,6 +97,7 @@ class PreviewPane(QWidget):
         self._pending: StepProgress | None = None
         self._progress: StepProgress | None = None
         self._started: JobStarted | None = None
+        self._stage: StageStarted | None = None  # of a job with several stages
         self._timeline: Timeline | None = None
         self._final: QImage | None = None
         self._final_caption = ""
@@ -203,6 +204,7 @@ class PreviewPane(QWidget):
 
     def job_started(self, event: JobStarted) -> None:
         self._started = event
+        self._stage = None
         self._progress = None
         self._pending = None
         self._started_at = time.perf_counter()
@@ -247,6 +249,11 @@ class PreviewPane(QWidget):
         self.job_ended(text, made_images=False)
         self.progress.setValue(self.progress.minimum())
 
+    def stage_started(self, event: StageStarted) -> None:
+        """A job of several stages (txt2img → upscale → img2img) enters the next one."""
+        self._stage = event
+        self._progress = None  # the last stage's steps are not this one's
+
     def flush(self) -> None:
         """Paint the newest progress now instead of at the next timer tick (screenshots)."""
         self._repaint()
@@ -266,10 +273,16 @@ class PreviewPane(QWidget):
                 if started.params.batch_count > 1
                 else ""
             )
+            stage = self._stage
+            where = (
+                f"Stage {stage.index + 1}/{stage.count} ({stage.name}) · "
+                if stage is not None and stage.job_id == event.job_id
+                else ""
+            )
             self.progress.setFormat(
                 CANCELLING_TEXT
                 if self._cancelling
-                else f"Step {event.step}/{event.total}{batch} · {rate:.1f} it/s · "
+                else f"{where}Step {event.step}/{event.total}{batch} · {rate:.1f} it/s · "
                 f"ETA {_duration(eta)}"
             )
         frame = self._pending

@@ -50,6 +50,7 @@ class JobsController(QObject):
         c.model_ready.connect(self._on_model_ready)
         c.job_started.connect(self._on_job_started)
         c.step_progressed.connect(self._on_step)
+        c.stage_started.connect(window.preview_pane.stage_started)
         c.job_finished.connect(self._on_job_finished)
         c.job_failed.connect(self._on_job_failed)
         c.job_cancelled.connect(self._on_job_cancelled)
