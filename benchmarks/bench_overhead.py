@@ -137,18 +137,21 @@ def measure(
         job_params = params.replace(preview_method=method)
         run_job(engine, job_params, NullSink())  # warm-up (fits tables)
         ratios, ratios_nosave, bare_times = [], [], []
-        for _ in range(pairs):
+        for pair in range(pairs):
             started = time.perf_counter()
             engine.on_torch_thread(
                 functools.partial(bare_run, loaded.pipe, job_params, loaded.base_scheduler_config)
             )
             bare_s = time.perf_counter() - started
-            started = time.perf_counter()
-            run_job(engine, job_params, FolderSink(out))
-            with_save = time.perf_counter() - started
-            started = time.perf_counter()
-            run_job(engine, job_params, NullSink())
-            no_save = time.perf_counter() - started
+            # The two engine runs swap places every pair: the one right after the bare call
+            # would otherwise always be the first (and each carry that position's cost).
+            timed: dict[str, float] = {}
+            for name in ("save", "nosave") if pair % 2 == 0 else ("nosave", "save"):
+                sink = FolderSink(out) if name == "save" else NullSink()
+                started = time.perf_counter()
+                run_job(engine, job_params, sink)
+                timed[name] = time.perf_counter() - started
+            with_save, no_save = timed["save"], timed["nosave"]
             bare_times.append(bare_s)
             ratios.append(with_save / bare_s)
             ratios_nosave.append(no_save / bare_s)
