@@ -18,7 +18,7 @@ from PIL import Image
 
 from ldstudio import __version__
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import Request, params_from_chunk, to_portable_json
+from ldstudio.core.request import Request, params_from_chunk, to_portable
 
 PARAMETERS_KEY = "parameters"
 LDSTUDIO_KEY = "ldstudio"
@@ -205,10 +205,14 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
 
 def png_text_chunks(params: GenerationParams, model_name: str) -> dict[str, str]:
     """The text chunks ldstudio writes into every PNG it saves."""
+    # Portable: models, VAE and LoRAs as name + sha256, no path of this machine.
+    portable = to_portable(Request.txt2img(params))
+    model = portable["model"]
+    # The model's hash is in its reference already (the bundled model has none: "" model).
+    model_hash = model["sha256"][:10] if model else model_hash_of(params)
     return {
-        PARAMETERS_KEY: a1111_parameters(params, model_name, model_hash_of(params)),
-        # Portable: models, VAE and LoRAs as name + sha256, no path of this machine.
-        LDSTUDIO_KEY: to_portable_json(Request.txt2img(params)),
+        PARAMETERS_KEY: a1111_parameters(params, model_name, model_hash),
+        LDSTUDIO_KEY: json.dumps(portable, ensure_ascii=False, sort_keys=True),
     }
 
 

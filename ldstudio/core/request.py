@@ -56,12 +56,6 @@ class Request:
         self.validate()
         return dataclasses.replace(self, params=self.params.resolved())
 
-    def input(self, role: str) -> str:
-        return dict(self.inputs)[role]
-
-    def replace(self, **changes: Any) -> Request:
-        return dataclasses.replace(self, **changes)
-
     @classmethod
     def txt2img(cls, params: GenerationParams) -> Request:
         return cls(params=params)
@@ -119,10 +113,6 @@ def to_portable(request: Request, resources: Resources | None = None) -> dict[st
         "loras": [ref.to_dict() for ref in loras],
         "inputs": dict(request.inputs),
     }
-
-
-def to_portable_json(request: Request, resources: Resources | None = None) -> str:
-    return json.dumps(to_portable(request, resources), ensure_ascii=False, sort_keys=True)
 
 
 def is_portable(data: object) -> bool:

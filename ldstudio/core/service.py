@@ -135,10 +135,6 @@ class EngineService:
         running = self.queue.running
         return ([running] if running is not None else []) + self.queue.pending()
 
-    def outcome(self, job_id: int) -> Outcome | None:
-        with self._lock:
-            return self._outcomes.get(job_id)
-
     def wait(self, job: Job, timeout: float | None = None) -> Outcome:
         """Block until the job's final event; TimeoutError after `timeout` seconds."""
         with self._ended:
