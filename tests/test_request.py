@@ -15,12 +15,14 @@ from ldstudio.core import models, request
 from ldstudio.core.imagefiles import write_png_atomic
 from ldstudio.core.metadata import LDSTUDIO_KEY, png_text_chunks, read_ldstudio_params
 from ldstudio.core.models.hashes import file_sha256
+from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
 from ldstudio.core.request import (
     Request,
     from_portable,
     params_from_chunk,
+    request_from_chunk,
     to_portable,
 )
 
@@ -162,6 +164,67 @@ def test_requests_are_validated_by_kind_and_inputs() -> None:
         Request(params, inputs=(("image", SHA),)).validate()
     resolved = Request.txt2img(params).resolved()
     assert isinstance(resolved.params.seed, int)
+
+
+def test_inpaint_requests_have_three_faces_and_are_checked() -> None:
+    params = GenerationParams(prompt="x", seed=3)
+    img2img = Request.inpainting(params, InpaintSettings(strength=0.4), SHA)
+    assert img2img.validate().face == "img2img" and img2img.input("mask") is None
+    masked = Request.inpainting(params, InpaintSettings(), SHA, "cd" * 32)
+    assert masked.validate().face == "inpaint" and masked.input("mask") == "cd" * 32
+    wider = Request.inpainting(params, InpaintSettings(outpaint=(64, 0, 0, 8)), SHA)
+    assert wider.validate().face == "outpaint"
+    with pytest.raises(
+        ValueError, match=r"inputs: inpaint takes image, mask \(optional\); got mask"
+    ):
+        Request(
+            params, kind="inpaint", inputs=(("mask", SHA),), inpaint=InpaintSettings()
+        ).validate()
+    with pytest.raises(ValueError, match="an inpaint request needs its inpaint settings"):
+        Request(params, kind="inpaint", inputs=(("image", SHA),)).validate()
+    with pytest.raises(ValueError, match="settings given for a txt2img request"):
+        Request(params, inpaint=InpaintSettings()).validate()
+    with pytest.raises(
+        ValueError, match=r"outpaint left: 12 is not allowed; allowed: multiples of 8"
+    ):
+        Request.inpainting(params, InpaintSettings(outpaint=(12, 0, 0, 0)), SHA).validate()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strength": 1.5}, "strength: 1.5 is out of range; allowed: 0 to 1"),
+        ({"mask_blur": -1}, "mask_blur: -1 is out of range; allowed: 0 to 64"),
+        ({"inpaint_area": "all"}, "inpaint_area: 'all' is not supported; allowed: whole, masked"),
+        ({"masked_content": "x"}, "masked_content: 'x' is not supported; allowed: original, fill"),
+        ({"mask_padding": 1.5}, "mask_padding: 1.5 is not an integer; allowed: 0 to 256"),
+        ({"outpaint": (8, 8)}, "outpaint: (8, 8) is not four amounts"),
+        ({"invert_mask": "yes"}, "invert_mask: 'yes' is not true or false"),
+    ],
+)
+def test_inpaint_settings_refuse_bad_values_by_name(
+    change: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        InpaintSettings().replace(**change).validate()
+    assert str(caught.value).startswith(message)
+
+
+def test_an_inpaint_request_round_trips_through_its_portable_form() -> None:
+    settings = InpaintSettings(
+        strength=None, mask_blur=8, inpaint_area="masked", outpaint=(0, 64, 0, 0)
+    )
+    sent = Request.inpainting(GenerationParams(prompt="x", seed=5), settings, SHA, "cd" * 32)
+    data = json.loads(json.dumps(to_portable(sent)))
+    assert data["inpaint"]["outpaint"] == [0, 64, 0, 0] and data["inputs"]["mask"] == "cd" * 32
+    back, missing = from_portable(data)
+    assert back == sent and missing == []
+    chunk, _ = request_from_chunk(json.dumps(data))
+    assert chunk == sent
+    # A txt2img request's chunk says so, and bare params (version 1) read as txt2img.
+    assert to_portable(Request.txt2img(sent.params))["inpaint"] is None
+    old, _ = request_from_chunk(sent.params.to_json())
+    assert old == Request.txt2img(sent.params)
 
 
 def test_reference_kinds_are_the_model_scanners() -> None:

@@ -1,9 +1,10 @@
 """Request: the versioned, kind-tagged job a front end submits; pure data, any thread.
 
-One kind exists now (`txt2img`, whose face is GenerationParams, so every image already in a
-library keeps reading back); `img2img`, `inpaint` and `upscale` join it. Input images and
-masks travel as content hashes into the library's blob store (`inputs`), never as pixels or
-paths, so a request round-trips through JSON, through a PNG and over a network unchanged.
+Two kinds: `txt2img`, whose face is GenerationParams (so every image already in a library
+keeps reading back), and `inpaint`, one kind with three faces — img2img (no mask: the whole
+image), inpaint, outpaint — whose extra settings are `InpaintSettings`. Input images and masks
+travel as content hashes into the library's blob store (`inputs`), never as pixels or paths, so a
+request round-trips through JSON, through a PNG and over a network unchanged.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.params import GenerationParams
 
 if TYPE_CHECKING:
@@ -22,9 +24,15 @@ if TYPE_CHECKING:
 
 REQUEST_VERSION = 2  # version 1 was the bare GenerationParams dict (images made before 0.x)
 KIND_TXT2IMG = "txt2img"
-KINDS: tuple[str, ...] = (KIND_TXT2IMG,)
-# What each kind needs in `inputs` (blob hashes by role).
-_INPUTS: dict[str, tuple[str, ...]] = {KIND_TXT2IMG: ()}
+KIND_INPAINT = "inpaint"
+KINDS: tuple[str, ...] = (KIND_TXT2IMG, KIND_INPAINT)
+ROLE_IMAGE, ROLE_MASK = "image", "mask"
+# What each kind reads from `inputs` (blob hashes by role): required, then optional.
+_INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    KIND_TXT2IMG: ((), ()),
+    KIND_INPAINT: ((ROLE_IMAGE,), (ROLE_MASK,)),
+}
+FACES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "outpaint")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -35,21 +43,44 @@ class Request:
     params: GenerationParams
     kind: str = KIND_TXT2IMG
     inputs: tuple[tuple[str, str], ...] = field(default=())
+    # Set exactly when kind is "inpaint".
+    inpaint: InpaintSettings | None = None
 
     def validate(self) -> Request:
         """Raise ValueError naming what is wrong and what is allowed; return self."""
         if self.kind not in KINDS:
             raise ValueError(f"kind: {self.kind!r} is not supported; allowed: {', '.join(KINDS)}")
         self.params.validate()
-        wanted = _INPUTS[self.kind]
+        required, optional = _INPUTS[self.kind]
         roles = [role for role, _digest in self.inputs]
-        if sorted(roles) != sorted(wanted):
-            need = ", ".join(wanted) or "none"
+        if len(set(roles)) != len(roles) or not (
+            set(required) <= set(roles) <= set(required) | set(optional)
+        ):
+            need = ", ".join([*required, *(f"{role} (optional)" for role in optional)]) or "none"
             raise ValueError(f"inputs: {self.kind} takes {need}; got {', '.join(roles) or 'none'}")
         for role, digest in self.inputs:
             if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
                 raise ValueError(f"inputs[{role}]: {digest!r} is not a sha256 blob hash")
+        if self.kind == KIND_INPAINT:
+            if not isinstance(self.inpaint, InpaintSettings):
+                raise ValueError("inpaint: an inpaint request needs its inpaint settings")
+            self.inpaint.validate()
+        elif self.inpaint is not None:
+            raise ValueError(f"inpaint: settings given for a {self.kind} request")
         return self
+
+    def input(self, role: str) -> str | None:
+        """The blob hash of the input `role`, or None when the request has none."""
+        return dict(self.inputs).get(role)
+
+    @property
+    def face(self) -> str:
+        """What the user sees the job as: txt2img, img2img, inpaint or outpaint."""
+        if self.kind != KIND_INPAINT or self.inpaint is None:
+            return KIND_TXT2IMG
+        if self.inpaint.outpainting:
+            return "outpaint"
+        return "inpaint" if self.input(ROLE_MASK) else "img2img"
 
     def resolved(self) -> Request:
         """Validated, with a concrete seed (see GenerationParams.resolved)."""
@@ -59,6 +90,18 @@ class Request:
     @classmethod
     def txt2img(cls, params: GenerationParams) -> Request:
         return cls(params=params)
+
+    @classmethod
+    def inpainting(
+        cls,
+        params: GenerationParams,
+        settings: InpaintSettings,
+        image: str,
+        mask: str | None = None,
+    ) -> Request:
+        """An inpaint request on blob `image` (and `mask`; none = img2img on the whole image)."""
+        inputs = [(ROLE_IMAGE, image)] + ([(ROLE_MASK, mask)] if mask else [])
+        return cls(params=params, kind=KIND_INPAINT, inputs=tuple(sorted(inputs)), inpaint=settings)
 
 
 def as_request(value: Request | GenerationParams) -> Request:
@@ -112,6 +155,7 @@ def to_portable(request: Request, resources: Resources | None = None) -> dict[st
         "vae": vae.to_dict() if vae else None,
         "loras": [ref.to_dict() for ref in loras],
         "inputs": dict(request.inputs),
+        "inpaint": request.inpaint.to_dict() if request.inpaint else None,
     }
 
 
@@ -175,10 +219,12 @@ def from_portable(
         [local(ref, str(pair[0]), "LoRA", (KIND_LORA,)), pair[1]]
         for ref, pair in zip(refs, loras, strict=True)
     ]
+    inpaint = data.get("inpaint")
     request = Request(
         params=GenerationParams.from_dict(values),
         kind=str(data.get("kind", "")),
         inputs=tuple(sorted((str(k), str(v)) for k, v in inputs.items())),
+        inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
     )
     return request.validate(), missing
 
@@ -201,6 +247,15 @@ def params_from_chunk(
 
     ValueError naming the fault for text that is neither form.
     """
+    request, missing = request_from_chunk(text, resources)
+    return request.params, missing
+
+
+def request_from_chunk(text: str, resources: Resources | None = None) -> tuple[Request, list[str]]:
+    """The whole request in an `ldstudio` PNG chunk, either form, and what was not found here.
+
+    ValueError naming the fault for text that is neither form.
+    """
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -208,9 +263,9 @@ def params_from_chunk(
     except RecursionError:
         raise ValueError("params: nested too deeply") from None
     if is_portable(data):
-        request, missing = from_portable(data, resources)
-        return request.params, missing
-    return GenerationParams.from_dict(data), []  # written before references: local paths
+        return from_portable(data, resources)
+    # Written before references (version 1): bare txt2img params with local paths.
+    return Request.txt2img(GenerationParams.from_dict(data)), []
 
 
 def _model_kind(model: str) -> str:
