@@ -13,9 +13,9 @@ from safetensors.numpy import save_file
 
 from ldstudio.core import models, request
 from ldstudio.core.imagefiles import write_png_atomic
+from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.metadata import LDSTUDIO_KEY, png_text_chunks, read_ldstudio_params
 from ldstudio.core.models.hashes import file_sha256
-from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import read_file
 from ldstudio.core.request import (
