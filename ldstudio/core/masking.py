@@ -198,9 +198,10 @@ def extend_canvas(
         # PIL's blur replicates the canvas edges, which are stretched colours too).
         radius = min(_EXTEND_BLUR_MAX, max(1, max(outpaint) // 4))
         smooth = np.asarray(Image.fromarray(stretched).filter(ImageFilter.GaussianBlur(radius)))
-        stretched[new_area] = smooth[new_area]
+        spread = new_area if stretched.ndim == 2 else new_area[..., None]
+        np.copyto(stretched, smooth, where=spread)
         if source.mode in ("RGBA", "LA"):
-            stretched[..., -1][new_area] = 255
+            np.copyto(stretched[..., -1], np.uint8(255), where=new_area)
     out_mask = np.where(new_area, np.uint8(255), np.uint8(0))
     if mask is not None:
         user = np.asarray(mask_from_image(mask) if mask.mode != "L" else mask)
