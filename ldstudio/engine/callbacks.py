@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import torch
+
 from ldstudio.core.backend import Step
 from ldstudio.core.params import GenerationParams
-
-import torch
 
 if TYPE_CHECKING:
     import numpy as np
