@@ -252,6 +252,8 @@ def test_img2img_and_outpaint_runs_into_the_library(
     assert code == EXIT_OK, err
     (listed,) = json.loads(stdout)["images"]
     assert listed["face"] == "outpaint" and listed["inputs"] == result["inputs"]
+    code, stdout, err = run(capsys, "library", "list", "--face", "img2img", "--json")
+    assert code == EXIT_OK and json.loads(stdout)["total"] == 0, err
 
     jpeg = images["source"].with_name("photo.jpg")
     Image.new("RGB", (64, 64), "yellow").save(jpeg, quality=90)
@@ -266,3 +268,12 @@ def test_img2img_and_outpaint_runs_into_the_library(
     assert blob.read_bytes().startswith(b"\x89PNG")  # a JPEG source is stored as PNG
     request, _notes = read_request(Path(result["images"][0]["path"]))
     assert request is not None and request.inpaint == InpaintSettings(strength=0.3)
+
+
+def test_library_face_filter_is_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(capsys, "library", "list", "--face", "collage")
+    assert code == EXIT_BAD_INPUT
+    assert "--face: 'collage' is not supported; allowed: txt2img, img2img, inpaint, outpaint" in err
+    code, out, err = run(capsys, "library", "list", "--face", "inpaint", "--json")
+    assert code == EXIT_OK, err
+    assert json.loads(out)["total"] == 0
