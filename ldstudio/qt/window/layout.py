@@ -1,7 +1,8 @@
 """The main window's columns and status-bar widgets, and how wide the columns are; GUI thread.
 
 Left: the prompt and parameters, and the selected image's details, as two tabs. Middle: the
-image (preview) pane. Right: the library above the queue.
+image (preview) and the canvas, as two tabs, with the error bar above them and the progress bar
+below, so a refusal or a running job is seen from either. Right: the library above the queue.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStatusBar,
     QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
 from ldstudio.qt.image_details import ImageDetailsView
 from ldstudio.qt.params_pane import ParamsPane
+from ldstudio.qt.preview_view import PreviewPane
 
 # Side columns (prompt and parameters | library) at 1280 px and wider, and on a narrower window;
 # the image in the middle takes the rest.
@@ -30,11 +33,13 @@ NARROW_SIDE_WIDTHS = (330, 250)
 NARROW_WINDOW = 1280
 PREVIEW_MIN_WIDTH = 500  # side columns wider than SIDE_WIDTHS give way to the image up to this
 GENERATE_TAB, DETAILS_TAB = 0, 1
+PREVIEW_TAB, CANVAS_TAB = 0, 1
 
 
 @dataclass(frozen=True)
 class Columns:
     left_tabs: QTabWidget
+    center_tabs: QTabWidget
     left_splitter: QSplitter
     right_splitter: QSplitter
     main_splitter: QSplitter
@@ -53,7 +58,8 @@ def build_columns(
     prompt_pane: QWidget,
     params_pane: ParamsPane,
     details_view: ImageDetailsView,
-    preview_pane: QWidget,
+    preview_pane: PreviewPane,
+    canvas_pane: QWidget,
     library_pane: QWidget,
     queue_pane: QWidget,
 ) -> Columns:
@@ -105,15 +111,42 @@ def build_columns(
     right_splitter.setStretchFactor(1, 0)
     right_splitter.setChildrenCollapsible(False)
     right_splitter.setSizes([600, 130])
+    center_tabs, center = _build_center(preview_pane, canvas_pane)
     main_splitter = QSplitter()
-    for widget in (left_tabs, preview_pane, right_splitter):
+    for widget in (left_tabs, center, right_splitter):
         main_splitter.addWidget(widget)
     main_splitter.setStretchFactor(0, 0)
     main_splitter.setStretchFactor(1, 1)
     main_splitter.setStretchFactor(2, 0)
     main_splitter.setSizes([SIDE_WIDTHS[0], 600, SIDE_WIDTHS[1]])
     main_splitter.setChildrenCollapsible(False)
-    return Columns(left_tabs, left_splitter, right_splitter, main_splitter)
+    return Columns(left_tabs, center_tabs, left_splitter, right_splitter, main_splitter)
+
+
+def _build_center(preview_pane: PreviewPane, canvas_pane: QWidget) -> tuple[QTabWidget, QWidget]:
+    """The preview and the canvas as tabs; the preview's error bar and progress bar are taken
+    out of it and put around both: Generate on the canvas is refused, or runs, in view."""
+    tabs = QTabWidget()
+    tabs.setObjectName("center_tabs")
+    tabs.setDocumentMode(True)
+    tabs.addTab(preview_pane, "Preview")
+    tabs.addTab(canvas_pane, "Canvas")
+    tabs.setTabToolTip(PREVIEW_TAB, "The image being made, or the one selected in the library")
+    tabs.setTabToolTip(
+        CANVAS_TAB,
+        "Work on an image: img2img, inpaint (paint a mask) or outpaint (drag the edges); "
+        "Generate runs on it while this tab is shown",
+    )
+    own = preview_pane.layout()
+    for shared in (preview_pane.error_bar, preview_pane.progress):
+        own.removeWidget(shared)
+    center = QWidget()
+    center_layout = QVBoxLayout(center)
+    center_layout.setContentsMargins(0, 0, 0, 0)
+    center_layout.addWidget(preview_pane.error_bar)
+    center_layout.addWidget(tabs, 1)
+    center_layout.addWidget(preview_pane.progress)
+    return tabs, center
 
 
 def fit_columns(main_splitter: QSplitter, window_width: int, use_defaults: bool = False) -> None:
