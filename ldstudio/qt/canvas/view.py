@@ -33,6 +33,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ldstudio.core.canvas import CanvasDocument, Rect
 from ldstudio.core.inpaint import OUTPAINT_MULTIPLE, OUTPAINT_RANGE
+from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import pil_to_qimage
 
 MASK_COLOUR = (255, 48, 96)  # RGB of the overlay where the mask is 255
@@ -57,6 +58,7 @@ class CanvasView(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        refcount_guard.install()  # a paint per mouse move, an emit per stroke: see refcount_guard
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(160, 120)
         self.setMouseTracking(True)
