@@ -1,0 +1,454 @@
+"""Masks and canvases for img2img, inpaint and outpaint: pure numpy + PIL, any thread.
+
+Every function is pure (no state, no I/O) and returns new images/arrays; inputs are never
+modified. Conventions:
+
+- A mask image is mode "L", 255 = repaint, 0 = keep, grey = partly (soft).
+- A prepared mask is float32 HxW in [0, 1] (`prepare_mask`); functions that take a mask array
+  also accept uint8 0..255.
+- Regions are (x0, y0, x1, y1) with exclusive ends, as `Image.crop` takes them.
+- Distances are Chebyshev (square) distances: PIL's Gaussian blur is a separable box blur, so
+  what it can reach from a pixel is a square.
+
+The API (what the engine and the canvas use):
+
+- `mask_from_image(image)`: a user's mask file (or an image with transparency) as an "L" mask.
+- `blur_reach(blur)`: how far, in pixels, `GaussianBlur(blur)` can spread a painted pixel.
+- `prepare_mask(mask, invert=, blur=)`: invert, then blur (A1111), as float32 in [0, 1].
+- `crop_region(mask, padding, width, height, aspect)`: A1111 "Only masked" crop box.
+- `paste_crop(base, crop, region)`: a generated crop scaled back and pasted into a copy of base.
+- `extend_canvas(image, mask, outpaint)`: the outpaint canvas and its mask.
+- `fill_masked(image, mask)`: A1111 "fill" masked content.
+- `match_colour(generated, original, mask, band)`: remove a colour shift at the seam.
+- `composite(original, generated, mask)`: the final image; unmasked pixels bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageFilter
+
+FloatArray = npt.NDArray[np.float32]
+UInt8Array = npt.NDArray[np.uint8]
+Region = tuple[int, int, int, int]
+
+# A box blur pass of radius r turns one 255 pixel into 255/(2r+1) per pixel; keeping that >= 1
+# makes the "any painted pixel within reach" test exact without relying on PIL's rounding.
+_DILATE_STEP = 127
+_COLOUR_MODES = {"RGB": "RGB", "RGBA": "RGB", "L": "L", "LA": "L"}
+_EXTEND_BLUR_MAX = 64  # px: how much the stretched edge colours of an outpaint are smoothed
+
+
+def mask_from_image(image: Image.Image) -> Image.Image:
+    """An "L" mask (255 = repaint) from a mask file or an image with transparency.
+
+    With an alpha channel that is not fully opaque: repaint where transparent (255 - alpha).
+    Otherwise the luminance (white = repaint); greys are kept. 16-bit greyscale is scaled down.
+    """
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = image.getchannel("A")
+        if int(np.asarray(alpha).min()) < 255:
+            return alpha.point(lambda v: 255 - v)
+        image = image.convert("RGB") if image.mode in ("RGBA", "RGBa", "PA") else image
+    if image.mode.startswith("I"):
+        values = np.asarray(image).astype(np.int64)
+        if values.size and int(values.max()) > 255:  # 16-bit (or wider) greyscale
+            values = (values * 255 + 32767) // 65535
+        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+    if image.mode == "F":
+        values_f = np.nan_to_num(np.asarray(image, dtype=np.float64))
+        if values_f.size and float(values_f.max()) <= 1.0:  # a 0..1 float mask
+            values_f = values_f * 255.0
+        return Image.fromarray(np.clip(np.rint(values_f), 0, 255).astype(np.uint8))
+    return image.convert("L")
+
+
+def blur_reach(blur: int) -> int:
+    """How far (Chebyshev px) PIL's `GaussianBlur(blur)` spreads a pixel: its kernel support.
+
+    Pillow approximates the Gaussian by 3 passes of an extended box blur whose fractional radius
+    r has the variance blur**2 / 3 (so r is about blur - 0.5); a pass reaches floor(r) + 1 px.
+    """
+    if blur <= 0:
+        return 0
+    sigma2 = blur * blur / 3.0
+    length = math.sqrt(12.0 * sigma2 + 1.0)
+    whole = math.floor((length - 1.0) / 2.0)
+    return 3 * (whole + 1)
+
+
+def prepare_mask(mask: Image.Image, *, invert: bool, blur: int) -> FloatArray:
+    """The mask the engine and `composite` use: float32 HxW in [0, 1].
+
+    Invert first, then Gaussian blur of radius `blur` (A1111: PIL `GaussianBlur(mask_blur)`).
+    Pixels farther than `blur_reach(blur)` from every painted pixel are exactly 0, pixels
+    farther than that from every pixel below 255 are exactly 1: on today's Pillow the blur never
+    reaches that far anyway; the clip keeps the guarantee for any Pillow.
+    """
+    if blur < 0:
+        raise ValueError(f"blur: {blur} is negative; allowed: 0 or more")
+    grey = mask if mask.mode == "L" else mask.convert("L")
+    if invert:
+        grey = grey.point(lambda v: 255 - v)
+    values = np.asarray(grey)
+    out = np.zeros(values.shape, np.float32)
+    reach = blur_reach(blur)
+    painted = values > 0
+    if not painted.any():
+        return out
+    if reach == 0:
+        unblurred: FloatArray = np.multiply(values, np.float32(1 / 255), dtype=np.float32)
+        return unblurred
+    # Outside the painted box grown by the reach the answer is 0: blur only that part. PIL
+    # replicates edge pixels; the crop's edges are either zeros or the image's own edges, so
+    # the result equals blurring the whole image.
+    x0, y0, x1, y1 = _grow(_bbox(painted), reach, values.shape[1], values.shape[0])
+    part = grey.crop((x0, y0, x1, y1))
+    blurred = np.asarray(part.filter(ImageFilter.GaussianBlur(blur)))
+    result = np.multiply(blurred, np.float32(1 / 255), dtype=np.float32)
+    result[~_dilate(values[y0:y1, x0:x1] > 0, reach)] = 0.0
+    below = values[y0:y1, x0:x1] < 255
+    if below.any():
+        result[~_dilate(below, reach)] = 1.0
+    else:
+        result[:] = 1.0
+    out[y0:y1, x0:x1] = result
+    return out
+
+
+def crop_region(
+    mask: npt.NDArray[np.generic], padding: int, width: int, height: int, aspect: float
+) -> Region:
+    """A1111 "Only masked": the box (x0, y0, x1, y1) the model repaints at its own size.
+
+    The bounding box of mask > 0, grown by `padding` on every side, then grown (never shrunk) to
+    the processing `aspect` (width / height), kept inside the `width` x `height` image by
+    shifting it at edges and corners; where the image is too small for the aspect in one axis,
+    that axis is the whole image. Pass the prepared (blurred) mask so the blur band is inside.
+    """
+    if mask.shape[:2] != (height, width):
+        raise ValueError(
+            f"mask: {mask.shape[1]}x{mask.shape[0]} is not the image size {width}x{height}"
+        )
+    if padding < 0:
+        raise ValueError(f"padding: {padding} is negative; allowed: 0 or more")
+    if not (math.isfinite(aspect) and aspect > 0):
+        raise ValueError(f"aspect: {aspect} is not a positive number")
+    painted = np.asarray(mask) > 0
+    if not painted.any():
+        raise ValueError("mask: nothing is painted, so there is no region to crop")
+    x0, y0, x1, y1 = _grow(_bbox(painted), padding, width, height)
+    w, h = x1 - x0, y1 - y0
+    if w < h * aspect:
+        x0, x1 = _widen(x0, x1, max(w, round(h * aspect)), width)
+    else:
+        y0, y1 = _widen(y0, y1, max(h, round(w / aspect)), height)
+    return x0, y0, x1, y1
+
+
+def paste_crop(base: Image.Image, crop: Image.Image, region: Region) -> Image.Image:
+    """A copy of `base` with `crop` scaled (Lanczos) to `region` and pasted there.
+
+    For "Only masked": the generated crop back in the full picture, before `composite`.
+    Only the colour bands are replaced; an alpha channel of `base` is kept.
+    """
+    x0, y0, x1, y1 = region
+    if not (0 <= x0 < x1 <= base.width and 0 <= y0 < y1 <= base.height):
+        raise ValueError(f"region: {region} is not inside the image {base.width}x{base.height}")
+    bands = _colour_mode(base)
+    piece = crop.convert(bands) if crop.mode != bands else crop
+    if piece.size != (x1 - x0, y1 - y0):
+        piece = piece.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS)
+    out = np.array(base)
+    _bands(out)[y0:y1, x0:x1] = _bands(np.asarray(piece))
+    return Image.fromarray(out)
+
+
+def extend_canvas(
+    image: Image.Image, mask: Image.Image | None, outpaint: tuple[int, int, int, int]
+) -> tuple[Image.Image, Image.Image]:
+    """The outpaint canvas: `image` at (left, top) of a bigger one, and the "L" mask to repaint.
+
+    The source pixels are copied unchanged. The new area holds the source's edge colours
+    stretched outwards and blurred across: the colours stay those of the edge (so outpainting
+    again and again does not drift darker), never black; an alpha channel is opaque there. The
+    mask is 255 over the new area, the user's `mask` (source-sized) over the source, else 0.
+    """
+    left, top, right, bottom = outpaint
+    if min(outpaint) < 0:
+        raise ValueError(f"outpaint: {outpaint} has a negative side; allowed: 0 or more")
+    if mask is not None and mask.size != image.size:
+        raise ValueError(
+            f"mask: {mask.width}x{mask.height} is not the image size {image.width}x{image.height}"
+        )
+    source = _supported(image)
+    values = np.asarray(source)
+    pad = ((top, bottom), (left, right)) + ((0, 0),) * (values.ndim - 2)
+    stretched = np.pad(values, pad, mode="edge")
+    height, width = stretched.shape[:2]
+    new_area = np.ones((height, width), bool)
+    new_area[top : top + image.height, left : left + image.width] = False
+    if new_area.any():
+        # Stretched edges make streaks; blurring mixes neighbouring streaks (never with black:
+        # PIL's blur replicates the canvas edges, which are stretched colours too).
+        radius = min(_EXTEND_BLUR_MAX, max(1, max(outpaint) // 4))
+        smooth = np.asarray(Image.fromarray(stretched).filter(ImageFilter.GaussianBlur(radius)))
+        stretched[new_area] = smooth[new_area]
+        if source.mode in ("RGBA", "LA"):
+            stretched[..., -1][new_area] = 255
+    out_mask = np.where(new_area, np.uint8(255), np.uint8(0))
+    if mask is not None:
+        user = np.asarray(mask_from_image(mask) if mask.mode != "L" else mask)
+        out_mask[top : top + image.height, left : left + image.width] = user
+    return Image.fromarray(stretched), Image.fromarray(out_mask)
+
+
+def fill_masked(image: Image.Image, mask: npt.NDArray[np.generic]) -> Image.Image:
+    """A1111 "fill": masked pixels replaced by the blurred colours of their surroundings.
+
+    The colours come from the unmasked pixels (weighted by 1 - mask) spread inwards by a
+    pull-push pyramid (a normalised blur at every scale), then softened; a partly masked pixel
+    gets that much of the fill. Pixels where mask == 0 are unchanged bit for bit; alpha is kept.
+    With nothing unmasked, the fill is the image's own mean colour.
+    """
+    source = _supported(image)
+    weight = _unit_mask(mask, source.size)
+    out = np.array(source)
+    masked = weight > 0
+    if not masked.any():
+        return Image.fromarray(out)
+    colour = _bands(out).astype(np.float32)
+    known = 1.0 - weight
+    if colour.ndim == 2:
+        colour = colour[..., None]
+    filled = _pull_push(colour * known[..., None], known)
+    # The pyramid's coarse levels are blocky: soften the fill (only its masked part is used).
+    filled_img = Image.fromarray(
+        np.clip(np.rint(filled), 0, 255).astype(np.uint8).squeeze(-1)
+        if filled.shape[-1] == 1
+        else np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+    )
+    soft = np.asarray(filled_img.filter(ImageFilter.GaussianBlur(4))).astype(np.float32)
+    if soft.ndim == 2:
+        soft = soft[..., None]
+    m = weight[masked][:, None]
+    blended = colour[masked] * (1.0 - m) + soft[masked] * m
+    target = _bands(out)
+    values = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    target[masked] = values if target.ndim == 3 else values[:, 0]
+    return Image.fromarray(out)
+
+
+def match_colour(
+    generated: npt.NDArray[np.generic],
+    original: npt.NDArray[np.generic],
+    mask: npt.NDArray[np.generic],
+    band: int,
+) -> npt.NDArray[np.generic]:
+    """`generated` shifted per channel so it matches `original` just outside the mask.
+
+    The offset is the mean of original - generated over the ring of kept pixels (mask == 0)
+    within `band` px of a masked pixel: there the result must equal the original, so a colour
+    shift there is what would show as a seam. Arrays are HxWx3 in 0..255; a uint8 `generated`
+    gives uint8, anything else float32, clipped to 0..255. With no ring (nothing or everything
+    masked) the colours are unchanged.
+    """
+    if band < 1:
+        raise ValueError(f"band: {band} is below 1; allowed: 1 or more")
+    gen = np.asarray(generated)
+    orig = np.asarray(original)
+    if gen.shape != orig.shape or gen.shape[:2] != mask.shape[:2]:
+        raise ValueError(
+            f"match_colour: generated {gen.shape}, original {orig.shape} and mask "
+            f"{mask.shape} differ in size"
+        )
+    painted = np.asarray(mask) > 0
+    ring = np.zeros(painted.shape, bool)
+    if painted.any():
+        x0, y0, x1, y1 = _grow(_bbox(painted), band, painted.shape[1], painted.shape[0])
+        ring[y0:y1, x0:x1] = _dilate(painted[y0:y1, x0:x1], band) & ~painted[y0:y1, x0:x1]
+    shifted = gen.astype(np.float32)
+    if ring.any():
+        offset = (orig[ring].astype(np.float64) - gen[ring].astype(np.float64)).mean(axis=0)
+        shifted += offset.astype(np.float32)
+    np.clip(shifted, 0.0, 255.0, out=shifted)
+    if gen.dtype == np.uint8:
+        return np.rint(shifted).astype(np.uint8)
+    return shifted
+
+
+def composite(
+    original: Image.Image, generated: Image.Image, mask: npt.NDArray[np.generic]
+) -> Image.Image:
+    """The final image: `original` where mask == 0 (bit for bit), `generated` where mask == 1.
+
+    In between the two are blended in proportion to the mask (8-bit steps), monotone in it.
+    The result has the original's size and mode (RGB, RGBA, L or LA); an alpha channel is the
+    original's; `generated` may be RGB, RGBA or L and is converted to the original's bands.
+    """
+    source = _supported(original)
+    if generated.size != original.size:
+        raise ValueError(
+            f"generated: {generated.width}x{generated.height} is not the original "
+            f"size {original.width}x{original.height}"
+        )
+    level = _level_mask(mask, original.size)
+    out = np.array(source)
+    painted = level > 0
+    if not painted.any():
+        return Image.fromarray(out)
+    x0, y0, x1, y1 = _bbox(painted)
+    bands = _colour_mode(source)
+    gen_img = generated if generated.mode == bands else generated.convert(bands)
+    gen = _bands(np.asarray(gen_img.crop((x0, y0, x1, y1))))
+    target = _bands(out)[y0:y1, x0:x1]
+    m = level[y0:y1, x0:x1].astype(np.uint16)
+    if target.ndim == 3:
+        m = m[..., None]
+    blended = (target.astype(np.uint16) * (255 - m) + gen.astype(np.uint16) * m + 127) // 255
+    where = painted[y0:y1, x0:x1]
+    np.copyto(
+        target, blended.astype(np.uint8), where=where[..., None] if target.ndim == 3 else where
+    )
+    return Image.fromarray(out)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _supported(image: Image.Image) -> Image.Image:
+    if image.mode not in _COLOUR_MODES:
+        raise ValueError(f"image mode: {image.mode}; allowed: RGB, RGBA, L, LA")
+    return image
+
+
+def _colour_mode(image: Image.Image) -> str:
+    return _COLOUR_MODES[image.mode]
+
+
+def _bands(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """The colour bands of an image array (a view: writing to it writes the image)."""
+    if values.ndim == 2:
+        return values
+    if values.shape[-1] in (2, 4):  # LA, RGBA: drop alpha
+        colour = values[..., :-1]
+        return colour[..., 0] if colour.shape[-1] == 1 else colour
+    return values
+
+
+def _level_mask(mask: npt.NDArray[np.generic], size: tuple[int, int]) -> UInt8Array:
+    """A mask array as uint8 0..255 (float masks are 0..1)."""
+    values = np.asarray(mask)
+    if values.shape != (size[1], size[0]):
+        raise ValueError(
+            f"mask: {values.shape[-1] if values.ndim else 0}x"
+            f"{values.shape[0] if values.ndim else 0} is not the image size "
+            f"{size[0]}x{size[1]}"
+        )
+    if values.dtype == np.uint8:
+        same: UInt8Array = values
+        return same
+    scaled = np.clip(np.nan_to_num(values.astype(np.float32, copy=False)), 0.0, 1.0) * 255.0
+    level: UInt8Array = np.rint(scaled).astype(np.uint8)
+    # A faint but non-zero mask still counts as painted (it is inside the blur band).
+    level[(level == 0) & (values > 0)] = 1
+    return level
+
+
+def _unit_mask(mask: npt.NDArray[np.generic], size: tuple[int, int]) -> FloatArray:
+    values = np.asarray(mask)
+    if values.dtype == np.uint8:
+        _level_mask(values, size)  # size check
+        return np.multiply(values, np.float32(1 / 255), dtype=np.float32)
+    _level_mask(values, size)
+    return np.clip(np.nan_to_num(values.astype(np.float32)), 0.0, 1.0)
+
+
+def _bbox(painted: npt.NDArray[np.bool_]) -> Region:
+    rows = np.flatnonzero(painted.any(axis=1))
+    cols = np.flatnonzero(painted.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def _grow(box: Region, by: int, width: int, height: int) -> Region:
+    x0, y0, x1, y1 = box
+    return max(0, x0 - by), max(0, y0 - by), min(width, x1 + by), min(height, y1 + by)
+
+
+def _widen(lo: int, hi: int, size: int, limit: int) -> tuple[int, int]:
+    """[lo, hi) grown about its centre to `size` (at most `limit`), shifted inside [0, limit)."""
+    size = min(size, limit)
+    extra = size - (hi - lo)
+    lo -= extra // 2
+    hi = lo + size
+    if lo < 0:
+        lo, hi = 0, size
+    if hi > limit:
+        lo, hi = limit - size, limit
+    return lo, hi
+
+
+def _dilate(painted: npt.NDArray[np.bool_], radius: int) -> npt.NDArray[np.bool_]:
+    """Pixels within Chebyshev distance `radius` of a True pixel (PIL box blurs, separable)."""
+    image = Image.fromarray(np.where(painted, np.uint8(255), np.uint8(0)))
+    left = radius
+    while left > 0:
+        step = min(left, _DILATE_STEP)
+        for xy in ((step, 0), (0, step)):
+            image = image.filter(ImageFilter.BoxBlur(xy)).point(lambda v: 255 if v else 0)
+        left -= step
+    return np.asarray(image) > 0
+
+
+def _pull_push(premultiplied: FloatArray, weight: FloatArray) -> FloatArray:
+    """Colours everywhere from weighted samples: halve until every cell has weight, refill."""
+    if float(weight.max()) <= 0.0:
+        total = premultiplied.shape[0] * premultiplied.shape[1]
+        mean = _bands_mean(premultiplied, total)
+        return np.broadcast_to(mean, premultiplied.shape).astype(np.float32)
+    levels: list[tuple[FloatArray, FloatArray]] = [(premultiplied, weight)]
+    while min(levels[-1][1].shape) > 1 and float(levels[-1][1].min()) < 1.0:
+        colour, w = levels[-1]
+        h, wd = w.shape
+        if h % 2 or wd % 2:  # repeat the last row/column so the halving is even
+            colour = np.pad(colour, ((0, h % 2), (0, wd % 2), (0, 0)), mode="edge")
+            w = np.pad(w, ((0, h % 2), (0, wd % 2)), mode="edge")
+        sum_w = w.reshape(w.shape[0] // 2, 2, w.shape[1] // 2, 2).sum(axis=(1, 3))
+        sum_c = colour.reshape(w.shape[0] // 2, 2, w.shape[1] // 2, 2, -1).sum(axis=(1, 3))
+        next_w = np.minimum(sum_w, 1.0)
+        scale = np.divide(next_w, sum_w, out=np.zeros_like(sum_w), where=sum_w > 0)
+        levels.append((sum_c * scale[..., None], next_w))
+    colour, w = levels[-1]
+    # The coarsest level: normalise what it has; cells still empty take the mean colour.
+    total_w = float(w.sum())
+    mean = colour.reshape(-1, colour.shape[-1]).sum(axis=0) / max(total_w, 1e-12)
+    full = np.divide(colour, w[..., None], out=np.zeros_like(colour), where=w[..., None] > 0)
+    full = np.where(w[..., None] > 0, full, mean.astype(np.float32))
+    for colour, w in reversed(levels[:-1]):
+        up = _upsample(full, w.shape)
+        full = colour + (1.0 - w[..., None]) * up
+    return full.astype(np.float32)
+
+
+def _bands_mean(values: FloatArray, total: int) -> FloatArray:
+    mean: FloatArray = values.reshape(-1, values.shape[-1]).sum(axis=0) / max(total, 1)
+    return mean.astype(np.float32)
+
+
+def _upsample(values: FloatArray, shape: tuple[int, ...]) -> FloatArray:
+    """Bilinear upscale of an HxWxC float array to `shape` (PIL's "F" resize, per channel)."""
+    size = (shape[1], shape[0])
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(values[..., c])).resize(
+                size, Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(values.shape[-1])
+    ]
+    return np.stack(channels, axis=-1).astype(np.float32)
