@@ -59,6 +59,9 @@ class ImageResult:
     index: int  # position in the whole job (0-based)
     model_name: str
     seconds: float
+    # The concrete request of this one image (seed resolved, batch 1, an inpaint's strength
+    # resolved), which is what its PNG records; None from a backend that only knows params.
+    request: Request | None = field(default=None, compare=False)
 
 
 BackendEvent = ModelLoading | ModelReady | StageStarted | Step | ImageResult | EngineNotice
@@ -70,6 +73,13 @@ class JobError(Exception):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class BlobSource(Protocol):
+    """Where a backend reads a request's input blobs (the library's BlobStore): PNG bytes by
+    sha256; raises KeyError, ValueError or OSError for a blob it lacks or cannot read."""
+
+    def get(self, digest: str) -> bytes: ...
 
 
 class DeviceInfo(Protocol):

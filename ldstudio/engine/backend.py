@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from ldstudio.core.backend import BackendEvent, ImageResult, JobError, StageStarted
+from ldstudio.core.backend import BackendEvent, BlobSource, ImageResult, JobError, StageStarted
 from ldstudio.core.events import EngineNotice, ModelLoading, ModelReady
 from ldstudio.core.jobs import CancelToken
 from ldstudio.core.models import ModelRegistry
@@ -77,7 +77,9 @@ class DiffusersBackend:
         *,
         device: str | None = None,
         dtype: str | None = None,
+        blobs: BlobSource | None = None,
     ) -> None:
+        self.blobs = blobs
         options = (options or EngineOptions()).validate()
         self.options = dataclasses.replace(
             options, device=device or options.device, dtype=dtype or options.dtype
@@ -294,13 +296,15 @@ class DiffusersBackend:
         self._compiled_warm = True
         seconds = (time.perf_counter() - progress.started) / params.batch_size
         for i, image in enumerate(images):
+            own = params.replace(seed=seeds[i], batch_size=1, batch_count=1)
             relay.send(
                 ImageResult(
                     image=image,
-                    params=params.replace(seed=seeds[i], batch_size=1, batch_count=1),
+                    params=own,
                     index=first + i,
                     model_name=loaded.name,
                     seconds=seconds,
+                    request=Request.txt2img(own),
                 )
             )
         return total_steps

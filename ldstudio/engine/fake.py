@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ldstudio.core.backend import BackendEvent, ImageResult, JobError, StageStarted, Step
+from ldstudio.core.backend import (
+    BackendEvent,
+    BlobSource,
+    ImageResult,
+    JobError,
+    StageStarted,
+    Step,
+)
 from ldstudio.core.events import ModelLoading, ModelReady
 from ldstudio.core.jobs import CancelToken
 from ldstudio.core.params import GenerationParams
@@ -56,7 +63,9 @@ class FakeBackend:
         native_size: int = 64,
         device: str = "cpu",
         dtype: str = "fp32",
+        blobs: BlobSource | None = None,
     ) -> None:
+        self.blobs = blobs
         self.choice = FakeChoice(device, dtype)
         self.step_delay = step_delay
         self.load_delay = load_delay
@@ -113,12 +122,14 @@ class FakeBackend:
             for i in range(params.batch_size):
                 index = batch_index * params.batch_size + i
                 seed = params.seed_for(index)
+                own = params.replace(seed=seed, batch_size=1, batch_count=1)
                 yield ImageResult(
                     _final_image(params, seed),
-                    params.replace(seed=seed, batch_size=1, batch_count=1),
+                    own,
                     index=index,
                     model_name=model,
                     seconds=time.perf_counter() - batch_started,
+                    request=Request.txt2img(own),
                 )
 
     def _preview(self, params: GenerationParams, step: int) -> np.ndarray | None:
