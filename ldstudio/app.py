@@ -24,11 +24,10 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ldstudio import __version__
 from ldstudio.core import paths
-from ldstudio.core.backend import Backend, BackendEvent
+from ldstudio.core.backend import Backend, BackendEvent, BlobSource
 from ldstudio.core.events import EngineNotice, EngineReady
 from ldstudio.core.jobs import CancelToken
 from ldstudio.core.library import IndexDamaged, LibraryError, LibraryStore, rebuild_index
-from ldstudio.core.library.blobs import BlobStore
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.request import Request
 from ldstudio.core.service import BackendFactory, EngineService
@@ -80,7 +79,7 @@ class DiffusersEngine:
         self.options = options
         # The library's blob store, where the backend reads a request's input images and
         # masks (set by build_window before the engine starts).
-        self.blobs: BlobStore | None = None
+        self.blobs: BlobSource | None = None
         # Replaced whole (never mutated) on the engine thread; the GUI thread reads it.
         self.environment: EngineEnvironment | None = None
         self.announce_ready: Callable[[EngineLabel], None] = lambda choice: None

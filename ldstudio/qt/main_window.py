@@ -181,6 +181,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._closing = True
+        self.canvas.give_room_back()
         self.preferences.collect()
         self.preferences.save_now()
         # Cancels the running job (it stops at its next step) and joins the engine thread.

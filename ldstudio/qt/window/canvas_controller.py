@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Outcome = JobFinished | JobFailed | JobCancelled
+CANVAS_MARGIN = 4  # px around the canvas pane inside its tab
 FACE_TEXT = {
     "img2img": "redraw the whole image",
     "inpaint": "repaint the masked area",
@@ -43,7 +44,8 @@ class CanvasController(QObject):
         self.window = window
         self.pane = window.canvas_pane
         self.tabs = window.center_tabs
-        self.tabs.currentChanged.connect(lambda _i: self.update_generate())
+        self._sizes_before: list[int] | None = None  # the columns before the canvas took room
+        self.tabs.currentChanged.connect(self._tab_changed)
         self.pane.changed.connect(self.update_generate)
         # Wherever a new source comes from (a drop, the menu, the library), it is shown.
         self.pane.source_changed.connect(self.show_canvas)
@@ -60,6 +62,24 @@ class CanvasController(QObject):
 
     def show_canvas(self) -> None:
         self.tabs.setCurrentIndex(layout.CANVAS_TAB)
+
+    def _tab_changed(self, index: int) -> None:
+        splitter = self.window.main_splitter
+        if index == layout.CANVAS_TAB:
+            # The canvas and its settings want more width than the preview: the side
+            # columns give way while it is shown, and get it back after.
+            need = self.pane.minimumSizeHint().width() + CANVAS_MARGIN
+            self._sizes_before = layout.make_room(splitter, need)
+        else:
+            self.give_room_back()
+        self.update_generate()
+
+    def give_room_back(self) -> None:
+        """The columns as they were before the canvas tab widened the middle (the settings
+        keep those)."""
+        if self._sizes_before is not None:
+            self.window.main_splitter.setSizes(self._sizes_before)
+            self._sizes_before = None
 
     def face(self) -> str | None:
         """What Generate does to the canvas image now: img2img, inpaint or outpaint."""
@@ -187,4 +207,3 @@ class CanvasController(QObject):
             return
         self.show_canvas()
         self.pane.load_mask_dialog()
-

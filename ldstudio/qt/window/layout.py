@@ -130,14 +130,22 @@ def _build_center(preview_pane: PreviewPane, canvas_pane: QWidget) -> tuple[QTab
     tabs.setObjectName("center_tabs")
     tabs.setDocumentMode(True)
     tabs.addTab(preview_pane, "Preview")
-    tabs.addTab(canvas_pane, "Canvas")
+    # In a scroll area: on a narrow window the canvas scrolls instead of widening the window
+    # past the screen (`make_room` first takes width from the side columns).
+    canvas_scroll = QScrollArea()
+    canvas_scroll.setObjectName("canvas_scroll")
+    canvas_scroll.setWidget(canvas_pane)
+    canvas_scroll.setWidgetResizable(True)
+    canvas_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    tabs.addTab(canvas_scroll, "Canvas")
     tabs.setTabToolTip(PREVIEW_TAB, "The image being made, or the one selected in the library")
     tabs.setTabToolTip(
         CANVAS_TAB,
         "Work on an image: img2img, inpaint (paint a mask) or outpaint (drag the edges); "
-        "Generate runs on it while this tab is shown",
+        "Generate runs on it while this tab is shown (Alt+2)",
     )
     own = preview_pane.layout()
+    assert own is not None
     for shared in (preview_pane.error_bar, preview_pane.progress):
         own.removeWidget(shared)
     center = QWidget()
@@ -169,6 +177,27 @@ def fit_columns(main_splitter: QSplitter, window_width: int, use_defaults: bool 
         need -= give
     if sizes != main_splitter.sizes():
         main_splitter.setSizes(sizes)
+
+
+def make_room(main_splitter: QSplitter, need: int) -> list[int] | None:
+    """Widen the middle column to `need` px, taking width from the library column (down to
+    its minimum) and then the left one (down to its narrow width): the canvas and its settings
+    fit a 1280 px window. Returns the sizes before, to put back; None when nothing changed."""
+    sizes = main_splitter.sizes()
+    short = need - sizes[1]
+    if short <= 0:
+        return None
+    before = list(sizes)
+    right_min = main_splitter.widget(2).minimumSizeHint().width()
+    for side, floor in ((2, right_min), (0, NARROW_SIDE_WIDTHS[0])):
+        give = min(short, max(sizes[side] - floor, 0))
+        sizes[side] -= give
+        sizes[1] += give
+        short -= give
+    if sizes == before:
+        return None
+    main_splitter.setSizes(sizes)
+    return before
 
 
 @dataclass(frozen=True)
