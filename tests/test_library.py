@@ -668,7 +668,7 @@ def test_migration_from_schema_version_1(tmp_path: Path) -> None:
     conn.close()
 
     with LibraryStore(root) as store:
-        assert store.schema_version() == SCHEMA_VERSION == 3
+        assert store.schema_version() == SCHEMA_VERSION == 4
         (entry,) = store.page(LibraryFilter(text="lighthouse"), 0, 10)
         assert entry.path == image and entry.params == params
         assert (entry.scheduler, entry.steps, entry.guidance_scale) == ("Euler a", 20, 7.0)

@@ -151,11 +151,16 @@ def test_unsupported_file_says_what_was_found_and_what_is_supported(
     assert str(entry.path) in entry.error
 
 
-def test_inpainting_and_unet_only_checkpoints_are_explained(tmp_path: Path) -> None:
+def test_inpainting_checkpoints_load_and_unet_only_ones_are_explained(tmp_path: Path) -> None:
     tensors = checkpoint_tensors("sd1")
     tensors[U + "input_blocks.0.0.weight"] = zeros(8, 9, 3, 3)
-    entry = inspect_file(write_safetensors(tmp_path / "inpaint.safetensors", tensors))
-    assert entry.status == "unsupported" and "9 input channels" in entry.error
+    path = write_safetensors(tmp_path / "inpaint.safetensors", tensors)
+    entry = inspect_file(path)
+    assert entry.status == "ok" and (entry.family, entry.variant) == ("sd1", "sd1")
+    assert detect(headers.checked_header(path)).inpainting
+    tensors[U + "input_blocks.0.0.weight"] = zeros(8, 8, 3, 3)  # instruct-pix2pix
+    entry = inspect_file(write_safetensors(tmp_path / "pix2pix.safetensors", tensors))
+    assert entry.status == "unsupported" and "8 input channels" in entry.error
     tensors = {k: v for k, v in checkpoint_tensors("sd1").items() if "first_stage" not in k}
     entry = inspect_file(write_safetensors(tmp_path / "novae.safetensors", tensors))
     assert entry.status == "unsupported" and "without its VAE" in entry.error

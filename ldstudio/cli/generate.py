@@ -1,4 +1,5 @@
-"""`ldstudio generate`: prompt to PNG files, headless; runs the engine on the main thread."""
+"""`ldstudio generate`: prompt (and a source image) to PNG files, headless; runs the engine on
+a service worker while the main thread waits and answers Ctrl+C."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from ldstudio.cli import inpaint
 from ldstudio.cli.common import (
     ABORT_GRACE_SECONDS,
     EXIT_CANCELLED,
@@ -49,6 +51,7 @@ from ldstudio.core.params import (
     SCHEDULERS,
     GenerationParams,
 )
+from ldstudio.core.request import Request
 
 if TYPE_CHECKING:
     from ldstudio.core.service import Outcome
@@ -156,6 +159,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     gen.add_argument("--preview-dir", default=None, metavar="DIR", help="save each preview here")
     gen.add_argument("--json", action="store_true", help="print results as JSON on stdout")
+    inpaint.add_arguments(gen)
     gen.set_defaults(handler=run_generate)
 
 
@@ -362,11 +366,14 @@ def run_generate(args: argparse.Namespace) -> int:
     preview_dir = Path(args.preview_dir).expanduser() if args.preview_dir else None
     if preview_dir is not None and preview_dir.exists() and not preview_dir.is_dir():
         raise BadInput(f"--preview-dir: {preview_dir} is a file; give a folder")
+    # The source image and mask are read and checked now; stored only once the run goes ahead.
+    source = inpaint.source_from_args(args)
 
     # Heavy imports only now: `ldstudio --help` stays instant.
     from ldstudio.cli.library import open_library
     from ldstudio.core.imagefiles import FolderSink, ImageSink
     from ldstudio.core.library import IndexDamaged, LibraryStore
+    from ldstudio.core.library.blobs import BlobStore
     from ldstudio.core.service import EngineService
     from ldstudio.core.settings import load_settings
 
@@ -374,8 +381,11 @@ def run_generate(args: argparse.Namespace) -> int:
     # torch only now: a model file refused above is refused in milliseconds.
     from ldstudio.engine.backend import DiffusersBackend
 
+    # Sources and masks live in the app's library blob store, also when images go to --out:
+    # the PNG names them by hash, so the app can show what an image was made from.
+    blobs = BlobStore(load_settings().library_dir().expanduser().resolve() / "blobs")
     try:
-        backend = DiffusersBackend(options)
+        backend = DiffusersBackend(options, blobs=blobs)
     except ValueError as exc:  # a device this machine does not have
         raise BadInput(str(exc)) from None
     # Created only now that everything else passed: a refused run leaves no new folders.
@@ -388,6 +398,18 @@ def run_generate(args: argparse.Namespace) -> int:
         remove_folders(created)
         raise
 
+    request = Request.txt2img(params)
+    if source is not None:
+        try:
+            request = source.request(params, blobs)
+        except (OSError, ValueError) as exc:  # the blob store cannot be written
+            remove_folders(created)
+            sys.stderr.write(f"error: cannot store the source image in {blobs.root}: {exc}\n")
+            return EXIT_FAILED
+        mask = f", mask {args.mask}" if args.mask else ""
+        sys.stderr.write(
+            f"{request.face} of {source.path} ({source.size[0]}x{source.size[1]}{mask})\n"
+        )
     reporter = ProgressReporter(sys.stderr, preview_dir)
     # Without --out, images go into the app's library: they show in the app and in
     # `ldstudio library list`, saved with the same crash-safe order as the app's.
@@ -407,7 +429,7 @@ def run_generate(args: argparse.Namespace) -> int:
     service = EngineService(lambda: backend, sink)
     service.subscribe(reporter)
     service.start()
-    job = service.submit(params)
+    job = service.submit(request)
 
     def on_sigint(_signum: int, _frame: Any) -> None:
         # First Ctrl+C cancels at the next step; a second one interrupts at once.
@@ -437,7 +459,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if library is not None:
         library.close()
     seconds = time.perf_counter() - started
-    return report(reporter, outcome, args.json, backend.choice.device, seconds, unindexed)
+    return report(reporter, outcome, args.json, backend.choice.device, seconds, unindexed, request)
 
 
 def report(
@@ -447,6 +469,7 @@ def report(
     device: str,
     seconds: float,
     unindexed: Sequence[tuple[Path, str]] = (),
+    request: Request | None = None,
 ) -> int:
     started = reporter.started
     if reporter.tty:
@@ -472,6 +495,9 @@ def report(
                 "seconds": round(seconds, 3),
                 "generation_seconds": round(result.seconds, 3),
                 "previews_written": reporter.previews_written,
+                # What the job was made from: its face and the blob hashes of source and mask.
+                "face": request.face if request else "txt2img",
+                "inputs": dict(request.inputs) if request else {},
                 **index_note,
             }
             print(json.dumps(payload, indent=2, ensure_ascii=False))

@@ -16,6 +16,7 @@ from ldstudio.core.atomic import atomic_file, write_new_file
 from ldstudio.core.events import ImageRecord
 from ldstudio.core.metadata import png_text_chunks
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import Request
 
 SLUG_MAX_CHARS = 60
 _WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {
@@ -82,7 +83,11 @@ def write_png_new(image: Image.Image, candidates: Iterable[Path], text: dict[str
 
 
 class ImageSink(Protocol):
-    """Where an engine puts finished images: a plain folder, or the library."""
+    """Where an engine puts finished images: a plain folder, or the library.
+
+    `request`: the image's own job (kind, input blobs, inpaint settings; its params are
+    `params`), written into the PNG's `ldstudio` chunk; None is a txt2img job of `params`.
+    """
 
     def save(
         self,
@@ -94,6 +99,7 @@ class ImageSink(Protocol):
         device: str,
         dtype: str,
         seconds: float,
+        request: Request | None = None,
     ) -> ImageRecord: ...
 
 
@@ -110,8 +116,15 @@ class FolderSink:
         self.exact_path = exact_path
         self.overwrite = overwrite
 
-    def _write(self, image: Image.Image, params: GenerationParams, index: int, model: str) -> Path:
-        text = png_text_chunks(params, model)
+    def _write(
+        self,
+        image: Image.Image,
+        params: GenerationParams,
+        index: int,
+        model: str,
+        request: Request | None,
+    ) -> Path:
+        text = png_text_chunks(params, model, request)
         if self.exact_path is not None:
             if index == 0:
                 if self.overwrite:
@@ -143,8 +156,9 @@ class FolderSink:
         device: str,
         dtype: str,
         seconds: float,
+        request: Request | None = None,
     ) -> ImageRecord:
-        path = self._write(image, params, index, model_name)
+        path = self._write(image, params, index, model_name, request)
         return ImageRecord(
             path=path,
             params=params,

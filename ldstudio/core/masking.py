@@ -26,6 +26,7 @@ The API (what the engine and the canvas use):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,7 @@ from PIL import Image, ImageFilter
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
 Region = tuple[int, int, int, int]
+MaskArray = npt.NDArray[Any]  # float 0..1, uint8 0..255 or bool
 
 # A box blur pass of radius r turns one 255 pixel into 255/(2r+1) per pixel; keeping that >= 1
 # makes the "any painted pixel within reach" test exact without relying on PIL's rounding.
@@ -121,9 +123,7 @@ def prepare_mask(mask: Image.Image, *, invert: bool, blur: int) -> FloatArray:
     return out
 
 
-def crop_region(
-    mask: npt.NDArray[np.generic], padding: int, width: int, height: int, aspect: float
-) -> Region:
+def crop_region(mask: MaskArray, padding: int, width: int, height: int, aspect: float) -> Region:
     """A1111 "Only masked": the box (x0, y0, x1, y1) the model repaints at its own size.
 
     The bounding box of mask > 0, grown by `padding` on every side, then grown (never shrunk) to
@@ -208,7 +208,7 @@ def extend_canvas(
     return Image.fromarray(stretched), Image.fromarray(out_mask)
 
 
-def fill_masked(image: Image.Image, mask: npt.NDArray[np.generic]) -> Image.Image:
+def fill_masked(image: Image.Image, mask: MaskArray) -> Image.Image:
     """A1111 "fill": masked pixels replaced by the blurred colours of their surroundings.
 
     The colours come from the unmasked pixels (weighted by 1 - mask) spread inwards by a
@@ -245,11 +245,11 @@ def fill_masked(image: Image.Image, mask: npt.NDArray[np.generic]) -> Image.Imag
 
 
 def match_colour(
-    generated: npt.NDArray[np.generic],
-    original: npt.NDArray[np.generic],
-    mask: npt.NDArray[np.generic],
+    generated: MaskArray,
+    original: MaskArray,
+    mask: MaskArray,
     band: int,
-) -> npt.NDArray[np.generic]:
+) -> MaskArray:
     """`generated` shifted per channel so it matches `original` just outside the mask.
 
     The offset is the mean of original - generated over the ring of kept pixels (mask == 0)
@@ -282,9 +282,7 @@ def match_colour(
     return shifted
 
 
-def composite(
-    original: Image.Image, generated: Image.Image, mask: npt.NDArray[np.generic]
-) -> Image.Image:
+def composite(original: Image.Image, generated: Image.Image, mask: MaskArray) -> Image.Image:
     """The final image: `original` where mask == 0 (bit for bit), `generated` where mask == 1.
 
     In between the two are blended in proportion to the mask (8-bit steps), monotone in it.
@@ -297,25 +295,29 @@ def composite(
             f"generated: {generated.width}x{generated.height} is not the original "
             f"size {original.width}x{original.height}"
         )
-    level = _level_mask(mask, original.size)
-    out = np.array(source)
-    painted = level > 0
+    values = _sized(mask, original.size)
+    painted = values > 0
+    out = source.copy()
     if not painted.any():
-        return Image.fromarray(out)
-    x0, y0, x1, y1 = _bbox(painted)
+        return out
+    # Only the painted box is touched: the rest of the copy is the original's own bytes.
+    box = _bbox(painted)
+    x0, y0, x1, y1 = box
+    inside = painted[y0:y1, x0:x1]
     bands = _colour_mode(source)
-    gen_img = generated if generated.mode == bands else generated.convert(bands)
-    gen = _bands(np.asarray(gen_img.crop((x0, y0, x1, y1))))
-    target = _bands(out)[y0:y1, x0:x1]
-    m = level[y0:y1, x0:x1].astype(np.uint16)
-    if target.ndim == 3:
-        m = m[..., None]
-    blended = (target.astype(np.uint16) * (255 - m) + gen.astype(np.uint16) * m + 127) // 255
-    where = painted[y0:y1, x0:x1]
-    np.copyto(
-        target, blended.astype(np.uint8), where=where[..., None] if target.ndim == 3 else where
-    )
-    return Image.fromarray(out)
+    region = source.crop(box)
+    colour = region if region.mode == bands else region.convert(bands)
+    gen = generated.crop(box)
+    gen = gen if gen.mode == bands else gen.convert(bands)
+    # PIL's composite is exact at 0 and 255 and rounds in between (monotone in the mask); the
+    # copy below writes only where mask > 0 all the same.
+    level = Image.fromarray(_level_mask(values[y0:y1, x0:x1]))
+    blended = _bands(np.asarray(Image.composite(gen, colour, level)))
+    patch = np.array(region)
+    target = _bands(patch)
+    np.copyto(target, blended, where=inside[..., None] if target.ndim == 3 else inside)
+    out.paste(Image.fromarray(patch), box)
+    return out
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -341,32 +343,38 @@ def _bands(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return values
 
 
-def _level_mask(mask: npt.NDArray[np.generic], size: tuple[int, int]) -> UInt8Array:
-    """A mask array as uint8 0..255 (float masks are 0..1)."""
+def _sized(mask: MaskArray, size: tuple[int, int]) -> MaskArray:
+    """`mask` as an array, checked to be HxW for an image of `size` (width, height)."""
     values = np.asarray(mask)
     if values.shape != (size[1], size[0]):
-        raise ValueError(
-            f"mask: {values.shape[-1] if values.ndim else 0}x"
-            f"{values.shape[0] if values.ndim else 0} is not the image size "
-            f"{size[0]}x{size[1]}"
-        )
+        shape = "x".join(str(n) for n in values.shape[::-1]) or "a scalar"
+        raise ValueError(f"mask: {shape} is not the image size {size[0]}x{size[1]}")
+    return values
+
+
+def _level_mask(values: MaskArray) -> UInt8Array:
+    """A mask array as uint8 0..255 (float masks are 0..1; NaN counts as 0)."""
     if values.dtype == np.uint8:
         same: UInt8Array = values
         return same
-    scaled = np.clip(np.nan_to_num(values.astype(np.float32, copy=False)), 0.0, 1.0) * 255.0
-    level: UInt8Array = np.rint(scaled).astype(np.uint8)
+    scaled = np.multiply(values, np.float32(255), dtype=np.float32)
+    np.fmax(scaled, 0.0, out=scaled)  # also turns NaN into 0
+    np.fmin(scaled, 255.0, out=scaled)
+    scaled += 0.5
+    level: UInt8Array = scaled.astype(np.uint8)
     # A faint but non-zero mask still counts as painted (it is inside the blur band).
-    level[(level == 0) & (values > 0)] = 1
+    np.maximum(level, values > 0, out=level)
     return level
 
 
-def _unit_mask(mask: npt.NDArray[np.generic], size: tuple[int, int]) -> FloatArray:
-    values = np.asarray(mask)
+def _unit_mask(mask: MaskArray, size: tuple[int, int]) -> FloatArray:
+    """A mask array as float32 0..1 (uint8 masks are 0..255; NaN counts as 0)."""
+    values = _sized(mask, size)
     if values.dtype == np.uint8:
-        _level_mask(values, size)  # size check
-        return np.multiply(values, np.float32(1 / 255), dtype=np.float32)
-    _level_mask(values, size)
-    return np.clip(np.nan_to_num(values.astype(np.float32)), 0.0, 1.0)
+        unit: FloatArray = np.multiply(values, np.float32(1 / 255), dtype=np.float32)
+        return unit
+    unit = np.fmax(values.astype(np.float32), np.float32(0.0))
+    return np.fmin(unit, np.float32(1.0))
 
 
 def _bbox(painted: npt.NDArray[np.bool_]) -> Region:

@@ -1,14 +1,17 @@
 """Generation metadata in image files: A1111 `parameters` text and ldstudio's JSON; any thread.
 
 ldstudio writes two PNG text chunks: `parameters` in AUTOMATIC1111's format, so other tools
-read our images, and `ldstudio` holding the full GenerationParams as JSON, so ours read back
-exactly. Parsing never raises on malformed input beyond ValueError with a clear message.
+read our images, and `ldstudio` holding the whole request (kind, parameters, input blob hashes,
+inpaint settings) as portable JSON, so ours read back exactly. An inpaint request adds A1111's
+img2img keys to `parameters` (see `inpaint_pairs`); a txt2img image's text is what it always was.
+Parsing never raises on malformed input beyond ValueError with a clear message.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -18,10 +21,46 @@ from PIL import Image
 
 from ldstudio import __version__
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import Request, params_from_chunk, to_portable
+from ldstudio.core.request import (
+    KIND_INPAINT,
+    ROLE_IMAGE,
+    ROLE_MASK,
+    Request,
+    params_from_chunk,
+    to_portable,
+)
 
 PARAMETERS_KEY = "parameters"
 LDSTUDIO_KEY = "ldstudio"
+
+# A1111's img2img keys (its processing.py words them), and ours for what it has no key for.
+DENOISING_STRENGTH = "Denoising strength"
+MASK_BLUR = "Mask blur"
+INPAINT_AREA = "Inpaint area"
+MASKED_PADDING = "Masked area padding"
+MASK_PADDING_OLD = "Mask padding"  # how some tools (and the issue) name the same value
+MASKED_CONTENT = "Masked content"
+MASK_MODE = "Mask mode"
+OUTPAINT = "Outpaint"  # ours: "left,top,right,bottom" pixels
+SOFT_INPAINTING = "Soft inpainting"  # ours, written only when off (on is ldstudio's default)
+ONLY_MASKED, WHOLE_PICTURE, INPAINT_NOT_MASKED = (
+    "Only masked",
+    "Whole picture",
+    "Inpaint not masked",
+)
+# InpaintSettings.masked_content -> A1111's words
+MASKED_CONTENT_WORDS = {
+    "original": "original",
+    "fill": "fill",
+    "latent_noise": "latent noise",
+    "latent_nothing": "latent nothing",
+}
+# The request an image of another tool describes cannot name its source image and mask: A1111
+# and the others record the settings, not the pictures.
+SOURCE_NOT_RECORDED = (
+    "source image and mask: not recorded in this image's metadata (only the inpaint settings "
+    "are); choose a source image to run it again"
+)
 
 # A1111's own regex for one `Key: value` pair of the last line. Kept as the specification:
 # `a1111_pairs` finds what `A1111_PAIR_RE.findall` finds, in linear time (findall takes quadratic
@@ -42,10 +81,16 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False) if _NEEDS_QUOTES.search(value) else value
 
 
-def a1111_parameters(params: GenerationParams, model_name: str, model_hash: str = "") -> str:
+def a1111_parameters(
+    params: GenerationParams,
+    model_name: str,
+    model_hash: str = "",
+    request: Request | None = None,
+) -> str:
     """The `parameters` text A1111 writes, for params with a concrete seed and size.
 
-    `model_hash`: A1111's `Model hash` (see `model_hash_of`), left out when empty.
+    `model_hash`: A1111's `Model hash` (see `model_hash_of`), left out when empty. `request`:
+    the job the image came from; an inpaint request adds its keys (`inpaint_pairs`).
     """
     pairs: dict[str, Any] = {
         "Steps": params.steps,
@@ -56,6 +101,7 @@ def a1111_parameters(params: GenerationParams, model_name: str, model_hash: str 
         "Model hash": model_hash,
         "Model": model_name,
         **_extra_network_pairs(params),
+        **inpaint_pairs(request),
         "Version": f"ldstudio {__version__}",
     }
     line = ", ".join(f"{k}: {_quote(str(v))}" for k, v in pairs.items() if v not in ("", None))
@@ -64,6 +110,35 @@ def a1111_parameters(params: GenerationParams, model_name: str, model_hash: str 
     if params.negative_prompt:
         text += f"\nNegative prompt: {params.negative_prompt}"
     return f"{text}\n{line}"
+
+
+def inpaint_pairs(request: Request | None) -> dict[str, str]:
+    """A1111's img2img keys for an inpaint request, as A1111 writes them; {} for txt2img.
+
+    Mask keys only when something is masked (a mask, or an outpaint's new area). A strength
+    left "auto" is not written: the engine records the one it used in the request it reports.
+    """
+    if request is None or request.kind != KIND_INPAINT or request.inpaint is None:
+        return {}
+    settings = request.inpaint
+    masked = request.input(ROLE_MASK) is not None or settings.outpainting
+    pairs: dict[str, str] = {}
+    if settings.strength is not None:
+        pairs[DENOISING_STRENGTH] = str(float(settings.strength))
+    if masked:
+        pairs[MASK_BLUR] = str(settings.mask_blur)
+    if settings.inpaint_area == "masked":
+        pairs[INPAINT_AREA] = ONLY_MASKED
+        pairs[MASKED_PADDING] = str(settings.mask_padding)
+    if masked:
+        pairs[MASKED_CONTENT] = MASKED_CONTENT_WORDS[settings.masked_content]
+    if settings.invert_mask:
+        pairs[MASK_MODE] = INPAINT_NOT_MASKED
+    if settings.outpainting:
+        pairs[OUTPAINT] = ",".join(str(amount) for amount in settings.outpaint)
+    if not settings.soft:
+        pairs[SOFT_INPAINTING] = "False"
+    return pairs
 
 
 def model_hash_of(params: GenerationParams) -> str:
@@ -203,15 +278,24 @@ def parse_a1111_parameters(text: str) -> dict[str, Any]:
     return result
 
 
-def png_text_chunks(params: GenerationParams, model_name: str) -> dict[str, str]:
-    """The text chunks ldstudio writes into every PNG it saves."""
+def png_text_chunks(
+    params: GenerationParams, model_name: str, request: Request | None = None
+) -> dict[str, str]:
+    """The text chunks ldstudio writes into every PNG it saves.
+
+    `request`: the job the image came from (kind, inputs, inpaint settings); its parameters
+    are taken to be `params`, the image's own (its seed, batch of one). None: txt2img.
+    """
+    job = (
+        Request.txt2img(params) if request is None else dataclasses.replace(request, params=params)
+    )
     # Portable: models, VAE and LoRAs as name + sha256, no path of this machine.
-    portable = to_portable(Request.txt2img(params))
+    portable = to_portable(job)
     model = portable["model"]
     # The model's hash is in its reference already (the bundled model has none: "" model).
     model_hash = model["sha256"][:10] if model else model_hash_of(params)
     return {
-        PARAMETERS_KEY: a1111_parameters(params, model_name, model_hash),
+        PARAMETERS_KEY: a1111_parameters(params, model_name, model_hash, job),
         LDSTUDIO_KEY: json.dumps(portable, ensure_ascii=False, sort_keys=True),
     }
 
@@ -223,3 +307,26 @@ def read_ldstudio_params(path: Path) -> GenerationParams:
     if text is None:
         raise ValueError(f"{path}: no ldstudio metadata (chunk {LDSTUDIO_KEY!r} is missing)")
     return params_from_chunk(text)[0]
+
+
+def read_request(path: Path) -> tuple[Request | None, list[str]]:
+    """The request an image was made with, and notes on what is not known or not found here.
+
+    From ldstudio's chunk: the whole request (models resolved in this machine's folders; the
+    notes name those not found). From A1111 text (or another tool's): a txt2img request, or,
+    when the text holds img2img keys (Denoising strength without a hires fix, Mask blur, ...),
+    an inpaint request whose settings are known but whose `inputs` are empty, since the
+    source image and mask are not recorded (noted with SOURCE_NOT_RECORDED); such a request
+    does not validate until a source is given. (None, [why]) when no parameters are found.
+    FileNotFoundError / readers.UnreadableImage when the file is not an image.
+    """
+    from ldstudio.core.readers import read_file  # readers builds on this module
+
+    result = read_file(path)
+    notes = list(result.warnings)
+    request = result.request
+    if request is None:
+        notes.append(result.message)
+    elif request.kind == KIND_INPAINT and request.input(ROLE_IMAGE) is None:
+        notes.append(SOURCE_NOT_RECORDED)
+    return request, notes

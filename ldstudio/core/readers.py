@@ -8,8 +8,12 @@ InvokeAI (`invokeai_metadata`), Fooocus (`fooocus_scheme`) and NovelAI (`Softwar
 
 `ReadResult.fields` holds what maps onto `GenerationParams` (sampler names translated to
 ldstudio's, e.g. ComfyUI `dpmpp_2m` + `karras` -> "DPM++ 2M Karras"); everything else the tool
-wrote stays in `ReadResult.extra`. Malformed metadata never raises: what cannot be parsed is
-reported in `warnings` and the result falls back to "no generation metadata found". Only a file
+wrote stays in `ReadResult.extra`. `ReadResult.request` is the job as a Request: ldstudio's own,
+whole; from A1111 text, txt2img or (img2img keys present) an inpaint request whose settings come
+from A1111's keys and whose source image and mask are unknown (`inputs` empty).
+
+Malformed metadata never raises: what cannot be parsed is reported in `warnings` and the
+result falls back to "no generation metadata found". Only a file
 that is missing (FileNotFoundError) or not an image at all (`UnreadableImage`: also a FIFO,
 socket or device, and a decompression bomb) raises.
 
@@ -33,14 +37,28 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.metadata import (
+    DENOISING_STRENGTH,
+    INPAINT_AREA,
+    INPAINT_NOT_MASKED,
     LDSTUDIO_KEY,
+    MASK_BLUR,
+    MASK_MODE,
+    MASK_PADDING_OLD,
+    MASKED_CONTENT,
+    MASKED_CONTENT_WORDS,
+    MASKED_PADDING,
+    ONLY_MASKED,
+    OUTPAINT,
     PARAMETERS_KEY,
+    SOFT_INPAINTING,
+    WHOLE_PICTURE,
     a1111_pairs,
     parse_a1111_parameters,
 )
 from ldstudio.core.params import SCHEDULERS, GenerationParams
-from ldstudio.core.request import params_from_chunk
+from ldstudio.core.request import KIND_INPAINT, Request, request_from_chunk
 
 EXIF_IFD = 0x8769
 USER_COMMENT = 0x9286
@@ -121,6 +139,27 @@ _EXTRA_FIELDS: dict[str, dict[str, str]] = {
 # The metadata itself, not a setting: ComfyUI's graphs, the model name ldstudio writes beside
 # its own parameters.
 _NOT_SETTINGS = frozenset({"prompt_graph", "workflow", "model_name"})
+# A1111 text keys that become InpaintSettings (applied when `ReadResult.inpaint` is set).
+# "Soft inpainting enabled" is A1111's own soft-inpainting switch (1.8 on).
+A1111_SOFT_ENABLED = "Soft inpainting enabled"
+INPAINT_KEYS = frozenset(
+    {
+        DENOISING_STRENGTH,
+        MASK_BLUR,
+        INPAINT_AREA,
+        MASKED_PADDING,
+        MASK_PADDING_OLD,
+        MASKED_CONTENT,
+        MASK_MODE,
+        OUTPAINT,
+        SOFT_INPAINTING,
+        A1111_SOFT_ENABLED,
+    }
+)
+# Any of these says the text is an img2img/inpaint job; "Denoising strength" alone says so
+# only without a hires fix (A1111 writes it for a txt2img hires pass too).
+_MASK_KEYS = INPAINT_KEYS - {DENOISING_STRENGTH, SOFT_INPAINTING, A1111_SOFT_ENABLED}
+_CONTENT_FROM_WORDS = {words: name for name, words in MASKED_CONTENT_WORDS.items()}
 
 
 def unapplied_values(result: ReadResult) -> list[tuple[str, str]]:
@@ -130,9 +169,12 @@ def unapplied_values(result: ReadResult) -> list[tuple[str, str]]:
     (Variation seed, Clip skip, Hires settings, Denoising strength, …).
     """
     mapped = _EXTRA_FIELDS.get(result.source, {})
+    inpaint_applied = result.inpaint is not None and result.source != "ldstudio"
     values = []
     for key, value in result.extra.items():
         if key in _NOT_SETTINGS or (key in mapped and mapped[key] in result.fields):
+            continue
+        if inpaint_applied and key in INPAINT_KEYS:
             continue
         if value is None or value == "":
             continue
@@ -152,6 +194,9 @@ class ReadResult:
     `source` is a key of SOURCE_LABELS ("none" when nothing was found); `fields` uses
     GenerationParams names; `extra` keeps the tool's other values (and the raw text/graph);
     `params` is set when `fields` make a valid GenerationParams (always for ldstudio images).
+    `inpaint`: the img2img/inpaint settings the metadata holds (None for txt2img); `request`:
+    the job, set with `params` (see the module docstring); `face`: txt2img, img2img, inpaint
+    or outpaint as the metadata says ("" when it holds no parameters).
     """
 
     source: str
@@ -164,6 +209,9 @@ class ReadResult:
     # Set by read_file: the file's format ("PNG", "JPEG", "WEBP") and its size in pixels.
     image_format: str | None = None
     image_size: tuple[int, int] | None = None
+    inpaint: InpaintSettings | None = None
+    request: Request | None = None
+    face: str = ""
 
     @property
     def found(self) -> bool:
@@ -187,6 +235,9 @@ class ReadResult:
             "message": self.message,
             "fields": self.fields,
             "params": self.params.to_dict() if self.params else None,
+            "face": self.face,
+            "inputs": dict(self.request.inputs) if self.request else {},
+            "inpaint": self.inpaint.to_dict() if self.inpaint else None,
             "extra": self.extra,
             "warnings": list(self.warnings),
         }
@@ -310,14 +361,26 @@ def _finish(
     extra: dict[str, Any],
     warnings: list[str],
     parameters_text: str | None = None,
+    inpaint: InpaintSettings | None = None,
+    face: str = "",
 ) -> ReadResult:
-    """Build the result; `params` only when the mapped fields form a valid GenerationParams."""
+    """Build the result; `params` only when the mapped fields form a valid GenerationParams.
+
+    With `inpaint`, the request is an inpaint one without inputs (the source is not known).
+    """
     params: GenerationParams | None = None
     if isinstance(fields.get("prompt"), str):
         try:
             params = GenerationParams.from_dict(dict(fields))
         except (ValueError, TypeError) as exc:
             warnings.append(f"parameters do not form valid ldstudio settings: {exc}")
+    request: Request | None = None
+    if params is not None:
+        request = (
+            Request.txt2img(params)
+            if inpaint is None
+            else Request(params=params, kind=KIND_INPAINT, inpaint=inpaint)
+        )
     return ReadResult(
         source=source,
         fields=fields,
@@ -325,6 +388,9 @@ def _finish(
         params=params,
         warnings=tuple(warnings),
         parameters_text=parameters_text,
+        inpaint=inpaint,
+        request=request,
+        face=(face or "txt2img") if params is not None else "",
     )
 
 
@@ -336,9 +402,10 @@ def _read_ldstudio(text: Mapping[str, str]) -> ReadResult | None:
     if raw is None:
         return None
     try:
-        params, missing = params_from_chunk(raw)
+        request, missing = request_from_chunk(raw)
     except (ValueError, TypeError):
         return None  # fall through to the `parameters` text ldstudio writes beside it
+    params = request.params
     fields = {name: getattr(params, name) for name in PARAM_FIELDS}
     extra: dict[str, Any] = {}
     parameters_text = text.get(PARAMETERS_KEY)
@@ -356,6 +423,9 @@ def _read_ldstudio(text: Mapping[str, str]) -> ReadResult | None:
         params=params,
         warnings=tuple(missing),
         parameters_text=parameters_text if isinstance(parameters_text, str) else None,
+        inpaint=request.inpaint,
+        request=request,
+        face=request.face,
     )
 
 
@@ -381,7 +451,77 @@ def parse_a1111_text(text: str, source: str = "a1111") -> ReadResult:
         if mapped is None:
             warnings.append(f"sampler {sampler!r} has no ldstudio equivalent; kept as extra")
         _put(fields, "scheduler", mapped)
-    return _finish(source, fields, parsed, warnings, parameters_text=text)
+    inpaint, face = a1111_inpaint(parsed, warnings)
+    return _finish(
+        source, fields, parsed, warnings, parameters_text=text, inpaint=inpaint, face=face
+    )
+
+
+def a1111_inpaint(
+    pairs: Mapping[str, Any], warnings: list[str]
+) -> tuple[InpaintSettings | None, str]:
+    """The InpaintSettings A1111's img2img keys describe, and the face; (None, "") for txt2img.
+
+    A value that is not allowed is named in `warnings` and its default kept. Soft inpainting:
+    ldstudio writes `Soft inpainting: False` only when off; A1111 writes `Soft inpainting
+    enabled: True` only when on, so a text of another tool without it was made without.
+    """
+    hires = any(str(key).startswith("Hires") for key in pairs)
+    if not (_MASK_KEYS & pairs.keys() or (DENOISING_STRENGTH in pairs and not hires)):
+        return None, ""
+    values: dict[str, Any] = {}
+
+    def number(key: str, name: str, convert: Callable[[Any], Any]) -> None:
+        if key in pairs:
+            value = convert(pairs[key])
+            if value is None:
+                warnings.append(f"{key}: {pairs[key]!r} is not a number; the default is used")
+            else:
+                values[name] = value
+
+    number(DENOISING_STRENGTH, "strength", _as_float)
+    number(MASK_BLUR, "mask_blur", _as_int)
+    number(MASK_PADDING_OLD, "mask_padding", _as_int)
+    number(MASKED_PADDING, "mask_padding", _as_int)  # A1111's own name wins
+    area = pairs.get(INPAINT_AREA)
+    if area is not None:
+        if area in (ONLY_MASKED, WHOLE_PICTURE):
+            values["inpaint_area"] = "masked" if area == ONLY_MASKED else "whole"
+        else:
+            warnings.append(f"{INPAINT_AREA}: {area!r} is not {ONLY_MASKED!r} or {WHOLE_PICTURE!r}")
+    content = pairs.get(MASKED_CONTENT)
+    if content is not None:
+        if content in _CONTENT_FROM_WORDS:
+            values["masked_content"] = _CONTENT_FROM_WORDS[content]
+        else:
+            allowed = ", ".join(MASKED_CONTENT_WORDS.values())
+            warnings.append(f"{MASKED_CONTENT}: {content!r} is not one of {allowed}")
+    values["invert_mask"] = pairs.get(MASK_MODE) == INPAINT_NOT_MASKED
+    outpaint = pairs.get(OUTPAINT)
+    if outpaint is not None:
+        amounts = [_as_int(part) for part in str(outpaint).split(",")]
+        if len(amounts) == 4 and all(a is not None for a in amounts):
+            values["outpaint"] = tuple(amounts)
+        else:
+            warnings.append(f"{OUTPAINT}: {outpaint!r} is not four amounts left,top,right,bottom")
+    ours = str(pairs.get("Version", "")).startswith("ldstudio")
+    if SOFT_INPAINTING in pairs:
+        values["soft"] = pairs[SOFT_INPAINTING] != "False"
+    else:
+        values["soft"] = ours or pairs.get(A1111_SOFT_ENABLED) == "True"
+    settings = InpaintSettings()
+    for name, value in values.items():
+        try:
+            settings = settings.replace(**{name: value}).validate()
+        except ValueError as exc:
+            warnings.append(f"{exc}; the default is used")
+    if settings.outpainting:
+        face = "outpaint"
+    elif (_MASK_KEYS - {INPAINT_AREA, MASKED_PADDING, MASK_PADDING_OLD}) & pairs.keys():
+        face = "inpaint"
+    else:
+        face = "img2img"
+    return settings, face
 
 
 def _read_a1111(text: Mapping[str, str]) -> ReadResult | None:

@@ -241,6 +241,7 @@ class EngineService:
             device=choice.device,
             dtype=choice.dtype,
             seconds=result.seconds,
+            request=result.request,
         )
 
     def _end(self, job: Job, outcome: Outcome, state: JobState = JobState.CANCELLED) -> None:

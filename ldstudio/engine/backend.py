@@ -26,8 +26,8 @@ from ldstudio.core.models import ModelRegistry
 from ldstudio.core.models.preflight import preflight_problems
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import KIND_TXT2IMG, Request
-from ldstudio.engine import performance, previews
+from ldstudio.core.request import KIND_INPAINT, KIND_TXT2IMG, Request
+from ldstudio.engine import inpaint, performance, previews
 from ldstudio.engine.callbacks import (
     CancelCheck,
     FinalLatents,
@@ -193,8 +193,8 @@ class DiffusersBackend:
         relay.finish(error)
 
     def _run(self, request: Request, relay: Relay) -> None:
-        if request.kind != KIND_TXT2IMG:
-            raise JobError(f"kind: {request.kind!r} is not supported by the diffusers engine yet")
+        if request.kind not in (KIND_TXT2IMG, KIND_INPAINT):
+            raise JobError(f"kind: {request.kind!r} is not supported by the diffusers engine")
         # The checks the CLI and the window made before queueing, made again here: the files
         # may have changed since, and a request may come from elsewhere (an API, a kept
         # queue). The preview method is checked after loading, against the model loaded.
@@ -203,11 +203,19 @@ class DiffusersBackend:
         if problems:
             raise JobError(problems[0].message)
         loaded = self._load(request.params.model, relay.send)
-        params = self._concrete(request.params, loaded)
+        canvas = request.kind == KIND_INPAINT
+        # A canvas job's size comes from its source (engine/inpaint.py plans it).
+        params = self._concrete(request.params, loaded, sized=not canvas)
         if self._extras.apply(loaded, params):
             # A "vae" previewer holds the VAE that was just swapped.
             self._previewers.pop((str(loaded.path), "vae"), None)
         previewer = self._previewer(loaded, params.preview_method)
+        if canvas:
+            inpaint.run(self, request, loaded, params, previewer, relay)
+            return
+        if loaded.inpainting:
+            inpaint.run_txt2img(self, loaded, params, previewer, relay)
+            return
         relay.send(
             StageStarted(
                 params=params,
@@ -225,10 +233,14 @@ class DiffusersBackend:
             relay.check(last_step)
             last_step = self._run_batch(params, loaded, previewer, batch_index, relay)
 
-    def _concrete(self, params: GenerationParams, loaded: LoadedModel) -> GenerationParams:
-        """Resolve the seed, the model's native size and prompt LoRA tags (to file paths, out of
-        the prompt the text encoder sees), so saved params are exact."""
+    def _concrete(
+        self, params: GenerationParams, loaded: LoadedModel, sized: bool = True
+    ) -> GenerationParams:
+        """Resolve the seed, the model's native size (when `sized`) and prompt LoRA tags (to
+        file paths, out of the prompt the text encoder sees), so saved params are exact."""
         params = resolve_prompt_loras(params.resolved())
+        if not sized:
+            return params
         return params.replace(
             width=params.width or loaded.native_size,
             height=params.height or loaded.native_size,

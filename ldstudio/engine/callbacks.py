@@ -6,8 +6,8 @@ returns in `kwargs` replaces them. `StepCallbacks` is that one callable: it runs
 order, and its `tensor_inputs` is the union of what each piece declares it reads or changes.
 
 A piece is one small class with a `tensor_inputs` tuple and the diffusers call signature, and
-can be tested alone: `CancelCheck`, `GuidanceCutoff`, `FinalLatents`, `Preview`, `Progress`.
-Another (an img2img strength schedule, a soft-inpaint blend) is one more class in the list.
+can be tested alone: `CancelCheck`, `GuidanceCutoff`, `FinalLatents`, `Preview`, `Progress`,
+and for canvas jobs `SoftInpaint` (the latent noise mask, step by step).
 Unlike diffusers' `PipelineCallback` the pieces are no `ConfigMixin`: they hold per-call state
 (a start time, the captured latents), not a configuration to save.
 """
@@ -19,12 +19,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import torch
+
 from ldstudio.core.backend import Step
 from ldstudio.core.params import GenerationParams
 
 if TYPE_CHECKING:
     import numpy as np
-    import torch
 
     from ldstudio.engine.previews import Previewer
 
@@ -77,7 +78,15 @@ class GuidanceCutoff:
     """From step `step` on, the conditional pass only (as diffusers' `SDXLCFGCutoffCallback`):
     the unconditional half of the embeddings is dropped and the pipeline's guidance set to 0."""
 
-    KEYS: ClassVar[tuple[str, ...]] = ("prompt_embeds", "add_text_embeds", "add_time_ids")
+    # The inpaint pipelines double their mask (and a 9-channel UNet's masked-image latents)
+    # for guidance too; left doubled, the batch would double once guidance is off.
+    KEYS: ClassVar[tuple[str, ...]] = (
+        "prompt_embeds",
+        "add_text_embeds",
+        "add_time_ids",
+        "mask",
+        "masked_image_latents",
+    )
 
     def __init__(self, step: int, tensor_inputs: Sequence[str]) -> None:
         self.step = step
@@ -155,12 +164,79 @@ class X0Tap:
         scheduler.step = step
 
 
+class X0Source(Protocol):
+    @property
+    def x0(self) -> torch.Tensor | None: ...
+
+
+class MaskedX0:
+    """The tapped x0 composited over the original latents by the latent mask: what a canvas
+    job's preview shows (the kept area is the source, not the model's guess at it)."""
+
+    def __init__(self, tap: X0Tap, mask: torch.Tensor, original: torch.Tensor) -> None:
+        self.tap = tap
+        self.mask = mask
+        self.original = original
+
+    @property
+    def x0(self) -> torch.Tensor | None:
+        x0 = self.tap.x0
+        if x0 is None:
+            return None
+        mask = self.mask.to(x0.device, x0.dtype)
+        return mask * x0 + (1 - mask) * self.original.to(x0.device, x0.dtype)
+
+
+class SoftInpaint:
+    """The latent noise mask of a 4-channel model, applied after every step ourselves.
+
+    diffusers' inpaint pipelines binarise the mask; here (given a full mask, so their own blend
+    keeps everything) the latents outside the mask are set back after each step to the original
+    latents noised to the next timestep with the job's noise (to the clean latents after the
+    last step), inside it the model's latents stay. Soft (differential diffusion): at step i of
+    N the mask is the latent-resolution soft mask thresholded at 1 - (i+1)/N, so a latent masked
+    at 0.3 is repainted for the last 30 % of the steps only: a feathered mask really is soft.
+    Hard: the mask binarised at 0.5 at every step, as diffusers would.
+    """
+
+    tensor_inputs: ClassVar[tuple[str, ...]] = ("latents",)
+
+    def __init__(
+        self, mask: torch.Tensor, original: torch.Tensor, noise: torch.Tensor, *, soft: bool
+    ) -> None:
+        self.mask = mask  # (1, 1, h, w) in [0, 1], at latent resolution
+        self.original = original  # (1 or B, C, h, w): the clean latents of the source
+        self.noise = noise  # (B, C, h, w): the noise the job started from
+        self.soft = soft
+
+    def keep(self, step_index: int, total: int) -> torch.Tensor:
+        """Boolean (1, 1, h, w): where the model's latents stay after step `step_index`."""
+        if not self.soft:
+            return self.mask >= 0.5
+        return self.mask > 1.0 - (step_index + 1) / total
+
+    def __call__(self, pipe: Any, step_index: int, timestep: Any, kwargs: Kwargs) -> Kwargs:
+        latents = kwargs["latents"]
+        # The timesteps the pipeline loops over: the scheduler's, past strength's skip.
+        timesteps = pipe.scheduler.timesteps[-int(pipe._num_timesteps) :]
+        total = len(timesteps)
+        original = self.original.to(latents.device, latents.dtype)
+        if step_index < total - 1:
+            noise = self.noise.to(latents.device, latents.dtype)
+            original = pipe.scheduler.add_noise(
+                original.expand_as(noise), noise, timesteps[step_index + 1 : step_index + 2]
+            )
+        keep = self.keep(step_index, total).to(latents.device)
+        kwargs["latents"] = torch.where(keep, latents, original)
+        return kwargs
+
+
 class Preview:
     """Every `interval` steps, a preview of the tapped x0; `frame` is None between them."""
 
     tensor_inputs: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, tap: X0Tap, previewer: Previewer, interval: int) -> None:
+    def __init__(self, tap: X0Source, previewer: Previewer, interval: int) -> None:
         self.tap = tap
         self.previewer = previewer
         self.interval = interval

@@ -24,6 +24,7 @@ from ldstudio.core.models import (
     ModelFileError,
     detect,
 )
+from ldstudio.core.models.detection import INPAINTING_CHANNELS
 from ldstudio.core.models.safetensors import checked_header
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def load_single_file(
 
     `config_dir` defaults to the bundled config of `variant`; tests pass small configs.
     """
-    checked_safetensors(path)
+    header = checked_safetensors(path)
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     config = config_dir or bundled_config(variant)
@@ -114,6 +115,19 @@ def load_single_file(
     else:
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     try:
+        if detect(header).inpainting:
+            # The bundled configs are the base models' (4 input channels); an inpainting
+            # checkpoint's UNet is the same but for its 9-channel input convolution.
+            from diffusers import UNet2DConditionModel
+
+            kwargs["unet"] = UNet2DConditionModel.from_single_file(
+                str(path),
+                config=str(config),
+                subfolder="unet",
+                local_files_only=True,
+                torch_dtype=torch_dtype,
+                in_channels=INPAINTING_CHANNELS,
+            )
         pipe = pipeline_cls.from_single_file(str(path), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError, TypeError, AttributeError) as exc:
         raise CheckpointError(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ldstudio.core.backend import JobError
 from ldstudio.core.models import ModelFileError
-from ldstudio.core.models.detection import family_of_variant, unet_family
+from ldstudio.core.models.detection import family_of_variant, is_inpainting_unet, unet_family
 from ldstudio.core.models.entries import hf_cache_name
 from ldstudio.core.models.entries import resolve_model_path as resolve_model_path
 from ldstudio.core.models.preflight import check_diffusers_folder as checked_folder_index
@@ -48,6 +48,9 @@ class LoadedModel:
     native_size: int
     seconds: float
     variant: str = ""  # the bundled config a single-file checkpoint loaded with
+    # An inpainting model (9-channel UNet): it runs canvas jobs with the real mask, auto
+    # strength 1.0 (InpaintSettings.resolved_strength), and txt2img as a fully masked inpaint.
+    inpainting: bool = False
     # Task pipelines built from `pipe` with from_pipe (engine/pipelines.py), by task: they
     # share its modules and go with it.
     tasks: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -140,6 +143,7 @@ def load_pipeline(
         base_scheduler_config=pipe.scheduler.config,
         native_size=native,
         seconds=seconds,
+        inpainting=is_inpainting_unet(pipe.unet.config.in_channels),
     )
 
 
@@ -174,6 +178,7 @@ def _load_single_file(
         native_size=int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor),
         seconds=time.perf_counter() - started,
         variant=variant,
+        inpainting=is_inpainting_unet(pipe.unet.config.in_channels),
     )
 
 

@@ -5,7 +5,10 @@ Layout of a library folder (default `paths.home_dir() / "library"`):
     library.sqlite3        the index (WAL mode; -wal/-shm beside it while open)
     images/YYYY-MM/        images ldstudio generated (or imported with copy=True)
     trash/                 deleted images, restorable until the trash is emptied
-    thumbnails/xx/         cached thumbnails (see ldstudio.core.thumbnails)
+    thumbnails/xx/         cached thumbnails (see ldstudio.core.thumbnails; blobs/ for blobs')
+    blobs/ab/<sha256>      source images and masks of img2img/inpaint jobs, by content hash:
+                           written once, shared by every image made from them, never deleted
+                           by trash or empty_trash (`inputs_of` finds an image's blobs)
     sessions/              one locked file per process that has the library open
 
 Images imported in place stay where they are, outside the library: those files are the user's,
@@ -43,6 +46,7 @@ know when to refresh its counts.
 
 from ldstudio.core.library.entries import (
     CopySource,
+    EntryInputs,
     ImportReport,
     LibraryEntry,
     LibraryFilter,
@@ -70,6 +74,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TEMP_SUFFIX",
     "CopySource",
+    "EntryInputs",
     "ImportReport",
     "IndexDamaged",
     "LibraryEntry",

@@ -11,8 +11,10 @@ from typing import Any
 
 from PIL import Image
 
+from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import ReadResult, read_file
+from ldstudio.core.request import KIND_TXT2IMG, Request
 
 # SQLite's INTEGER is signed 64-bit; other tools write bigger numbers (ComfyUI seeds reach
 # 2**64 - 1).
@@ -26,6 +28,7 @@ class LibraryFilter:
     `text`: prompt words (each word matches as a prefix, all must match). `tags`: images carrying
     all of them. `since`/`until`: creation time in Unix seconds, since <= created < until.
     `trashed`: the trash instead of the library. `missing`: include rows whose file is gone.
+    `face`: only images made as txt2img, img2img, inpaint or outpaint (request.face).
     """
 
     text: str = ""
@@ -37,6 +40,7 @@ class LibraryFilter:
     trashed: bool = False
     missing: bool = True
     newest_first: bool = True
+    face: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,28 @@ class LibraryEntry:
     missing: bool
     params_json: str | None = field(default=None, repr=False)
     extra_json: str | None = field(default=None, repr=False)
+    # txt2img, img2img, inpaint or outpaint; "" when the image holds no parameters.
+    face: str = ""
+    # The request beyond its params (kind, inputs, inpaint settings); None for txt2img.
+    request_json: str | None = field(default=None, repr=False)
     tags: tuple[str, ...] = ()
+
+    @property
+    def request(self) -> Request | None:
+        """The job that made the image (its params are `params`); None when not known.
+
+        An inpaint request read from another tool's text has no inputs (its source image and
+        mask were not recorded): `LibraryStore.inputs_of` says so.
+        """
+        params = self.params
+        if params is None:
+            return None
+        if not self.request_json:
+            return Request.txt2img(params)
+        try:
+            return request_from_json(params, self.request_json)
+        except (ValueError, TypeError, KeyError):
+            return None
 
     @property
     def params(self) -> GenerationParams | None:
@@ -108,7 +133,68 @@ class LibraryEntry:
             "trashed": self.trashed_at is not None,
             "missing": self.missing,
             "params": self.params.to_dict() if self.params else None,
+            "face": self.face,
+            **_job_dict(self.request_json),
         }
+
+
+def request_json(request: Request | None) -> str | None:
+    """What the index keeps of a request beside its params: kind, inputs, inpaint settings
+    (None for txt2img, which is all params)."""
+    if request is None or request.kind == KIND_TXT2IMG:
+        return None
+    data = {
+        "kind": request.kind,
+        "inputs": dict(request.inputs),
+        "inpaint": request.inpaint.to_dict() if request.inpaint else None,
+    }
+    return json.dumps(data, sort_keys=True)
+
+
+def request_from_json(params: GenerationParams, text: str) -> Request:
+    """The request `request_json` wrote, with `params`. ValueError for what is not one."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
+        raise ValueError("request_json: not a request")
+    inpaint = data.get("inpaint")
+    return Request(
+        params=params,
+        kind=str(data["kind"]),
+        inputs=tuple(sorted((str(k), str(v)) for k, v in data["inputs"].items())),
+        inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
+    )
+
+
+def _job_dict(text: str | None) -> dict[str, Any]:
+    data = _json_dict(text)
+    inputs = data.get("inputs")
+    return {"inputs": inputs if isinstance(inputs, dict) else {}, "inpaint": data.get("inpaint")}
+
+
+def _json_dict(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(frozen=True)
+class EntryInputs:
+    """What an image was made from (`LibraryStore.inputs_of`): its request, and the files of
+    its source image and mask in the library's blob store (None when it has none, or they
+    are not in this library: `missing` says which and why, worded for the user)."""
+
+    request: Request | None
+    image: Path | None = None
+    mask: Path | None = None
+    missing: tuple[str, ...] = ()
+
+    @property
+    def face(self) -> str:
+        return self.request.face if self.request is not None else ""
 
 
 @dataclass(frozen=True)
@@ -140,6 +226,8 @@ class NewEntry:
     dtype: str = ""
     params_json: str | None = None
     extra_json: str | None = None
+    face: str = ""
+    request_json: str | None = None
     source: str = "ldstudio"
     mtime_ns: int = 0
     file_size: int = 0
@@ -191,6 +279,8 @@ class NewEntry:
             scheduler=str(fields.get("scheduler", "")),
             params_json=result.params.to_json() if result.params else None,
             extra_json=json.dumps(extra, ensure_ascii=False, default=str) if extra else None,
+            face=result.face,
+            request_json=request_json(result.request),
             source=result.source,
             mtime_ns=stat.st_mtime_ns,
             file_size=stat.st_size,

@@ -12,7 +12,7 @@ from ldstudio.core.library.errors import LibraryError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 # Each entry migrates the schema from version i to i + 1. Never edit a released entry: add one.
@@ -77,6 +77,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE images ADD COLUMN copied_from_size INTEGER;
     ALTER TABLE images ADD COLUMN copied_from_mtime_ns INTEGER;
     CREATE INDEX images_copied_from ON images(copied_from) WHERE copied_from IS NOT NULL;
+    """,
+    # 3 -> 4: img2img / inpaint / outpaint: the face of the job and the request beyond its
+    # params (kind, input blob hashes, inpaint settings). Every ldstudio image before was
+    # txt2img; an imported image's A1111 keys (kept in extra_json) say what it was.
+    """
+    ALTER TABLE images ADD COLUMN face TEXT NOT NULL DEFAULT '';
+    ALTER TABLE images ADD COLUMN request_json TEXT;
+    UPDATE images SET face = 'txt2img' WHERE params_json IS NOT NULL;
+    UPDATE images SET face = 'img2img'
+        WHERE source != 'ldstudio' AND params_json IS NOT NULL AND json_valid(extra_json)
+          AND json_extract(extra_json, '$."Denoising strength"') IS NOT NULL
+          AND json_extract(extra_json, '$."Hires upscale"') IS NULL
+          AND json_extract(extra_json, '$."Hires upscaler"') IS NULL
+          AND json_extract(extra_json, '$."Hires steps"') IS NULL;
+    UPDATE images SET face = 'inpaint'
+        WHERE source != 'ldstudio' AND params_json IS NOT NULL AND json_valid(extra_json)
+          AND (json_extract(extra_json, '$."Mask blur"') IS NOT NULL
+               OR json_extract(extra_json, '$."Masked content"') IS NOT NULL);
+    CREATE INDEX images_by_face ON images(face, created, id) WHERE trashed_at IS NULL;
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION

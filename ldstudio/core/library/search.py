@@ -64,6 +64,9 @@ def where(f: LibraryFilter, *, use_fts: bool, scan_by_date: bool = False) -> tup
     if f.model:
         clauses.append("model = ?")
         args.append(f.model)
+    if f.face:
+        clauses.append("face = ?")
+        args.append(f.face)
     if f.favourites:
         clauses.append("favourite = 1")
     for tag in f.tags:

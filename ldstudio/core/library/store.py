@@ -15,17 +15,19 @@ from typing import Any
 
 from PIL import Image
 
-from ldstudio.core.atomic import fsync_dir
+from ldstudio.core.atomic import atomic_file, fsync_dir
 from ldstudio.core.events import ImageRecord
 from ldstudio.core.imagefiles import numbered, prompt_slug, write_png_new
 from ldstudio.core.library import search
 from ldstudio.core.library.blobs import BlobStore
 from ldstudio.core.library.entries import (
+    EntryInputs,
     ImportReport,
     LibraryEntry,
     LibraryFilter,
     NewEntry,
     ReconcileReport,
+    request_json,
 )
 from ldstudio.core.library.errors import _ROW_ERRORS, IndexDamaged, LibraryError, is_damage
 from ldstudio.core.library.files import _from_stored, _storable
@@ -43,9 +45,10 @@ from ldstudio.core.library.schema import (
     migrate,
 )
 from ldstudio.core.library.trash import move_with_row, run_empty_trash, run_restore, run_trash
-from ldstudio.core.metadata import png_text_chunks
+from ldstudio.core.metadata import SOURCE_NOT_RECORDED, png_text_chunks
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.thumbnails import ThumbnailCache
+from ldstudio.core.request import KIND_INPAINT, ROLE_IMAGE, ROLE_MASK, Request
+from ldstudio.core.thumbnails import THUMBNAIL_SUFFIX, ThumbnailCache, make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -235,12 +238,14 @@ class LibraryStore:
         device: str = "",
         dtype: str = "",
         seconds: float = 0.0,
+        request: Request | None = None,
     ) -> LibraryEntry:
         """Write `image` as a PNG with metadata into the library and index it; the new entry.
 
-        IndexDamaged (naming the file, which is saved) when the index cannot record it.
+        `request`: the job it came from (see `ImageSink`). IndexDamaged (naming the file, which
+        is saved) when the index cannot record it.
         """
-        entry = self._write_image(image, params, model_name, device, dtype, seconds)
+        entry = self._write_image(image, params, model_name, device, dtype, seconds, request)
         try:
             (image_id,) = self.add_entries([entry])
             return self.get(image_id)
@@ -257,12 +262,14 @@ class LibraryStore:
         device: str,
         dtype: str,
         seconds: float,
+        request: Request | None = None,
     ) -> NewEntry:
         """The image file, complete and durable, and the row to add for it."""
+        job = Request.txt2img(params) if request is None else replace(request, params=params)
         # Claimed atomically: another writer (a second `generate`, the window) saving the same
         # prompt and seed in the same second gets the next name, never this file.
         path = write_png_new(
-            image, self._new_image_names(params), png_text_chunks(params, model_name)
+            image, self._new_image_names(params), png_text_chunks(params, model_name, job)
         )
         fsync_dir(path.parent)  # the rename itself survives a power cut, not just a kill
         stat = path.stat()
@@ -282,6 +289,8 @@ class LibraryStore:
             device=device,
             dtype=dtype,
             params_json=params.to_json(),
+            face=job.face,
+            request_json=request_json(job),
             source="ldstudio",
             mtime_ns=stat.st_mtime_ns,
             file_size=stat.st_size,
@@ -298,6 +307,7 @@ class LibraryStore:
         device: str,
         dtype: str,
         seconds: float,
+        request: Request | None = None,
     ) -> ImageRecord:
         """`ImageSink.save`: the engine's finished images go straight into the library.
 
@@ -305,7 +315,7 @@ class LibraryStore:
         than the busy timeout) does not undo a complete image. The save is listed in
         `unindexed` with why, and reconcile() or rebuild_index() adds the file later.
         """
-        entry = self._write_image(image, params, model_name, device, dtype, seconds)
+        entry = self._write_image(image, params, model_name, device, dtype, seconds, request)
         try:
             self.add_entries([entry])
         except sqlite3.Error as exc:
@@ -597,6 +607,56 @@ class LibraryStore:
     ) -> None:
         """Move an image file and its row together, crash-safe (see trash.move_with_row)."""
         move_with_row(self, entry, target, trashed_at=trashed_at, original=original)
+
+    # --- what an image was made from (blobs) ------------------------------------------------------
+
+    def inputs_of(self, entry: LibraryEntry) -> EntryInputs:
+        """The request that made `entry` and the blob files of its source image and mask.
+
+        For the details pane ("made from" with a thumbnail, see `blob_thumbnail`) and Reuse all
+        (the request rebuilds the same job: its inputs are these blobs). Reads the index row
+        and looks for the blob files; decodes nothing. An input whose blob is not in this
+        library (an image copied in from elsewhere), or a request read from another tool's
+        text (no source recorded), is named in `missing`.
+        """
+        request = entry.request
+        if request is None or request.kind != KIND_INPAINT:
+            return EntryInputs(request)
+        found: dict[str, Path] = {}
+        missing: list[str] = []
+        if request.input(ROLE_IMAGE) is None:
+            missing.append(SOURCE_NOT_RECORDED)
+        for role, what in ((ROLE_IMAGE, "source image"), (ROLE_MASK, "mask")):
+            digest = request.input(role)
+            if digest is None:
+                continue
+            if digest in self.blobs:
+                found[role] = self.blobs.path(digest)
+            else:
+                missing.append(
+                    f"{what} (blob {digest[:12]}…): not in this library's blob store "
+                    f"({self.blobs.root})"
+                )
+        return EntryInputs(request, found.get(ROLE_IMAGE), found.get(ROLE_MASK), tuple(missing))
+
+    def blob_thumbnail(self, digest: str) -> Path:
+        """A thumbnail of a blob (a source image or mask), built if missing; worker thread.
+
+        KeyError when the blob is not stored, UnreadableImage when it is not an image. Blobs
+        never change, so their thumbnails are keyed by hash alone.
+        """
+        source = self.blobs.path(digest)
+        if not source.is_file():
+            raise KeyError(f"blob {digest}: not in the library's blob store")
+        size = self.thumbnails.size
+        target = (
+            self.thumbnails.folder / "blobs" / digest[:2] / f"{digest}-{size}{THUMBNAIL_SUFFIX}"
+        )
+        if not target.exists():
+            thumbnail = make_thumbnail(source, size)
+            with atomic_file(target, durable=False) as handle:  # rebuilt if lost
+                thumbnail.save(handle, format="WEBP", quality=80, method=4)
+        return target
 
     # --- thumbnails -------------------------------------------------------------------------------
 

@@ -29,7 +29,8 @@ VARIANT_LABELS: dict[str, str] = {
 }
 SUPPORTED_TEXT = (
     "single-file checkpoints of SD 1.x, SD 2.x (epsilon and v-prediction), SDXL base, SD-Turbo "
-    "and SDXL-Turbo in the original Stable Diffusion key layout, as .safetensors"
+    "and SDXL-Turbo (and the inpainting versions of SD 1.x, 2.x and SDXL) in the original "
+    "Stable Diffusion key layout, as .safetensors"
 )
 
 KIND_CHECKPOINT = "checkpoint"
@@ -54,6 +55,17 @@ _ATTN2_TO_K = re.compile(r"^model\.diffusion_model\..*\.attn2\.to_k\.weight$")
 # fine-tuning for v-prediction spreads this LayerNorm bias well beyond the epsilon models'.
 _V_PRED_PROBE = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
 _V_PRED_STD = 0.09
+
+
+# A UNet's input channels: the latents, or (inpainting models: SD 1.5/2 and SDXL inpainting)
+# the latents, the mask and the masked image's latents.
+LATENT_CHANNELS = 4
+INPAINTING_CHANNELS = 9
+
+
+def is_inpainting_unet(in_channels: object) -> bool:
+    """Whether a UNet config's `in_channels` is an inpainting model's."""
+    return in_channels == INPAINTING_CHANNELS
 
 
 def family_label(family: str) -> str:
@@ -99,6 +111,8 @@ class Detection:
     family: str = ""  # "sd1" | "sd2" | "sdxl" for checkpoints and LoRAs that say so
     variant: str = ""  # the bundled config a checkpoint loads with (see VARIANTS)
     status: str = STATUS_OK
+    # An inpainting checkpoint: its UNet reads 9 channels (latents + mask + masked image).
+    inpainting: bool = False
     message: str = ""  # what was found, for unsupported files
 
 
@@ -151,10 +165,10 @@ def _detect_checkpoint(header: SafetensorsHeader) -> Detection:
         return unsupported("a Flux checkpoint")
     if context is None:
         return unsupported("a UNet without cross-attention layers (not an SD 1/2/XL checkpoint)")
-    if in_channels not in (0, 4):
+    if in_channels not in (0, LATENT_CHANNELS, INPAINTING_CHANNELS):
         return unsupported(
-            f"a UNet with {in_channels} input channels (an inpainting or instruct-pix2pix "
-            f"model, context width {context})"
+            f"a UNet with {in_channels} input channels (an instruct-pix2pix or other "
+            f"image-conditioned model, context width {context})"
         )
     if xl_refiner:
         return unsupported("an SDXL refiner checkpoint (refiners need a base model's latents)")
@@ -176,7 +190,12 @@ def _detect_checkpoint(header: SafetensorsHeader) -> Detection:
             f"a {VARIANT_LABELS[family]} checkpoint without its VAE (first_stage_model.*); "
             "single-file checkpoints must hold UNet, VAE and text encoder(s)"
         )
-    return Detection(kind=KIND_CHECKPOINT, family=family, variant=_variant(header, family))
+    return Detection(
+        kind=KIND_CHECKPOINT,
+        family=family,
+        variant=_variant(header, family),
+        inpainting=in_channels == INPAINTING_CHANNELS,
+    )
 
 
 def _variant(header: SafetensorsHeader, family: str) -> str:
