@@ -13,7 +13,14 @@ import pytest
 from conftest import REPO_ROOT
 from PIL import Image
 from PySide6.QtCore import QEvent, QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QMouseEvent
+from PySide6.QtGui import (
+    QDragEnterEvent,
+    QDropEvent,
+    QGuiApplication,
+    QImage,
+    QMouseEvent,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QApplication
 
 from ldstudio.core.inpaint import InpaintSettings
@@ -354,3 +361,52 @@ def test_brush_benchmark_quick_run(tmp_path: Path) -> None:
     for row in results["runs"]:
         assert row["segments"] == 40 and row["paints"] >= row["segments"]
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["max_ms"]
+
+
+def test_wheel_zooms_and_space_drag_pans(qtbot, pane: CanvasPane, tmp_path: Path) -> None:
+    pane.open_file(picture(tmp_path / "a.png"))
+    view = pane.view
+    anchor = on_screen(view, 60, 50)
+    scale = view.scale
+    wheel = QWheelEvent(
+        anchor,
+        view.mapToGlobal(anchor),
+        QPoint(0, 0),
+        QPoint(0, 120),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(view, wheel)
+    assert view.scale == pytest.approx(scale * 1.25)
+    here = view.to_canvas(anchor)
+    assert (here.x(), here.y()) == (pytest.approx(60), pytest.approx(50))
+    # Space + left drag pans and paints nothing.
+    view.setFocus()
+    qtbot.keyPress(view, Qt.Key.Key_Space)
+    drag(view, [QPointF(300, 300), QPointF(320, 290)])
+    qtbot.keyRelease(view, Qt.Key.Key_Space)
+    moved = view.to_canvas(anchor + QPointF(20, -10))
+    assert (moved.x(), moved.y()) == (pytest.approx(60), pytest.approx(50))
+    document = pane.document()
+    assert document is not None and not document.has_mask()
+    # Without Space the same drag paints.
+    drag(view, [on_screen(view, 100, 100), on_screen(view, 120, 100)])
+    assert document.has_mask()
+    pane.fit_button.click()
+    assert view.scale == pytest.approx(scale)
+
+
+def test_strength_slider_and_auto(pane: CanvasPane) -> None:
+    pane.strength_auto.setChecked(False)
+    assert pane.strength_slider.isEnabled()
+    pane.strength_slider.setValue(42)
+    assert pane.settings().strength == pytest.approx(0.42)
+    assert pane.strength_label.text() == "0.42"
+    pane.area_combo.setCurrentIndex(pane.area_combo.findText("Only masked"))
+    pane.content_combo.setCurrentIndex(pane.content_combo.findText("fill"))
+    settings = pane.settings()
+    assert (settings.inpaint_area, settings.masked_content) == ("masked", "fill")
+    pane.strength_auto.setChecked(True)
+    assert pane.settings().strength is None and pane.strength_label.text() == "auto"
