@@ -24,6 +24,7 @@ from ldstudio.core.events import (
 from ldstudio.core.models import ModelRegistry
 from ldstudio.core.models.preflight import preflight
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import Request, as_request
 from ldstudio.qt.timeline import TimelineStore
 
 if TYPE_CHECKING:
@@ -86,16 +87,17 @@ class JobsController(QObject):
         w.preferences.store_params(params)
         w.background.spawn(self.run_job(params))
 
-    async def run_job(self, params: GenerationParams) -> Outcome | None:
+    async def run_job(self, job_request: Request | GenerationParams) -> Outcome | None:
         """Check the request as the CLI does, queue it, and wait for its end; None when the
         check refused it (the reason is shown, nothing is queued)."""
+        params = as_request(job_request).params
         # Here, not on an executor: it reads a few file headers (milliseconds; the model list's
         # scan is already cached), and jobs must reach the queue in the order they were asked.
         problems = preflight(params, ModelRegistry.shared())
         if problems:
             self.window.preview_pane.show_error(f"Cannot generate: {problems[0]}")
             return None
-        job = self.window.controller.submit(params)
+        job = self.window.controller.submit(job_request)
         outcome = await self.window.controller.wait(job)
         if self.window.closing:
             return outcome
