@@ -26,6 +26,7 @@ The API (what the engine and the canvas use):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +35,7 @@ from PIL import Image, ImageFilter
 FloatArray = npt.NDArray[np.float32]
 UInt8Array = npt.NDArray[np.uint8]
 Region = tuple[int, int, int, int]
+MaskArray = npt.NDArray[Any]  # float 0..1, uint8 0..255 or bool
 
 # A box blur pass of radius r turns one 255 pixel into 255/(2r+1) per pixel; keeping that >= 1
 # makes the "any painted pixel within reach" test exact without relying on PIL's rounding.
@@ -102,7 +104,7 @@ def prepare_mask(mask: Image.Image, *, invert: bool, blur: int) -> FloatArray:
     if not painted.any():
         return out
     if reach == 0:
-        unblurred: FloatArray = np.multiply(values, np.float32(1 / 255), dtype=np.float32)
+        unblurred: FloatArray = np.divide(values, np.float32(255), dtype=np.float32)
         return unblurred
     # Outside the painted box grown by the reach the answer is 0: blur only that part. PIL
     # replicates edge pixels; the crop's edges are either zeros or the image's own edges, so
@@ -110,7 +112,7 @@ def prepare_mask(mask: Image.Image, *, invert: bool, blur: int) -> FloatArray:
     x0, y0, x1, y1 = _grow(_bbox(painted), reach, values.shape[1], values.shape[0])
     part = grey.crop((x0, y0, x1, y1))
     blurred = np.asarray(part.filter(ImageFilter.GaussianBlur(blur)))
-    result = np.multiply(blurred, np.float32(1 / 255), dtype=np.float32)
+    result = np.divide(blurred, np.float32(255), dtype=np.float32)
     result[~_dilate(values[y0:y1, x0:x1] > 0, reach)] = 0.0
     below = values[y0:y1, x0:x1] < 255
     if below.any():
@@ -121,9 +123,7 @@ def prepare_mask(mask: Image.Image, *, invert: bool, blur: int) -> FloatArray:
     return out
 
 
-def crop_region(
-    mask: npt.NDArray[np.generic], padding: int, width: int, height: int, aspect: float
-) -> Region:
+def crop_region(mask: MaskArray, padding: int, width: int, height: int, aspect: float) -> Region:
     """A1111 "Only masked": the box (x0, y0, x1, y1) the model repaints at its own size.
 
     The bounding box of mask > 0, grown by `padding` on every side, then grown (never shrunk) to
@@ -198,9 +198,10 @@ def extend_canvas(
         # PIL's blur replicates the canvas edges, which are stretched colours too).
         radius = min(_EXTEND_BLUR_MAX, max(1, max(outpaint) // 4))
         smooth = np.asarray(Image.fromarray(stretched).filter(ImageFilter.GaussianBlur(radius)))
-        stretched[new_area] = smooth[new_area]
+        spread = new_area if stretched.ndim == 2 else new_area[..., None]
+        np.copyto(stretched, smooth, where=spread)
         if source.mode in ("RGBA", "LA"):
-            stretched[..., -1][new_area] = 255
+            np.copyto(stretched[..., -1], np.uint8(255), where=new_area)
     out_mask = np.where(new_area, np.uint8(255), np.uint8(0))
     if mask is not None:
         user = np.asarray(mask_from_image(mask) if mask.mode != "L" else mask)
@@ -208,7 +209,7 @@ def extend_canvas(
     return Image.fromarray(stretched), Image.fromarray(out_mask)
 
 
-def fill_masked(image: Image.Image, mask: npt.NDArray[np.generic]) -> Image.Image:
+def fill_masked(image: Image.Image, mask: MaskArray) -> Image.Image:
     """A1111 "fill": masked pixels replaced by the blurred colours of their surroundings.
 
     The colours come from the unmasked pixels (weighted by 1 - mask) spread inwards by a
@@ -218,38 +219,48 @@ def fill_masked(image: Image.Image, mask: npt.NDArray[np.generic]) -> Image.Imag
     """
     source = _supported(image)
     weight = _unit_mask(mask, source.size)
-    out = np.array(source)
     masked = weight > 0
+    out = source.copy()
     if not masked.any():
-        return Image.fromarray(out)
-    colour = _bands(out).astype(np.float32)
-    known = 1.0 - weight
+        return out
+    # The fill comes from around the hole: work in its box grown by half its size.
+    bx0, by0, bx1, by1 = _bbox(masked)
+    margin = max(bx1 - bx0, by1 - by0) // 2 + 16
+    box = _grow((bx0, by0, bx1, by1), margin, source.width, source.height)
+    x0, y0, x1, y1 = box
+    patch = np.array(source.crop(box))
+    target = _bands(patch)
+    colour = target.astype(np.float32)
     if colour.ndim == 2:
         colour = colour[..., None]
-    filled = _pull_push(colour * known[..., None], known)
+    m = weight[y0:y1, x0:x1]
+    known = 1.0 - m
+    if float(known.max()) <= 0.0:
+        filled = np.broadcast_to(colour.mean(axis=(0, 1)), colour.shape)
+    else:
+        filled = _pull_push(colour * known[..., None], known)
     # The pyramid's coarse levels are blocky: soften the fill (only its masked part is used).
-    filled_img = Image.fromarray(
-        np.clip(np.rint(filled), 0, 255).astype(np.uint8).squeeze(-1)
-        if filled.shape[-1] == 1
-        else np.clip(np.rint(filled), 0, 255).astype(np.uint8)
-    )
-    soft = np.asarray(filled_img.filter(ImageFilter.GaussianBlur(4))).astype(np.float32)
+    rounded = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+    smooth = Image.fromarray(rounded[..., 0] if rounded.shape[-1] == 1 else rounded)
+    soft = np.asarray(smooth.filter(ImageFilter.GaussianBlur(4))).astype(np.float32)
     if soft.ndim == 2:
         soft = soft[..., None]
-    m = weight[masked][:, None]
-    blended = colour[masked] * (1.0 - m) + soft[masked] * m
-    target = _bands(out)
-    values = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    target[masked] = values if target.ndim == 3 else values[:, 0]
-    return Image.fromarray(out)
+    blended = np.clip(np.rint(colour + (soft - colour) * m[..., None]), 0, 255).astype(np.uint8)
+    inside = masked[y0:y1, x0:x1]
+    if target.ndim == 2:
+        np.copyto(target, blended[..., 0], where=inside)
+    else:
+        np.copyto(target, blended, where=inside[..., None])
+    out.paste(Image.fromarray(patch), box)
+    return out
 
 
 def match_colour(
-    generated: npt.NDArray[np.generic],
-    original: npt.NDArray[np.generic],
-    mask: npt.NDArray[np.generic],
+    generated: MaskArray,
+    original: MaskArray,
+    mask: MaskArray,
     band: int,
-) -> npt.NDArray[np.generic]:
+) -> MaskArray:
     """`generated` shifted per channel so it matches `original` just outside the mask.
 
     The offset is the mean of original - generated over the ring of kept pixels (mask == 0)
@@ -282,9 +293,7 @@ def match_colour(
     return shifted
 
 
-def composite(
-    original: Image.Image, generated: Image.Image, mask: npt.NDArray[np.generic]
-) -> Image.Image:
+def composite(original: Image.Image, generated: Image.Image, mask: MaskArray) -> Image.Image:
     """The final image: `original` where mask == 0 (bit for bit), `generated` where mask == 1.
 
     In between the two are blended in proportion to the mask (8-bit steps), monotone in it.
@@ -297,25 +306,29 @@ def composite(
             f"generated: {generated.width}x{generated.height} is not the original "
             f"size {original.width}x{original.height}"
         )
-    level = _level_mask(mask, original.size)
-    out = np.array(source)
-    painted = level > 0
+    values = _sized(mask, original.size)
+    painted = values > 0
+    out = source.copy()
     if not painted.any():
-        return Image.fromarray(out)
-    x0, y0, x1, y1 = _bbox(painted)
+        return out
+    # Only the painted box is touched: the rest of the copy is the original's own bytes.
+    box = _bbox(painted)
+    x0, y0, x1, y1 = box
+    inside = painted[y0:y1, x0:x1]
     bands = _colour_mode(source)
-    gen_img = generated if generated.mode == bands else generated.convert(bands)
-    gen = _bands(np.asarray(gen_img.crop((x0, y0, x1, y1))))
-    target = _bands(out)[y0:y1, x0:x1]
-    m = level[y0:y1, x0:x1].astype(np.uint16)
-    if target.ndim == 3:
-        m = m[..., None]
-    blended = (target.astype(np.uint16) * (255 - m) + gen.astype(np.uint16) * m + 127) // 255
-    where = painted[y0:y1, x0:x1]
-    np.copyto(
-        target, blended.astype(np.uint8), where=where[..., None] if target.ndim == 3 else where
-    )
-    return Image.fromarray(out)
+    region = source.crop(box)
+    colour = region if region.mode == bands else region.convert(bands)
+    gen = generated.crop(box)
+    gen = gen if gen.mode == bands else gen.convert(bands)
+    # PIL's composite is exact at 0 and 255 and rounds in between (monotone in the mask); the
+    # copy below writes only where mask > 0 all the same.
+    level = Image.fromarray(_level_mask(values[y0:y1, x0:x1]))
+    blended = _bands(np.asarray(Image.composite(gen, colour, level)))
+    patch = np.array(region)
+    target = _bands(patch)
+    np.copyto(target, blended, where=inside[..., None] if target.ndim == 3 else inside)
+    out.paste(Image.fromarray(patch), box)
+    return out
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -341,32 +354,38 @@ def _bands(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     return values
 
 
-def _level_mask(mask: npt.NDArray[np.generic], size: tuple[int, int]) -> UInt8Array:
-    """A mask array as uint8 0..255 (float masks are 0..1)."""
+def _sized(mask: MaskArray, size: tuple[int, int]) -> MaskArray:
+    """`mask` as an array, checked to be HxW for an image of `size` (width, height)."""
     values = np.asarray(mask)
     if values.shape != (size[1], size[0]):
-        raise ValueError(
-            f"mask: {values.shape[-1] if values.ndim else 0}x"
-            f"{values.shape[0] if values.ndim else 0} is not the image size "
-            f"{size[0]}x{size[1]}"
-        )
+        shape = "x".join(str(n) for n in values.shape[::-1]) or "a scalar"
+        raise ValueError(f"mask: {shape} is not the image size {size[0]}x{size[1]}")
+    return values
+
+
+def _level_mask(values: MaskArray) -> UInt8Array:
+    """A mask array as uint8 0..255 (float masks are 0..1; NaN counts as 0)."""
     if values.dtype == np.uint8:
         same: UInt8Array = values
         return same
-    scaled = np.clip(np.nan_to_num(values.astype(np.float32, copy=False)), 0.0, 1.0) * 255.0
-    level: UInt8Array = np.rint(scaled).astype(np.uint8)
+    scaled = np.multiply(values, np.float32(255), dtype=np.float32)
+    np.fmax(scaled, 0.0, out=scaled)  # also turns NaN into 0
+    np.fmin(scaled, 255.0, out=scaled)
+    scaled += 0.5
+    level: UInt8Array = scaled.astype(np.uint8)
     # A faint but non-zero mask still counts as painted (it is inside the blur band).
-    level[(level == 0) & (values > 0)] = 1
+    np.maximum(level, values > 0, out=level)
     return level
 
 
-def _unit_mask(mask: npt.NDArray[np.generic], size: tuple[int, int]) -> FloatArray:
-    values = np.asarray(mask)
+def _unit_mask(mask: MaskArray, size: tuple[int, int]) -> FloatArray:
+    """A mask array as float32 0..1 (uint8 masks are 0..255; NaN counts as 0)."""
+    values = _sized(mask, size)
     if values.dtype == np.uint8:
-        _level_mask(values, size)  # size check
-        return np.multiply(values, np.float32(1 / 255), dtype=np.float32)
-    _level_mask(values, size)
-    return np.clip(np.nan_to_num(values.astype(np.float32)), 0.0, 1.0)
+        unit: FloatArray = np.divide(values, np.float32(255), dtype=np.float32)
+        return unit
+    unit = np.fmax(values.astype(np.float32), np.float32(0.0))
+    return np.fmin(unit, np.float32(1.0))
 
 
 def _bbox(painted: npt.NDArray[np.bool_]) -> Region:
@@ -406,38 +425,31 @@ def _dilate(painted: npt.NDArray[np.bool_], radius: int) -> npt.NDArray[np.bool_
 
 
 def _pull_push(premultiplied: FloatArray, weight: FloatArray) -> FloatArray:
-    """Colours everywhere from weighted samples: halve until every cell has weight, refill."""
-    if float(weight.max()) <= 0.0:
-        total = premultiplied.shape[0] * premultiplied.shape[1]
-        mean = _bands_mean(premultiplied, total)
-        return np.broadcast_to(mean, premultiplied.shape).astype(np.float32)
+    """Colours everywhere from weighted samples (pull-push): halve down to one cell, summing
+    weights (capped at 1), then fill each level's missing weight from the level below it.
+    Needs some weight somewhere."""
     levels: list[tuple[FloatArray, FloatArray]] = [(premultiplied, weight)]
-    while min(levels[-1][1].shape) > 1 and float(levels[-1][1].min()) < 1.0:
+    while max(levels[-1][1].shape) > 1:
         colour, w = levels[-1]
         h, wd = w.shape
-        if h % 2 or wd % 2:  # repeat the last row/column so the halving is even
-            colour = np.pad(colour, ((0, h % 2), (0, wd % 2), (0, 0)), mode="edge")
-            w = np.pad(w, ((0, h % 2), (0, wd % 2)), mode="edge")
-        sum_w = w.reshape(w.shape[0] // 2, 2, w.shape[1] // 2, 2).sum(axis=(1, 3))
-        sum_c = colour.reshape(w.shape[0] // 2, 2, w.shape[1] // 2, 2, -1).sum(axis=(1, 3))
-        next_w = np.minimum(sum_w, 1.0)
+        fy, fx = min(h, 2), min(wd, 2)
+        # Zero-weight padding to even sizes adds no colour.
+        pad_y, pad_x = h % fy, wd % fx
+        if pad_y or pad_x:
+            colour = np.pad(colour, ((0, pad_y), (0, pad_x), (0, 0)))
+            w = np.pad(w, ((0, pad_y), (0, pad_x)))
+        ny, nx = w.shape[0] // fy, w.shape[1] // fx
+        sum_w = w.reshape(ny, fy, nx, fx).sum(axis=(1, 3))
+        sum_c = colour.reshape(ny, fy, nx, fx, -1).sum(axis=(1, 3))
+        next_w = np.minimum(sum_w, np.float32(1.0))
         scale = np.divide(next_w, sum_w, out=np.zeros_like(sum_w), where=sum_w > 0)
         levels.append((sum_c * scale[..., None], next_w))
     colour, w = levels[-1]
-    # The coarsest level: normalise what it has; cells still empty take the mean colour.
-    total_w = float(w.sum())
-    mean = colour.reshape(-1, colour.shape[-1]).sum(axis=0) / max(total_w, 1e-12)
-    full = np.divide(colour, w[..., None], out=np.zeros_like(colour), where=w[..., None] > 0)
-    full = np.where(w[..., None] > 0, full, mean.astype(np.float32))
+    full: FloatArray = (colour / np.maximum(w[..., None], np.float32(1e-12))).astype(np.float32)
     for colour, w in reversed(levels[:-1]):
         up = _upsample(full, w.shape)
-        full = colour + (1.0 - w[..., None]) * up
-    return full.astype(np.float32)
-
-
-def _bands_mean(values: FloatArray, total: int) -> FloatArray:
-    mean: FloatArray = values.reshape(-1, values.shape[-1]).sum(axis=0) / max(total, 1)
-    return mean.astype(np.float32)
+        full = (colour + (np.float32(1.0) - w[..., None]) * up).astype(np.float32, copy=False)
+    return full
 
 
 def _upsample(values: FloatArray, shape: tuple[int, ...]) -> FloatArray:
