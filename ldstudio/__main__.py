@@ -14,10 +14,19 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args:
         return gui_main()
+    # Importing the CLI loads numpy and PIL: a KeyboardInterrupt raised inside a C extension's
+    # start-up comes out as an ImportError with a traceback ("PyCapsule_Import could not import
+    # module datetime"), so during the import Ctrl+C is only remembered (0.2 s).
+    ctrl_c = StartupCtrlC()
+    signal.signal(signal.SIGINT, ctrl_c)
     try:
         from ldstudio.cli import main as cli_main
         from ldstudio.cli.common import engine_abandoned
-
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if ctrl_c.pressed:
+        return interrupted(args)
+    try:
         code = cli_main(args)
     except KeyboardInterrupt:
         # Ctrl+C before a command handles it itself: while torch imports or a model is
@@ -52,10 +61,10 @@ def gui_main() -> int:
 
 
 class StartupCtrlC:
-    """SIGINT while the window starts: only remembered, and acted on between the start-up's
-    steps. A KeyboardInterrupt raised inside PySide6's import is swallowed, or aborts the
-    process ("Fatal Python error: libshiboken/signature"). Once the loop runs,
-    ldstudio.app.CtrlCCloses takes over."""
+    """SIGINT while the window or the CLI starts: only remembered, and acted on between the
+    start-up's steps. A KeyboardInterrupt raised inside PySide6's import is swallowed, or aborts
+    the process ("Fatal Python error: libshiboken/signature"); inside numpy's, it becomes an
+    ImportError. Once the loop runs, ldstudio.app.CtrlCCloses takes over."""
 
     def __init__(self) -> None:
         self.pressed = False

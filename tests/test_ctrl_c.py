@@ -88,11 +88,17 @@ linux = pytest.mark.skipif(not Path("/proc/self/maps").is_file(), reason="needs 
 
 
 @linux
-def test_generate_interrupted_while_starting(tmp_path: Path, ldstudio_home: Path) -> None:
+# Several moments inside numpy's start-up: a Ctrl+C that lands inside a C extension's import
+# once came out as an ImportError traceback ("PyCapsule_Import could not import module").
+@pytest.mark.parametrize("delay", [0.0, 0.01, 0.04])
+def test_generate_interrupted_while_starting(
+    tmp_path: Path, ldstudio_home: Path, delay: float
+) -> None:
     proc = start(["generate", "a cat", "--steps", "1", "--out", str(tmp_path), "--json"],
                  ldstudio_home)  # fmt: skip
     # numpy loads with ldstudio.cli; torch and diffusers, seconds of imports, come next.
     wait_for_library(proc, "_multiarray_umath")
+    time.sleep(delay)
     stdout, stderr, seconds = interrupt(proc)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr

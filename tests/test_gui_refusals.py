@@ -254,8 +254,8 @@ def test_quitting_with_queued_jobs_asks_and_keeps_them_for_the_next_start(
 
     answer = kept_queue.KEEP
     assert window.close() is True
-    assert [p.prompt for p in load_queue()] == ["second", "third"]
-    seeds = [p.seed for p in load_queue()]
+    assert [r.params.prompt for r in load_queue()] == ["second", "third"]
+    seeds = [r.params.seed for r in load_queue()]
 
     # The next start offers them; restored, they run as they were queued (same seeds).
     offered: list[int] = []

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.jobs import load_queue, save_queue
 from ldstudio.core.params import GenerationParams, field_problem
 from ldstudio.core.readers import ReadResult, parse_a1111_text, unapplied_values
+from ldstudio.core.request import Request
 
 
 def test_field_problem_is_validates_message_and_empty_when_allowed() -> None:
@@ -42,9 +44,13 @@ def test_every_value_a_tool_wrote_beyond_the_fields_is_listed() -> None:
 
 def test_the_queue_is_kept_and_read_back_exactly(tmp_path: Path) -> None:
     target = tmp_path / "queue.json"
-    jobs = [GenerationParams(prompt="a", seed=5, loras=(("/l.safetensors", 0.5),))]
-    save_queue(jobs, target)
-    assert load_queue(target) == jobs
+    params = GenerationParams(prompt="a", seed=5, loras=(("/l.safetensors", 0.5),))
+    inpaint = Request.inpainting(params, InpaintSettings(outpaint=(8, 0, 0, 0)), "ab" * 32)
+    save_queue([params, inpaint], target)
+    # Kept whole: an inpaint job comes back as one, not as a txt2img of its params.
+    assert load_queue(target) == [Request.txt2img(params), inpaint]
+    # A txt2img job is kept in the form older versions read.
+    assert json.loads(target.read_text())["jobs"][0] == json.loads(params.to_json())
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temp file, renamed
     save_queue([], target)
     assert not target.exists() and load_queue(target) == []

@@ -1,6 +1,6 @@
 """Jobs, their cancel tokens and the FIFO queue feeding the single engine worker; thread-safe.
 
-`save_queue` / `load_queue` keep the parameters of jobs not yet run in the data folder, so a
+`save_queue` / `load_queue` keep the requests of jobs not yet run in the data folder, so a
 quit with jobs waiting can offer them again at the next start.
 """
 
@@ -11,13 +11,14 @@ import itertools
 import json
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ldstudio.core import paths
 from ldstudio.core.atomic import atomic_file
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import Request, as_request
+from ldstudio.core.request import KIND_TXT2IMG, Request, as_request
 
 QUEUE_FORMAT = 1
 
@@ -191,18 +192,26 @@ def saved_queue_file() -> Path:
     return paths.home_dir() / "queue.json"
 
 
-def save_queue(params: list[GenerationParams], path: Path | None = None) -> None:
-    """Keep these jobs' parameters for the next start (written atomically); [] removes them."""
+def save_queue(jobs: Sequence[Request | GenerationParams], path: Path | None = None) -> None:
+    """Keep these jobs' requests for the next start (written atomically); [] removes them.
+
+    A txt2img job is kept as its bare params (as before requests had kinds, so an older
+    ldstudio still reads it); any other kind as its whole request.
+    """
     target = path or saved_queue_file()
-    if not params:
+    if not jobs:
         target.unlink(missing_ok=True)
         return
-    payload = {"format": QUEUE_FORMAT, "jobs": [p.to_dict() for p in params]}
+    requests = [as_request(job) for job in jobs]
+    payload = {
+        "format": QUEUE_FORMAT,
+        "jobs": [r.params.to_dict() if r.kind == KIND_TXT2IMG else r.to_dict() for r in requests],
+    }
     with atomic_file(target, private=True) as handle:
         handle.write(json.dumps(payload, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
-def load_queue(path: Path | None = None) -> list[GenerationParams]:
+def load_queue(path: Path | None = None) -> list[Request]:
     """The jobs kept by `save_queue` ([] when none); ValueError naming the file and the fault."""
     source = path or saved_queue_file()
     try:
@@ -228,7 +237,7 @@ def load_queue(path: Path | None = None) -> list[GenerationParams]:
     jobs = []
     for at, item in enumerate(data["jobs"]):
         try:
-            jobs.append(GenerationParams.from_dict(item))
+            jobs.append(Request.from_dict(item))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: job {at + 1}: {exc}") from None
     return jobs

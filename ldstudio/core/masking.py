@@ -104,7 +104,7 @@ def prepare_mask(mask: Image.Image, *, invert: bool, blur: int) -> FloatArray:
     if not painted.any():
         return out
     if reach == 0:
-        unblurred: FloatArray = np.multiply(values, np.float32(1 / 255), dtype=np.float32)
+        unblurred: FloatArray = np.divide(values, np.float32(255), dtype=np.float32)
         return unblurred
     # Outside the painted box grown by the reach the answer is 0: blur only that part. PIL
     # replicates edge pixels; the crop's edges are either zeros or the image's own edges, so
@@ -112,7 +112,7 @@ def prepare_mask(mask: Image.Image, *, invert: bool, blur: int) -> FloatArray:
     x0, y0, x1, y1 = _grow(_bbox(painted), reach, values.shape[1], values.shape[0])
     part = grey.crop((x0, y0, x1, y1))
     blurred = np.asarray(part.filter(ImageFilter.GaussianBlur(blur)))
-    result = np.multiply(blurred, np.float32(1 / 255), dtype=np.float32)
+    result = np.divide(blurred, np.float32(255), dtype=np.float32)
     result[~_dilate(values[y0:y1, x0:x1] > 0, reach)] = 0.0
     below = values[y0:y1, x0:x1] < 255
     if below.any():
@@ -198,9 +198,10 @@ def extend_canvas(
         # PIL's blur replicates the canvas edges, which are stretched colours too).
         radius = min(_EXTEND_BLUR_MAX, max(1, max(outpaint) // 4))
         smooth = np.asarray(Image.fromarray(stretched).filter(ImageFilter.GaussianBlur(radius)))
-        stretched[new_area] = smooth[new_area]
+        spread = new_area if stretched.ndim == 2 else new_area[..., None]
+        np.copyto(stretched, smooth, where=spread)
         if source.mode in ("RGBA", "LA"):
-            stretched[..., -1][new_area] = 255
+            np.copyto(stretched[..., -1], np.uint8(255), where=new_area)
     out_mask = np.where(new_area, np.uint8(255), np.uint8(0))
     if mask is not None:
         user = np.asarray(mask_from_image(mask) if mask.mode != "L" else mask)
@@ -218,30 +219,40 @@ def fill_masked(image: Image.Image, mask: MaskArray) -> Image.Image:
     """
     source = _supported(image)
     weight = _unit_mask(mask, source.size)
-    out = np.array(source)
     masked = weight > 0
+    out = source.copy()
     if not masked.any():
-        return Image.fromarray(out)
-    colour = _bands(out).astype(np.float32)
-    known = 1.0 - weight
+        return out
+    # The fill comes from around the hole: work in its box grown by half its size.
+    bx0, by0, bx1, by1 = _bbox(masked)
+    margin = max(bx1 - bx0, by1 - by0) // 2 + 16
+    box = _grow((bx0, by0, bx1, by1), margin, source.width, source.height)
+    x0, y0, x1, y1 = box
+    patch = np.array(source.crop(box))
+    target = _bands(patch)
+    colour = target.astype(np.float32)
     if colour.ndim == 2:
         colour = colour[..., None]
-    filled = _pull_push(colour * known[..., None], known)
+    m = weight[y0:y1, x0:x1]
+    known = 1.0 - m
+    if float(known.max()) <= 0.0:
+        filled = np.broadcast_to(colour.mean(axis=(0, 1)), colour.shape)
+    else:
+        filled = _pull_push(colour * known[..., None], known)
     # The pyramid's coarse levels are blocky: soften the fill (only its masked part is used).
-    filled_img = Image.fromarray(
-        np.clip(np.rint(filled), 0, 255).astype(np.uint8).squeeze(-1)
-        if filled.shape[-1] == 1
-        else np.clip(np.rint(filled), 0, 255).astype(np.uint8)
-    )
-    soft = np.asarray(filled_img.filter(ImageFilter.GaussianBlur(4))).astype(np.float32)
+    rounded = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+    smooth = Image.fromarray(rounded[..., 0] if rounded.shape[-1] == 1 else rounded)
+    soft = np.asarray(smooth.filter(ImageFilter.GaussianBlur(4))).astype(np.float32)
     if soft.ndim == 2:
         soft = soft[..., None]
-    m = weight[masked][:, None]
-    blended = colour[masked] * (1.0 - m) + soft[masked] * m
-    target = _bands(out)
-    values = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    target[masked] = values if target.ndim == 3 else values[:, 0]
-    return Image.fromarray(out)
+    blended = np.clip(np.rint(colour + (soft - colour) * m[..., None]), 0, 255).astype(np.uint8)
+    inside = masked[y0:y1, x0:x1]
+    if target.ndim == 2:
+        np.copyto(target, blended[..., 0], where=inside)
+    else:
+        np.copyto(target, blended, where=inside[..., None])
+    out.paste(Image.fromarray(patch), box)
+    return out
 
 
 def match_colour(
@@ -371,7 +382,7 @@ def _unit_mask(mask: MaskArray, size: tuple[int, int]) -> FloatArray:
     """A mask array as float32 0..1 (uint8 masks are 0..255; NaN counts as 0)."""
     values = _sized(mask, size)
     if values.dtype == np.uint8:
-        unit: FloatArray = np.multiply(values, np.float32(1 / 255), dtype=np.float32)
+        unit: FloatArray = np.divide(values, np.float32(255), dtype=np.float32)
         return unit
     unit = np.fmax(values.astype(np.float32), np.float32(0.0))
     return np.fmin(unit, np.float32(1.0))
@@ -414,38 +425,31 @@ def _dilate(painted: npt.NDArray[np.bool_], radius: int) -> npt.NDArray[np.bool_
 
 
 def _pull_push(premultiplied: FloatArray, weight: FloatArray) -> FloatArray:
-    """Colours everywhere from weighted samples: halve until every cell has weight, refill."""
-    if float(weight.max()) <= 0.0:
-        total = premultiplied.shape[0] * premultiplied.shape[1]
-        mean = _bands_mean(premultiplied, total)
-        return np.broadcast_to(mean, premultiplied.shape).astype(np.float32)
+    """Colours everywhere from weighted samples (pull-push): halve down to one cell, summing
+    weights (capped at 1), then fill each level's missing weight from the level below it.
+    Needs some weight somewhere."""
     levels: list[tuple[FloatArray, FloatArray]] = [(premultiplied, weight)]
-    while min(levels[-1][1].shape) > 1 and float(levels[-1][1].min()) < 1.0:
+    while max(levels[-1][1].shape) > 1:
         colour, w = levels[-1]
         h, wd = w.shape
-        if h % 2 or wd % 2:  # repeat the last row/column so the halving is even
-            colour = np.pad(colour, ((0, h % 2), (0, wd % 2), (0, 0)), mode="edge")
-            w = np.pad(w, ((0, h % 2), (0, wd % 2)), mode="edge")
-        sum_w = w.reshape(w.shape[0] // 2, 2, w.shape[1] // 2, 2).sum(axis=(1, 3))
-        sum_c = colour.reshape(w.shape[0] // 2, 2, w.shape[1] // 2, 2, -1).sum(axis=(1, 3))
-        next_w = np.minimum(sum_w, 1.0)
+        fy, fx = min(h, 2), min(wd, 2)
+        # Zero-weight padding to even sizes adds no colour.
+        pad_y, pad_x = h % fy, wd % fx
+        if pad_y or pad_x:
+            colour = np.pad(colour, ((0, pad_y), (0, pad_x), (0, 0)))
+            w = np.pad(w, ((0, pad_y), (0, pad_x)))
+        ny, nx = w.shape[0] // fy, w.shape[1] // fx
+        sum_w = w.reshape(ny, fy, nx, fx).sum(axis=(1, 3))
+        sum_c = colour.reshape(ny, fy, nx, fx, -1).sum(axis=(1, 3))
+        next_w = np.minimum(sum_w, np.float32(1.0))
         scale = np.divide(next_w, sum_w, out=np.zeros_like(sum_w), where=sum_w > 0)
         levels.append((sum_c * scale[..., None], next_w))
     colour, w = levels[-1]
-    # The coarsest level: normalise what it has; cells still empty take the mean colour.
-    total_w = float(w.sum())
-    mean = colour.reshape(-1, colour.shape[-1]).sum(axis=0) / max(total_w, 1e-12)
-    full = np.divide(colour, w[..., None], out=np.zeros_like(colour), where=w[..., None] > 0)
-    full = np.where(w[..., None] > 0, full, mean.astype(np.float32))
+    full: FloatArray = (colour / np.maximum(w[..., None], np.float32(1e-12))).astype(np.float32)
     for colour, w in reversed(levels[:-1]):
         up = _upsample(full, w.shape)
-        full = colour + (1.0 - w[..., None]) * up
-    return full.astype(np.float32)
-
-
-def _bands_mean(values: FloatArray, total: int) -> FloatArray:
-    mean: FloatArray = values.reshape(-1, values.shape[-1]).sum(axis=0) / max(total, 1)
-    return mean.astype(np.float32)
+        full = (colour + (np.float32(1.0) - w[..., None]) * up).astype(np.float32, copy=False)
+    return full
 
 
 def _upsample(values: FloatArray, shape: tuple[int, ...]) -> FloatArray:

@@ -87,6 +87,33 @@ class Request:
         self.validate()
         return dataclasses.replace(self, params=self.params.resolved())
 
+    def to_dict(self) -> dict[str, Any]:
+        """The local form (paths as they are here), for files that stay on this machine."""
+        return {
+            "kind": self.kind,
+            "params": self.params.to_dict(),
+            "inputs": dict(self.inputs),
+            "inpaint": self.inpaint.to_dict() if self.inpaint else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Request:
+        """Read `to_dict`'s form back, validated; a bare params dict is a txt2img request."""
+        if not isinstance(data, dict):
+            raise ValueError(f"request: expected a JSON object, got {type(data).__name__}")
+        if "kind" not in data:
+            return cls.txt2img(GenerationParams.from_dict(data))
+        inputs = data.get("inputs", {})
+        if not isinstance(inputs, dict):
+            raise ValueError("request: inputs: expected a JSON object of role → sha256")
+        inpaint = data.get("inpaint")
+        return cls(
+            params=GenerationParams.from_dict(data.get("params")),  # type: ignore[arg-type]
+            kind=str(data["kind"]),
+            inputs=tuple(sorted((str(k), str(v)) for k, v in inputs.items())),
+            inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
+        ).validate()
+
     @classmethod
     def txt2img(cls, params: GenerationParams) -> Request:
         return cls(params=params)

@@ -9,7 +9,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QMessageBox
 
 from ldstudio.core.jobs import load_queue, save_queue, saved_queue_file
-from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import Request
 from ldstudio.qt import kept_queue
 
 if TYPE_CHECKING:
@@ -35,25 +35,25 @@ class KeptQueueController(QObject):
         # stops every other task that wakes meanwhile (the model list, the model info).
         w.background.later(lambda: self._ask_restore_kept(kept))
 
-    def _ask_restore_kept(self, kept: list[GenerationParams]) -> None:
+    def _ask_restore_kept(self, kept: list[Request]) -> None:
         restore = kept_queue.ask_restore_queue(self.window, len(kept))
         # Queued again, they are kept anew at the next quit if still waiting.
         self.window.background.call(save_queue, [], then=lambda _: self._restored(kept, restore))
 
-    def _restored(self, kept: list[GenerationParams], restore: bool) -> None:
+    def _restored(self, kept: list[Request], restore: bool) -> None:
         w = self.window
         if not restore:
             w.statusBar().showMessage(f"{len(kept)} kept job(s) discarded", 6000)
             return
-        for params in kept:
-            w.background.spawn(w.jobs.run_job(params))
+        for request in kept:
+            w.background.spawn(w.jobs.run_job(request))
         w.statusBar().showMessage(f"{len(kept)} job(s) from the last session queued", 6000)
 
     def keep_at_quit(self) -> bool:
         """Closing with jobs waiting: ask whether to keep them, and keep them. False when the
         window stays open (the user said so, or the jobs could not be kept)."""
         w = self.window
-        waiting = [job.params for job in w.controller.queue.pending()]
+        waiting = [job.request for job in w.controller.queue.pending()]
         if not waiting:
             return True
         answer = kept_queue.ask_keep_queue(w, len(waiting))
