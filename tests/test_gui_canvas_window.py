@@ -155,8 +155,10 @@ def test_details_say_what_an_image_was_made_from_and_reuse_all_rebuilds_the_job(
 
     # The new image selected, its details open: "Made from" with the source and the mask.
     qtbot.waitUntil(
-        lambda: (e := window.library_pane.current_entry()) is not None
-        and e.path == made.records[0].path
+        lambda: (
+            (e := window.library_pane.current_entry()) is not None
+            and e.path == made.records[0].path
+        )
     )
     window.show_details()
     box = window.details_view.made_from
@@ -189,8 +191,10 @@ def test_made_from_names_a_missing_source(make_window, fake_backend: FakeBackend
     assert isinstance(made, JobFinished) and submitted[-1].face == "img2img"
     window.store.blobs.path(submitted[-1].input(ROLE_IMAGE)).unlink()
     qtbot.waitUntil(
-        lambda: (e := window.library_pane.current_entry()) is not None
-        and e.path == made.records[0].path
+        lambda: (
+            (e := window.library_pane.current_entry()) is not None
+            and e.path == made.records[0].path
+        )
     )
     box = window.details_view.made_from
     window.details_view.show_entry(window.library_pane.current_entry())

@@ -332,7 +332,7 @@ class LibraryActions(QObject):
             self.run(lambda: read_file(entry.path), done, f"Cannot read {entry.path.name}")
         if not entry.missing:  # made from a source: the canvas gets it back as well
             self.run(
-                lambda: read_made_from(self.store.blobs, entry.path),
+                lambda: read_made_from(self.store, entry),
                 self._made_from_reused,
                 f"Cannot read what {entry.path.name} was made from",
             )
@@ -349,7 +349,7 @@ class LibraryActions(QObject):
         """Read what the entry was made from; `made_from_loaded` brings it, with thumbnails."""
 
         def work() -> tuple[MadeFrom, QImage, QImage] | None:
-            made = read_made_from(self.store.blobs, entry.path)
+            made = read_made_from(self.store, entry)
             if made is None:
                 return None
             return made, thumbnail(made.image), thumbnail(made.mask)

@@ -5,10 +5,8 @@ box that shows them (GUI thread).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from PIL import Image
 from PySide6.QtCore import Qt
@@ -16,8 +14,8 @@ from PySide6.QtGui import QImage, QPixmap, QTextDocument
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from ldstudio.core.inpaint import InpaintSettings
-from ldstudio.core.metadata import LDSTUDIO_KEY
-from ldstudio.core.request import KIND_INPAINT, ROLE_IMAGE, ROLE_MASK, Request, request_from_chunk
+from ldstudio.core.library import LibraryEntry, LibraryStore
+from ldstudio.core.request import KIND_INPAINT, ROLE_IMAGE, ROLE_MASK, Request
 from ldstudio.qt.images import pil_to_qimage
 
 THUMBNAIL = 96  # px, the longer side of the source and mask thumbnails
@@ -28,10 +26,6 @@ CONTENT_LABELS = {
     "latent_noise": "latent noise",
     "latent_nothing": "latent nothing",
 }
-
-
-class Blobs(Protocol):
-    def get(self, digest: str) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -59,41 +53,29 @@ def open_source(path: Path) -> Image.Image:
         return opened.convert("RGBA" if transparent else "RGB")
 
 
-def read_request(path: Path) -> Request | None:
-    """The whole request ldstudio stored in an image, or None for an image without one."""
-    with Image.open(path) as image:
-        text = getattr(image, "text", {}).get(LDSTUDIO_KEY)
-    if text is None:
-        return None
-    return request_from_chunk(text)[0]
-
-
-def read_made_from(blobs: Blobs, path: Path) -> MadeFrom | None:
-    """What the image at `path` was made from; None unless it is an inpaint job's image.
-
-    ValueError or OSError when the image's own file cannot be read."""
-    request = read_request(path)
+def read_made_from(store: LibraryStore, entry: LibraryEntry) -> MadeFrom | None:
+    """What `entry` was made from, its source and mask decoded; None unless it is an inpaint
+    job's image. Worker thread: it reads the blob files."""
+    inputs = store.inputs_of(entry)
+    request = inputs.request
     if request is None or request.kind != KIND_INPAINT:
         return None
-    problems: list[str] = []
+    problems = list(inputs.missing)
 
-    def load(role: str, what: str, mode: str | None) -> Image.Image | None:
-        digest = request.input(role)
-        if digest is None:
+    def load(path: Path | None, what: str, mode: str | None) -> Image.Image | None:
+        if path is None:
             return None
         try:
-            with Image.open(io.BytesIO(blobs.get(digest))) as opened:
+            with Image.open(path) as opened:
                 opened.load()
                 return opened.convert(mode) if mode and opened.mode != mode else opened.copy()
-        except KeyError:
-            problems.append(f"{what} {digest[:10]}: not in this library's blob store")
-        except (ValueError, OSError) as exc:
-            problems.append(f"{what} {digest[:10]}: cannot be read ({exc})")
+        except (OSError, ValueError) as exc:
+            problems.append(f"{what}: cannot be read ({exc})")
         return None
 
-    image = load(ROLE_IMAGE, "source image", None)
-    mask = load(ROLE_MASK, "mask", "L")
-    return MadeFrom(path, request, image, mask, tuple(problems))
+    image = load(inputs.image, "source image", None)
+    mask = load(inputs.mask, "mask", "L")
+    return MadeFrom(entry.path, request, image, mask, tuple(problems))
 
 
 def thumbnail(image: Image.Image | None) -> QImage:
@@ -170,8 +152,9 @@ class MadeFromView(QWidget):
             return
         request = made.request
         self._show(self.source_label, source, "source missing" if made.image is None else "")
-        has_mask = request.input(ROLE_MASK) is not None
-        if has_mask:
+        if request.input(ROLE_IMAGE) is None:  # read from another tool's text
+            self._show(self.mask_label, None, "not recorded")
+        elif request.input(ROLE_MASK) is not None:
             self._show(self.mask_label, mask, "mask missing" if made.mask is None else "")
         else:
             self._show(self.mask_label, None, "no mask:\nthe whole image")

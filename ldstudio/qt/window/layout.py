@@ -188,7 +188,8 @@ def make_room(main_splitter: QSplitter, need: int) -> list[int] | None:
     if short <= 0:
         return None
     before = list(sizes)
-    right_min = main_splitter.widget(2).minimumSizeHint().width()
+    right = main_splitter.widget(2)
+    right_min = right.minimumSizeHint().width() if right is not None else 0
     for side, floor in ((2, right_min), (0, NARROW_SIDE_WIDTHS[0])):
         give = min(short, max(sizes[side] - floor, 0))
         sizes[side] -= give
