@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-
 # What the canvas pane's own keys do, for those of its shortcut objects that do not say it
 # themselves (whatsThis); keyed by the keys as Qt writes them.
 CANVAS_KEYS = {
