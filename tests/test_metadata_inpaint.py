@@ -369,7 +369,8 @@ def test_an_index_of_schema_3_gains_faces(tmp_path: Path) -> None:
     ]
     for path, source, params, extra in rows:
         conn.execute(
-            "INSERT INTO images (path, source, params_json, extra_json, created) VALUES (?, ?, ?, ?, 1)",
+            "INSERT INTO images (path, source, params_json, extra_json, created)"
+            " VALUES (?, ?, ?, ?, 1)",
             (path, source, params, extra),
         )
     conn.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput, make_folder
+from ldstudio.core.request import FACES
 
 if TYPE_CHECKING:
     from ldstudio.core.library import LibraryEntry, LibraryFilter, LibraryStore
@@ -129,6 +130,12 @@ def _add_filter_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", default=None, metavar="DATE", help="made on/after YYYY-MM-DD")
     parser.add_argument("--until", default=None, metavar="DATE", help="made on/before YYYY-MM-DD")
     parser.add_argument("--trash", action="store_true", help="the trash instead of the library")
+    parser.add_argument(
+        "--face",
+        default="",
+        metavar="KIND",
+        help=f"only images made as one of: {', '.join(FACES)}",
+    )
 
 
 def parse_date(text: str | None, option: str, *, end_of_day: bool = False) -> float | None:
@@ -148,7 +155,10 @@ def parse_date(text: str | None, option: str, *, end_of_day: bool = False) -> fl
 def filter_from_args(args: argparse.Namespace) -> LibraryFilter:
     from ldstudio.core.library import LibraryFilter
 
+    if args.face and args.face not in FACES:
+        raise BadInput(f"--face: {args.face!r} is not supported; allowed: {', '.join(FACES)}")
     return LibraryFilter(
+        face=args.face,
         text=args.search,
         model=args.model,
         favourites=args.favourites,
