@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ldstudio import __version__
 from ldstudio.core import paths
-from ldstudio.core.backend import Backend, BackendEvent
+from ldstudio.core.backend import Backend, BackendEvent, BlobSource
 from ldstudio.core.events import EngineNotice, EngineReady
 from ldstudio.core.jobs import CancelToken
 from ldstudio.core.library import IndexDamaged, LibraryError, LibraryStore, rebuild_index
@@ -77,6 +77,9 @@ class DiffusersEngine:
 
     def __init__(self, options: EngineOptions) -> None:
         self.options = options
+        # The library's blob store, where the backend reads a request's input images and
+        # masks (set by build_window before the engine starts).
+        self.blobs: BlobSource | None = None
         # Replaced whole (never mutated) on the engine thread; the GUI thread reads it.
         self.environment: EngineEnvironment | None = None
         self.announce_ready: Callable[[EngineLabel], None] = lambda choice: None
@@ -138,7 +141,7 @@ class SwitchingBackend:
         from ldstudio.engine.backend import DiffusersBackend
         from ldstudio.engine.device import mps_available
 
-        backend = DiffusersBackend(options)
+        backend = DiffusersBackend(options, blobs=self._engine.blobs)
         found = (("cuda", torch.cuda.is_available()), ("mps", mps_available()))
         devices = (*(name for name, ok in found if ok), "cpu")
         summary = backend.resolved.summary().replace(", ", " · ")
@@ -225,6 +228,7 @@ def build_window(
     window.convert_checkpoint = convert_checkpoint
     if isinstance(backend_factory, DiffusersEngine):
         real = backend_factory
+        real.blobs = store.blobs
         real.announce_ready = lambda choice: service.announce(
             EngineReady(choice.label, choice.device, choice.dtype)
         )

@@ -43,11 +43,16 @@ def write_tokenizer(folder: Path) -> None:
     )
 
 
-def build_tiny_model(folder: Path, seed: int = 0) -> Path:
-    """Write a tiny diffusers StableDiffusionPipeline folder to `folder` and return it."""
+def build_tiny_model(folder: Path, seed: int = 0, in_channels: int = 4) -> Path:
+    """Write a tiny diffusers StableDiffusionPipeline folder to `folder` and return it.
+
+    `in_channels=9` makes an inpainting model (latents + mask + masked-image latents), saved
+    as a StableDiffusionInpaintPipeline folder as the SD inpainting models ship.
+    """
     from diffusers import (
         AutoencoderKL,
         PNDMScheduler,
+        StableDiffusionInpaintPipeline,
         StableDiffusionPipeline,
         UNet2DConditionModel,
     )
@@ -58,7 +63,7 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
     unet = UNet2DConditionModel(
         sample_size=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         block_out_channels=(16, 32),
         layers_per_block=1,
@@ -101,7 +106,8 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
         set_alpha_to_one=False,
         steps_offset=1,
     )
-    pipe = StableDiffusionPipeline(
+    pipeline_class = StableDiffusionInpaintPipeline if in_channels == 9 else StableDiffusionPipeline
+    pipe = pipeline_class(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,

@@ -6,7 +6,10 @@ Starts a virtual X server (Debian: `apt-get install xvfb`), runs ldstudio's own 
 real engine on the bundled model (or, while that is missing, a tiny random model built offline)
 in a throwaway data folder, generates three images and grabs the window: mid-denoising
 (ldstudio-denoising.png), done (ldstudio-done.png), the image details tab scrubbed back on the
-timeline (ldstudio-details.png) and a filtered library (ldstudio-library.png).
+timeline (ldstudio-details.png) and a filtered library (ldstudio-library.png); then the star
+image on the canvas with a painted mask (ldstudio-canvas-mask.png), the inpainted result in the
+before/after compare (ldstudio-canvas-compare.png) and that result extended for an outpaint
+(ldstudio-canvas-outpaint.png).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "a large yellow star in the top left on a purple background"
+INPAINT_PROMPT = "a large red circle in the top left on a purple background"
 PROMPTS = (
     "a small red circle in the bottom right on a green background",
     "a large blue square in the center on a yellow background",
@@ -81,7 +85,7 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None, size: tuple[in
 
     from ldstudio.app import build_window, diffusers_backend_factory, ensure_application
     from ldstudio.core import paths
-    from ldstudio.core.events import JobFailed, StepProgress
+    from ldstudio.core.events import JobFailed, JobFinished, StepProgress
 
     app = ensure_application()
     loop = qasync.QEventLoop(app)
@@ -102,6 +106,7 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None, size: tuple[in
     shots: list[Path] = []
     done = asyncio.Event()
     failure: list[str] = []
+    star_path: list[Path] = []  # the star image, which the canvas shots work on
 
     def grab(name: str) -> None:
         path = out / name
@@ -140,6 +145,8 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None, size: tuple[in
             failure.append(outcome.message)
             done.set()
             return
+        if isinstance(outcome, JobFinished):
+            star_path.extend(record.path for record in outcome.records)
         await settle()
         grab("ldstudio-done.png")
         # The image's parameters in their tab, and the timeline scrubbed back to a step.
@@ -154,7 +161,71 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None, size: tuple[in
         window.library_pane.apply_filter()
         await settle()
         grab("ldstudio-library.png")
+        window.library_pane.search_edit.setText("")
+        window.library_pane.apply_filter()
+        await settle()
+        await canvas_scenario()
         done.set()
+
+    def paint(start: tuple[float, float], end: tuple[float, float]) -> None:
+        from PySide6.QtCore import QPoint, QPointF, Qt
+        from PySide6.QtTest import QTest
+
+        view = window.canvas_pane.view
+        a = view.to_screen(QPointF(*start)).toPoint()
+        b = view.to_screen(QPointF(*end)).toPoint()
+        QTest.mousePress(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+        for i in range(1, 9):
+            QTest.mouseMove(
+                view, QPoint(a.x() + (b.x() - a.x()) * i // 8, a.y() + (b.y() - a.y()) * i // 8)
+            )
+        QTest.mouseRelease(view, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+
+    def zoom_in(factor: float = 5.0) -> None:
+        # The bundled model's 64 px images: fitted, they would be a stamp in the middle.
+        from PySide6.QtCore import QPointF
+
+        view = window.canvas_pane.view
+        view.fit()
+        view.zoom_at(factor, QPointF(view.width() / 2, view.height() / 2))
+
+    async def canvas_scenario() -> None:
+        entry = window.store.entry_for_path(star_path[0]) if star_path else None
+        if entry is None:
+            failure.append("the star image is not in the library")
+            return
+        window.library.actions.send_to_canvas(entry)
+        for _ in range(100):
+            if window.canvas_pane.document() is not None:
+                break
+            await asyncio.sleep(0.05)
+        await settle()
+        pane = window.canvas_pane
+        zoom_in()
+        pane.size_spin.setValue(20)
+        paint((10, 10), (26, 24))  # over the star in the top left
+        paint((26, 12), (12, 26))
+        window.prompt_pane.set_prompts(INPAINT_PROMPT, "")
+        await settle()
+        grab("ldstudio-canvas-mask.png")
+        outcome = await window.canvas.generate(window.current_params())
+        if not isinstance(outcome, JobFinished):
+            failure.append(f"the inpaint job ended with {outcome!r}")
+            return
+        for _ in range(100):
+            if pane.result() is not None:
+                break
+            await asyncio.sleep(0.05)
+        await settle()
+        pane.view.set_split(0.3)  # the red circle on the right of the split, the star left
+        grab("ldstudio-canvas-compare.png")
+        pane.use_result_as_source()
+        pane.set_settings(pane.settings().replace(outpaint=(0, 0, 32, 16)))
+        window.canvas.update_generate()
+        await settle()
+        zoom_in(3.5)
+        await settle()
+        grab("ldstudio-canvas-outpaint.png")
 
     with loop:
         loop.create_task(scenario())

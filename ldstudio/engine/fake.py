@@ -30,7 +30,8 @@ from ldstudio.core.backend import (
 from ldstudio.core.events import ModelLoading, ModelReady
 from ldstudio.core.jobs import CancelToken
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import Request
+from ldstudio.core.request import KIND_INPAINT, Request
+from ldstudio.engine.inpaint import CanvasPlan, concrete_request, finish, plan, read_inputs
 
 FAKE_MODEL_NAME = "fake-model"
 LATENT_FACTOR = 8
@@ -96,10 +97,21 @@ class FakeBackend:
         else:
             yield ModelReady(model, "sd1", self.choice.device, self.choice.dtype, 0.0, True)
         params = request.params.resolved()
+        canvas: CanvasPlan | None = None
+        settings = request.inpaint
+        if request.kind == KIND_INPAINT and settings is not None:
+            # The real backend's pixel work (blobs, outpaint, mask, crop, composite); only the
+            # model is faked: the composited image is the gradient inside the mask.
+            image, mask = read_inputs(self.blobs, request)
+            canvas = plan(image, mask, settings, params.width, params.height, self.native_size)
+            settings = settings.replace(
+                strength=settings.resolved_strength(inpainting_model=False, masked=canvas.masked)
+            )
+            params = params.replace(width=canvas.size[0], height=canvas.size[1])
         params = params.replace(
             width=params.width or self.native_size, height=params.height or self.native_size
         )
-        yield StageStarted(params, params.steps, params.image_count)
+        yield StageStarted(params, params.steps, params.image_count, name=request.face)
         failure = self._failures.popleft() if self._failures else None
         for batch_index in range(params.batch_count):
             batch_started = time.perf_counter()
@@ -123,13 +135,18 @@ class FakeBackend:
                 index = batch_index * params.batch_size + i
                 seed = params.seed_for(index)
                 own = params.replace(seed=seed, batch_size=1, batch_count=1)
+                image = _final_image(params, seed)
+                concrete = Request.txt2img(own)
+                if canvas is not None and settings is not None:
+                    image = finish(canvas, image) if settings.strength else canvas.canvas.copy()
+                    concrete = concrete_request(request, own, settings)
                 yield ImageResult(
-                    _final_image(params, seed),
+                    image,
                     own,
                     index=index,
                     model_name=model,
                     seconds=time.perf_counter() - batch_started,
-                    request=Request.txt2img(own),
+                    request=concrete,
                 )
 
     def _preview(self, params: GenerationParams, step: int) -> np.ndarray | None:

@@ -3,7 +3,8 @@
 `ImageDetailsView` shows one library image large with every recorded parameter, and buttons
 for the actions. `LibraryActions` does them: favourite, tags, trash, restore, empty trash, save
 as (PNG/JPEG/WebP, metadata kept or stripped), copy, open folder, and "reuse" (which hands a
-`ReadResult` to whoever restores parameters). Favourite, trash, restore and save also take a
+`ReadResult` to whoever restores parameters, and for an image made from a source, a `MadeFrom`
+to whoever holds the canvas), and "send to canvas". Favourite, trash, restore and save also take a
 `RowSelection` of many images. Store calls and image decoding run on one worker thread;
 results come back as queued signals.
 """
@@ -45,6 +46,7 @@ from ldstudio.core.readers import PARAM_FIELDS, SOURCE_LABELS, ReadResult, read_
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.library_model import LibraryModel, RowSelection
+from ldstudio.qt.made_from import MadeFrom, MadeFromView, open_source, read_made_from, thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,10 @@ class LibraryActions(QObject):
     restore_requested = Signal(object)  # ReadResult: put these parameters in the panes
     seed_requested = Signal(object)  # int up to 2**32 - 1: too big for a C++ int argument
     image_loaded = Signal(object, QImage)  # image id, the full image
+    # image id, and (MadeFrom, source thumbnail, mask thumbnail) or None (not made from one)
+    made_from_loaded = Signal(object, object)
+    canvas_requested = Signal(object)  # MadeFrom: put this source, mask and settings on a canvas
+    canvas_source = Signal(object, str)  # PIL image and its label: a new source for the canvas
 
     def __init__(
         self, store: LibraryStore, model: LibraryModel | None = None, parent: QObject | None = None
@@ -309,19 +315,58 @@ class LibraryActions(QObject):
     # -- reuse ----------------------------------------------------------------------------------
 
     def reuse_all(self, entry: LibraryEntry) -> None:
-        """Offer the entry's parameters: the index's exact ones, else what its file says."""
+        """Offer the entry's parameters: the index's exact ones, else what its file says; an
+        image made from a source also offers its source, mask and settings (`canvas_requested`).
+        """
         result = entry_result(entry)
         if result is not None:
             self.restore_requested.emit(result)
+        else:
+
+            def done(found: ReadResult) -> None:
+                if found.found:
+                    self.restore_requested.emit(found)
+                else:
+                    self.failed.emit(f"{entry.path.name}: {found.message}; nothing to reuse")
+
+            self.run(lambda: read_file(entry.path), done, f"Cannot read {entry.path.name}")
+        if not entry.missing:  # made from a source: the canvas gets it back as well
+            self.run(
+                lambda: read_made_from(self.store, entry),
+                self._made_from_reused,
+                f"Cannot read what {entry.path.name} was made from",
+            )
+
+    def _made_from_reused(self, made: MadeFrom | None) -> None:
+        if made is None:
             return
+        if made.image is None:  # without its source the job cannot be rebuilt: say so
+            self.failed.emit(f"Cannot put it back on the canvas: {'; '.join(made.problems)}")
+            return
+        self.canvas_requested.emit(made)
 
-        def done(found: ReadResult) -> None:
-            if found.found:
-                self.restore_requested.emit(found)
-            else:
-                self.failed.emit(f"{entry.path.name}: {found.message}; nothing to reuse")
+    def load_made_from(self, entry: LibraryEntry) -> None:
+        """Read what the entry was made from; `made_from_loaded` brings it, with thumbnails."""
 
-        self.run(lambda: read_file(entry.path), done, f"Cannot read {entry.path.name}")
+        def work() -> tuple[MadeFrom, QImage, QImage] | None:
+            made = read_made_from(self.store, entry)
+            if made is None:
+                return None
+            return made, thumbnail(made.image), thumbnail(made.mask)
+
+        self.run(
+            work,
+            lambda found: self.made_from_loaded.emit(entry.id, found),
+            f"Cannot read what {entry.path.name} was made from",
+        )
+
+    def send_to_canvas(self, entry: LibraryEntry) -> None:
+        """Read the image on the worker; `canvas_source` brings it as the canvas's new source."""
+        self.run(
+            lambda: open_source(entry.path),
+            lambda image: self.canvas_source.emit(image, entry.path.name),
+            f"Cannot open {entry.path.name}",
+        )
 
     def reuse_seed(self, entry: LibraryEntry) -> None:
         if entry.seed is None:
@@ -399,6 +444,7 @@ class ImageDetailsView(QWidget):
                 ("copy", "Cop&y"),
                 ("save_as", "Save &as…"),
                 ("open_folder", "Open &folder"),
+                ("send_to_canvas", "Send to ca&nvas"),
                 ("delete", "&Delete"),
                 ("restore", "&Restore"),
             )
@@ -408,6 +454,10 @@ class ImageDetailsView(QWidget):
             grid.addWidget(button, at // 2, at % 2)
             self.buttons[name] = button
         self.buttons["favourite"].setCheckable(True)
+        self.buttons["send_to_canvas"].setToolTip(
+            "Work on this image on the canvas: img2img, inpaint, outpaint (Ctrl+Shift+N)"
+        )
+        self.made_from = MadeFromView()
         self.tag_edit = QLineEdit()
         self.tag_edit.setPlaceholderText("Add tags, comma separated, then Enter")
         self.tag_list = QListWidget()
@@ -418,6 +468,7 @@ class ImageDetailsView(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.image_label, 3)
         layout.addLayout(grid)
+        layout.addWidget(self.made_from)
         layout.addWidget(self.tag_edit)
         layout.addWidget(self.tag_list)
         layout.addWidget(self.params_view, 2)
@@ -431,6 +482,7 @@ class ImageDetailsView(QWidget):
         b["copy"].clicked.connect(lambda: self._with_entry(actions.copy))
         b["save_as"].clicked.connect(lambda: self._with_entry(self.save_as_dialog))
         b["open_folder"].clicked.connect(lambda: self._with_entry(actions.open_folder))
+        b["send_to_canvas"].clicked.connect(lambda: self._with_entry(actions.send_to_canvas))
         b["delete"].clicked.connect(lambda: self._move(self._delete, actions.trash))
         b["restore"].clicked.connect(lambda: self._move(self._restore, actions.restore))
         self.tag_edit.returnPressed.connect(self._add_tags)
@@ -438,6 +490,7 @@ class ImageDetailsView(QWidget):
             lambda item: self._with_entry(lambda e: actions.remove_tag(e, item.text()))
         )
         actions.image_loaded.connect(self._on_image)
+        actions.made_from_loaded.connect(self._on_made_from)
         actions.entry_changed.connect(self._on_entry_changed)
         actions.moved.connect(self._on_moved)
         actions.failed.connect(self._action_failed)
@@ -450,6 +503,7 @@ class ImageDetailsView(QWidget):
             button.setEnabled(entry is not None)
         self.tag_edit.setEnabled(entry is not None)
         self.tag_list.clear()
+        self.made_from.show_made_from(None)
         if entry is None:
             self.params_view.setHtml("<p>Select an image to see how it was made.</p>")
             self.image_label.setPixmap(QPixmap())
@@ -458,10 +512,12 @@ class ImageDetailsView(QWidget):
         self._show_move_buttons(entry)
         self.buttons["reuse_seed"].setEnabled(entry.seed is not None)
         self.buttons["favourite"].setChecked(entry.favourite)
-        for name in ("copy", "save_as", "open_folder"):
+        for name in ("copy", "save_as", "open_folder", "send_to_canvas"):
             self.buttons[name].setEnabled(not entry.missing)
         self.tag_list.addItems(list(entry.tags))
         self._show_parameters(entry)
+        if not entry.missing:
+            self.library_actions.load_made_from(entry)
         if entry.missing:
             self.image_label.setText(f"{entry.path.name} is missing from disk")
             self.image_label.setPixmap(QPixmap())
@@ -537,6 +593,14 @@ class ImageDetailsView(QWidget):
             for label, value in parameter_rows(entry)
         )
         self.params_view.setHtml(f"<table cellspacing='4'>{cells}</table>")
+
+    def _on_made_from(self, image_id: int, found: tuple[MadeFrom, QImage, QImage] | None) -> None:
+        if self.entry is None or image_id != self.entry.id:
+            return  # read for an image no longer shown
+        if found is None:
+            self.made_from.show_made_from(None)
+        else:
+            self.made_from.show_made_from(*found)
 
     def _on_image(self, image_id: int, image: QImage) -> None:
         if self.entry is None or image_id != self.entry.id:

@@ -89,6 +89,7 @@ class LibraryController(QObject):
         p.save_as_requested.connect(self.details.save_as_dialog)
         p.save_many_requested.connect(self.details.save_many_dialog)
         p.open_folder_requested.connect(a.open_folder)
+        p.send_to_canvas_requested.connect(a.send_to_canvas)
         p.delete_requested.connect(a.trash_rows)
         p.restore_requested.connect(a.restore_rows)
         p.empty_trash_requested.connect(self.empty_trash)

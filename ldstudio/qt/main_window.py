@@ -3,8 +3,9 @@ thread.
 
 The request being edited is one `Draft` the prompt and parameter panes share. Each concern has
 its part in `ldstudio.qt.window`: the layout and menus, jobs and engine events
-(`JobsController`), the model list (`ModelsController`), the images shown and exported
-(`ImagesController`), the kept queue, and settings with the engine options. Background work
+(`JobsController`), the canvas's jobs and sources (`CanvasController`), the model list
+(`ModelsController`), the images shown and exported (`ImagesController`), the kept queue, and
+settings with the engine options. Background work
 (disk reads and writes, deferred dialogs) goes through one `BackgroundRunner`.
 """
 
@@ -25,8 +26,10 @@ from ldstudio.core.events import JobCancelled, JobFailed, JobFinished
 from ldstudio.core.library import LibraryEntry, LibraryStore
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import Request
 from ldstudio.core.settings import Settings
 from ldstudio.qt.background import BackgroundRunner
+from ldstudio.qt.canvas.pane import CanvasPane
 from ldstudio.qt.controller import GenerationController
 from ldstudio.qt.engine_options import EngineEnvironment, EngineOptionsDialog
 from ldstudio.qt.library_controller import LibraryController
@@ -37,6 +40,7 @@ from ldstudio.qt.prompt_pane import PromptPane
 from ldstudio.qt.queue_pane import QueuePane
 from ldstudio.qt.timeline import TimelineStore
 from ldstudio.qt.window import layout
+from ldstudio.qt.window.canvas_controller import CanvasController
 from ldstudio.qt.window.images_controller import ImagesController
 from ldstudio.qt.window.jobs_controller import JobsController
 from ldstudio.qt.window.kept_queue_controller import KeptQueueController
@@ -82,6 +86,7 @@ class MainWindow(QMainWindow):
         self.params_pane = ParamsPane(draft=self.draft)
         self.params_pane.bundled_name = bundled_model.name
         self.preview_pane = PreviewPane()
+        self.canvas_pane = CanvasPane()
         self.library = LibraryController(store, self.prompt_pane, self.params_pane, self)
         self.library_model = self.library.model
         self.library_pane = self.library.pane
@@ -93,15 +98,20 @@ class MainWindow(QMainWindow):
             self.params_pane,
             self.details_view,
             self.preview_pane,
+            self.canvas_pane,
             self.library_pane,
             self.queue_pane,
         )
         self.left_tabs = columns.left_tabs
+        self.center_tabs = columns.center_tabs
         self.left_splitter = columns.left_splitter
         self.right_splitter = columns.right_splitter
         self.main_splitter = columns.main_splitter
         self.splitters = columns.splitters()
         self.generate_tab, self.details_tab = layout.GENERATE_TAB, layout.DETAILS_TAB
+        self.preview_tab, self.canvas_tab = layout.PREVIEW_TAB, layout.CANVAS_TAB
+        # An image dropped on the canvas is its source, not parameters to read.
+        self.library.drop_filter.skip(self.canvas_pane)
         self._columns_fitted = False
         central = QWidget()
         central_layout = QVBoxLayout(central)
@@ -117,11 +127,13 @@ class MainWindow(QMainWindow):
         self.models = ModelsController(self)
         self.images = ImagesController(self)
         self.kept_queue = KeptQueueController(self)
+        self.canvas = CanvasController(self)
         actions = build_menus(self)
         self.generate_action = actions.generate
         self.cancel_action = actions.cancel
         self.export_action = actions.export
         self.jobs = JobsController(self)
+        self.canvas.update_generate()  # the menu's Generate too, now that it exists
         lib = self.library
         lib.pane.entry_activated.connect(lambda _e: self.show_details())
         # Parameters put back into the panes are shown there.
@@ -169,6 +181,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self._closing = True
+        self.canvas.give_room_back()
         self.preferences.collect()
         self.preferences.save_now()
         # Cancels the running job (it stops at its next step) and joins the engine thread.
@@ -216,9 +229,9 @@ class MainWindow(QMainWindow):
         self.jobs.generate()
 
     async def run_job(
-        self, params: GenerationParams
+        self, request: Request | GenerationParams
     ) -> JobFinished | JobFailed | JobCancelled | None:
-        return await self.jobs.run_job(params)
+        return await self.jobs.run_job(request)
 
     @property
     def timelines(self) -> TimelineStore:
@@ -262,12 +275,19 @@ class MainWindow(QMainWindow):
     def show_details(self) -> None:
         self.left_tabs.setCurrentIndex(self.details_tab)
 
+    def show_preview(self) -> None:
+        self.center_tabs.setCurrentIndex(self.preview_tab)
+
+    def show_canvas(self) -> None:
+        self.center_tabs.setCurrentIndex(self.canvas_tab)
+
     def shortcut_rows(self) -> list[tuple[str, str, str]]:
         """(keys, what they do, where they work) for every shortcut of the window."""
         scopes: list[tuple[QWidget, str]] = [
             (self.library_pane, "In the library"),
             (self.prompt_pane, "In the prompt"),
             (self.queue_pane, "In the queue"),
+            (self.canvas_pane, "On the canvas"),
         ]
         return shortcut_rows(self, scopes)
 

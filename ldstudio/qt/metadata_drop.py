@@ -209,13 +209,25 @@ class MetadataDropFilter(QObject):
         self.reader = reader
         self.target = target
         self._watched: set[int] = set()
+        self._skipped: list[QWidget] = []
         target.setAcceptDrops(True)
         self.watch_children()
+
+    def skip(self, widget: QWidget) -> None:
+        """Leave drops on `widget` and its children to it (a canvas takes an image as its
+        source, not as parameters to read)."""
+        self._skipped.append(widget)
+        for watched in [widget, *widget.findChildren(QWidget)]:
+            if id(watched) in self._watched:
+                self._watched.discard(id(watched))
+                watched.removeEventFilter(self)
 
     def watch_children(self) -> None:
         """Also catch image drops on child widgets that take drops themselves (text edits would
         paste the file's URL); call again once the window's panes are in place."""
         for widget in [self.target, *self.target.findChildren(QWidget)]:
+            if any(s is widget or s.isAncestorOf(widget) for s in self._skipped):
+                continue
             if (widget is self.target or widget.acceptDrops()) and id(widget) not in self._watched:
                 self._watched.add(id(widget))
                 widget.installEventFilter(self)

@@ -26,6 +26,7 @@ from ldstudio.core.models.preflight import preflight
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.request import Request, as_request
 from ldstudio.qt.timeline import TimelineStore
+from ldstudio.qt.window.canvas_controller import EMPTY_CANVAS
 
 if TYPE_CHECKING:
     from ldstudio.qt.main_window import MainWindow
@@ -74,6 +75,9 @@ class JobsController(QObject):
         except ValueError as exc:
             w.preview_pane.show_error(f"Cannot generate: {exc}")
             return
+        if w.canvas.active() and w.canvas_pane.document() is None:
+            w.preview_pane.show_error(EMPTY_CANVAS)
+            return
         if w.params_pane.model_problem():
             w.preview_pane.show_error(f"Cannot generate: {w.params_pane.model_problem()}")
             return
@@ -85,19 +89,24 @@ class JobsController(QObject):
         w.settings.remember_prompt(params.prompt)
         w.prompt_pane.set_recent(w.settings.recent_prompts)
         w.preferences.store_params(params)
-        w.background.spawn(self.run_job(params))
+        # The canvas tab shown: the job works on its image (no silent fall-back to txt2img
+        # when it has none: the canvas says why).
+        if w.canvas.active():
+            w.background.spawn(w.canvas.generate(params))
+        else:
+            w.background.spawn(self.run_job(params))
 
-    async def run_job(self, job_request: Request | GenerationParams) -> Outcome | None:
+    async def run_job(self, request: Request | GenerationParams) -> Outcome | None:
         """Check the request as the CLI does, queue it, and wait for its end; None when the
         check refused it (the reason is shown, nothing is queued)."""
-        params = as_request(job_request).params
+        params = as_request(request).params
         # Here, not on an executor: it reads a few file headers (milliseconds; the model list's
         # scan is already cached), and jobs must reach the queue in the order they were asked.
         problems = preflight(params, ModelRegistry.shared())
         if problems:
             self.window.preview_pane.show_error(f"Cannot generate: {problems[0]}")
             return None
-        job = self.window.controller.submit(job_request)
+        job = self.window.controller.submit(request)
         outcome = await self.window.controller.wait(job)
         if self.window.closing:
             return outcome

@@ -1,7 +1,8 @@
 """The main window's columns and status-bar widgets, and how wide the columns are; GUI thread.
 
 Left: the prompt and parameters, and the selected image's details, as two tabs. Middle: the
-image (preview) pane. Right: the library above the queue.
+image (preview) and the canvas, as two tabs, with the error bar above them and the progress bar
+below, so a refusal or a running job is seen from either. Right: the library above the queue.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStatusBar,
     QTabWidget,
+    QVBoxLayout,
     QWidget,
 )
 
 from ldstudio.qt.image_details import ImageDetailsView
 from ldstudio.qt.params_pane import ParamsPane
+from ldstudio.qt.preview_view import PreviewPane
 
 # Side columns (prompt and parameters | library) at 1280 px and wider, and on a narrower window;
 # the image in the middle takes the rest.
@@ -30,11 +33,13 @@ NARROW_SIDE_WIDTHS = (330, 250)
 NARROW_WINDOW = 1280
 PREVIEW_MIN_WIDTH = 500  # side columns wider than SIDE_WIDTHS give way to the image up to this
 GENERATE_TAB, DETAILS_TAB = 0, 1
+PREVIEW_TAB, CANVAS_TAB = 0, 1
 
 
 @dataclass(frozen=True)
 class Columns:
     left_tabs: QTabWidget
+    center_tabs: QTabWidget
     left_splitter: QSplitter
     right_splitter: QSplitter
     main_splitter: QSplitter
@@ -53,7 +58,8 @@ def build_columns(
     prompt_pane: QWidget,
     params_pane: ParamsPane,
     details_view: ImageDetailsView,
-    preview_pane: QWidget,
+    preview_pane: PreviewPane,
+    canvas_pane: QWidget,
     library_pane: QWidget,
     queue_pane: QWidget,
 ) -> Columns:
@@ -105,15 +111,50 @@ def build_columns(
     right_splitter.setStretchFactor(1, 0)
     right_splitter.setChildrenCollapsible(False)
     right_splitter.setSizes([600, 130])
+    center_tabs, center = _build_center(preview_pane, canvas_pane)
     main_splitter = QSplitter()
-    for widget in (left_tabs, preview_pane, right_splitter):
+    for widget in (left_tabs, center, right_splitter):
         main_splitter.addWidget(widget)
     main_splitter.setStretchFactor(0, 0)
     main_splitter.setStretchFactor(1, 1)
     main_splitter.setStretchFactor(2, 0)
     main_splitter.setSizes([SIDE_WIDTHS[0], 600, SIDE_WIDTHS[1]])
     main_splitter.setChildrenCollapsible(False)
-    return Columns(left_tabs, left_splitter, right_splitter, main_splitter)
+    return Columns(left_tabs, center_tabs, left_splitter, right_splitter, main_splitter)
+
+
+def _build_center(preview_pane: PreviewPane, canvas_pane: QWidget) -> tuple[QTabWidget, QWidget]:
+    """The preview and the canvas as tabs; the preview's error bar and progress bar are taken
+    out of it and put around both: Generate on the canvas is refused, or runs, in view."""
+    tabs = QTabWidget()
+    tabs.setObjectName("center_tabs")
+    tabs.setDocumentMode(True)
+    tabs.addTab(preview_pane, "Preview")
+    # In a scroll area: on a narrow window the canvas scrolls instead of widening the window
+    # past the screen (`make_room` first takes width from the side columns).
+    canvas_scroll = QScrollArea()
+    canvas_scroll.setObjectName("canvas_scroll")
+    canvas_scroll.setWidget(canvas_pane)
+    canvas_scroll.setWidgetResizable(True)
+    canvas_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    tabs.addTab(canvas_scroll, "Canvas")
+    tabs.setTabToolTip(PREVIEW_TAB, "The image being made, or the one selected in the library")
+    tabs.setTabToolTip(
+        CANVAS_TAB,
+        "Work on an image: img2img, inpaint (paint a mask) or outpaint (drag the edges); "
+        "Generate runs on it while this tab is shown (Alt+2)",
+    )
+    own = preview_pane.layout()
+    assert own is not None
+    for shared in (preview_pane.error_bar, preview_pane.progress):
+        own.removeWidget(shared)
+    center = QWidget()
+    center_layout = QVBoxLayout(center)
+    center_layout.setContentsMargins(0, 0, 0, 0)
+    center_layout.addWidget(preview_pane.error_bar)
+    center_layout.addWidget(tabs, 1)
+    center_layout.addWidget(preview_pane.progress)
+    return tabs, center
 
 
 def fit_columns(main_splitter: QSplitter, window_width: int, use_defaults: bool = False) -> None:
@@ -136,6 +177,28 @@ def fit_columns(main_splitter: QSplitter, window_width: int, use_defaults: bool 
         need -= give
     if sizes != main_splitter.sizes():
         main_splitter.setSizes(sizes)
+
+
+def make_room(main_splitter: QSplitter, need: int) -> list[int] | None:
+    """Widen the middle column to `need` px, taking width from the library column (down to
+    its minimum) and then the left one (down to its narrow width): the canvas and its settings
+    fit a 1280 px window. Returns the sizes before, to put back; None when nothing changed."""
+    sizes = main_splitter.sizes()
+    short = need - sizes[1]
+    if short <= 0:
+        return None
+    before = list(sizes)
+    right = main_splitter.widget(2)
+    right_min = right.minimumSizeHint().width() if right is not None else 0
+    for side, floor in ((2, right_min), (0, NARROW_SIDE_WIDTHS[0])):
+        give = min(short, max(sizes[side] - floor, 0))
+        sizes[side] -= give
+        sizes[1] += give
+        short -= give
+    if sizes == before:
+        return None
+    main_splitter.setSizes(sizes)
+    return before
 
 
 @dataclass(frozen=True)

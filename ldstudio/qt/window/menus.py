@@ -121,6 +121,37 @@ def build_menus(window: MainWindow) -> WindowActions:
     )
     add(view_menu, "Focus &library", window.library_pane.view.setFocus, "Ctrl+G")
     add(view_menu, "Focus &queue", window.queue_pane.list.setFocus, "Ctrl+K")
+    view_menu.addSeparator()
+    add(view_menu, "P&review", window.show_preview, "Alt+1", tip="The image being made")
+    add(
+        view_menu,
+        "Ca&nvas",
+        window.show_canvas,
+        "Alt+2",
+        tip="The canvas: Generate works on its image while it is shown",
+    )
+
+    canvas = window.canvas
+    canvas_menu = menu.addMenu("&Canvas")
+    add(
+        canvas_menu,
+        "&Open image…",
+        canvas.open_dialog,
+        tip="Open a PNG, JPEG or WebP on the canvas, to redraw, inpaint or outpaint it",
+    )
+    add(
+        canvas_menu,
+        "&Paste image",
+        canvas.paste,
+        "Ctrl+Shift+V",
+        tip="Put the image on the clipboard on the canvas",
+    )
+    add(
+        canvas_menu,
+        "Load &mask…",
+        canvas.load_mask_dialog,
+        tip="A mask PNG (white = repaint) or an image whose transparent area is repainted",
+    )
 
     models_menu = menu.addMenu("&Models")
     add(

@@ -21,6 +21,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+# What the canvas pane's own keys do, for those of its shortcut objects that do not say it
+# themselves (whatsThis); keyed by the keys as Qt writes them.
+CANVAS_KEYS = {
+    "[": "Smaller brush",
+    "]": "Larger brush",
+    "B": "Brush: paint what to repaint",
+    "E": "Eraser: take paint off the mask",
+    "Ctrl+Z": "Undo the last stroke or mask edit",
+    "Ctrl+Shift+Z": "Redo",
+    "Ctrl+Y": "Redo",
+    "Ctrl+V": "Paste an image as the canvas's source",
+}
+
 
 def shortcut_rows(
     window: QWidget, scopes: Sequence[tuple[QWidget, str]]
@@ -38,7 +51,9 @@ def shortcut_rows(
         owner = shortcut.parent()
         if keys and owner is not None:
             where = _scope(shortcut.context(), [owner], scopes)
-            rows.append((_keys_text(keys), shortcut.whatsThis(), where))
+            text = _keys_text(keys)
+            does = shortcut.whatsThis() or CANVAS_KEYS.get(text, "")
+            rows.append((text, does, where))
     rows.sort(key=lambda row: (row[2] != "Anywhere", row[2], row[1]))
     return rows
 
@@ -74,7 +89,8 @@ class ShortcutsDialog(QDialog):
         mouse = QLabel(
             "Mouse: Ctrl/Shift-click selects many images in the library; right-click (or the "
             "Menu key) shows what can be done with them; double-click an image for its details, "
-            "a tag to remove it."
+            "a tag to remove it. On the canvas: drag to paint the mask, drag an edge outside "
+            "the image to outpaint, the wheel zooms, Space+drag or the middle button pans."
         )
         mouse.setWordWrap(True)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
