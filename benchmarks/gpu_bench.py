@@ -7,8 +7,9 @@
 
 Random weights (speed depends on the architecture, not the weights), built on the GPU in
 seconds. Per family: it/s eager and with the UNet compiled, the cost of each preview method per
-step, peak VRAM, and ldstudio's engine against a bare `pipe(...)` (median ratio of alternating
-runs). Stops starting new measurements after --budget seconds so it fits a lent GPU's time.
+step, peak VRAM, ldstudio's engine against a bare `pipe(...)` (median ratio of alternating
+runs), and canvas jobs (img2img, "Only masked" on a 2048² image) against txt2img. Stops
+starting new measurements after --budget seconds so it fits a lent GPU's time.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
+from bench_inpaint import MemoryBlobs, png, source_image, timed_job
 from bench_overhead import NullSink, bare_run, run_job
 from common import CACHE, ROOT, machine, machine_line, median, write_results
+from PIL import Image
 
 from ldstudio.core.backend import Step
+from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import Request
 from ldstudio.engine.backend import DiffusersBackend
 from ldstudio.engine.previews import taesd_dir
 
@@ -99,7 +104,8 @@ def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[
     row: dict[str, Any] = {"family": family, "size": size, "steps": args.steps, "dtype": dtype}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    engine = DiffusersBackend(EngineOptions(device=device, dtype=dtype))
+    blobs = MemoryBlobs()
+    engine = DiffusersBackend(EngineOptions(device=device, dtype=dtype), blobs=blobs)
     loaded = engine.load(str(folder), lambda e: None)
     row["load_s"] = round(loaded.seconds, 2)
     engine_run(engine, params)  # warm-up: kernels, allocator, cuDNN autotune
@@ -137,6 +143,8 @@ def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[
             for _ in range(args.pairs)
         ]
         row["preview_ms_per_step"][method] = round(median(extra) / args.steps * 1e3, 2)
+    if budget.allows(f"{family} img2img/inpaint"):
+        row["canvas"] = bench_canvas(engine, blobs, params, args.pairs, 256 if size <= 64 else 2048)
     if device == "cuda":
         row["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     engine.close()
@@ -154,6 +162,40 @@ def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[
         compiled.close()
     print(f"  {family}: {row}", flush=True)
     return row
+
+
+def bench_canvas(
+    engine: DiffusersBackend, blobs: MemoryBlobs, params: GenerationParams, pairs: int, big: int
+) -> dict[str, Any]:
+    """Canvas jobs against txt2img at the same size and steps, alternated: img2img of a
+    native-size image (strength 0.75: fewer steps, one VAE encode more) and "Only masked" with a
+    100 px mask on a big² image at strength 1 (goal ≤ 1.2× of txt2img, bench_inpaint.py)."""
+    size = int(params.width or 512)
+    small = blobs.put(png(source_image(size)))
+    large = blobs.put(png(source_image(big)))
+    mask = Image.new("L", (big, big), 0)
+    mask.paste(255, ((big - 100) // 2, (big - 100) // 2, (big + 100) // 2, (big + 100) // 2))
+    mask_sha = blobs.put(png(mask))
+    canvas = params.replace(width=None, height=None)
+    img2img = Request.inpainting(canvas, InpaintSettings(strength=0.75), small)
+    masked = Request.inpainting(
+        canvas, InpaintSettings(strength=1.0, inpaint_area="masked"), large, mask_sha
+    )
+    plain = Request.txt2img(params)
+    for request in (plain, img2img, masked):
+        timed_job(engine, request)  # warm-up: the task pipeline, the encoder's kernels
+    times: dict[str, list[float]] = {"txt2img": [], "img2img": [], "masked": []}
+    for _ in range(pairs):
+        for name, request in (("txt2img", plain), ("img2img", img2img), ("masked", masked)):
+            times[name].append(timed_job(engine, request))
+    base = median(times["txt2img"])
+    return {
+        "txt2img_s": round(base, 3),
+        "img2img_0.75_s": round(median(times["img2img"]), 3),
+        f"only_masked_100px_{big}_s": round(median(times["masked"]), 3),
+        "only_masked_ratio": round(median(times["masked"]) / base, 4),
+        "goal": 1.2,
+    }
 
 
 def main() -> int:
