@@ -80,6 +80,30 @@ def test_empty_state_says_what_to_do(pane: CanvasPane) -> None:
     assert pane.sizeHint().width() <= 1280 and pane.sizeHint().height() <= 800
 
 
+def toolbar_buttons(pane: CanvasPane) -> list:  # type: ignore[type-arg]
+    layout = pane.toolbar
+    return [layout.itemAt(i).widget() for i in range(layout.count())]
+
+
+def test_toolbar_wraps_instead_of_widening_the_pane(qtbot, pane: CanvasPane) -> None:
+    pane.show()
+    wide = pane.wanted_width()
+    pane.resize(wide, 700)
+    qtbot.waitUntil(lambda: pane.width() == wide)
+    rows = {button.y() for button in toolbar_buttons(pane)}
+    assert len(rows) == 1  # at its wanted width the toolbar is one row
+    narrow = pane.minimumSizeHint().width()
+    assert narrow < wide
+    pane.resize(narrow, 700)
+    qtbot.waitUntil(lambda: pane.width() == narrow)
+    qtbot.waitUntil(lambda: len({b.y() for b in toolbar_buttons(pane)}) > 1)
+    for button in toolbar_buttons(pane):  # every button still whole and inside the pane
+        assert button.x() >= 0 and button.geometry().right() < pane.width()
+    # The rows do not overlap what is below them.
+    bottom = max(button.geometry().bottom() for button in toolbar_buttons(pane))
+    assert pane.caption.y() > bottom
+
+
 def test_open_paint_undo_redo(qtbot, pane: CanvasPane, tmp_path: Path) -> None:
     with qtbot.waitSignal(pane.source_changed):
         assert pane.open_file(picture(tmp_path / "photo.png"))

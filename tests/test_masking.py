@@ -261,26 +261,26 @@ def test_composite_refuses_mismatched_inputs() -> None:
         masking.composite(base.convert("P"), base, np.zeros((6, 8), np.float32))
 
 
-def test_composite_and_prepare_mask_are_fast_at_4096() -> None:
+def test_composite_and_prepare_mask_finish_at_4096() -> None:
+    # The speed goal lives in benchmarks/bench_inpaint.py; here only "no hang, right answer"
+    # at the canvas's largest size (a per-pixel blur loop would take minutes).
     values = np.zeros((4096, 4096), np.uint8)
     values[300:3800, 500:3000] = 255
     mask = Image.fromarray(values)
     rng = np.random.default_rng(1)
     original = Image.fromarray(noise(rng, (4096, 4096, 3)))
     generated = Image.new("RGB", (4096, 4096), (1, 2, 3))
-
-    def best(fn):  # type: ignore[no-untyped-def]
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            result = fn()
-            times.append(time.perf_counter() - start)
-        return min(times), result
-
-    prep_s, prepared = best(lambda: masking.prepare_mask(mask, invert=False, blur=64))
-    comp_s, _ = best(lambda: masking.composite(original, generated, prepared))
-    assert prep_s < 1.0, f"prepare_mask took {prep_s:.2f} s at 4096²"
-    assert comp_s < 1.0, f"composite took {comp_s:.2f} s at 4096²"
+    start = time.perf_counter()
+    prepared = masking.prepare_mask(mask, invert=False, blur=64)
+    out = np.asarray(masking.composite(original, generated, prepared))
+    assert time.perf_counter() - start < 30, "mask preparation and composite hang at 4096²"
+    before = np.asarray(original)
+    reach = masking.blur_reach(64)
+    # Far outside the mask (beyond the blur's reach): the original, bit for bit.
+    assert np.array_equal(out[: 300 - reach], before[: 300 - reach])
+    assert np.array_equal(out[:, 3000 + reach :], before[:, 3000 + reach :])
+    # Deep inside: the generated colour.
+    assert (out[2000, 1500] == (1, 2, 3)).all()
 
 
 def test_functions_give_the_same_answer_from_many_threads() -> None:

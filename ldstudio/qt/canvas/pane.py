@@ -54,6 +54,7 @@ from ldstudio.core.inpaint import (
     InpaintSettings,
 )
 from ldstudio.qt.canvas.view import CanvasView
+from ldstudio.qt.flow_layout import FlowLayout
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff)"
@@ -178,22 +179,16 @@ class CanvasPane(QWidget):
         )
         self.caption = QLabel()
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        toolbar = QHBoxLayout()
-        toolbar.setSpacing(4)
-        for button in (self.open_button, self.paste_button, self.load_mask_button):
-            toolbar.addWidget(button)
-        toolbar.addSpacing(8)
-        for button in (
-            self.brush_button,
-            self.eraser_button,
-            self.invert_button,
-            self.clear_button,
-        ):
-            toolbar.addWidget(button)
-        toolbar.addSpacing(8)
-        for button in (self.undo_button, self.redo_button, self.fit_button, self.actual_button):
-            toolbar.addWidget(button)
-        toolbar.addStretch(1)
+        # A wrapping row: at 1280 px the canvas column is narrower than all eleven buttons.
+        toolbar = self.toolbar = FlowLayout(spacing=4)
+        groups = (
+            (self.open_button, self.paste_button, self.load_mask_button),
+            (self.brush_button, self.eraser_button, self.invert_button, self.clear_button),
+            (self.undo_button, self.redo_button, self.fit_button, self.actual_button),
+        )
+        for index, group in enumerate(groups):
+            for position, button in enumerate(group):
+                toolbar.addWidget(button, gap_before=8 if index and not position else 0)
 
         # -- empty state -----------------------------------------------------------------------
         empty = QWidget()
@@ -369,9 +364,7 @@ class CanvasPane(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.error_bar)
-        top = QHBoxLayout()
-        top.addLayout(toolbar, 1)
-        layout.addLayout(top)
+        layout.addLayout(toolbar)
         layout.addWidget(self.caption)
         layout.addLayout(body, 1)
 
@@ -399,6 +392,13 @@ class CanvasPane(QWidget):
         if callable(slot):
             button.clicked.connect(lambda _checked=False: slot())
         return button
+
+    def wanted_width(self) -> int:
+        """The width at which the toolbar fits on one row (the least the pane can live with is
+        `minimumSizeHint`: the toolbar wraps below this)."""
+        margins = self.layout().contentsMargins()
+        toolbar = self.toolbar.sizeHint().width() + margins.left() + margins.right()
+        return max(self.minimumSizeHint().width(), toolbar)
 
     def sizeHint(self) -> QSize:
         return QSize(900, 620)

@@ -68,7 +68,7 @@ class CanvasController(QObject):
         if index == layout.CANVAS_TAB:
             # The canvas and its settings want more width than the preview: the side
             # columns give way while it is shown, and get it back after.
-            need = self.pane.minimumSizeHint().width() + CANVAS_MARGIN
+            need = self.pane.wanted_width() + CANVAS_MARGIN
             self._sizes_before = layout.make_room(splitter, need)
         else:
             self.give_room_back()
