@@ -13,6 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageFilter
 
 from ldstudio.core import masking
+from ldstudio.core.inpaint import MASK_BLUR_RANGE
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -159,6 +160,31 @@ def test_prepare_mask_is_exact_beyond_the_reach(
     assert np.all(prepared[untouched] == 0.0)
     solid = ~chebyshev_dilate(effective < 255, reach)
     assert np.all(prepared[solid] == 1.0)
+
+
+def test_the_blur_probe_holds_on_this_pillow_and_can_fail() -> None:
+    # Every radius the app allows is proven here, so prepare_mask skips its clip...
+    low, high = MASK_BLUR_RANGE
+    assert all(
+        masking._blur_stays_within(b, masking.blur_reach(b)) for b in range(low + 1, high + 1)
+    )
+    # ...and the probe is a real check: a reach shorter than the blur's is caught.
+    assert not masking._blur_stays_within(8, 2)
+    assert not masking._blur_stays_within(1, 0)
+
+
+@PROPERTY
+@given(data=st.data(), blur=st.integers(1, 9), invert=st.booleans())
+def test_prepare_mask_clips_when_the_probe_fails(
+    data: st.DataObject, blur: int, invert: bool
+) -> None:
+    # A Pillow whose blur might spread farther gets the clip; on ours the answer is the same.
+    values = data.draw(rect_masks(37, 29))
+    fast = masking.prepare_mask(Image.fromarray(values), invert=invert, blur=blur)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(masking, "_blur_stays_within", lambda blur, reach: False)
+        clipped = masking.prepare_mask(Image.fromarray(values), invert=invert, blur=blur)
+    assert np.array_equal(fast, clipped)
 
 
 def test_prepare_mask_of_an_empty_or_full_mask() -> None:
