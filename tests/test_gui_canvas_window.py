@@ -97,6 +97,29 @@ def test_generate_on_an_empty_canvas_says_why_and_queues_nothing(
     assert [r.kind for r in submitted] == ["txt2img"]
 
 
+def test_a_canvas_too_large_to_run_whole_is_refused_before_anything_is_stored(
+    make_window, fake_backend: FakeBackend, qtbot
+) -> None:
+    window, submitted = canvas_window(make_window, fake_backend)
+    set_prompt(window, "a red circle")
+    assert window.canvas.set_source(Image.new("RGB", (4200, 64), "purple"), "wide")
+    window.canvas_pane.outpaint_spins["right"].setValue(16)
+    blobs_before = sorted(window.store.blobs.root.rglob("*"))
+    window.prompt_pane.generate_button.click()
+    qtbot.waitUntil(lambda: window.preview_pane.error_bar.isVisible())
+    message = window.preview_pane.error_label.text()
+    assert message.startswith("Cannot generate on the canvas: the image is 4200x64 (4216x64 with")
+    assert "allowed: 64 to 4096 pixels a side" in message and "Only masked" in message
+    assert submitted == [] and window.controller.jobs() == []
+    assert sorted(window.store.blobs.root.rglob("*")) == blobs_before  # nothing stored
+    # Only masked with a mask runs at the model's size: accepted.
+    window.canvas_pane.outpaint_spins["right"].setValue(0)
+    window.canvas_pane.area_combo.setCurrentIndex(window.canvas_pane.area_combo.findData("masked"))
+    paint(qtbot, window, (100, 10), (300, 50))
+    assert isinstance(click_generate(qtbot, window), JobFinished)
+    assert [r.kind for r in submitted] == ["inpaint"]
+
+
 def test_send_to_canvas_paint_and_generate_an_inpaint_job(
     make_window, fake_backend: FakeBackend, qtbot
 ) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ldstudio.core.inpaint import InpaintSettings
+from ldstudio.core.inpaint import InpaintSettings, canvas_size_problem
 from ldstudio.core.jobs import load_queue, save_queue
 from ldstudio.core.params import GenerationParams, field_problem
 from ldstudio.core.readers import ReadResult, parse_a1111_text, unapplied_values
@@ -72,3 +72,19 @@ def test_a_broken_queue_file_is_refused_by_name(tmp_path: Path, text: str, messa
     with pytest.raises(ValueError, match=str(target)) as raised:
         load_queue(target)
     assert message in str(raised.value)
+
+
+def test_canvas_size_problem_names_the_size_and_the_rule() -> None:
+    whole = InpaintSettings()
+    masked = InpaintSettings(inpaint_area="masked")
+    assert canvas_size_problem((512, 512), whole, masked=True, sized=False) is None
+    assert canvas_size_problem((5000, 300), whole, masked=True, sized=True) is None  # --size
+    assert canvas_size_problem((5000, 300), masked, masked=True, sized=False) is None
+    # "Only masked" with nothing masked is img2img: the whole picture runs at its size.
+    assert canvas_size_problem((5000, 300), masked, masked=False, sized=False) == (
+        "is 5000x300, and the whole picture runs at that size; allowed: 64 to 4096 pixels a side"
+    )
+    wide = InpaintSettings(inpaint_area="masked", outpaint=(0, 0, 2048, 0))
+    assert canvas_size_problem((8000, 300), wide, masked=True, sized=True) == (
+        "is 8000x300 (10048x300 with outpaint 0,0,2048,0); allowed: at most 8192 pixels a side"
+    )

@@ -24,20 +24,21 @@ from ldstudio.core.inpaint import (
     MASK_BLUR_RANGE,
     MASK_PADDING_RANGE,
     MASKED_CONTENTS,
+    MAX_CANVAS_SIDE,
     OUTPAINT_MULTIPLE,
     OUTPAINT_RANGE,
     OUTPAINT_SIDES,
     STRENGTH_RANGE,
     InpaintSettings,
+    canvas_size_problem,
     check_outpaint,
 )
-from ldstudio.core.params import SIZE_RANGE, GenerationParams
+from ldstudio.core.params import GenerationParams
 from ldstudio.core.request import Request
 
-# The largest source (and canvas with its outpaint) a side may have: the canvas's limit. An
-# 8192x8192 RGBA PNG is at most 256 MiB, within the blob store's 512 MiB, and under Pillow's
-# decompression-bomb limit (89 megapixels), so no image accepted here is refused later.
-MAX_SOURCE_SIDE = 8192
+# The largest source (and canvas with its outpaint) a side may have: the canvas's limit, so no
+# image accepted here is refused later.
+MAX_SOURCE_SIDE = MAX_CANVAS_SIDE
 AUTO = "auto"
 _DEFAULTS = InpaintSettings()
 # The CLI spells masked contents with hyphens, as its other multi-word values.
@@ -195,7 +196,7 @@ def source_from_args(args: argparse.Namespace) -> SourceJob | None:
     if image.mode not in ("RGB", "RGBA"):
         has_alpha = "A" in image.getbands() or "transparency" in image.info
         image = image.convert("RGBA" if has_alpha else "RGB")
-    _check_size(path, image.size, settings, sized=args.size is not None)
+    _check_size(path, image.size, settings, masked=masked, sized=args.size is not None)
     mask_png: bytes | None = None
     if args.mask is not None:
         mask_path = Path(args.mask).expanduser()
@@ -298,30 +299,17 @@ def _refuse_empty(path: Path, levels: Image.Image, settings: InpaintSettings) ->
 
 
 def _check_size(
-    path: Path, size: tuple[int, int], settings: InpaintSettings, *, sized: bool
+    path: Path, size: tuple[int, int], settings: InpaintSettings, *, masked: bool, sized: bool
 ) -> None:
     """The canvas (source + outpaint) fits the canvas limit, and the model's size range when
     the whole picture runs at its own size (no --size)."""
-    left, top, right, bottom = settings.outpaint
-    canvas = (size[0] + left + right, size[1] + top + bottom)
-    described = _wxh(size)
-    if settings.outpainting:
-        described += f" ({_wxh(canvas)} with --outpaint {left},{top},{right},{bottom})"
-    if max(canvas) > MAX_SOURCE_SIDE:
-        raise BadInput(
-            f"--init-image: {path} is {described}; allowed: at most {MAX_SOURCE_SIDE} pixels a side"
-        )
-    low, high = SIZE_RANGE
-    if (
-        settings.inpaint_area == "whole"
-        and not sized
-        and not low <= min(canvas) <= max(canvas) <= high
-    ):
-        raise BadInput(
-            f"--init-image: {path} is {described}, and the whole picture runs at that size; "
-            f"allowed: {low} to {high} pixels a side. Give --size WxH to run at another size, "
-            "or --inpaint-area masked with --mask"
-        )
+    problem = canvas_size_problem(size, settings, masked=masked, sized=sized)
+    if problem is None:
+        return
+    problem = problem.replace(" with outpaint ", " with --outpaint ")
+    if "whole picture" in problem:
+        problem += ". Give --size WxH to run at another size, or --inpaint-area masked with --mask"
+    raise BadInput(f"--init-image: {path} {problem}")
 
 
 def _given(args: argparse.Namespace) -> list[str]:

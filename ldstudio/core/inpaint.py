@@ -25,6 +25,9 @@ OUTPAINT_SIDES: tuple[str, ...] = ("left", "top", "right", "bottom")
 # is what it was trained for; everything else keeps A1111's img2img default.
 AUTO_STRENGTH_INPAINTING_MODEL = 1.0
 AUTO_STRENGTH = 0.75
+# The canvas (source + outpaint) limit: an 8192² RGBA PNG is at most 256 MiB, within the blob
+# store's 512 MiB and under Pillow's decompression-bomb limit.
+MAX_CANVAS_SIDE = 8192
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,32 @@ class InpaintSettings:
         if isinstance(values.get("outpaint"), list):
             values["outpaint"] = tuple(values["outpaint"])
         return cls(**values).validate()
+
+
+def canvas_size_problem(
+    size: tuple[int, int], settings: InpaintSettings, *, masked: bool, sized: bool
+) -> str | None:
+    """Why a source of `size` cannot make this job, or None: the canvas (source + outpaint) is
+    over MAX_CANVAS_SIDE, or the whole picture runs at its own size (not `sized`, and "whole
+    picture" or nothing `masked`) outside the model sizes allowed. The text follows the
+    source's name: "is 5000x300; allowed: ..."."""
+    from ldstudio.core.params import SIZE_RANGE  # params does not import this module
+
+    left, top, right, bottom = settings.outpaint
+    canvas = (size[0] + left + right, size[1] + top + bottom)
+    described = f"{size[0]}x{size[1]}"
+    if settings.outpainting:
+        described += f" ({canvas[0]}x{canvas[1]} with outpaint {left},{top},{right},{bottom})"
+    if max(canvas) > MAX_CANVAS_SIDE:
+        return f"is {described}; allowed: at most {MAX_CANVAS_SIDE} pixels a side"
+    low, high = SIZE_RANGE
+    whole = settings.inpaint_area == "whole" or not (masked or settings.outpainting)
+    if whole and not sized and not low <= min(canvas) <= max(canvas) <= high:
+        return (
+            f"is {described}, and the whole picture runs at that size; allowed: {low} to "
+            f"{high} pixels a side"
+        )
+    return None
 
 
 def check_outpaint(side: str, amount: object) -> None:

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject
 
 from ldstudio.core.canvas import CanvasDocument
 from ldstudio.core.events import JobCancelled, JobFailed, JobFinished
+from ldstudio.core.inpaint import canvas_size_problem
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.request import Request
 from ldstudio.qt.made_from import MadeFrom, open_source
@@ -129,6 +130,19 @@ class CanvasController(QObject):
             settings = self.pane.settings().validate()
         except ValueError as exc:
             w.preview_pane.show_error(f"Cannot generate on the canvas: {exc}")
+            return None
+        problem = canvas_size_problem(
+            (document.width, document.height), settings, masked=document.has_mask(), sized=False
+        )
+        if problem is not None:
+            # Refused here, not after the image was stored and the job queued.
+            hint = (
+                " Paint a mask and choose Area: Only masked to repaint part of it at the "
+                "model's size."
+                if "whole picture" in problem
+                else ""
+            )
+            w.preview_pane.show_error(f"Cannot generate on the canvas: the image {problem}.{hint}")
             return None
         mask = document.mask_png()  # here: strokes change the mask on this thread
         # The size follows the canvas (source + outpaint); the panes' size is txt2img's.
