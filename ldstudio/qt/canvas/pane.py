@@ -284,7 +284,10 @@ class CanvasPane(QWidget):
         self.blur_spin.setRange(*MASK_BLUR_RANGE)
         self.blur_spin.setValue(4)
         self.blur_spin.setSuffix(" px")
-        self.blur_spin.setToolTip("Mask blur: feathers the mask edge (Gaussian radius)")
+        self.blur_spin.setToolTip(
+            "Mask blur: feathers the mask edge (Gaussian radius), "
+            f"{MASK_BLUR_RANGE[0]} to {MASK_BLUR_RANGE[1]} px"
+        )
         self.area_combo = QComboBox()
         for area in INPAINT_AREAS:
             self.area_combo.addItem(AREA_LABELS.get(area, area), area)
@@ -295,7 +298,10 @@ class CanvasPane(QWidget):
         self.padding_spin.setRange(*MASK_PADDING_RANGE)
         self.padding_spin.setValue(32)
         self.padding_spin.setSuffix(" px")
-        self.padding_spin.setToolTip("Only masked: context kept around the mask's bounding box")
+        self.padding_spin.setToolTip(
+            "Only masked: context kept around the mask's bounding box, "
+            f"{MASK_PADDING_RANGE[0]} to {MASK_PADDING_RANGE[1]} px"
+        )
         self.content_combo = QComboBox()
         for content in MASKED_CONTENTS:
             self.content_combo.addItem(CONTENT_LABELS.get(content, content), content)
