@@ -181,6 +181,38 @@ def test_a_diffusers_folder_hash_covers_its_components(tmp_path: Path) -> None:
     assert hash_store().cached_folder_sha256(folder) == expected
 
 
+def test_a_folder_asked_again_reads_nothing_until_a_file_changes(
+    tmp_path: Path, ldstudio_home: Path, reads: list[Path]
+) -> None:
+    folder = diffusers_folder(tmp_path / "tiny")
+    store = hash_store()
+    first = store.folder_sha256(folder)
+    assert len(reads) == 4
+    assert store.folder_sha256(folder) == first and len(reads) == 4
+    weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"UNET WEIGHTS")  # same size
+    touch_later(weights)
+    changed = store.folder_sha256(folder)
+    assert changed != first and reads[-1] == weights
+    # A symlinked file re-pointed at other content of the same size and mtime (as Hugging
+    # Face's cache does) is another inode: hashed again.
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    a, b = blobs / "a", blobs / "b"
+    a.write_bytes(b"vae weights")
+    b.write_bytes(b"VAE WEIGHTS")
+    stamp = a.stat()
+    os.utime(b, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    vae = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    vae.unlink()
+    vae.symlink_to(a)
+    via_a = store.folder_sha256(folder)
+    assert via_a == changed  # same content as the file it replaced
+    vae.unlink()
+    vae.symlink_to(b)
+    assert store.folder_sha256(folder) != via_a
+
+
 # -- references: name + content hash, resolved back to a file ----------------------------------
 
 

@@ -77,6 +77,13 @@ def folder_files(folder: Path) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced or edited: device, inode (a re-pointed symlink, as
+    in Hugging Face's cache, names another), size and mtime."""
+    info = path.stat()
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
 def _stat(path: Path) -> tuple[int, int]:
     info = path.stat()
     return info.st_size, info.st_mtime_ns
@@ -95,6 +102,8 @@ class HashStore:
         self._lock = threading.Lock()
         self._files: dict[str, HashRecord] | None = None  # read on first use
         self._folders: dict[str, HashRecord] = {}
+        # (folder, its files' identities) → content hash, for this process (see folder_sha256)
+        self._folder_memo: dict[tuple[str, tuple[tuple[str, tuple[int, ...]], ...]], str] = {}
 
     # -- single files -------------------------------------------------------------------------
 
@@ -137,15 +146,28 @@ class HashStore:
 
     def folder_sha256(self, folder: Path) -> str:
         """The content hash of a diffusers folder (see the module docstring); each file in it
-        is hashed once (cached like any file)."""
+        is hashed once (cached like any file).
+
+        Asked again while no file in it changed (same names, inodes, sizes and mtimes), the
+        answer comes from memory after one walk and one stat per file: every image saved
+        writes its model's hash, and resolving and looking up each file took milliseconds.
+        """
+        files = folder_files(folder)
+        version = (str(folder), tuple((relative, _identity(path)) for relative, path in files))
+        with self._lock:
+            known = self._folder_memo.get(version)
+        if known is not None:
+            return known
         lines, new = [], {}
-        for relative, path in folder_files(folder):
+        for relative, path in files:
             file_digest, record = self._file_sha256(path)
             lines.append(f"{relative} {file_digest}\n")
             new.update(record)
         digest = hashlib.sha256("".join(sorted(lines)).encode("utf-8")).hexdigest()
         size, mtime = self._folder_version(folder)
         self._record(new, {str(folder.resolve()): HashRecord(size, mtime, digest)})
+        with self._lock:
+            self._folder_memo[version] = digest
         return digest
 
     def cached_folder_sha256(self, folder: Path) -> str | None:
