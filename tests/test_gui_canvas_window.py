@@ -276,3 +276,26 @@ def test_the_canvas_gets_room_at_1280_and_gives_it_back(
     assert window.canvas_pane.width() <= scroll.width()  # no sideways scrolling at 1280
     window.show_preview()
     assert window.main_splitter.sizes() == before
+
+
+def test_the_size_fields_say_when_the_canvas_decides_the_size(
+    make_window, fake_backend: FakeBackend, qtbot
+) -> None:
+    window, _submitted = canvas_window(make_window, fake_backend)
+    params = window.params_pane
+    allowed = params.size_range_label.text()
+    params.aspect_combo.setCurrentIndex(params.aspect_combo.findText("Custom"))
+    assert params.width_spin.isEnabled()
+    window.show_canvas()
+    assert not params.aspect_combo.isEnabled() and not params.width_spin.isEnabled()
+    assert params.size_range_label.text() == "the canvas's size (no image yet)"
+    assert window.canvas.set_source(Image.new("RGB", (96, 80), "purple"), "photo")
+    assert params.size_range_label.text() == "the canvas's size: 96×80"
+    window.canvas_pane.outpaint_spins["right"].setValue(32)
+    assert params.size_range_label.text() == "the canvas's size: 128×80"
+    area = window.canvas_pane.area_combo
+    area.setCurrentIndex(area.findData("masked"))
+    assert params.size_range_label.text() == "Only masked: the model's size around the mask"
+    window.show_preview()  # the fields are the size again, as the user left them
+    assert params.size_range_label.text() == allowed
+    assert params.aspect_combo.isEnabled() and params.width_spin.isEnabled()

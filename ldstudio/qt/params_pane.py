@@ -229,7 +229,9 @@ class ParamsPane(QWidget):
         self.height_spin = CheckedSpinBox("height", SIZE_RANGE, SIZE_MULTIPLE)
         self.height_spin.setSuffix(" px")
         self.height_spin.setToolTip(f"Image height in pixels: {size_allowed}")
-        self.size_range_label = _range_label(f"{size_allowed} px")
+        self._size_allowed_text = f"{size_allowed} px"
+        self._canvas_size: str | None = None  # set while the canvas decides the size
+        self.size_range_label = _range_label(self._size_allowed_text)
         size_row = QHBoxLayout()
         size_row.addWidget(self.width_spin, 1)
         size_row.addWidget(QLabel("×"))
@@ -488,10 +490,18 @@ class ParamsPane(QWidget):
 
         return snap(w), snap(h)
 
+    def set_canvas_size(self, text: str | None) -> None:
+        """While the canvas tab is shown its jobs run at the canvas's size, not these fields':
+        they are disabled and `text` says so (None: the fields are the size again)."""
+        self._canvas_size = text
+        self.aspect_combo.setEnabled(text is None)
+        self.size_range_label.setText(text if text is not None else self._size_allowed_text)
+        self._on_aspect()
+
     def _on_aspect(self) -> None:
         index = self.aspect_combo.currentIndex()
         ratio = ASPECTS[index][1]
-        editable = index == CUSTOM
+        editable = index == CUSTOM and self._canvas_size is None
         for spin in (self.width_spin, self.height_spin):
             spin.setEnabled(editable)
             spin.blockSignals(True)

@@ -92,24 +92,30 @@ class CanvasController(QObject):
         return "inpaint" if document.has_mask() else "img2img"
 
     def update_generate(self) -> None:
-        """The Generate button and menu item say what they will do."""
+        """The Generate button and menu item say what they will do, and the parameter pane's
+        size fields say when the canvas decides the size instead."""
         button = self.window.prompt_pane.generate_button
         action = getattr(self.window, "generate_action", None)
         face = self.face() if self.active() else None
+        document = self.pane.document()
+        size_note: str | None = None
         if not self.active():
             text, tip = "&Generate", "Queue a generation with these settings (Ctrl+Enter)"
-        elif face is None:
+        elif face is None or document is None:
             text = "&Generate (canvas)"
             tip = "The canvas has no image yet: send, open, paste or drop one first"
+            size_note = "the canvas's size (no image yet)"
         else:
-            document = self.pane.document()
-            assert document is not None
             width, height = document.canvas_size
             text = f"&Generate ({face})"
             tip = (
                 f"Queue a {face} job on the canvas image: {FACE_TEXT[face]} with this prompt, "
                 f"at {width}×{height} (Ctrl+Enter)"
             )
+            size_note = f"the canvas's size: {width}×{height}"
+            if face != "img2img" and self.pane.area_combo.currentData() == "masked":
+                size_note = "Only masked: the model's size around the mask"
+        self.window.params_pane.set_canvas_size(size_note)
         button.setText(text)
         button.setToolTip(tip)
         if action is not None:
