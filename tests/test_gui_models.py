@@ -481,3 +481,15 @@ def test_window_lists_scanned_models_and_applies_manager_choices(
     assert record.params.vae == str(vae_path)
     assert record.params.loras == ((str(lora_path), 0.6),)
     assert record.params.guidance_cutoff == 0.5
+
+
+def test_the_manager_shows_inpainting_models_as_such(tmp_path: Path) -> None:
+    from ldstudio.core.models.entries import ModelEntry
+    from ldstudio.qt.model_manager import family_text
+
+    def entry(**changes: Any) -> ModelEntry:
+        return ModelEntry(tmp_path / "m", "m", "checkpoint", tmp_path, 1, **changes)
+
+    assert family_text(entry(family="sd1", variant="sd1")) == "SD 1.x"
+    assert family_text(entry(family="sd1", variant="sd1", inpainting=True)) == "SD 1.x · inpainting"
+    assert family_text(entry(family="sdxl", inpainting=True)) == "sdxl · inpainting"

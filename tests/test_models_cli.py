@@ -177,3 +177,20 @@ def test_convert_explains_files_that_are_no_checkpoint_without_torchs_advice(
     assert f"{cut}: cannot be read as a PyTorch checkpoint (RuntimeError: " in err
     assert not (tmp_path / "noise.safetensors").exists()
     assert not (tmp_path / "cut.safetensors").exists()
+
+
+def test_models_list_says_which_models_are_inpainting_models(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tiny_model import build_tiny_model
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_model, folder / "plain")
+    build_tiny_model(folder / "repaint", in_channels=9)
+    argv = ["models", "list", "--no-hf-cache", "--folder", str(folder)]
+    assert main([*argv, "--json"]) == EXIT_OK
+    rows = {m["name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
+    assert rows["plain"]["inpainting"] is False and rows["repaint"]["inpainting"] is True
+    assert main(argv) == EXIT_OK
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    assert "inpainting" in lines["repaint"] and "inpainting" not in lines["plain"]

@@ -101,9 +101,9 @@ def _size(n: int) -> str:
 
 
 def _family(entry: ModelEntry) -> str:
-    if entry.variant:
-        return VARIANT_LABELS[entry.variant]
-    return entry.family or "-"
+    family = VARIANT_LABELS[entry.variant] if entry.variant else entry.family or "-"
+    # Visible, since canvas jobs treat these models differently (auto strength 1 when masked).
+    return f"{family} inpainting" if entry.inpainting else family
 
 
 def run_list(args: argparse.Namespace) -> int:

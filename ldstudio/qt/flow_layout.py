@@ -26,7 +26,7 @@ class FlowLayout(QLayout):
         self._items.append(item)
         self._gaps.append(0)
 
-    def addWidget(self, widget: QWidget, gap_before: int = 0) -> None:  # type: ignore[override]
+    def addWidget(self, widget: QWidget, gap_before: int = 0) -> None:
         self.addChildWidget(widget)
         self._items.append(QWidgetItem(widget))
         self._gaps.append(gap_before)
@@ -35,10 +35,10 @@ class FlowLayout(QLayout):
     def count(self) -> int:
         return len(self._items)
 
-    def itemAt(self, index: int) -> QLayoutItem | None:  # type: ignore[override]
+    def itemAt(self, index: int) -> QLayoutItem | None:
         return self._items[index] if 0 <= index < len(self._items) else None
 
-    def takeAt(self, index: int) -> QLayoutItem | None:  # type: ignore[override]
+    def takeAt(self, index: int) -> QLayoutItem | None:
         if not 0 <= index < len(self._items):
             return None
         self._gaps.pop(index)
@@ -75,11 +75,12 @@ class FlowLayout(QLayout):
     # -- placing ------------------------------------------------------------------------------
 
     def _visible(self) -> list[tuple[int, QLayoutItem]]:
-        return [
-            (gap, item)
-            for gap, item in zip(self._gaps, self._items, strict=True)
-            if item.widget() is None or not item.widget().isHidden()
-        ]
+        shown = []
+        for gap, item in zip(self._gaps, self._items, strict=True):
+            widget = item.widget()
+            if widget is None or not widget.isHidden():
+                shown.append((gap, item))
+        return shown
 
     def _arrange(self, rect: QRect, move: bool) -> int:
         """Place the items in rows inside `rect` (when `move`); the height the rows take."""

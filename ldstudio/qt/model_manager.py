@@ -133,9 +133,9 @@ def display_name(entry: ModelEntry) -> str:
 
 
 def family_text(entry: ModelEntry) -> str:
-    if entry.variant:
-        return VARIANT_LABELS.get(entry.variant, entry.variant)
-    return entry.family
+    family = VARIANT_LABELS.get(entry.variant, entry.variant) if entry.variant else entry.family
+    # Visible, since canvas jobs treat these models differently (auto strength 1 when masked).
+    return f"{family} · inpainting" if entry.inpainting else family
 
 
 # Pixels per side each bundled single-file configuration was trained at.

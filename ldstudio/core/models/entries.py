@@ -17,6 +17,7 @@ from ldstudio.core.models.detection import (
     STATUS_OK,
     STATUS_UNSAFE,
     detect,
+    is_inpainting_unet,
     unet_family,
 )
 from ldstudio.core.models.safetensors import (
@@ -41,6 +42,8 @@ class ModelEntry:
     precision: str = ""
     status: str = STATUS_OK
     error: str = ""
+    # A 9-channel UNet (SD 1.5 / 2 / SDXL inpainting): canvas jobs use it at high strength.
+    inpainting: bool = False
 
     @property
     def loadable(self) -> bool:
@@ -58,6 +61,7 @@ class ModelEntry:
             "source": str(self.source),
             "status": self.status,
             "error": self.error,
+            "inpainting": self.inpainting,
         }
 
 
@@ -98,6 +102,7 @@ def inspect_file(path: Path, source: Path | None = None) -> ModelEntry:
         variant=found.variant,
         precision=header.precision,
         status=found.status,
+        inpainting=found.inpainting,
         error=f"{path}: {found.message}" if found.message else "",
     )
 
@@ -116,10 +121,12 @@ def inspect_diffusers_folder(path: Path, source: Path, name: str | None = None) 
     """An entry for a diffusers folder, family from unet/config.json's cross-attention width."""
     size = _folder_size(path)
     family, precision, error = "", "", ""
+    inpainting = False
     try:
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
         unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
         family = unet_family(unet.get("cross_attention_dim"), unet.get("addition_embed_type"))
+        inpainting = is_inpainting_unet(unet.get("in_channels"))
         weights = sorted((path / "unet").glob("*.safetensors"))
         if weights:
             precision = read_safetensors_header(weights[0]).precision
@@ -140,6 +147,7 @@ def inspect_diffusers_folder(path: Path, source: Path, name: str | None = None) 
         precision=precision,
         status=STATUS_ERROR if error else STATUS_OK,
         error=error,
+        inpainting=inpainting,
     )
 
 

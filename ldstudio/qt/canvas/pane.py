@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
-from PySide6.QtCore import QMimeData, QSize, Qt, Signal
+from PySide6.QtCore import QMargins, QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import (
     QDragEnterEvent,
     QDropEvent,
@@ -402,7 +402,8 @@ class CanvasPane(QWidget):
     def wanted_width(self) -> int:
         """The width at which the toolbar fits on one row (the least the pane can live with is
         `minimumSizeHint`: the toolbar wraps below this)."""
-        margins = self.layout().contentsMargins()
+        layout = self.layout()
+        margins = layout.contentsMargins() if layout is not None else QMargins()
         toolbar = self.toolbar.sizeHint().width() + margins.left() + margins.right()
         return max(self.minimumSizeHint().width(), toolbar)
 
