@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ldstudio.cli import inpaint
+from ldstudio.cli import hires, inpaint
 from ldstudio.cli.common import (
     ABORT_GRACE_SECONDS,
     EXIT_CANCELLED,
@@ -33,6 +33,9 @@ from ldstudio.core.events import (
     ModelLoading,
     ModelReady,
     StepProgress,
+)
+from ldstudio.core.events import (
+    StageStarted as JobStageStarted,
 )
 from ldstudio.core.models import (
     KIND_CHECKPOINT,
@@ -160,6 +163,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen.add_argument("--preview-dir", default=None, metavar="DIR", help="save each preview here")
     gen.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     inpaint.add_arguments(gen)
+    hires.add_arguments(gen)
     gen.set_defaults(handler=run_generate)
 
 
@@ -324,6 +328,12 @@ class ProgressReporter:
                 f"generating {event.image_count} image(s) {p.width}x{p.height}, {p.steps} steps, "
                 f"{p.scheduler}, CFG {p.guidance_scale:g}, seed {p.seed}"
             )
+        elif isinstance(event, JobStageStarted) and event.index > 0:
+            self._line(
+                ("\n" if self.tty else "")
+                + f"pass {event.index + 1} of {event.count}: {event.name}, "
+                f"{event.total_steps} steps"
+            )
         elif isinstance(event, StepProgress):
             self._progress(event)
 
@@ -368,6 +378,9 @@ def run_generate(args: argparse.Namespace) -> int:
         raise BadInput(f"--preview-dir: {preview_dir} is a file; give a folder")
     # The source image and mask are read and checked now; stored only once the run goes ahead.
     source = inpaint.source_from_args(args)
+    hires_fix = hires.settings_from_args(args, params)
+    if hires_fix is not None and (hint := hires_fix.hint()) is not None:
+        sys.stderr.write(f"note: {hint}\n")
 
     # Heavy imports only now: `ldstudio --help` stays instant.
     from ldstudio.cli.library import open_library
@@ -398,7 +411,7 @@ def run_generate(args: argparse.Namespace) -> int:
         remove_folders(created)
         raise
 
-    request = Request.txt2img(params)
+    request = Request.txt2img(params, hires_fix)
     if source is not None:
         try:
             request = source.request(params, blobs)
@@ -498,6 +511,12 @@ def report(
                 # What the job was made from: its face and the blob hashes of source and mask.
                 "face": request.face if request else "txt2img",
                 "inputs": dict(request.inputs) if request else {},
+                # The hires fix as it ran: the strength the engine used for "default".
+                "hires": (
+                    request.hires.replace(strength=request.hires.resolved_strength()).to_dict()
+                    if request and request.hires
+                    else None
+                ),
                 **index_note,
             }
             print(json.dumps(payload, indent=2, ensure_ascii=False))

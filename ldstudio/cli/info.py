@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ldstudio.cli.common import EXIT_OK, BadInput
+from ldstudio.core.hires import HiresSettings
+from ldstudio.core.params import GenerationParams
 
 _LABELS = (
     ("prompt", "prompt"),
@@ -84,6 +86,10 @@ def run_info(args: argparse.Namespace) -> int:
                 print(f"VAE: {params.vae}")
             for lora, weight in params.loras:
                 print(f"LoRA: {lora} ×{weight:g}")
+        request = result.request
+        if request is not None and request.hires is not None and result.source == "ldstudio":
+            # Another tool's hires keys print below as it wrote them.
+            print(f"hires fix: {hires_text(request.hires, params)}")
         for key, value in result.extra.items():
             if key in ("prompt_graph", "workflow") or isinstance(value, dict | list):
                 continue  # graphs are pages long; --json shows them
@@ -95,3 +101,13 @@ def run_info(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}")
     return EXIT_OK
+
+
+def hires_text(hires: HiresSettings, params: GenerationParams | None) -> str:
+    """ "×2 (128x128) lanczos, strength 0.5, 20 steps": what the second pass did."""
+    size = f"{hires.width}x{hires.height}" if hires.resized else f"×{hires.scale:g}"
+    if not hires.resized and params is not None and params.width and params.height:
+        width, height = hires.target_size(params.width, params.height)
+        size += f" ({width}x{height})"
+    steps = hires.steps_for(params.steps) if params is not None else hires.steps
+    return f"{size} {hires.upscaler}, strength {hires.resolved_strength():g}, {steps} steps"

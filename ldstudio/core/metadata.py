@@ -43,6 +43,11 @@ MASKED_CONTENT = "Masked content"
 MASK_MODE = "Mask mode"
 OUTPAINT = "Outpaint"  # ours: "left,top,right,bottom" pixels
 SOFT_INPAINTING = "Soft inpainting"  # ours, written only when off (on is ldstudio's default)
+# A1111's hires-fix keys (a txt2img request's second pass; with Denoising strength).
+HIRES_UPSCALE = "Hires upscale"
+HIRES_RESIZE = "Hires resize"
+HIRES_STEPS = "Hires steps"
+HIRES_UPSCALER = "Hires upscaler"
 ONLY_MASKED, WHOLE_PICTURE, INPAINT_NOT_MASKED = (
     "Only masked",
     "Whole picture",
@@ -102,6 +107,7 @@ def a1111_parameters(
         "Model": model_name,
         **_extra_network_pairs(params),
         **inpaint_pairs(request),
+        **hires_pairs(request),
         "Version": f"ldstudio {__version__}",
     }
     line = ", ".join(f"{k}: {_quote(str(v))}" for k, v in pairs.items() if v not in ("", None))
@@ -110,6 +116,25 @@ def a1111_parameters(
     if params.negative_prompt:
         text += f"\nNegative prompt: {params.negative_prompt}"
     return f"{text}\n{line}"
+
+
+def hires_pairs(request: Request | None) -> dict[str, str]:
+    """A1111's keys for a hires fix, in A1111's order; {} without one. The strength is the
+    one the engine used (it records it in the request it reports)."""
+    from ldstudio.core.hires import A1111_UPSCALER_NAMES
+
+    if request is None or request.hires is None:
+        return {}
+    hires = request.hires
+    pairs = {DENOISING_STRENGTH: f"{hires.resolved_strength():g}"}
+    if hires.resized:
+        pairs[HIRES_RESIZE] = f"{hires.width}x{hires.height}"
+    else:
+        pairs[HIRES_UPSCALE] = f"{hires.scale:g}"
+    if hires.steps:
+        pairs[HIRES_STEPS] = str(hires.steps)
+    pairs[HIRES_UPSCALER] = A1111_UPSCALER_NAMES[hires.upscaler]
+    return pairs
 
 
 def inpaint_pairs(request: Request | None) -> dict[str, str]:

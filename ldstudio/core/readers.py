@@ -37,9 +37,14 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from ldstudio.core.hires import A1111_UPSCALER_NAMES, HiresSettings
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.metadata import (
     DENOISING_STRENGTH,
+    HIRES_RESIZE,
+    HIRES_STEPS,
+    HIRES_UPSCALE,
+    HIRES_UPSCALER,
     INPAINT_AREA,
     INPAINT_NOT_MASKED,
     LDSTUDIO_KEY,
@@ -160,6 +165,11 @@ INPAINT_KEYS = frozenset(
 # only without a hires fix (A1111 writes it for a txt2img hires pass too).
 _MASK_KEYS = INPAINT_KEYS - {DENOISING_STRENGTH, SOFT_INPAINTING, A1111_SOFT_ENABLED}
 _CONTENT_FROM_WORDS = {words: name for name, words in MASKED_CONTENT_WORDS.items()}
+# A1111 text keys that become HiresSettings (applied when the request has a hires fix).
+HIRES_KEYS = frozenset(
+    {DENOISING_STRENGTH, HIRES_UPSCALE, HIRES_RESIZE, HIRES_STEPS, HIRES_UPSCALER}
+)
+_UPSCALER_FROM_NAMES = {name.lower(): ours for ours, name in A1111_UPSCALER_NAMES.items()}
 
 
 def unapplied_values(result: ReadResult) -> list[tuple[str, str]]:
@@ -170,11 +180,18 @@ def unapplied_values(result: ReadResult) -> list[tuple[str, str]]:
     """
     mapped = _EXTRA_FIELDS.get(result.source, {})
     inpaint_applied = result.inpaint is not None and result.source != "ldstudio"
+    hires_applied = (
+        result.request is not None
+        and result.request.hires is not None
+        and result.source != "ldstudio"
+    )
     values = []
     for key, value in result.extra.items():
         if key in _NOT_SETTINGS or (key in mapped and mapped[key] in result.fields):
             continue
         if inpaint_applied and key in INPAINT_KEYS:
+            continue
+        if hires_applied and key in HIRES_KEYS:
             continue
         if value is None or value == "":
             continue
@@ -363,10 +380,12 @@ def _finish(
     parameters_text: str | None = None,
     inpaint: InpaintSettings | None = None,
     face: str = "",
+    hires: HiresSettings | None = None,
 ) -> ReadResult:
     """Build the result; `params` only when the mapped fields form a valid GenerationParams.
 
-    With `inpaint`, the request is an inpaint one without inputs (the source is not known).
+    With `inpaint`, the request is an inpaint one without inputs (the source is not known);
+    with `hires`, a txt2img request with that hires fix.
     """
     params: GenerationParams | None = None
     if isinstance(fields.get("prompt"), str):
@@ -377,7 +396,7 @@ def _finish(
     request: Request | None = None
     if params is not None:
         request = (
-            Request.txt2img(params)
+            Request.txt2img(params, hires)
             if inpaint is None
             else Request(params=params, kind=KIND_INPAINT, inpaint=inpaint)
         )
@@ -452,9 +471,75 @@ def parse_a1111_text(text: str, source: str = "a1111") -> ReadResult:
             warnings.append(f"sampler {sampler!r} has no ldstudio equivalent; kept as extra")
         _put(fields, "scheduler", mapped)
     inpaint, face = a1111_inpaint(parsed, warnings)
+    hires = a1111_hires(parsed, warnings) if inpaint is None else None
     return _finish(
-        source, fields, parsed, warnings, parameters_text=text, inpaint=inpaint, face=face
+        source,
+        fields,
+        parsed,
+        warnings,
+        parameters_text=text,
+        inpaint=inpaint,
+        face=face,
+        hires=hires,
     )
+
+
+def a1111_hires(pairs: Mapping[str, Any], warnings: list[str]) -> HiresSettings | None:
+    """The hires fix A1111's `Hires …` keys describe (with Denoising strength), or None.
+
+    A value that cannot be used is named in `warnings` and the default kept; an upscaler
+    ldstudio does not have (ESRGAN models, A1111's other latent modes) is named and lanczos
+    used, so "reuse" gives a hires fix of the same size and strength, and says what differs.
+    """
+    if not any(str(key).startswith("Hires") for key in pairs):
+        return None
+    settings = HiresSettings()
+    values: dict[str, Any] = {}
+    scale = _as_float(pairs.get(HIRES_UPSCALE)) if HIRES_UPSCALE in pairs else None
+    if HIRES_UPSCALE in pairs and scale is None:
+        warnings.append(f"{HIRES_UPSCALE}: {pairs[HIRES_UPSCALE]!r} is not a number")
+    elif scale is not None:
+        values["scale"] = scale
+    resize = pairs.get(HIRES_RESIZE)
+    if resize is not None:
+        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(resize))
+        if match and int(match[1]) and int(match[2]):
+            values["width"], values["height"] = int(match[1]), int(match[2])
+        else:
+            warnings.append(f"{HIRES_RESIZE}: {resize!r} is not WxH; the scale is used")
+    if HIRES_STEPS in pairs:
+        steps = _as_int(pairs[HIRES_STEPS])
+        if steps is None:
+            warnings.append(f"{HIRES_STEPS}: {pairs[HIRES_STEPS]!r} is not a whole number")
+        else:
+            values["steps"] = steps
+    name = pairs.get(HIRES_UPSCALER)
+    if name is not None:
+        ours = _UPSCALER_FROM_NAMES.get(str(name).lower())
+        if ours is None:
+            warnings.append(
+                f"{HIRES_UPSCALER}: {name!r} is not available in ldstudio; lanczos is used"
+            )
+        else:
+            values["upscaler"] = ours
+    if DENOISING_STRENGTH in pairs:
+        strength = _as_float(pairs[DENOISING_STRENGTH])
+        if strength is None:
+            warnings.append(f"{DENOISING_STRENGTH}: {pairs[DENOISING_STRENGTH]!r} is not a number")
+        else:
+            values["strength"] = strength
+    for key in ("upscaler", "scale", "steps", "strength"):
+        if key in values:
+            try:
+                settings = settings.replace(**{key: values[key]}).validate()
+            except ValueError as exc:
+                warnings.append(f"{exc}; the default is used")
+    if "width" in values:
+        try:
+            settings = settings.replace(width=values["width"], height=values["height"]).validate()
+        except ValueError as exc:
+            warnings.append(f"{exc}; the scale is used")
+    return settings
 
 
 def a1111_inpaint(

@@ -1,7 +1,8 @@
 """Request: the versioned, kind-tagged job a front end submits; pure data, any thread.
 
 Two kinds: `txt2img`, whose face is GenerationParams (so every image already in a library
-keeps reading back), and `inpaint`, one kind with three faces — img2img (no mask: the whole
+keeps reading back), with an optional second pass (`HiresSettings`, A1111's hires fix), and
+`inpaint`, one kind with three faces — img2img (no mask: the whole
 image), inpaint, outpaint — whose extra settings are `InpaintSettings`. Input images and masks
 travel as content hashes into the library's blob store (`inputs`), never as pixels or paths, so a
 request round-trips through JSON, through a PNG and over a network unchanged.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ldstudio.core.hires import HiresSettings
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.params import GenerationParams
 
@@ -45,6 +47,8 @@ class Request:
     inputs: tuple[tuple[str, str], ...] = field(default=())
     # Set exactly when kind is "inpaint".
     inpaint: InpaintSettings | None = None
+    # A txt2img request's hires fix (second pass), or None.
+    hires: HiresSettings | None = None
 
     def validate(self) -> Request:
         """Raise ValueError naming what is wrong and what is allowed; return self."""
@@ -67,6 +71,12 @@ class Request:
             self.inpaint.validate()
         elif self.inpaint is not None:
             raise ValueError(f"inpaint: settings given for a {self.kind} request")
+        if self.hires is not None:
+            if self.kind != KIND_TXT2IMG:
+                raise ValueError(f"hires: a hires fix is for txt2img requests, not {self.kind}")
+            if not isinstance(self.hires, HiresSettings):
+                raise ValueError("hires: expected hires settings")
+            self.hires.validate()
         return self
 
     def input(self, role: str) -> str | None:
@@ -94,6 +104,7 @@ class Request:
             "params": self.params.to_dict(),
             "inputs": dict(self.inputs),
             "inpaint": self.inpaint.to_dict() if self.inpaint else None,
+            "hires": self.hires.to_dict() if self.hires else None,
         }
 
     @classmethod
@@ -107,16 +118,18 @@ class Request:
         if not isinstance(inputs, dict):
             raise ValueError("request: inputs: expected a JSON object of role → sha256")
         inpaint = data.get("inpaint")
+        hires = data.get("hires")
         return cls(
             params=GenerationParams.from_dict(data.get("params")),  # type: ignore[arg-type]
             kind=str(data["kind"]),
             inputs=tuple(sorted((str(k), str(v)) for k, v in inputs.items())),
             inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
+            hires=None if hires is None else HiresSettings.from_dict(hires),
         ).validate()
 
     @classmethod
-    def txt2img(cls, params: GenerationParams) -> Request:
-        return cls(params=params)
+    def txt2img(cls, params: GenerationParams, hires: HiresSettings | None = None) -> Request:
+        return cls(params=params, hires=hires)
 
     @classmethod
     def inpainting(
@@ -183,6 +196,7 @@ def to_portable(request: Request, resources: Resources | None = None) -> dict[st
         "loras": [ref.to_dict() for ref in loras],
         "inputs": dict(request.inputs),
         "inpaint": request.inpaint.to_dict() if request.inpaint else None,
+        "hires": request.hires.to_dict() if request.hires else None,
     }
 
 
@@ -247,11 +261,13 @@ def from_portable(
         for ref, pair in zip(refs, loras, strict=True)
     ]
     inpaint = data.get("inpaint")
+    hires = data.get("hires")
     request = Request(
         params=GenerationParams.from_dict(values),
         kind=str(data.get("kind", "")),
         inputs=tuple(sorted((str(k), str(v)) for k, v in inputs.items())),
         inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
+        hires=None if hires is None else HiresSettings.from_dict(hires),
     )
     return request.validate(), missing
 

@@ -184,6 +184,7 @@ class EngineService:
         saved: list[ImageRecord] = []
         step = 0
         started = time.perf_counter()
+        announced = False  # JobStarted sent
         outcome: Outcome
         try:
             job.cancel_token.raise_if_cancelled(0)
@@ -197,7 +198,8 @@ class EngineService:
                         saved.append(self._save(sink, event, choice))
                     elif isinstance(event, StageStarted):
                         step = 0
-                        if event.index == 0:
+                        if not announced:  # a hires fix enters its first stage per batch
+                            announced = True
                             started = time.perf_counter()
                             self._emit(_job_started(job.id, event, choice))
                         if event.count > 1:

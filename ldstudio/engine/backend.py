@@ -15,7 +15,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 
@@ -213,6 +213,16 @@ class DiffusersBackend:
         if canvas:
             inpaint.run(self, request, loaded, params, previewer, relay)
             return
+        if request.hires is not None:
+            if loaded.inpainting:
+                raise JobError(
+                    f"hires fix: {loaded.name} is an inpainting model; a hires fix needs a "
+                    "plain (4-channel) model"
+                )
+            from ldstudio.engine import hires
+
+            hires.run(self, request, loaded, params, previewer, relay)
+            return
         if loaded.inpainting:
             inpaint.run_txt2img(self, loaded, params, previewer, relay)
             return
@@ -254,8 +264,14 @@ class DiffusersBackend:
         batch_index: int,
         relay: Relay,
         stage: int = 0,
+        deliver: Deliver | None = None,
     ) -> int:
-        """One pipeline call of `params.batch_size` images; returns the steps it ran."""
+        """One pipeline call of `params.batch_size` images; returns the steps it ran.
+
+        `deliver`: a hires fix's first pass hands each image on (with its params, index and
+        seconds) instead of sending it; with `deliver.latents` it hands on the final latents
+        (1×4×h×w) undecoded.
+        """
         pipe = loaded.pipe
         first = batch_index * params.batch_size
         seeds = [params.seed_for(first + i) for i in range(params.batch_size)]
@@ -294,7 +310,7 @@ class DiffusersBackend:
                 generator=generators,
                 callback_on_step_end=callbacks,
                 callback_on_step_end_tensor_inputs=callbacks.tensor_inputs,
-                output_type="pil",
+                output_type="latent" if deliver is not None and deliver.latents else "pil",
             ).images
             latents = None
         except Exception as exc:
@@ -309,6 +325,9 @@ class DiffusersBackend:
         seconds = (time.perf_counter() - progress.started) / params.batch_size
         for i, image in enumerate(images):
             own = params.replace(seed=seeds[i], batch_size=1, batch_count=1)
+            if deliver is not None:
+                deliver(image[None] if deliver.latents else image, own, first + i, seconds)
+                continue
             relay.send(
                 ImageResult(
                     image=image,
@@ -380,6 +399,16 @@ class DiffusersBackend:
 
 class _TiledDecodeOutOfMemory(RuntimeError):
     """The decode ran out of memory a second time, tiled: tiling is no advice any more."""
+
+
+class Deliver(Protocol):
+    """Where a first pass's images go instead of being sent (engine/hires.py)."""
+
+    latents: bool  # hand on latents, not decoded images
+
+    def __call__(
+        self, image: Any, params: GenerationParams, index: int, seconds: float
+    ) -> None: ...
 
 
 def _steps_for(scheduler: Any, steps: int) -> int:

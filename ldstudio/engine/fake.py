@@ -111,7 +111,16 @@ class FakeBackend:
         params = params.replace(
             width=params.width or self.native_size, height=params.height or self.native_size
         )
-        yield StageStarted(params, params.steps, params.image_count, name=request.face)
+        hires = request.hires
+        if hires is not None:
+            problem = hires.size_problem(int(params.width or 0), int(params.height or 0))
+            if problem is not None:
+                raise JobError(problem)
+            hires = hires.replace(strength=hires.resolved_strength())
+        stages = 2 if hires is not None else 1
+        yield StageStarted(
+            params, params.steps, params.image_count, count=stages, name=request.face
+        )
         failure = self._failures.popleft() if self._failures else None
         for batch_index in range(params.batch_count):
             batch_started = time.perf_counter()
@@ -137,6 +146,11 @@ class FakeBackend:
                 own = params.replace(seed=seed, batch_size=1, batch_count=1)
                 image = _final_image(params, seed)
                 concrete = Request.txt2img(own)
+                if hires is not None:
+                    # The second pass faked as its enlargement (the real one repaints too).
+                    size = hires.target_size(image.width, image.height)
+                    image = image.resize(size, Image.Resampling.LANCZOS)
+                    concrete = Request.txt2img(own, hires)
                 if canvas is not None and settings is not None:
                     image = finish(canvas, image) if settings.strength else canvas.canvas.copy()
                     concrete = concrete_request(request, own, settings)

@@ -409,7 +409,18 @@ def _run_batch(
     batch_index: int,
     record: Any,
     canvas_noise: bool,
+    *,
+    stage: int = 0,
+    first_index: int | None = None,
+    start_latents: torch.Tensor | None = None,
+    composite: bool = True,
 ) -> int:
+    """One pipeline call on the plan's region; returns the steps it ran.
+
+    For a hires fix's second pass (engine/hires.py): `stage` 1, the image's own `first_index`,
+    `start_latents` (the upscaled latents, instead of encoding the image) and no composite
+    (the whole image is the pass's).
+    """
     import torch
     import torch.nn.functional as F
 
@@ -428,7 +439,7 @@ def _run_batch(
     from ldstudio.engine.device import is_out_of_memory
     from ldstudio.engine.schedulers import build_scheduler
 
-    first = batch_index * params.batch_size
+    first = batch_index * params.batch_size if first_index is None else first_index
     seeds = [params.seed_for(first + i) for i in range(params.batch_size)]
     pipe.scheduler = build_scheduler(params.scheduler, loaded.base_scheduler_config, seeds)
     tap = X0Tap(pipe.scheduler)
@@ -440,10 +451,13 @@ def _run_batch(
     noise = _noise(seeds, job.origin, latent_w, latent_h, canvas_noise)
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     device = loaded.choice.device
-    with torch.no_grad():
-        pixels = pipe.image_processor.preprocess(init, height=height, width=width)
-        pixels = pixels.to(device=device, dtype=pipe.vae.dtype)
-        original = pipe._encode_vae_image(image=pixels, generator=generators[0]).float().cpu()
+    if start_latents is not None:
+        original = start_latents.float().cpu()
+    else:
+        with torch.no_grad():
+            pixels = pipe.image_processor.preprocess(init, height=height, width=width)
+            pixels = pixels.to(device=device, dtype=pipe.vae.dtype)
+            original = pipe._encode_vae_image(image=pixels, generator=generators[0]).float().cpu()
     latent_mask = F.interpolate(
         torch.from_numpy(np.ascontiguousarray(mask))[None, None],
         size=(latent_h, latent_w),
@@ -458,7 +472,9 @@ def _run_batch(
     final = FinalLatents(steps_total)
     shown = MaskedX0(tap, latent_mask, original)
     preview = Preview(shown, previewer, params.preview_interval) if previewer else None
-    progress = Progress(relay.send, steps_total, batch_index=batch_index, stage=0, preview=preview)
+    progress = Progress(
+        relay.send, steps_total, batch_index=batch_index, stage=stage, preview=preview
+    )
     callbacks = StepCallbacks(
         [
             CancelCheck(relay.check),
@@ -507,14 +523,15 @@ def _run_batch(
     seconds = (time.perf_counter() - progress.started) / params.batch_size
     for i, generated in enumerate(images):
         own = params.replace(seed=seeds[i], batch_size=1, batch_count=1)
+        recorded = record(own)  # a hires pass records its first pass's parameters
         relay.send(
             ImageResult(
-                image=finish(job, generated),
-                params=own,
+                image=finish(job, generated) if composite else generated,
+                params=recorded.params,
                 index=first + i,
                 model_name=loaded.name,
                 seconds=seconds,
-                request=record(own),
+                request=recorded,
             )
         )
     return steps_total
