@@ -78,7 +78,10 @@ def entry_result(entry: LibraryEntry) -> ReadResult | None:
     fields = {name: getattr(params, name) for name in PARAM_FIELDS}
     # `extra` too: what the image's tool wrote beyond these (Clip skip, Hires…) is listed as
     # not applied when the parameters are reused, not dropped without a word.
-    return ReadResult(source=source, fields=fields, extra=entry.extra, params=params)
+    # The request too: a hires fix (or a canvas job's kind) is the index's, not in params.
+    return ReadResult(
+        source=source, fields=fields, extra=entry.extra, params=params, request=entry.request
+    )
 
 
 class _Relay(QObject):

@@ -238,6 +238,11 @@ class LibraryController(QObject):
             base = self.params_pane.params("", "")
         params, notes = merge_params(result, base, self.params_pane.model_for_name)
         apply_to_panes(params, self.prompt_pane, self.params_pane)
+        # Reuse rebuilds the job: a hires image's second pass, or none for a plain one.
+        request = result.request
+        self.params_pane.hires_box.set_settings(
+            request.hires if request is not None and request.kind == "txt2img" else None
+        )
         note = f"Parameters restored ({result.label})"
         self.params_pane.set_restore_note(f"{note}: " + "; ".join(notes) if notes else "")
         self.status_message.emit(note + (": " + "; ".join(notes) if notes else ""))

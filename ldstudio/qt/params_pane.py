@@ -48,6 +48,7 @@ from ldstudio.core.params import (
     field_problem,
 )
 from ldstudio.core.paths import DEFAULT_MODEL_NAME
+from ldstudio.qt.hires_box import HiresBox
 from ldstudio.qt.model_info import ModelInfo
 
 ASPECTS: tuple[tuple[str, tuple[int, int] | None], ...] = (
@@ -319,9 +320,13 @@ class ParamsPane(QWidget):
             label = QLabel(text)
             label.setBuddy(buddy)
             form.addRow(label, field)
+        # A txt2img job's second pass (not part of the draft: the request's, not the params').
+        self.hires_box = HiresBox()
+        self.hires_box.changed.connect(self._show_first_pass_size)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
+        layout.addWidget(self.hires_box)
         layout.addWidget(self.extras_label)
         layout.addWidget(self.problem_label)
         layout.addWidget(self.restore_note)
@@ -498,6 +503,12 @@ class ParamsPane(QWidget):
         self.size_range_label.setText(text if text is not None else self._size_allowed_text)
         self._on_aspect()
 
+    def _show_first_pass_size(self) -> None:
+        width, height = self.chosen_size()
+        if width is None or height is None:
+            width = height = self.native_size
+        self.hires_box.set_first_pass_size((width, height))
+
     def _on_aspect(self) -> None:
         index = self.aspect_combo.currentIndex()
         ratio = ASPECTS[index][1]
@@ -613,6 +624,7 @@ class ParamsPane(QWidget):
 
     def _on_changed(self) -> None:
         """Show what follows from the values: enabled fields, problems, hints."""
+        self._show_first_pass_size()
         self.seed_spin.setEnabled(self.seed_mode.currentIndex() == FIXED)
         self._show_problems()
         self.preview_interval_spin.setEnabled(self.preview_combo.currentText() != "none")

@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image
 
+from ldstudio.core.hires import HiresSettings
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import ReadResult, read_file
@@ -139,14 +140,15 @@ class LibraryEntry:
 
 
 def request_json(request: Request | None) -> str | None:
-    """What the index keeps of a request beside its params: kind, inputs, inpaint settings
-    (None for txt2img, which is all params)."""
-    if request is None or request.kind == KIND_TXT2IMG:
+    """What the index keeps of a request beside its params: kind, inputs, inpaint or hires
+    settings (None for a plain txt2img request, which is all params)."""
+    if request is None or (request.kind == KIND_TXT2IMG and request.hires is None):
         return None
     data = {
         "kind": request.kind,
         "inputs": dict(request.inputs),
         "inpaint": request.inpaint.to_dict() if request.inpaint else None,
+        "hires": request.hires.to_dict() if request.hires else None,
     }
     return json.dumps(data, sort_keys=True)
 
@@ -157,18 +159,24 @@ def request_from_json(params: GenerationParams, text: str) -> Request:
     if not isinstance(data, dict) or not isinstance(data.get("inputs"), dict):
         raise ValueError("request_json: not a request")
     inpaint = data.get("inpaint")
+    hires = data.get("hires")
     return Request(
         params=params,
         kind=str(data["kind"]),
         inputs=tuple(sorted((str(k), str(v)) for k, v in data["inputs"].items())),
         inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
+        hires=None if hires is None else HiresSettings.from_dict(hires),
     )
 
 
 def _job_dict(text: str | None) -> dict[str, Any]:
     data = _json_dict(text)
     inputs = data.get("inputs")
-    return {"inputs": inputs if isinstance(inputs, dict) else {}, "inpaint": data.get("inpaint")}
+    return {
+        "inputs": inputs if isinstance(inputs, dict) else {},
+        "inpaint": data.get("inpaint"),
+        "hires": data.get("hires"),
+    }
 
 
 def _json_dict(text: str | None) -> dict[str, Any]:

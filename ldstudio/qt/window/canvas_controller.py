@@ -116,6 +116,12 @@ class CanvasController(QObject):
             if face != "img2img" and self.pane.area_combo.currentData() == "masked":
                 size_note = "Only masked: the model's size around the mask"
         self.window.params_pane.set_canvas_size(size_note)
+        self.window.params_pane.hires_box.set_available(
+            not self.active(),
+            "A hires fix is a second pass of a txt2img job: Generate on the Preview tab uses it"
+            if self.active()
+            else "",
+        )
         button.setText(text)
         button.setToolTip(tip)
         if action is not None:

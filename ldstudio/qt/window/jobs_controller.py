@@ -93,8 +93,13 @@ class JobsController(QObject):
         # when it has none: the canvas says why).
         if w.canvas.active():
             w.background.spawn(w.canvas.generate(params))
-        else:
-            w.background.spawn(self.run_job(params))
+            return
+        hires_box = w.params_pane.hires_box
+        problem = hires_box.problem()
+        if problem is not None:
+            w.preview_pane.show_error(f"Cannot generate: {problem}")
+            return
+        w.background.spawn(self.run_job(Request.txt2img(params, hires_box.settings())))
 
     async def run_job(self, request: Request | GenerationParams) -> Outcome | None:
         """Check the request as the CLI does, queue it, and wait for its end; None when the

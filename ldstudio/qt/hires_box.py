@@ -1,0 +1,196 @@
+"""HiresBox: the parameter pane's "Hires fix" group (A1111's hires fix); GUI thread.
+
+Checked off: txt2img as before. Checked: the job's second pass enlarges each image by the
+scale with the chosen upscaler and denoises it again; the group says the size it will make
+and warns where latent upscaling would blur. The values are HiresSettings' own; nothing is
+clamped silently (the spin boxes refuse what their ranges do not hold, and say the ranges).
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QSpinBox,
+    QWidget,
+)
+
+from ldstudio.core.hires import (
+    DEFAULT_STRENGTH,
+    HIRES_SCALE_RANGE,
+    HIRES_STEPS_RANGE,
+    HIRES_UPSCALERS,
+    HiresSettings,
+)
+
+DEFAULT_TEXT = "default"
+SAME_STEPS_TEXT = "as Steps"
+
+
+class HiresBox(QGroupBox):
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Hires fix", parent)
+        self.setCheckable(True)
+        self.setChecked(False)
+        self.setToolTip(
+            "Make the image, enlarge it, and denoise it again at the bigger size "
+            "(A1111's hires fix)"
+        )
+        self._size: tuple[int, int] | None = None  # the first pass's, when known
+        self._available = True
+        # A target size from a reused image (A1111's "Hires resize"), until the scale is edited.
+        self._resize: tuple[int, int] | None = None
+        low, high = HIRES_SCALE_RANGE
+        self.scale_spin = QDoubleSpinBox()
+        self.scale_spin.setRange(low, high)
+        self.scale_spin.setSingleStep(0.25)
+        self.scale_spin.setDecimals(2)
+        self.scale_spin.setValue(2.0)
+        self.scale_spin.setPrefix("×")
+        self.scale_spin.setToolTip(f"Enlarge the first pass by this factor, {low:g} to {high:g}")
+        self.upscaler_combo = QComboBox()
+        for name in HIRES_UPSCALERS:
+            self.upscaler_combo.addItem(name, name)
+        self.upscaler_combo.setToolTip(
+            "lanczos: enlarge the pixels (keeps detail at strength 0.5); latent: enlarge the "
+            "latents (needs strength 0.55 or more)"
+        )
+        defaults = ", ".join(f"{name} {value:g}" for name, value in DEFAULT_STRENGTH.items())
+        self.strength_spin = QDoubleSpinBox()
+        self.strength_spin.setRange(0.0, 1.0)  # 0 shows as "default": a real strength is > 0
+        self.strength_spin.setSingleStep(0.05)
+        self.strength_spin.setDecimals(2)
+        self.strength_spin.setSpecialValueText(DEFAULT_TEXT)
+        self.strength_spin.setToolTip(
+            f"How much the second pass repaints, above 0 up to 1 ({DEFAULT_TEXT}: {defaults})"
+        )
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(*HIRES_STEPS_RANGE)
+        self.steps_spin.setSpecialValueText(SAME_STEPS_TEXT)
+        self.steps_spin.setToolTip(
+            f"Steps the second pass runs, up to {HIRES_STEPS_RANGE[1]} ({SAME_STEPS_TEXT}: "
+            "as many as the first pass)"
+        )
+        self.target_label = QLabel()
+        self.hint_label = QLabel()
+        self.hint_label.setWordWrap(True)
+        self.hint_label.setStyleSheet("color: #b3261e;")
+        self.hint_label.hide()
+        form = QFormLayout(self)
+        form.addRow("Scale", self.scale_spin)
+        form.addRow("Upscaler", self.upscaler_combo)
+        form.addRow("Strength", self.strength_spin)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("", self.target_label)
+        form.addRow(self.hint_label)
+        for signal in (
+            self.toggled,
+            self.scale_spin.valueChanged,
+            self.upscaler_combo.currentIndexChanged,
+            self.strength_spin.valueChanged,
+            self.steps_spin.valueChanged,
+        ):
+            signal.connect(self._edited)
+        self.scale_spin.valueChanged.connect(self._scale_edited)
+        self._refresh()
+
+    def settings(self) -> HiresSettings | None:
+        """The hires fix as shown, or None when the group is off (or not available)."""
+        if not self.isChecked() or not self._available:
+            return None
+        strength = self.strength_spin.value()
+        width, height = self._resize if self._resize is not None else (None, None)
+        return HiresSettings(
+            scale=round(self.scale_spin.value(), 2),
+            width=width,
+            height=height,
+            upscaler=str(self.upscaler_combo.currentData()),
+            strength=round(strength, 2) if strength > 0 else None,
+            steps=self.steps_spin.value(),
+        ).validate()
+
+    def set_settings(self, settings: HiresSettings | None) -> None:
+        """Show `settings` (reuse parameters); None turns the hires fix off. A target size
+        (A1111's "Hires resize") is kept as it is until the scale is edited."""
+        self.blockSignals(True)
+        self.scale_spin.blockSignals(True)
+        try:
+            self.setChecked(settings is not None)
+            self._resize = None
+            if settings is not None:
+                if settings.width is not None and settings.height is not None:
+                    self._resize = (settings.width, settings.height)
+                self.scale_spin.setValue(settings.scale)
+                self.upscaler_combo.setCurrentIndex(self.upscaler_combo.findData(settings.upscaler))
+                self.strength_spin.setValue(settings.strength or 0.0)
+                self.steps_spin.setValue(settings.steps)
+        finally:
+            self.scale_spin.blockSignals(False)
+            self.blockSignals(False)
+        self._refresh()
+        self.changed.emit()
+
+    def set_first_pass_size(self, size: tuple[int, int] | None) -> None:
+        self._size = size
+        self._refresh()
+
+    def set_available(self, available: bool, why: str = "") -> None:
+        """Off for canvas jobs (a hires fix is a txt2img job's second pass): greyed with why."""
+        self._available = available
+        self.setEnabled(available)
+        self.setToolTip(
+            why
+            or "Make the image, enlarge it, and denoise it again at the bigger size "
+            "(A1111's hires fix)"
+        )
+        self._refresh()
+
+    def _scale_edited(self) -> None:
+        self._resize = None  # the scale decides the size again
+        self._refresh()
+
+    def _edited(self) -> None:
+        self._refresh()
+        self.changed.emit()
+
+    def _refresh(self) -> None:
+        on = self.isChecked() and self._available
+        width, height = self._resize if self._resize is not None else (None, None)
+        settings = HiresSettings(
+            scale=self.scale_spin.value(),
+            width=width,
+            height=height,
+            upscaler=str(self.upscaler_combo.currentData()),
+            strength=self.strength_spin.value() or None,
+        )
+        if not on:
+            self.target_label.setText("")
+        elif self._size is None:
+            self.target_label.setText(
+                f"→ {width}×{height}" if self._resize else f"×{settings.scale:g} of the first pass"
+            )
+        else:
+            width, height = settings.target_size(*self._size)
+            problem = settings.size_problem(*self._size)
+            self.target_label.setText(
+                problem if problem else f"{self._size[0]}×{self._size[1]} → {width}×{height}"
+            )
+        hint = settings.hint() if on else None
+        self.hint_label.setText(hint or "")
+        self.hint_label.setVisible(hint is not None)
+
+    def problem(self) -> str | None:
+        """Why Generate must refuse the shown hires fix, or None."""
+        if not self.isChecked() or not self._available or self._size is None:
+            return None
+        try:
+            settings = self.settings()
+        except ValueError as exc:
+            return str(exc)
+        return settings.size_problem(*self._size) if settings else None
