@@ -9,7 +9,8 @@ in a throwaway data folder, generates three images and grabs the window: mid-den
 timeline (ldstudio-details.png) and a filtered library (ldstudio-library.png); then the star
 image on the canvas with a painted mask (ldstudio-canvas-mask.png), the inpainted result in the
 before/after compare (ldstudio-canvas-compare.png) and that result extended for an outpaint
-(ldstudio-canvas-outpaint.png).
+(ldstudio-canvas-outpaint.png); last, the star made again with the hires fix, 64 → 128 px
+(ldstudio-hires.png).
 """
 
 from __future__ import annotations
@@ -165,7 +166,23 @@ def shoot(steps: int, out: Path, home: Path, chosen: Path | None, size: tuple[in
         window.library_pane.apply_filter()
         await settle()
         await canvas_scenario()
+        await hires_scenario()
         done.set()
+
+    async def hires_scenario() -> None:
+        from ldstudio.core.request import Request
+
+        window.show_preview()
+        box = window.params_pane.hires_box
+        box.setChecked(True)
+        window.prompt_pane.set_prompts(PROMPT, "")
+        request = Request.txt2img(window.current_params(), box.settings())
+        outcome = await window.run_job(request)
+        if not isinstance(outcome, JobFinished):
+            failure.append(f"the hires job ended with {outcome!r}")
+            return
+        await settle()
+        grab("ldstudio-hires.png")
 
     def paint(start: tuple[float, float], end: tuple[float, float]) -> None:
         from PySide6.QtCore import QPoint, QPointF, Qt
