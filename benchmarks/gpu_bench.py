@@ -8,8 +8,9 @@
 Random weights (speed depends on the architecture, not the weights), built on the GPU in
 seconds. Per family: it/s eager and with the UNet compiled, the cost of each preview method per
 step, peak VRAM, ldstudio's engine against a bare `pipe(...)` (median ratio of alternating
-runs), and canvas jobs (img2img, "Only masked" on a 2048² image) against txt2img. Stops
-starting new measurements after --budget seconds so it fits a lent GPU's time.
+runs), canvas jobs (img2img, "Only masked" on a 2048² image) and the hires fix (×2,
+lanczos and latent) against txt2img. Stops starting new measurements after --budget seconds
+so it fits a lent GPU's time.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from common import CACHE, ROOT, machine, machine_line, median, write_results
 from PIL import Image
 
 from ldstudio.core.backend import Step
+from ldstudio.core.hires import HiresSettings
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
@@ -145,6 +147,8 @@ def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[
         row["preview_ms_per_step"][method] = round(median(extra) / args.steps * 1e3, 2)
     if budget.allows(f"{family} img2img/inpaint"):
         row["canvas"] = bench_canvas(engine, blobs, params, args.pairs, 256 if size <= 64 else 2048)
+    if budget.allows(f"{family} hires fix"):
+        row["hires"] = bench_hires(engine, params, args.pairs)
     if device == "cuda":
         row["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     engine.close()
@@ -162,6 +166,29 @@ def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[
         compiled.close()
     print(f"  {family}: {row}", flush=True)
     return row
+
+
+def bench_hires(engine: DiffusersBackend, params: GenerationParams, pairs: int) -> dict[str, Any]:
+    """A hires fix ×2 (lanczos and latent, strength 0.5/0.6, the same steps) against the plain
+    txt2img of its first pass, alternated: what the second pass at 4× the pixels costs."""
+    plain = Request.txt2img(params)
+    jobs = {
+        "lanczos": Request.txt2img(params, HiresSettings(upscaler="lanczos")),
+        "latent": Request.txt2img(params, HiresSettings(upscaler="latent")),
+    }
+    for request in (plain, *jobs.values()):
+        timed_job(engine, request)  # warm-up: the task pipeline at the bigger size
+    times: dict[str, list[float]] = {"txt2img": [], **{name: [] for name in jobs}}
+    for _ in range(pairs):
+        times["txt2img"].append(timed_job(engine, plain))
+        for name, request in jobs.items():
+            times[name].append(timed_job(engine, request))
+    base = median(times["txt2img"])
+    return {
+        "txt2img_s": round(base, 3),
+        **{f"hires_x2_{name}_s": round(median(times[name]), 3) for name in jobs},
+        **{f"hires_x2_{name}_ratio": round(median(times[name]) / base, 3) for name in jobs},
+    }
 
 
 def bench_canvas(
