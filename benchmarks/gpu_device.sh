@@ -10,7 +10,8 @@
 # (transformers 5.17.0, huggingface_hub 1.33.0, tokenizers 0.23.2, accelerate 1.15.0) in a
 # local environment: `gpu_bench.py --smoke` and the CPU check of both architectures ran there.
 #
-# gpu_bench.py includes the canvas pass (img2img, "Only masked" 100 px on 2048²).
+# gpu_bench.py includes the canvas pass (img2img, "Only masked" 100 px on 2048²) and the
+# hires fix ×2 (lanczos, latent) against txt2img.
 # From the device tool, leaving room for a rerun inside a 15-minute lease:
 #   run(command="bash benchmarks/gpu_device.sh run --budget 300", carry=[".whl"], timeout_s=480)
 # then copy the returned gpu.json to docs/benchmarks/ and run `python benchmarks/report.py`.
