@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtWidgets import QApplication
 
 from ldstudio.app import build_window
+from ldstudio.core.request import Request, as_request
 from ldstudio.core.service import BackendFactory
 from ldstudio.core.settings import Settings
 from ldstudio.engine.fake import FakeBackend
@@ -88,3 +89,16 @@ def set_prompt(window: MainWindow, prompt: str) -> None:
 def output_pngs(home: Path) -> list[Path]:
     """The PNGs in the library (the engine saves there: images/YYYY-MM/)."""
     return sorted((home / "library" / "images").rglob("*.png"))
+
+
+def spy_submissions(window: MainWindow) -> list[Request]:
+    """The requests the window submits from now on, in order (each still submitted)."""
+    submitted: list[Request] = []
+    submit = window.controller.submit
+
+    def spy(request):  # type: ignore[no-untyped-def]
+        submitted.append(as_request(request))
+        return submit(request)
+
+    window.controller.submit = spy  # type: ignore[method-assign]
+    return submitted

@@ -10,14 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gui_support import JOB_TIMEOUT_MS, fake_backend, generate, make_window, qt_loop, set_prompt
+from gui_support import (
+    JOB_TIMEOUT_MS,
+    fake_backend,
+    generate,
+    make_window,
+    qt_loop,
+    set_prompt,
+    spy_submissions,
+)
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
 from ldstudio.core.events import JobFinished
 from ldstudio.core.inpaint import InpaintSettings
-from ldstudio.core.request import KIND_INPAINT, ROLE_IMAGE, ROLE_MASK, Request, as_request
+from ldstudio.core.request import KIND_INPAINT, ROLE_IMAGE, ROLE_MASK, Request
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.main_window import MainWindow
 from ldstudio.qt.window.canvas_controller import EMPTY_CANVAS
@@ -30,14 +38,7 @@ def canvas_window(make_window, backend: FakeBackend) -> tuple[MainWindow, list[R
     """A window whose backend reads the library's blobs, and the requests it submits."""
     window = make_window(backend)
     backend.blobs = window.store.blobs
-    submitted: list[Request] = []
-    submit = window.controller.submit
-
-    def spy(request):  # type: ignore[no-untyped-def]
-        submitted.append(as_request(request))
-        return submit(request)
-
-    window.controller.submit = spy  # type: ignore[method-assign]
+    submitted = spy_submissions(window)
     window.params_pane.steps_spin.setValue(3)
     window.params_pane.set_seed(7)
     return window, submitted

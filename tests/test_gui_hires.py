@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gui_support import fake_backend, generate, make_window, qt_loop, set_prompt
+from gui_support import fake_backend, generate, make_window, qt_loop, set_prompt, spy_submissions
 from PIL import Image
 
 from ldstudio.core.events import JobFinished
 from ldstudio.core.hires import HiresSettings
-from ldstudio.core.request import Request, as_request
+from ldstudio.core.request import Request
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.main_window import MainWindow
 
@@ -22,14 +22,7 @@ __all__ = ["fake_backend", "make_window", "qt_loop"]  # fixtures used by name
 
 def spied(make_window, backend: FakeBackend) -> tuple[MainWindow, list[Request]]:  # type: ignore[no-untyped-def]
     window = make_window(backend)
-    submitted: list[Request] = []
-    submit = window.controller.submit
-
-    def spy(request):  # type: ignore[no-untyped-def]
-        submitted.append(as_request(request))
-        return submit(request)
-
-    window.controller.submit = spy  # type: ignore[method-assign]
+    submitted = spy_submissions(window)
     window.params_pane.steps_spin.setValue(3)
     window.params_pane.set_seed(7)
     return window, submitted
@@ -45,15 +38,18 @@ def test_the_hires_group_queues_a_second_pass_and_says_its_size(
     assert isinstance(outcome, JobFinished) and submitted[-1].hires is None
     box.setChecked(True)
     box.scale_spin.setValue(1.5)
-    native = window.params_pane.native_size
-    side = round(native * 1.5 / 8) * 8
-    assert box.target_label.text() == f"{native}×{native} → {side}×{side}"
+    # What the pane knows of the model's size (the fake backend reports none to it).
+    shown = window.params_pane.native_size
+    side = round(shown * 1.5 / 8) * 8
+    assert box.target_label.text() == f"{shown}×{shown} → {side}×{side}"
     outcome = generate(qtbot, window, "a red circle")
     assert isinstance(outcome, JobFinished)
     assert submitted[-1].hires == HiresSettings(scale=1.5)
     (record,) = outcome.records
+    native = fake_backend.native_size
+    made_side = round(native * 1.5 / 8) * 8
     with Image.open(record.path) as made:
-        assert made.size == (side, side)
+        assert made.size == (made_side, made_side)
 
 
 def test_latent_below_half_is_warned_and_a_huge_target_refused(

@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QLabel
 
 from ldstudio.cli import main
 from ldstudio.cli.common import EXIT_BAD_INPUT
+from ldstudio.core.hires import HiresSettings
 from ldstudio.core.params import field_problem
 from ldstudio.core.paths import bundled_model_dir
 from ldstudio.engine.fake import FakeBackend
@@ -98,12 +99,11 @@ NOT_APPLIED = (
     "Variation seed 1234",
     "Variation seed strength 0.3",
     "Clip skip 2",
-    "Hires upscale 2",
-    "Hires steps 10",
-    "Hires upscaler Latent",
-    "Denoising strength 0.55",
     "Model hash 0a1b2c",
 )
+# Applied since the hires fix (#16): the parameter pane's Hires fix group gets them.
+HIRES_APPLIED = ("Hires upscale", "Hires steps", "Hires upscaler", "Denoising strength")
+HIRES_READ = HiresSettings(scale=2.0, upscaler="latent", strength=0.55, steps=10)
 
 
 def test_reusing_an_imported_image_lists_every_value_not_applied_and_finds_the_bundled_model(
@@ -130,6 +130,8 @@ def test_reusing_an_imported_image_lists_every_value_not_applied_and_finds_the_b
     assert pane.restore_note.isVisibleTo(window)
     for value in NOT_APPLIED:
         assert value in restored and value in kept_in_view, value
+    assert not any(key in restored for key in HIRES_APPLIED)
+    assert pane.hires_box.settings() == HIRES_READ
     assert "choose it" not in restored  # "Model: ldstudio-shapes" is the bundled model
     params = window.current_params()
     assert (params.model, params.seed, params.steps) == ("", 42, 12)
@@ -152,6 +154,8 @@ def test_opening_a_file_lists_the_values_not_applied_before_asking(
     qtbot.waitUntil(lambda: window.prompt_pane.prompt() == "a castle on a hill")
     for value in NOT_APPLIED:
         assert value in asked[0] and value in notes[-1], value
+    assert not any(key in notes[-1] for key in HIRES_APPLIED)
+    assert window.params_pane.hires_box.settings() == HIRES_READ
 
 
 def broken_diffusers_folder(root) -> object:

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from ldstudio import __version__
+from ldstudio.core.hires import HiresSettings
 from ldstudio.core.imagefiles import FolderSink, write_png_atomic
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.library import DB_NAME, LibraryFilter, LibraryStore, migrate
@@ -225,8 +226,12 @@ def test_a_hires_fix_strength_is_txt2img_and_bad_values_are_named() -> None:
         "Hires upscale: 2, Hires upscaler: Latent"
     )
     assert hires.inpaint is None and hires.face == "txt2img"
-    assert hires.request == Request.txt2img(hires.params)  # type: ignore[arg-type]
-    assert "Denoising strength" in [name for name, _value in unapplied_values(hires)]
+    # Since the hires fix (#16) the strength is the hires pass's, applied as such.
+    assert hires.request == Request.txt2img(
+        hires.params,  # type: ignore[arg-type]
+        HiresSettings(scale=2.0, upscaler="latent", strength=0.7),
+    )
+    assert "Denoising strength" not in [name for name, _value in unapplied_values(hires)]
     bad = parse_a1111_text(
         "x\nSteps: 20, Sampler: Euler a, Seed: 1, Mask blur: lots, Denoising strength: 3, "
         "Masked content: sky"
