@@ -102,6 +102,46 @@ def test_settings_survive_a_restart(
     assert (left, right) == (250, 240)  # the side panes keep the widths the user gave them
 
 
+def test_the_hires_fix_survives_a_restart_and_a_canvas_job_keeps_it(
+    make_window, fake_backend: FakeBackend, qtbot, ldstudio_home: Path
+) -> None:
+    from PIL import Image
+
+    from ldstudio.core.hires import HiresSettings
+
+    window = make_window(fake_backend)
+    fake_backend.blobs = window.store.blobs
+    box = window.params_pane.hires_box
+    box.setChecked(True)
+    box.scale_spin.setValue(1.5)
+    box.upscaler_combo.setCurrentIndex(box.upscaler_combo.findData("latent"))
+    box.steps_spin.setValue(6)
+    # A canvas job (the group off there) does not turn the remembered hires fix off.
+    window.show_canvas()
+    assert window.canvas.set_source(Image.new("RGB", (64, 64), "purple"), "photo")
+    assert isinstance(generate(qtbot, window, "on the canvas"), JobFinished)
+    window.show_preview()
+    window.close()
+    saved = json.loads(settings_path().read_text(encoding="utf-8"))
+    wanted = HiresSettings(scale=1.5, upscaler="latent", steps=6)
+    assert saved["last_hires"] == wanted.to_dict()
+    again = make_window(FakeBackend(), settings=load_settings())
+    assert again.params_pane.hires_box.settings() == wanted
+    # Turned off, it stays off.
+    again.params_pane.hires_box.setChecked(False)
+    again.close()
+    assert json.loads(settings_path().read_text(encoding="utf-8"))["last_hires"] == {}
+
+
+def test_a_damaged_saved_hires_fix_is_named_and_dropped(ldstudio_home: Path) -> None:
+    path = settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"last_hires": {"scale": 9, "upscaler": "latent"}}))
+    settings = load_settings()
+    assert settings.hires() is not None and settings.hires().upscaler == "latent"  # type: ignore[union-attr]
+    assert any("last_hires.scale" in problem for problem in settings.load_problems)
+
+
 def test_new_images_go_into_the_library(
     make_window, fake_backend: FakeBackend, qtbot, ldstudio_home: Path
 ) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ldstudio.core import paths
 from ldstudio.core.atomic import atomic_file
+from ldstudio.core.hires import HiresSettings
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import PREVIEW_INTERVAL_RANGE, PREVIEW_METHODS, GenerationParams
 
@@ -37,6 +38,8 @@ class Settings:
     """What the app remembers between runs. Byte blobs (Qt geometry) are stored as base64."""
 
     last_params: dict[str, Any] = field(default_factory=dict)
+    # The parameter pane's Hires fix group: HiresSettings.to_dict() when on, {} when off.
+    last_hires: dict[str, Any] = field(default_factory=dict)
     window_geometry: str = ""
     window_state: str = ""
     splitters: dict[str, str] = field(default_factory=dict)
@@ -57,6 +60,16 @@ class Settings:
             return GenerationParams.from_dict(self.last_params)
         except (ValueError, TypeError) as exc:
             log.warning("ignoring saved parameters: %s", exc)
+            return None
+
+    def hires(self) -> HiresSettings | None:
+        """The last hires fix, or None when it was off (or no longer validates)."""
+        if not self.last_hires:
+            return None
+        try:
+            return HiresSettings.from_dict(self.last_hires)
+        except (ValueError, TypeError) as exc:
+            log.warning("ignoring the saved hires fix: %s", exc)
             return None
 
     def library_dir(self) -> Path:
@@ -147,6 +160,7 @@ def _whole_in(low: int, high: int) -> Callable[[object], bool]:
 # item by item, so one bad recent prompt does not cost the other nineteen.
 _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "last_params": (lambda v: isinstance(v, dict), "a map of generation parameters"),
+    "last_hires": (lambda v: isinstance(v, dict), "a map of hires-fix settings"),
     "window_geometry": (_base64, "base64 text"),
     "window_state": (_base64, "base64 text"),
     "splitters": (_base64, "base64 text"),  # per item
@@ -165,6 +179,7 @@ _MAPS = ("splitters",)
 # Maps whose entries the dataclasses they belong to check, entry by entry.
 _NESTED: dict[str, Callable[[dict[str, Any]], object]] = {
     "last_params": GenerationParams.from_dict,
+    "last_hires": HiresSettings.from_dict,
     "engine_options": EngineOptions.from_dict,
 }
 

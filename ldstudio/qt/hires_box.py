@@ -101,8 +101,13 @@ class HiresBox(QGroupBox):
         self._refresh()
 
     def settings(self) -> HiresSettings | None:
-        """The hires fix as shown, or None when the group is off (or not available)."""
-        if not self.isChecked() or not self._available:
+        """The hires fix a job gets: as shown, or None when off (or not available)."""
+        return self.shown() if self._available else None
+
+    def shown(self) -> HiresSettings | None:
+        """The hires fix as the group shows it (None: off), available now or not: what the
+        window remembers. ValueError when the values do not form one."""
+        if not self.isChecked():
             return None
         strength = self.strength_spin.value()
         width, height = self._resize if self._resize is not None else (None, None)

@@ -46,6 +46,7 @@ class SettingsController(QObject):
         if params is not None:
             w.draft.load(params)
         w.draft.update(preview_method=s.preview_method, preview_interval=s.preview_interval)
+        w.params_pane.hires_box.set_settings(s.hires())
         w.prompt_pane.set_recent(s.recent_prompts)
         if s.window_geometry:
             w.restoreGeometry(QByteArray.fromBase64(s.window_geometry.encode("ascii")))
@@ -61,6 +62,7 @@ class SettingsController(QObject):
 
     def _keep_params(self, params: GenerationParams) -> None:
         self.settings.last_params = params.to_dict()
+        self._keep_hires()
         self.settings.preview_method = params.preview_method
         self.settings.preview_interval = params.preview_interval
 
@@ -73,12 +75,20 @@ class SettingsController(QObject):
             params = None
         if params is not None:
             self._keep_params(params)
+        self._keep_hires()
         s.window_geometry = bytes(w.saveGeometry().toBase64().data()).decode("ascii")
         s.window_state = bytes(w.saveState().toBase64().data()).decode("ascii")
         s.splitters = {
             name: bytes(splitter.saveState().toBase64().data()).decode("ascii")
             for name, splitter in w.splitters.items()
         }
+
+    def _keep_hires(self) -> None:
+        try:
+            hires = self.window.params_pane.hires_box.shown()
+        except ValueError:  # not a valid hires fix as shown: the saved one stays
+            return
+        self.settings.last_hires = hires.to_dict() if hires is not None else {}
 
     # -- saving --------------------------------------------------------------------------------
 
