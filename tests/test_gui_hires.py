@@ -42,6 +42,10 @@ def test_the_hires_group_queues_a_second_pass_and_says_its_size(
     shown = window.params_pane.native_size
     side = round(shown * 1.5 / 8) * 8
     assert box.target_label.text() == f"{shown}×{shown} → {side}×{side}"
+    assert window.latent_label.text().endswith(f" · hires fix to {side}×{side}")
+    window.show_canvas()  # no hires fix there: the status bar does not claim one
+    assert "hires" not in window.latent_label.text()
+    window.show_preview()
     outcome = generate(qtbot, window, "a red circle")
     assert isinstance(outcome, JobFinished)
     assert submitted[-1].hires == HiresSettings(scale=1.5)

@@ -155,6 +155,7 @@ class HiresBox(QGroupBox):
             "(A1111's hires fix)"
         )
         self._refresh()
+        self.changed.emit()
 
     def _scale_edited(self) -> None:
         self._resize = None  # the scale decides the size again

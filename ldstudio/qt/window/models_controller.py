@@ -30,6 +30,7 @@ class ModelsController(QObject):
         self._model_problems: dict[str, str] = {}  # models added by hand that cannot be used
         params_pane = window.params_pane
         params_pane.changed.connect(self.update_latent_label)
+        params_pane.hires_box.changed.connect(self.update_latent_label)
         params_pane.model_combo.currentIndexChanged.connect(self.on_model_selected)
         params_pane.add_model_requested.connect(self.add_model_folder)
 
@@ -151,7 +152,18 @@ class ModelsController(QObject):
         return self._model_info.latent_text(width, height)
 
     def update_latent_label(self) -> None:
-        self.window.latent_label.setText(self.latent_text(*self.window.params_pane.chosen_size()))
+        pane = self.window.params_pane
+        width, height = pane.chosen_size()
+        text = self.latent_text(width, height)
+        try:
+            hires = pane.hires_box.settings()
+        except ValueError:
+            hires = None
+        if hires is not None:  # the image a job makes is the second pass's
+            first = (width or pane.native_size, height or pane.native_size)
+            target = hires.target_size(*first)
+            text += f" · hires fix to {target[0]}×{target[1]}"
+        self.window.latent_label.setText(text)
 
     # -- the model manager ---------------------------------------------------------------------
 
