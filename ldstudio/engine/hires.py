@@ -62,7 +62,7 @@ def run(
                 name=STAGE_NAMES[0],
             )
         )
-        second.announced = False
+        second.new_batch()
         backend._run_batch(params, loaded, previewer, batch_index, relay, deliver=second)
 
 
@@ -93,6 +93,10 @@ class _SecondPass:
         self.total = inpaint.steps_for_strength(
             scheduler, self.schedule, inpaint.pipe_strength(self.strength, self.schedule)
         )
+        self.announced = False
+
+    def new_batch(self) -> None:
+        """The next batch's second pass is announced before its first image."""
         self.announced = False
 
     def __call__(self, image: Any, params: GenerationParams, index: int, seconds: float) -> None:

@@ -107,8 +107,10 @@ class HiresBox(QGroupBox):
     def shown(self) -> HiresSettings | None:
         """The hires fix as the group shows it (None: off), available now or not: what the
         window remembers. ValueError when the values do not form one."""
-        if not self.isChecked():
-            return None
+        return self._values().validate() if self.isChecked() else None
+
+    def _values(self) -> HiresSettings:
+        """The widgets' values as settings, not yet validated."""
         strength = self.strength_spin.value()
         width, height = self._resize if self._resize is not None else (None, None)
         return HiresSettings(
@@ -118,7 +120,7 @@ class HiresBox(QGroupBox):
             upscaler=str(self.upscaler_combo.currentData()),
             strength=round(strength, 2) if strength > 0 else None,
             steps=self.steps_spin.value(),
-        ).validate()
+        )
 
     def set_settings(self, settings: HiresSettings | None) -> None:
         """Show `settings` (reuse parameters); None turns the hires fix off. A target size
@@ -167,19 +169,14 @@ class HiresBox(QGroupBox):
 
     def _refresh(self) -> None:
         on = self.isChecked() and self._available
-        width, height = self._resize if self._resize is not None else (None, None)
-        settings = HiresSettings(
-            scale=self.scale_spin.value(),
-            width=width,
-            height=height,
-            upscaler=str(self.upscaler_combo.currentData()),
-            strength=self.strength_spin.value() or None,
-        )
+        settings = self._values()
         if not on:
             self.target_label.setText("")
         elif self._size is None:
             self.target_label.setText(
-                f"→ {width}×{height}" if self._resize else f"×{settings.scale:g} of the first pass"
+                f"→ {settings.width}×{settings.height}"
+                if settings.resized
+                else f"×{settings.scale:g} of the first pass"
             )
         else:
             width, height = settings.target_size(*self._size)
