@@ -38,7 +38,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sub = parser.add_subparsers(dest="models_command", metavar="ACTION", required=True)
 
-    listing = sub.add_parser("list", help="list every model with family, size and status")
+    listing = sub.add_parser(
+        "list",
+        help="list every model with family (upscalers: architecture and scale), size and status",
+    )
     listing.add_argument("--json", action="store_true", help="print JSON on stdout")
     listing.add_argument(
         "--folder",
@@ -101,6 +104,9 @@ def _size(n: int) -> str:
 
 
 def _family(entry: ModelEntry) -> str:
+    """The FAMILY column: "SD 1.x", "SDXL base inpainting"; an upscaler's "Compact ×4"."""
+    if entry.upscaler_text:
+        return entry.upscaler_text
     family = VARIANT_LABELS[entry.variant] if entry.variant else entry.family or "-"
     # Visible, since canvas jobs treat these models differently (auto strength 1 when masked).
     return f"{family} inpainting" if entry.inpainting else family

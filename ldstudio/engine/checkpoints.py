@@ -174,7 +174,8 @@ def convert_to_safetensors(source: Path, target: Path | None = None) -> Path:
 
     torch's restricted unpickler accepts tensors and plain containers and refuses every
     other global, so a file that would run code on load fails here instead. Never
-    overwrites an existing file.
+    overwrites an existing file. The weights are taken out of the wrappers training scripts
+    put them in (see `unwrap_state_dict`), so an upscaler .pth converts to a file that loads.
     """
     import torch
     from safetensors.torch import save_file
@@ -191,8 +192,7 @@ def convert_to_safetensors(source: Path, target: Path | None = None) -> Path:
         data = torch.load(str(source), map_location="cpu", weights_only=True, mmap=False)
     except Exception as exc:  # the restricted unpickler raises UnpicklingError and others
         raise CheckpointError(conversion_refusal(source, exc)) from None
-    while isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        data = data["state_dict"]
+    data = unwrap_state_dict(data)
     if not isinstance(data, dict):
         raise CheckpointError(f"{source}: holds a {type(data).__name__}, not a dict of tensors")
     tensors = {str(k): v for k, v in data.items() if isinstance(v, torch.Tensor)}
@@ -208,6 +208,25 @@ def convert_to_safetensors(source: Path, target: Path | None = None) -> Path:
     save_file(tensors, str(tmp), metadata={"converted_from": source.name})
     tmp.replace(target)
     return target
+
+
+# Where training scripts keep the weights in a saved dict: Lightning/LDM checkpoints under
+# "state_dict"; basicsr (Real-ESRGAN, SwinIR, ...) under "params_ema" (the averaged weights,
+# the ones to use) and/or "params".
+STATE_DICT_WRAPPERS = ("state_dict", "params_ema", "params")
+
+
+def unwrap_state_dict(data: Any) -> Any:
+    """The dict of weights inside `data`: wrapper dicts (`STATE_DICT_WRAPPERS`, in that order of
+    preference) unwrapped, nested ones too; anything else as it is."""
+    while isinstance(data, dict):
+        inner = next(
+            (data[key] for key in STATE_DICT_WRAPPERS if isinstance(data.get(key), dict)), None
+        )
+        if inner is None:
+            return data
+        data = inner
+    return data
 
 
 def conversion_refusal(source: Path, exc: Exception) -> str:

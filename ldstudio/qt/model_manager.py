@@ -54,6 +54,7 @@ from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
     KIND_LORA,
+    KIND_UPSCALER,
     KIND_VAE,
     PICKLE_SUFFIXES,
     SAFETENSORS_SUFFIXES,
@@ -133,6 +134,10 @@ def display_name(entry: ModelEntry) -> str:
 
 
 def family_text(entry: ModelEntry) -> str:
+    """The Family / variant column: "SD 1.x", "SD 1.x · inpainting"; an upscaler's
+    architecture and scale, "Compact ×4"."""
+    if entry.kind == KIND_UPSCALER:
+        return entry.upscaler_text
     family = VARIANT_LABELS.get(entry.variant, entry.variant) if entry.variant else entry.family
     # Visible, since canvas jobs treat these models differently (auto strength 1 when masked).
     return f"{family} · inpainting" if entry.inpainting else family
@@ -325,7 +330,9 @@ class ModelManager(QDialog):
             "Folders scanned in place (A1111, ComfyUI and plain folders alike); nothing is copied"
         )
         self.add_folder_button = QPushButton("Add folder…")
-        self.add_folder_button.setToolTip("Add a folder of checkpoints, VAEs or LoRAs to scan")
+        self.add_folder_button.setToolTip(
+            "Add a folder of checkpoints, VAEs, LoRAs or upscalers to scan"
+        )
         self.remove_folder_button = QPushButton("Remove folder")
         self.remove_folder_button.setToolTip(
             "Stop scanning the selected folder (its files stay on disk)"
@@ -726,6 +733,8 @@ class ModelManager(QDialog):
         ]
         if entry.family:
             lines.append(f"Family: {family_text(entry)}")
+        if entry.kind == KIND_UPSCALER and entry.architecture:
+            lines.append(f"Upscaler: {entry.upscaler_text}")
         if entry.precision:
             lines.append(f"Precision: {entry.precision}")
         lines.append(f"Found in: {entry.source}")
@@ -741,11 +750,11 @@ class ModelManager(QDialog):
         if entry is None:
             return
         if not entry.loadable:
-            self.show_message(
-                f"{entry.name} cannot be used for generation: "
-                f"{entry.error or f'it is a {entry.kind}, not a checkpoint or diffusers folder'}",
-                error=True,
-            )
+            if entry.kind == KIND_UPSCALER and entry.status == STATUS_OK:
+                why = f"it is an upscaler ({entry.upscaler_text}), not a model to generate with"
+            else:
+                why = entry.error or f"it is a {entry.kind}, not a checkpoint or diffusers folder"
+            self.show_message(f"{entry.name} cannot be used for generation: {why}", error=True)
             return
         self.model_chosen.emit(str(entry.path))
         self.show_message(f"Generating with {entry.name}.")

@@ -5,6 +5,7 @@ for torch to import. By concern:
 
     safetensors   the file format: a bounded, strict header parser (`read_safetensors_header`)
     detection     what a file is (kind, family, variant); the family rules live here only
+    upscalers     ESRGAN-family upscalers (architecture, scale) told from their key layout
     entries       one model on disk (`ModelEntry`): `inspect_file`, `inspect_diffusers_folder`
     scan          folder walks, the Hugging Face cache, `find_model`
     folders       the user's model folders and choices (`ModelFolderStore`, models.json)
@@ -21,6 +22,7 @@ from ldstudio.core.models.detection import (
     KIND_DIFFUSERS,
     KIND_LORA,
     KIND_UNKNOWN,
+    KIND_UPSCALER,
     KIND_VAE,
     STATUS_ERROR,
     STATUS_OK,
@@ -75,6 +77,7 @@ __all__ = [
     "KIND_DIFFUSERS",
     "KIND_LORA",
     "KIND_UNKNOWN",
+    "KIND_UPSCALER",
     "KIND_VAE",
     "MAX_HEADER_BYTES",
     "MAX_TENSORS",

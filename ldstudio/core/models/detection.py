@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ldstudio.core.models.safetensors import ModelFileError, SafetensorsHeader, read_small_tensor
+from ldstudio.core.models.upscalers import detect_upscaler
 
 # Bundled single-file configurations (resources/configs/<variant>), per architecture family.
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -37,6 +38,7 @@ KIND_CHECKPOINT = "checkpoint"
 KIND_DIFFUSERS = "diffusers"
 KIND_VAE = "vae"
 KIND_LORA = "lora"
+KIND_UPSCALER = "upscaler"  # ESRGAN-family image upscalers (core/models/upscalers.py)
 KIND_UNKNOWN = "unknown"
 
 STATUS_OK = "ok"
@@ -114,6 +116,9 @@ class Detection:
     # An inpainting checkpoint: its UNet reads 9 channels (latents + mask + masked image).
     inpainting: bool = False
     message: str = ""  # what was found, for unsupported files
+    # Upscalers: the network architecture ("Compact", "ESRGAN", "SwinIR", ...) and its scale.
+    architecture: str = ""
+    scale: int = 0
 
 
 def detect(header: SafetensorsHeader) -> Detection:
@@ -125,11 +130,23 @@ def detect(header: SafetensorsHeader) -> Detection:
         return Detection(kind=KIND_LORA, family=_lora_family(header))
     if _is_vae(keys):
         return Detection(kind=KIND_VAE)
+    upscaler = detect_upscaler(keys)
+    if upscaler is not None:
+        return Detection(
+            kind=KIND_UPSCALER,
+            status=STATUS_UNSUPPORTED if upscaler.unavailable else STATUS_OK,
+            message=upscaler.unavailable,
+            architecture=upscaler.architecture,
+            scale=upscaler.scale,
+        )
     found = _describe_other(keys)
     return Detection(
         kind=KIND_UNKNOWN,
         status=STATUS_UNSUPPORTED,
-        message=f"found {found}; supported: {SUPPORTED_TEXT}, standalone VAEs and LoRAs",
+        message=(
+            f"found {found}; supported: {SUPPORTED_TEXT}, standalone VAEs, LoRAs and "
+            "ESRGAN-family upscalers"
+        ),
     )
 
 

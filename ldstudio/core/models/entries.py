@@ -13,6 +13,7 @@ from ldstudio.core.models.detection import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
     KIND_UNKNOWN,
+    KIND_UPSCALER,
     STATUS_ERROR,
     STATUS_OK,
     STATUS_UNSAFE,
@@ -44,10 +45,26 @@ class ModelEntry:
     error: str = ""
     # A 9-channel UNet (SD 1.5 / 2 / SDXL inpainting): canvas jobs use it at high strength.
     inpainting: bool = False
+    # Upscalers (ESRGAN family): the network ("Compact", "ESRGAN", "SwinIR", ...), its scale.
+    architecture: str = ""
+    scale: int = 0
 
     @property
     def loadable(self) -> bool:
+        """A diffusion model that loads (checkpoint or diffusers folder); never an upscaler."""
         return self.status == STATUS_OK and self.kind in (KIND_CHECKPOINT, KIND_DIFFUSERS)
+
+    @property
+    def usable_upscaler(self) -> bool:
+        """An upscaler file ldstudio can run here (its architecture is one it has)."""
+        return self.status == STATUS_OK and self.kind == KIND_UPSCALER
+
+    @property
+    def upscaler_text(self) -> str:
+        """E.g. "Compact ×4", "ESRGAN ×2"; "" for anything but an upscaler."""
+        if self.kind != KIND_UPSCALER:
+            return ""
+        return f"{self.architecture} ×{self.scale}" if self.scale else self.architecture
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +79,8 @@ class ModelEntry:
             "status": self.status,
             "error": self.error,
             "inpainting": self.inpainting,
+            "architecture": self.architecture,
+            "scale": self.scale,
         }
 
 
@@ -104,6 +123,8 @@ def inspect_file(path: Path, source: Path | None = None) -> ModelEntry:
         status=found.status,
         inpainting=found.inpainting,
         error=f"{path}: {found.message}" if found.message else "",
+        architecture=found.architecture,
+        scale=found.scale,
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from ldstudio.core.models.detection import (
     KIND_CHECKPOINT,
     KIND_LORA,
+    KIND_UPSCALER,
     KIND_VAE,
     STATUS_OK,
     SUPPORTED_TEXT,
@@ -255,3 +256,13 @@ def check_model(path: Path, store: ModelFolderStore | None = None) -> str:
         return checkpoint_variant(path, store)[1]
     check_diffusers_folder(path)
     return ""
+
+
+def checked_upscaler(path: Path, what: str) -> Detection:
+    """An upscaler model file checked as the engine checks it before loading: a readable
+    .safetensors upscaler of an architecture that runs here; ModelFileError prefixed with
+    `what` otherwise (pickles are refused with the convert hint)."""
+    found = checked_extra_file(path, KIND_UPSCALER, what)
+    if found.status != STATUS_OK:
+        raise ModelFileError(f"{what}: {path}: {found.message}")
+    return found

@@ -18,6 +18,7 @@ from ldstudio.core.models.detection import (
     KIND_DIFFUSERS,
     KIND_LORA,
     KIND_UNKNOWN,
+    KIND_UPSCALER,
     KIND_VAE,
 )
 from ldstudio.core.models.entries import ModelEntry, entry_name, inspect_file
@@ -25,15 +26,15 @@ from ldstudio.core.models.hashes import HashStore, hash_store
 from ldstudio.core.models.registry import ModelRegistry
 from ldstudio.core.models.scan import find_model
 
-REF_KINDS = (KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_VAE, KIND_LORA)
+REF_KINDS = (KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_VAE, KIND_LORA, KIND_UPSCALER)
 _HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
 class ResourceRef:
-    """A model, VAE or LoRA as a request names it."""
+    """A model, VAE, LoRA or upscaler as a request names it."""
 
-    kind: str  # KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_VAE or KIND_LORA
+    kind: str  # KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_VAE, KIND_LORA or KIND_UPSCALER
     name: str  # what `--model NAME` matches: ModelEntry.name (stem, folder name, org/name)
     sha256: str  # full hex content hash (a file's sha256, or a diffusers folder's); "" unknown
 

@@ -25,9 +25,11 @@ from ldstudio.core.models.safetensors import PICKLE_SUFFIXES, SAFETENSORS_SUFFIX
 def scan_folder(root: Path, max_depth: int = 6) -> Iterator[ModelEntry]:
     """Every model under `root`, in place: single files by content, diffusers folders by index.
 
-    Works for A1111 (`models/Stable-diffusion`, `models/VAE`, `models/Lora`), ComfyUI
-    (`models/checkpoints`, `models/vae`, `models/loras`), the Hugging Face cache and plain
-    folders alike, because files are classified from their headers, not their folder names.
+    Works for A1111 (`models/Stable-diffusion`, `models/VAE`, `models/Lora`, and the
+    upscalers' `models/ESRGAN`, `models/RealESRGAN`, `models/SwinIR`, `models/DAT`), ComfyUI
+    (`models/checkpoints`, `models/vae`, `models/loras`, `models/upscale_models`), the Hugging
+    Face cache and plain folders alike, because files are classified from their headers, not
+    their folder names.
     """
     root = root.expanduser()
     if not root.is_dir():
@@ -140,7 +142,8 @@ def find_model(name: str, entries: list[ModelEntry], kinds: tuple[str, ...]) -> 
     # (Any candidate of this name returned above: what is left is of another kind.)
     for entry in entries:
         if name.lower() in (entry.name.lower(), entry.name.lower().split("/")[-1]):
-            why = entry.error or f"it is a {entry.kind}, not one of: {', '.join(kinds)}"
+            article = "an" if entry.kind[:1] in ("a", "e", "i", "o", "u") else "a"
+            why = entry.error or f"it is {article} {entry.kind}, not one of: {', '.join(kinds)}"
             raise ValueError(f"{name!r} is {entry.path}, which cannot be used here: {why}")
     known = ", ".join(sorted(e.name for e in candidates)) or "none found"
     raise ValueError(

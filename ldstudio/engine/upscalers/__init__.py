@@ -1,0 +1,1 @@
+"""Upscaler models (ESRGAN family) in the engine: networks, loading and tiled inference."""
