@@ -108,6 +108,7 @@ def a1111_parameters(
         **_extra_network_pairs(params),
         **inpaint_pairs(request),
         **hires_pairs(request),
+        **upscale_pairs(request),
         "Version": f"ldstudio {__version__}",
     }
     line = ", ".join(f"{k}: {_quote(str(v))}" for k, v in pairs.items() if v not in ("", None))
@@ -135,6 +136,25 @@ def hires_pairs(request: Request | None) -> dict[str, str]:
         pairs[HIRES_STEPS] = str(hires.steps)
     pairs[HIRES_UPSCALER] = A1111_UPSCALER_NAMES[hires.upscaler]
     return pairs
+
+
+def upscale_pairs(request: Request | None) -> dict[str, str]:
+    """A1111's keys for an upscale: its SD upscale script's (a tiled img2img refine) when the
+    image was refined, its Extras tab's ("Postprocess ...") when only the upscaler ran."""
+    from ldstudio.core.upscale import upscaler_label
+
+    if request is None or request.upscale is None:
+        return {}
+    settings = request.upscale
+    upscaler = upscaler_label(settings)
+    if not settings.refines:
+        return {"Postprocess upscale by": str(settings.scale), "Postprocess upscaler": upscaler}
+    return {
+        DENOISING_STRENGTH: str(float(settings.refine_strength)),
+        "SD upscale overlap": str(settings.overlap),
+        "SD upscale upscaler": upscaler,
+        "Postprocess upscale by": str(settings.scale),
+    }
 
 
 def inpaint_pairs(request: Request | None) -> dict[str, str]:

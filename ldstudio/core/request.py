@@ -3,7 +3,8 @@
 Two kinds: `txt2img`, whose face is GenerationParams (so every image already in a library
 keeps reading back), with an optional second pass (`HiresSettings`, A1111's hires fix), and
 `inpaint`, one kind with three faces — img2img (no mask: the whole
-image), inpaint, outpaint — whose extra settings are `InpaintSettings`. Input images and masks
+image), inpaint, outpaint — whose extra settings are `InpaintSettings`, and `upscale`
+(`UpscaleSettings`: an upscaler model, then an optional tiled refine). Input images and masks
 travel as content hashes into the library's blob store (`inputs`), never as pixels or paths, so a
 request round-trips through JSON, through a PNG and over a network unchanged.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ldstudio.core.hires import HiresSettings
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.upscale import RESAMPLERS, UpscaleSettings
 
 if TYPE_CHECKING:
     from ldstudio.core.models.refs import ResourceRef
@@ -27,14 +29,18 @@ if TYPE_CHECKING:
 REQUEST_VERSION = 2  # version 1 was the bare GenerationParams dict (images made before 0.x)
 KIND_TXT2IMG = "txt2img"
 KIND_INPAINT = "inpaint"
-KINDS: tuple[str, ...] = (KIND_TXT2IMG, KIND_INPAINT)
+KIND_UPSCALE = "upscale"
+KINDS: tuple[str, ...] = (KIND_TXT2IMG, KIND_INPAINT, KIND_UPSCALE)
+# The kinds made from a source image (`inputs[image]`): their results link to it.
+KINDS_WITH_SOURCE: tuple[str, ...] = (KIND_INPAINT, KIND_UPSCALE)
 ROLE_IMAGE, ROLE_MASK = "image", "mask"
 # What each kind reads from `inputs` (blob hashes by role): required, then optional.
 _INPUTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     KIND_TXT2IMG: ((), ()),
     KIND_INPAINT: ((ROLE_IMAGE,), (ROLE_MASK,)),
+    KIND_UPSCALE: ((ROLE_IMAGE,), ()),
 }
-FACES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "outpaint")
+FACES: tuple[str, ...] = ("txt2img", "img2img", "inpaint", "outpaint", "upscale")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -49,6 +55,8 @@ class Request:
     inpaint: InpaintSettings | None = None
     # A txt2img request's hires fix (second pass), or None.
     hires: HiresSettings | None = None
+    # Set exactly when kind is "upscale".
+    upscale: UpscaleSettings | None = None
 
     def validate(self) -> Request:
         """Raise ValueError naming what is wrong and what is allowed; return self."""
@@ -77,6 +85,17 @@ class Request:
             if not isinstance(self.hires, HiresSettings):
                 raise ValueError("hires: expected hires settings")
             self.hires.validate()
+        if self.kind == KIND_UPSCALE:
+            if not isinstance(self.upscale, UpscaleSettings):
+                raise ValueError("upscale: an upscale request needs its upscale settings")
+            self.upscale.validate()
+            if self.params.image_count != 1:
+                raise ValueError(
+                    f"batch: an upscale makes one image; got {self.params.batch_size} × "
+                    f"{self.params.batch_count}"
+                )
+        elif self.upscale is not None:
+            raise ValueError(f"upscale: settings given for a {self.kind} request")
         return self
 
     def input(self, role: str) -> str | None:
@@ -86,6 +105,8 @@ class Request:
     @property
     def face(self) -> str:
         """What the user sees the job as: txt2img, img2img, inpaint or outpaint."""
+        if self.kind == KIND_UPSCALE:
+            return KIND_UPSCALE
         if self.kind != KIND_INPAINT or self.inpaint is None:
             return KIND_TXT2IMG
         if self.inpaint.outpainting:
@@ -105,6 +126,7 @@ class Request:
             "inputs": dict(self.inputs),
             "inpaint": self.inpaint.to_dict() if self.inpaint else None,
             "hires": self.hires.to_dict() if self.hires else None,
+            "upscale": self.upscale.to_dict() if self.upscale else None,
         }
 
     @classmethod
@@ -119,12 +141,14 @@ class Request:
             raise ValueError("request: inputs: expected a JSON object of role → sha256")
         inpaint = data.get("inpaint")
         hires = data.get("hires")
+        upscale = data.get("upscale")
         return cls(
             params=GenerationParams.from_dict(data.get("params")),  # type: ignore[arg-type]
             kind=str(data["kind"]),
             inputs=tuple(sorted((str(k), str(v)) for k, v in inputs.items())),
             inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
             hires=None if hires is None else HiresSettings.from_dict(hires),
+            upscale=None if upscale is None else UpscaleSettings.from_dict(upscale),
         ).validate()
 
     @classmethod
@@ -143,6 +167,17 @@ class Request:
         inputs = [(ROLE_IMAGE, image)] + ([(ROLE_MASK, mask)] if mask else [])
         return cls(params=params, kind=KIND_INPAINT, inputs=tuple(sorted(inputs)), inpaint=settings)
 
+    @classmethod
+    def upscaling(cls, params: GenerationParams, settings: UpscaleSettings, image: str) -> Request:
+        """An upscale request on blob `image`; `params` are the refine's (prompt, model, seed,
+        steps), their size unused (the output is the source × the scale)."""
+        return cls(
+            params=params.replace(width=None, height=None, batch_size=1, batch_count=1),
+            kind=KIND_UPSCALE,
+            inputs=((ROLE_IMAGE, image),),
+            upscale=settings,
+        )
+
 
 def as_request(value: Request | GenerationParams) -> Request:
     """Front ends may hand in bare parameters: that is a txt2img request."""
@@ -157,6 +192,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 # The kinds a reference carries (as ldstudio.core.models names them); spelled here so that
 # importing a request (every job does) does not import the model scanner.
 KIND_CHECKPOINT, KIND_DIFFUSERS, KIND_VAE, KIND_LORA = "checkpoint", "diffusers", "vae", "lora"
+KIND_UPSCALER = "upscaler"
 
 
 class Resources(Protocol):
@@ -179,6 +215,11 @@ def to_portable(request: Request, resources: Resources | None = None) -> dict[st
     model = _reference(found, params.model, _model_kind(params.model)) if params.model else None
     vae = _reference(found, params.vae, KIND_VAE) if params.vae else None
     loras = [_reference(found, path, KIND_LORA) for path, _weight in params.loras]
+    settings = request.upscale
+    upscaler = None
+    if settings is not None and settings.upscaler and settings.upscaler not in RESAMPLERS:
+        upscaler = _reference(found, settings.upscaler, KIND_UPSCALER)
+        settings = settings.replace(upscaler=upscaler.name)
     portable = params.replace(
         model=model.name if model else "",
         vae=vae.name if vae else "",
@@ -197,6 +238,8 @@ def to_portable(request: Request, resources: Resources | None = None) -> dict[st
         "inputs": dict(request.inputs),
         "inpaint": request.inpaint.to_dict() if request.inpaint else None,
         "hires": request.hires.to_dict() if request.hires else None,
+        "upscale": settings.to_dict() if settings else None,
+        "upscaler": upscaler.to_dict() if upscaler else None,
     }
 
 
@@ -262,12 +305,18 @@ def from_portable(
     ]
     inpaint = data.get("inpaint")
     hires = data.get("hires")
+    upscale = data.get("upscale")
+    settings = None if upscale is None else UpscaleSettings.from_dict(upscale)
+    if settings is not None and data.get("upscaler") is not None:
+        name = local(data.get("upscaler"), settings.upscaler, "upscaler", (KIND_UPSCALER,))
+        settings = settings.replace(upscaler=name)
     request = Request(
         params=GenerationParams.from_dict(values),
         kind=str(data.get("kind", "")),
         inputs=tuple(sorted((str(k), str(v)) for k, v in inputs.items())),
         inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
         hires=None if hires is None else HiresSettings.from_dict(hires),
+        upscale=settings,
     )
     return request.validate(), missing
 

@@ -26,7 +26,7 @@ from ldstudio.core.models import ModelRegistry
 from ldstudio.core.models.preflight import preflight_problems
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import KIND_INPAINT, KIND_TXT2IMG, Request
+from ldstudio.core.request import KIND_INPAINT, KIND_TXT2IMG, KIND_UPSCALE, Request
 from ldstudio.engine import inpaint, performance, previews
 from ldstudio.engine.callbacks import (
     CancelCheck,
@@ -93,6 +93,8 @@ class DiffusersBackend:
         self._previewers: dict[tuple[str, str], previews.Previewer] = {}
         self._extras = ExtrasState()
         self._compiled_warm = False
+        # The last upscaler model used, with the file's (mtime, size) when it was loaded.
+        self._upscaler: tuple[Any, tuple[int, int], Any] | None = None
 
     # -- model ---------------------------------------------------------------------------
 
@@ -135,6 +137,23 @@ class DiffusersBackend:
                 cached=cached,
             )
         )
+        return loaded
+
+    def upscaler(self, path: Any) -> Any:
+        """The upscaler model in `path` (a LoadedUpscaler), kept loaded until another one is
+        used or the file changes; torch thread. JobError naming the file if it cannot load."""
+        from ldstudio.engine.upscalers.loader import load_upscaler
+
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise JobError(f"upscaler: {path}: {exc.strerror or exc}") from None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if self._upscaler is not None and self._upscaler[:2] == (path, stamp):
+            return self._upscaler[2]
+        self._upscaler = None
+        loaded = load_upscaler(path, self.choice.device)
+        self._upscaler = (path, stamp, loaded)
         return loaded
 
     def _previewer(self, loaded: LoadedModel, method: str) -> previews.Previewer | None:
@@ -193,8 +212,14 @@ class DiffusersBackend:
         relay.finish(error)
 
     def _run(self, request: Request, relay: Relay) -> None:
-        if request.kind not in (KIND_TXT2IMG, KIND_INPAINT):
+        if request.kind not in (KIND_TXT2IMG, KIND_INPAINT, KIND_UPSCALE):
             raise JobError(f"kind: {request.kind!r} is not supported by the diffusers engine")
+        upscaling = request.kind == KIND_UPSCALE
+        if upscaling and request.upscale is not None and not request.upscale.refines:
+            from ldstudio.engine import upscale
+
+            upscale.run(self, request, relay)  # no diffusion model needed (or loaded)
+            return
         # The checks the CLI and the window made before queueing, made again here: the files
         # may have changed since, and a request may come from elsewhere (an API, a kept
         # queue). The preview method is checked after loading, against the model loaded.
@@ -202,6 +227,11 @@ class DiffusersBackend:
         problems = [problem for problem in problems if problem.field != "preview_method"]
         if problems:
             raise JobError(problems[0].message)
+        if upscaling:
+            from ldstudio.engine import upscale
+
+            upscale.run(self, request, relay)
+            return
         loaded = self._load(request.params.model, relay.send)
         canvas = request.kind == KIND_INPAINT
         # A canvas job's size comes from its source (engine/inpaint.py plans it).
@@ -394,6 +424,7 @@ class DiffusersBackend:
         self._cache.clear()
         self._previewers.clear()
         self._extras.clear()
+        self._upscaler = None
         free_memory(self.choice.device)
 
 

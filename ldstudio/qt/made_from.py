@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.library import LibraryEntry, LibraryStore
-from ldstudio.core.request import KIND_INPAINT, ROLE_IMAGE, ROLE_MASK, Request
+from ldstudio.core.request import KINDS_WITH_SOURCE, ROLE_IMAGE, ROLE_MASK, Request
+from ldstudio.core.upscale import UpscaleSettings, upscaler_label
 from ldstudio.qt.images import pil_to_qimage
 
 THUMBNAIL = 96  # px, the longer side of the source and mask thumbnails
@@ -55,10 +56,10 @@ def open_source(path: Path) -> Image.Image:
 
 def read_made_from(store: LibraryStore, entry: LibraryEntry) -> MadeFrom | None:
     """What `entry` was made from, its source and mask decoded; None unless it is an inpaint
-    job's image. Worker thread: it reads the blob files."""
+    or upscale job's image. Worker thread: it reads the blob files."""
     inputs = store.inputs_of(entry)
     request = inputs.request
-    if request is None or request.kind != KIND_INPAINT:
+    if request is None or request.kind not in KINDS_WITH_SOURCE:
         return None
     problems = list(inputs.missing)
 
@@ -88,7 +89,10 @@ def thumbnail(image: Image.Image | None) -> QImage:
 
 
 def settings_rows(request: Request) -> list[tuple[str, str]]:
-    """The inpaint settings of `request` as (label, value) rows, in A1111's words."""
+    """The inpaint (or upscale) settings of `request` as (label, value) rows, in A1111's
+    words."""
+    if request.upscale is not None:
+        return upscale_rows(request.upscale)
     s = request.inpaint or InpaintSettings()
     rows = [
         ("Made as", request.face),
@@ -105,6 +109,19 @@ def settings_rows(request: Request) -> list[tuple[str, str]]:
     if s.outpainting:
         left, top, right, bottom = s.outpaint
         rows.append(("Outpaint", f"left {left}, top {top}, right {right}, bottom {bottom} px"))
+    return rows
+
+
+def upscale_rows(settings: UpscaleSettings) -> list[tuple[str, str]]:
+    """An upscale's settings as (label, value) rows."""
+    rows = [
+        ("Made as", "upscale"),
+        ("Scale", f"×{settings.scale}"),
+        ("Upscaler", upscaler_label(settings)),
+        ("Refine strength", f"{settings.refine_strength:g}" if settings.refines else "off"),
+    ]
+    if settings.refines:
+        rows.append(("Tiles", f"{settings.tile} px, overlap {settings.overlap} px"))
     return rows
 
 
@@ -154,6 +171,8 @@ class MadeFromView(QWidget):
         self._show(self.source_label, source, "source missing" if made.image is None else "")
         if request.input(ROLE_IMAGE) is None:  # read from another tool's text
             self._show(self.mask_label, None, "not recorded")
+        elif request.upscale is not None:
+            self._show(self.mask_label, None, f"upscaled ×{request.upscale.scale}")
         elif request.input(ROLE_MASK) is not None:
             self._show(self.mask_label, mask, "mask missing" if made.mask is None else "")
         else:

@@ -47,7 +47,7 @@ from ldstudio.core.library.schema import (
 from ldstudio.core.library.trash import move_with_row, run_empty_trash, run_restore, run_trash
 from ldstudio.core.metadata import SOURCE_NOT_RECORDED, png_text_chunks
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import KIND_INPAINT, ROLE_IMAGE, ROLE_MASK, Request
+from ldstudio.core.request import KINDS_WITH_SOURCE, ROLE_IMAGE, ROLE_MASK, Request
 from ldstudio.core.thumbnails import THUMBNAIL_SUFFIX, ThumbnailCache, make_thumbnail
 
 log = logging.getLogger(__name__)
@@ -620,7 +620,7 @@ class LibraryStore:
         text (no source recorded), is named in `missing`.
         """
         request = entry.request
-        if request is None or request.kind != KIND_INPAINT:
+        if request is None or request.kind not in KINDS_WITH_SOURCE:
             return EntryInputs(request)
         found: dict[str, Path] = {}
         missing: list[str] = []
