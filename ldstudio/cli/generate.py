@@ -383,11 +383,7 @@ def run_generate(args: argparse.Namespace) -> int:
         sys.stderr.write(f"note: {hint}\n")
 
     # Heavy imports only now: `ldstudio --help` stays instant.
-    from ldstudio.cli.library import open_library
-    from ldstudio.core.imagefiles import FolderSink, ImageSink
-    from ldstudio.core.library import IndexDamaged, LibraryStore
     from ldstudio.core.library.blobs import BlobStore
-    from ldstudio.core.service import EngineService
     from ldstudio.core.settings import load_settings
 
     refuse_problems(params, registry, default=not args.model and bool(params.model))
@@ -423,6 +419,26 @@ def run_generate(args: argparse.Namespace) -> int:
         sys.stderr.write(
             f"{request.face} of {source.path} ({source.size[0]}x{source.size[1]}{mask})\n"
         )
+    return run_request(request, backend, folder, exact, args.overwrite, args.json, preview_dir)
+
+
+def run_request(
+    request: Request,
+    backend: Any,
+    folder: Path | None,
+    exact: Path | None,
+    overwrite: bool,
+    as_json: bool,
+    preview_dir: Path | None = None,
+) -> int:
+    """Run one checked request through the engine service, saving into the library (or
+    `folder`/`exact`), with progress on stderr and Ctrl+C handling; the exit code."""
+    from ldstudio.cli.library import open_library
+    from ldstudio.core.imagefiles import FolderSink, ImageSink
+    from ldstudio.core.library import IndexDamaged, LibraryStore
+    from ldstudio.core.service import EngineService
+    from ldstudio.core.settings import load_settings
+
     reporter = ProgressReporter(sys.stderr, preview_dir)
     # Without --out, images go into the app's library: they show in the app and in
     # `ldstudio library list`, saved with the same crash-safe order as the app's.
@@ -436,7 +452,7 @@ def run_generate(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         sink = library
     else:
-        sink = FolderSink(folder, exact, overwrite=args.overwrite)
+        sink = FolderSink(folder, exact, overwrite=overwrite)
     # The same service the window submits to: its worker thread runs the job, saves each
     # image, then reports it; this thread waits and answers Ctrl+C.
     service = EngineService(lambda: backend, sink)
@@ -459,7 +475,7 @@ def run_generate(args: argparse.Namespace) -> int:
         # the one being made is not written.
         service.cancel(job.id)
         sys.stderr.write("aborted; images saved before this are kept, the unfinished one is not\n")
-        if args.json:
+        if as_json:
             print(json.dumps({"status": "aborted"}))
         service.close(timeout=ABORT_GRACE_SECONDS)
         if service.running_thread:  # inside one long step: the process must not wait for it
@@ -472,7 +488,7 @@ def run_generate(args: argparse.Namespace) -> int:
     if library is not None:
         library.close()
     seconds = time.perf_counter() - started
-    return report(reporter, outcome, args.json, backend.choice.device, seconds, unindexed, request)
+    return report(reporter, outcome, as_json, backend.choice.device, seconds, unindexed, request)
 
 
 def report(
@@ -517,6 +533,7 @@ def report(
                     if request and request.hires
                     else None
                 ),
+                "upscale": request.upscale.to_dict() if request and request.upscale else None,
                 **index_note,
             }
             print(json.dumps(payload, indent=2, ensure_ascii=False))

@@ -14,6 +14,8 @@ from typing import Any
 from ldstudio.cli.common import EXIT_OK, BadInput
 from ldstudio.core.hires import HiresSettings
 from ldstudio.core.params import GenerationParams
+from ldstudio.core.request import ROLE_IMAGE
+from ldstudio.core.upscale import upscaler_label
 
 _LABELS = (
     ("prompt", "prompt"),
@@ -90,6 +92,15 @@ def run_info(args: argparse.Namespace) -> int:
         if request is not None and request.hires is not None and result.source == "ldstudio":
             # Another tool's hires keys print below as it wrote them.
             print(f"hires fix: {hires_text(request.hires, params)}")
+        if request is not None and request.upscale is not None and result.source == "ldstudio":
+            up = request.upscale
+            refine = (
+                f", refined at {up.refine_strength:g} on {up.tile} px tiles (overlap {up.overlap})"
+                if up.refines
+                else ", no refine"
+            )
+            print(f"upscale: ×{up.scale} with {upscaler_label(up)}{refine}")
+            print(f"made from: blob {request.input(ROLE_IMAGE)}")
         for key, value in result.extra.items():
             if key in ("prompt_graph", "workflow") or isinstance(value, dict | list):
                 continue  # graphs are pages long; --json shows them

@@ -1,0 +1,140 @@
+"""`ldstudio upscale IMG`: every bad value refused before anything loads (exit 2, the option
+and what is allowed), and real runs: the result is a library image whose request names its
+source blob, with an upscaler from an A1111 `models/ESRGAN` folder found by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from ldstudio.cli import main
+from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_OK
+from ldstudio.core.library.blobs import BlobStore
+from ldstudio.core.metadata import read_request
+from ldstudio.core.request import KIND_UPSCALE, ROLE_IMAGE
+
+torch = pytest.importorskip("torch")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def refused(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code, out, err = run(capsys, "upscale", *argv)
+    assert code == EXIT_BAD_INPUT, err
+    assert err.startswith("ldstudio upscale: error: ") and err.count("\n") == 1, err
+    assert out == "" and "loading" not in err
+    return err.removeprefix("ldstudio upscale: error: ").rstrip("\n")
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "in" / "source.png"
+    path.parent.mkdir()
+    image = Image.new("RGB", (40, 24), (30, 65, 215))
+    image.paste((215, 30, 30), (10, 6, 30, 18))
+    image.save(path)
+    return path
+
+
+@pytest.fixture
+def esrgan_folder(tmp_path: Path) -> Path:
+    """An A1111 install's models/ESRGAN with a random-weight Compact ×4."""
+    from safetensors.torch import save_file
+
+    from ldstudio.engine.upscalers.compact import Compact
+
+    folder = tmp_path / "webui" / "models" / "ESRGAN"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_file(Compact(3, 3, 8, 2, 4).state_dict(), str(folder / "4x-random.safetensors"))
+    (folder / "4x-evil.pth").write_bytes(b"a pickle is never opened")
+    return folder
+
+
+def test_bad_values_are_refused_before_loading(
+    capsys: pytest.CaptureFixture[str], source: Path, tmp_path: Path, esrgan_folder: Path
+) -> None:
+    assert refused(capsys, str(source), "--scale", "3") == (
+        "--scale: 3 is not allowed; allowed: 2, 4"
+    )
+    assert refused(capsys, str(source), "--overlap", "200").startswith(
+        "--overlap: 200 is not allowed; allowed: multiples of 8 from 0 to 128 pixels"
+    )
+    assert refused(capsys, str(source), "--tile", "100").startswith("--tile: 100 is not allowed")
+    assert refused(capsys, str(source), "--refine-strength", "2").startswith(
+        "--refine-strength: 2.0 is not allowed"
+    )
+    assert "--upscaler: 'nope' is neither an existing path nor a known model name" in refused(
+        capsys, str(source), "--upscaler", "nope"
+    )
+    assert "ldstudio models convert" in refused(
+        capsys, str(source), "--upscaler", str(esrgan_folder / "4x-evil.pth")
+    )
+    assert refused(capsys, str(tmp_path / "missing.png")).startswith("image: ")
+    big = tmp_path / "big.png"
+    Image.new("RGB", (2100, 8)).save(big)
+    assert "allowed: at most 8192 pixels a side" in refused(capsys, str(big), "--scale", "4")
+
+
+def test_upscale_makes_a_library_image_linked_to_its_source(
+    capsys: pytest.CaptureFixture[str], source: Path, esrgan_folder: Path, ldstudio_home: Path
+) -> None:
+    code, out, err = run(capsys, "models", "add-folder", str(esrgan_folder.parents[1]))
+    assert code == EXIT_OK, err
+    code, out, err = run(capsys, "models", "list")
+    assert "4x-random" in out and "Compact ×4" in out
+    code, out, err = run(
+        capsys, "upscale", str(source), "--scale", "4", "--upscaler", "4x-random",
+        "--refine-strength", "0", "--json",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    assert "upscale ×4 of" in err and "(40x24 → 160x96) with 4x-random" in err
+    payload = json.loads(out)
+    [image] = payload["images"]
+    assert (image["width"], image["height"]) == (160, 96) and payload["face"] == "upscale"
+    path = Path(image["path"])
+    assert path.is_relative_to(ldstudio_home) and Image.open(path).size == (160, 96)
+    request, notes = read_request(path)
+    assert request is not None and request.kind == KIND_UPSCALE and not notes
+    assert request.upscale is not None and Path(request.upscale.upscaler).name == (
+        "4x-random.safetensors"
+    )
+    # The source is in the library's blob store under the hash the request names.
+    digest = request.input(ROLE_IMAGE)
+    blobs = BlobStore(ldstudio_home / "library" / "blobs")
+    assert digest is not None and digest in blobs
+    assert Image.open(blobs.path(digest)).tobytes() == Image.open(source).tobytes()
+    code, out, err = run(capsys, "info", str(path))
+    assert "upscale: ×4 with 4x-random, no refine" in out
+    # A1111's own Extras keys in the `parameters` text other tools read.
+    text = Image.open(path).text["parameters"]  # type: ignore[attr-defined]
+    assert "Postprocess upscale by: 4, Postprocess upscaler: 4x-random" in text
+
+
+def test_refine_uses_the_prompt_the_source_records(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path
+) -> None:
+    made = tmp_path / "made"
+    code, out, err = run(
+        capsys, "generate", "a blue square", "--model", str(tiny_model), "--steps", "1",
+        "--out", str(made / "first.png"), "--seed", "3",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    code, _out, err = run(
+        capsys, "upscale", str(made / "first.png"), "--upscaler", "lanczos", "--model",
+        str(tiny_model), "--steps", "4", "--refine-strength", "0.5", "--tile", "128",
+        "--overlap", "32", "--out", str(made / "big.png"), "--seed", "5",
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    assert "prompt from its metadata: 'a blue square'" in err and "pass 2 of 2: refine" in err
+    request, _notes = read_request(made / "big.png")
+    assert request is not None and request.params.prompt == "a blue square"
+    assert request.upscale is not None and request.upscale.refine_strength == 0.5
+    assert Image.open(made / "big.png").size == (2 * Image.open(made / "first.png").width,) * 2
