@@ -122,7 +122,7 @@ def test_refine_uses_the_prompt_the_source_records(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path
 ) -> None:
     made = tmp_path / "made"
-    code, out, err = run(
+    code, _out, err = run(
         capsys, "generate", "a blue square", "--model", str(tiny_model), "--steps", "1",
         "--out", str(made / "first.png"), "--seed", "3",
     )  # fmt: skip
