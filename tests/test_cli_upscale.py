@@ -138,3 +138,29 @@ def test_refine_uses_the_prompt_the_source_records(
     assert request is not None and request.params.prompt == "a blue square"
     assert request.upscale is not None and request.upscale.refine_strength == 0.5
     assert Image.open(made / "big.png").size == (2 * Image.open(made / "first.png").width,) * 2
+
+
+def test_hires_fix_uses_an_upscaler_model_by_name(
+    capsys: pytest.CaptureFixture[str], esrgan_folder: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    assert run(capsys, "models", "add-folder", str(esrgan_folder))[0] == EXIT_OK
+    out_file = tmp_path / "hires.png"
+    code, _out, err = run(
+        capsys, "generate", "a red circle", "--model", str(tiny_model), "--steps", "1",
+        "--hires-scale", "2", "--hires-upscaler", "4x-random", "--out", str(out_file),
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    request, _notes = read_request(out_file)
+    assert request is not None and request.hires is not None
+    assert Path(request.hires.upscaler).name == "4x-random.safetensors"
+    text = Image.open(out_file).text["parameters"]  # type: ignore[attr-defined]
+    assert "Hires upscaler: 4x-random" in text
+    assert "ldstudio models convert" in refused_generate(
+        capsys, "--hires-scale", "2", "--hires-upscaler", str(esrgan_folder / "4x-evil.pth")
+    )
+
+
+def refused_generate(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    code, _out, err = run(capsys, "generate", "a cat", "--steps", "1", *argv)
+    assert code == EXIT_BAD_INPUT and "loading" not in err, err
+    return err

@@ -30,8 +30,9 @@ PARAMS = GenerationParams(prompt="a red circle", steps=20, seed=7, width=64, hei
         ({"width": 512}, "hires size: give both width and height"),
         ({"width": 100, "height": 64}, "hires width: 100 is not allowed; allowed: multiples of 8"),
         (
-            {"upscaler": "ESRGAN_4x"},
-            "hires upscaler: 'ESRGAN_4x' is not available; allowed: lanczos, latent",
+            {"upscaler": " "},
+            "hires upscaler: ' ' is not available; allowed: lanczos, latent or an upscaler "
+            "model's name",
         ),
         ({"strength": 0.0}, "hires strength: 0.0 is not allowed; allowed: above 0 up to 1"),
         ({"strength": 1.5}, "hires strength: 1.5 is not allowed"),
@@ -139,7 +140,7 @@ def test_an_upscaler_ldstudio_lacks_is_named_not_dropped() -> None:
         (["--hires-size", "big"], "--hires-size: 'big' is not WxH"),
         (
             ["--hires-scale", "2", "--hires-upscaler", "ESRGAN"],
-            "--hires-upscaler: 'ESRGAN' is not available",
+            "--hires-upscaler: 'ESRGAN' is neither an existing path nor a known model name",
         ),
         (["--hires-scale", "2", "--hires-strength", "0"], "--hires-strength: 0.0 is not allowed"),
         (["--size", "4096x64", "--hires-scale", "2"], "--hires-scale 2: 4096x64 becomes 8192x128"),

@@ -319,3 +319,30 @@ def test_refine_is_the_same_image_for_the_same_seed(
         [result] = [e for e in run(engine, request) if isinstance(e, ImageResult)]
         made.append(np.asarray(result.image))
     assert np.array_equal(made[0], made[1])
+
+
+# -- the hires fix with an upscaler model -----------------------------------------------------
+
+
+def test_hires_fix_with_an_upscaler_model(engine: Any, tiny_model: Path, tmp_path: Path) -> None:
+    from ldstudio.core.hires import HiresSettings
+
+    x2 = save_compact(tmp_path / "2x-hires.safetensors", 2)
+    params = GenerationParams(prompt="a red circle", model=str(tiny_model), steps=2, seed=4)
+    request = Request.txt2img(params, HiresSettings(scale=2.0, upscaler=str(x2), steps=1))
+    events = run(engine, request)
+    [result] = [e for e in events if isinstance(e, ImageResult)]
+    native = result.params.width
+    assert native is not None and result.image.size == (2 * native, 2 * native)
+    assert result.request is not None and result.request.hires is not None
+    assert result.request.hires.upscaler == str(x2)
+    assert result.request.hires.strength == 0.5  # an image upscaler's default
+    # The portable form names the model by name and hash; A1111's key gets its name.
+    portable = to_portable(result.request, _Resources({}))
+    assert portable["hires"]["upscaler"] == "2x-hires" and portable["hires_upscaler"]["sha256"]
+    back, missing = from_portable(portable, _Resources({"2x-hires": x2}))
+    assert back.hires is not None and back.hires.upscaler == str(x2)
+    assert not [m for m in missing if "upscaler" in m]  # (the stand-in knows no tiny-sd)
+    from ldstudio.core.metadata import hires_pairs
+
+    assert hires_pairs(result.request)["Hires upscaler"] == "2x-hires"

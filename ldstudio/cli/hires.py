@@ -47,15 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hires-upscaler",
         default=None,
         metavar="NAME",
-        help=f"how to enlarge: {' or '.join(HIRES_UPSCALERS)} (default lanczos; latent "
-        "enlarges the latents and needs strength 0.55 or more)",
+        help=f"how to enlarge: {', '.join(HIRES_UPSCALERS)} or an upscaler model's name or "
+        "path (ESRGAN family, see `ldstudio models list`; default lanczos; latent enlarges the "
+        "latents and needs strength 0.55 or more)",
     )
     defaults = ", ".join(f"{name} {value:g}" for name, value in DEFAULT_STRENGTH.items())
     group.add_argument(
         "--hires-strength",
         default=None,
         metavar="F",
-        help=f"how much the second pass repaints, above 0 up to 1 (default: {defaults})",
+        help=f"how much the second pass repaints, above 0 up to 1 (default: {defaults}, "
+        "an upscaler model 0.5)",
     )
     group.add_argument(
         "--hires-steps",
@@ -93,9 +95,7 @@ def settings_from_args(args: argparse.Namespace, params: GenerationParams) -> Hi
             width, height = _size(size_text)
             settings = settings.replace(width=width, height=height)
         if args.hires_upscaler is not None:
-            typed = args.hires_upscaler.strip()
-            known = typed.lower() if typed.lower() in HIRES_UPSCALERS else typed
-            settings = settings.replace(upscaler=known)
+            settings = settings.replace(upscaler=_upscaler(args.hires_upscaler))
         if args.hires_strength is not None:
             settings = settings.replace(strength=_number("--hires-strength", args.hires_strength))
         if args.hires_steps is not None:
@@ -124,6 +124,22 @@ def _flagged(message: str) -> str:
         if message.startswith(field + ":") or message.startswith(field + " "):
             return flag + message[len(field) :]
     return message
+
+
+def _upscaler(text: str) -> str:
+    """lanczos or latent, else an upscaler model's name or path, resolved and checked."""
+    from ldstudio.core.models import KIND_UPSCALER, ModelFileError, ModelRegistry
+    from ldstudio.core.models.preflight import checked_upscaler
+
+    typed = text.strip()
+    if typed.lower() in HIRES_UPSCALERS:
+        return typed.lower()
+    try:
+        path = ModelRegistry.shared().resolve_reference(typed, (KIND_UPSCALER,), "--hires-upscaler")
+        checked_upscaler(path, "--hires-upscaler")
+    except (ValueError, ModelFileError) as exc:
+        raise BadInput(f"{exc} (or one of: {', '.join(HIRES_UPSCALERS)})") from None
+    return str(path)
 
 
 def _number(flag: str, text: str) -> float:

@@ -15,7 +15,7 @@ from ldstudio.cli.common import EXIT_OK, BadInput
 from ldstudio.core.hires import HiresSettings
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.request import ROLE_IMAGE
-from ldstudio.core.upscale import upscaler_label
+from ldstudio.core.upscale import model_label, upscaler_label
 
 _LABELS = (
     ("prompt", "prompt"),
@@ -121,4 +121,5 @@ def hires_text(hires: HiresSettings, params: GenerationParams | None) -> str:
         width, height = hires.target_size(params.width, params.height)
         size += f" ({width}x{height})"
     steps = hires.steps_for(params.steps) if params is not None else hires.steps
-    return f"{size} {hires.upscaler}, strength {hires.resolved_strength():g}, {steps} steps"
+    upscaler = model_label(hires.upscaler)
+    return f"{size} {upscaler}, strength {hires.resolved_strength():g}, {steps} steps"

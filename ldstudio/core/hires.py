@@ -7,8 +7,9 @@ steps really run, on a schedule stretched to steps / strength.
 
 Upscalers: "latent" enlarges the latents themselves (bilinear, A1111's "Latent"), which loses
 detail unless the second pass repaints a lot (strength ≥ 0.55); "lanczos" decodes, enlarges
-the pixels with Lanczos and encodes again. Model upscalers (ESRGAN family) come with the
-upscaler models of issue #16.
+the pixels with Lanczos and encodes again; anything else names an upscaler model (ESRGAN
+family: its path here, its name in the portable form), which enlarges the decoded pixels
+(then Lanczos to the exact size) before they are encoded again.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ HIRES_STEPS_RANGE = (0, STEPS_RANGE[1])  # 0: the first pass's steps
 # Strength when none is given: an image upscaler keeps detail at 0.5; latent upscaling
 # blurs below about 0.55 (A1111 users' "blurry below 0.5" reports), so it starts higher.
 DEFAULT_STRENGTH = {"lanczos": 0.5, "latent": 0.6}
+MODEL_STRENGTH = 0.5  # an upscaler model is an image upscaler
 LATENT_BLURRY_BELOW = 0.5
 # A1111's names in the `Hires upscaler` key, both ways.
 A1111_UPSCALER_NAMES = {"lanczos": "Lanczos", "latent": "Latent"}
@@ -73,10 +75,10 @@ class HiresSettings:
                     f"hires {name}: {value!r} is not allowed; allowed: multiples of "
                     f"{SIZE_MULTIPLE} from {side_low} to {side_high}"
                 )
-        if self.upscaler not in HIRES_UPSCALERS:
+        if not isinstance(self.upscaler, str) or not self.upscaler.strip():
             raise ValueError(
                 f"hires upscaler: {self.upscaler!r} is not available; allowed: "
-                f"{', '.join(HIRES_UPSCALERS)}"
+                f"{', '.join(HIRES_UPSCALERS)} or an upscaler model's name"
             )
         if self.strength is not None:
             s_low, s_high = HIRES_STRENGTH_RANGE
@@ -102,10 +104,15 @@ class HiresSettings:
         """True when a target size is given rather than a scale."""
         return self.width is not None and self.height is not None
 
+    @property
+    def model(self) -> bool:
+        """Whether the upscaler is a model file (not "lanczos" or "latent")."""
+        return self.upscaler not in HIRES_UPSCALERS
+
     def resolved_strength(self) -> float:
-        return (
-            float(self.strength) if self.strength is not None else DEFAULT_STRENGTH[self.upscaler]
-        )
+        if self.strength is not None:
+            return float(self.strength)
+        return DEFAULT_STRENGTH.get(self.upscaler, MODEL_STRENGTH)
 
     def steps_for(self, first_pass_steps: int) -> int:
         """The denoising steps the second pass runs."""

@@ -123,6 +123,7 @@ def hires_pairs(request: Request | None) -> dict[str, str]:
     """A1111's keys for a hires fix, in A1111's order; {} without one. The strength is the
     one the engine used (it records it in the request it reports)."""
     from ldstudio.core.hires import A1111_UPSCALER_NAMES
+    from ldstudio.core.upscale import model_label
 
     if request is None or request.hires is None:
         return {}
@@ -134,7 +135,7 @@ def hires_pairs(request: Request | None) -> dict[str, str]:
         pairs[HIRES_UPSCALE] = f"{hires.scale:g}"
     if hires.steps:
         pairs[HIRES_STEPS] = str(hires.steps)
-    pairs[HIRES_UPSCALER] = A1111_UPSCALER_NAMES[hires.upscaler]
+    pairs[HIRES_UPSCALER] = A1111_UPSCALER_NAMES.get(hires.upscaler) or model_label(hires.upscaler)
     return pairs
 
 

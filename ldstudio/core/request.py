@@ -220,6 +220,11 @@ def to_portable(request: Request, resources: Resources | None = None) -> dict[st
     if settings is not None and settings.upscaler and settings.upscaler not in RESAMPLERS:
         upscaler = _reference(found, settings.upscaler, KIND_UPSCALER)
         settings = settings.replace(upscaler=upscaler.name)
+    hires = request.hires
+    hires_upscaler = None
+    if hires is not None and hires.model:
+        hires_upscaler = _reference(found, hires.upscaler, KIND_UPSCALER)
+        hires = hires.replace(upscaler=hires_upscaler.name)
     portable = params.replace(
         model=model.name if model else "",
         vae=vae.name if vae else "",
@@ -237,7 +242,8 @@ def to_portable(request: Request, resources: Resources | None = None) -> dict[st
         "loras": [ref.to_dict() for ref in loras],
         "inputs": dict(request.inputs),
         "inpaint": request.inpaint.to_dict() if request.inpaint else None,
-        "hires": request.hires.to_dict() if request.hires else None,
+        "hires": hires.to_dict() if hires else None,
+        "hires_upscaler": hires_upscaler.to_dict() if hires_upscaler else None,
         "upscale": settings.to_dict() if settings else None,
         "upscaler": upscaler.to_dict() if upscaler else None,
     }
@@ -310,12 +316,18 @@ def from_portable(
     if settings is not None and data.get("upscaler") is not None:
         name = local(data.get("upscaler"), settings.upscaler, "upscaler", (KIND_UPSCALER,))
         settings = settings.replace(upscaler=name)
+    second = None if hires is None else HiresSettings.from_dict(hires)
+    if second is not None and data.get("hires_upscaler") is not None:
+        name = local(
+            data.get("hires_upscaler"), second.upscaler, "hires upscaler", (KIND_UPSCALER,)
+        )
+        second = second.replace(upscaler=name)
     request = Request(
         params=GenerationParams.from_dict(values),
         kind=str(data.get("kind", "")),
         inputs=tuple(sorted((str(k), str(v)) for k, v in inputs.items())),
         inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
-        hires=None if hires is None else HiresSettings.from_dict(hires),
+        hires=second,
         upscale=settings,
     )
     return request.validate(), missing

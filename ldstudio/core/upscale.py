@@ -145,7 +145,12 @@ def upscaler_label(settings: UpscaleSettings) -> str:
         return settings.upscaler
     if not settings.upscaler:
         return BUNDLED_UPSCALERS[settings.scale]
-    name = settings.upscaler.replace("\\", "/").rsplit("/", 1)[-1]
+    return model_label(settings.upscaler)
+
+
+def model_label(text: str) -> str:
+    """An upscaler model as people name it: a path's file stem, a name as it is."""
+    name = text.replace("\\", "/").rsplit("/", 1)[-1]
     return name[: -len(".safetensors")] if name.lower().endswith(".safetensors") else name
 
 

@@ -3,7 +3,8 @@
 Stage 1 is the plain txt2img batch (`DiffusersBackend._run_batch`), so the first pass of a
 seed is the same image it makes without a hires fix. Each of its images is then taken on at
 once (no batch of large images held in memory): enlarged — its final latents bilinearly
-("latent"), or its pixels with Lanczos ("lanczos") and encoded again — and denoised at the
+("latent"), or its pixels with Lanczos ("lanczos") or an upscaler model (then Lanczos to
+the exact size) and encoded again — and denoised at the
 hires strength through the canvas machinery (engine/inpaint.py) with everything repainted,
 for exactly the hires steps (on a schedule stretched to steps / strength, as A1111 does). The
 saved image's request is the first pass's parameters plus the hires settings used.
@@ -84,6 +85,11 @@ class _SecondPass:
         self.backend, self.loaded, self.params = backend, loaded, params
         self.settings, self.previewer, self.relay = settings, previewer, relay
         self.latents = settings.upscaler == "latent"
+        self.model = None
+        if settings.model:  # an upscaler model: loaded (and checked) before the first pass
+            from ldstudio.engine.upscale import model_file
+
+            self.model = backend.upscaler(model_file(settings.upscaler))
         self.strength = settings.resolved_strength()
         self.target = settings.target_size(int(params.width or 0), int(params.height or 0))
         steps = settings.steps_for(params.steps)
@@ -129,6 +135,10 @@ class _SecondPass:
                 align_corners=False,
             )
             canvas = Image.new("RGB", (width, height), (127, 127, 127))
+        elif self.model is not None:
+            from ldstudio.engine.upscale import upscale_to
+
+            canvas = upscale_to(image, (width, height), self.model, self.relay)
         else:
             canvas = image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
         job = CanvasPlan(

@@ -38,25 +38,27 @@ _RESAMPLE = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BI
 
 def upscaler_path(settings: UpscaleSettings) -> Path | None:
     """The upscaler model file the settings name (the bundled one for ""); None for a
-    resampler. A bare name is looked up in the model folders."""
+    resampler."""
     from ldstudio.core.models.upscalers import bundled_upscaler_path
 
     if settings.resampler:
         return None
     if not settings.upscaler:
         return bundled_upscaler_path(settings.scale)
-    path = Path(settings.upscaler)
+    return model_file(settings.upscaler)
+
+
+def model_file(text: str) -> Path:
+    """An upscaler model's file from a request: its path here, or a bare name (a request
+    from another machine whose model was not found by hash) looked up in the model folders."""
+    path = Path(text)
     if path.is_file() or path.suffix:
         return path
     from ldstudio.core.models import KIND_UPSCALER
     from ldstudio.core.models.registry import ModelRegistry
 
     try:
-        return Path(
-            ModelRegistry.shared().resolve_reference(
-                settings.upscaler, (KIND_UPSCALER,), "upscaler"
-            )
-        )
+        return Path(ModelRegistry.shared().resolve_reference(text, (KIND_UPSCALER,), "upscaler"))
     except ValueError as exc:
         raise JobError(str(exc)) from None
 
@@ -166,6 +168,22 @@ def enlarge(
         )
         result = result.resize(target, Image.Resampling.LANCZOS)
     return result
+
+
+def upscale_to(
+    image: Image.Image, size: tuple[int, int], model: LoadedUpscaler, relay: Relay
+) -> Image.Image:
+    """`image` enlarged by the model (as many passes as it takes to reach `size`), then
+    resized to exactly `size` with Lanczos: a hires fix's upscale to its target size."""
+    from ldstudio.engine.upscalers.tiling import upscale_array
+
+    pixels = np.array(image.convert("RGB"))
+    while pixels.shape[1] < size[0] or pixels.shape[0] < size[1]:
+        pixels = upscale_array(model, pixels, lambda _done, _total: relay.check(0))
+        if model.scale == 1:
+            break
+    result = Image.fromarray(pixels, "RGB")
+    return result if result.size == size else result.resize(size, Image.Resampling.LANCZOS)
 
 
 class _TileRelay:
