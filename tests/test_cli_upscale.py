@@ -111,6 +111,15 @@ def test_upscale_makes_a_library_image_linked_to_its_source(
     blobs = BlobStore(ldstudio_home / "library" / "blobs")
     assert digest is not None and digest in blobs
     assert Image.open(blobs.path(digest)).tobytes() == Image.open(source).tobytes()
+    # The library's index keeps the whole request: its details show what it was made from.
+    from ldstudio.cli.library import open_library
+
+    store = open_library(ldstudio_home / "library")
+    entry = store.entry_for_path(path)
+    assert entry is not None and entry.request is not None and entry.face == "upscale"
+    assert entry.request.upscale == request.upscale and entry.request.inputs == request.inputs
+    assert store.inputs_of(entry).image == blobs.path(digest)
+    store.close()
     code, out, err = run(capsys, "info", str(path))
     assert "upscale: ×4 with 4x-random, no refine" in out
     # A1111's own Extras keys in the `parameters` text other tools read.

@@ -15,7 +15,8 @@ from ldstudio.core.hires import HiresSettings
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.readers import ReadResult, read_file
-from ldstudio.core.request import KIND_TXT2IMG, Request
+from ldstudio.core.request import KIND_TXT2IMG, KIND_UPSCALE, Request
+from ldstudio.core.upscale import UpscaleSettings
 
 # SQLite's INTEGER is signed 64-bit; other tools write bigger numbers (ComfyUI seeds reach
 # 2**64 - 1).
@@ -140,8 +141,8 @@ class LibraryEntry:
 
 
 def request_json(request: Request | None) -> str | None:
-    """What the index keeps of a request beside its params: kind, inputs, inpaint or hires
-    settings (None for a plain txt2img request, which is all params)."""
+    """What the index keeps of a request beside its params: kind, inputs, inpaint, hires or
+    upscale settings (None for a plain txt2img request, which is all params)."""
     if request is None or (request.kind == KIND_TXT2IMG and request.hires is None):
         return None
     data = {
@@ -149,6 +150,7 @@ def request_json(request: Request | None) -> str | None:
         "inputs": dict(request.inputs),
         "inpaint": request.inpaint.to_dict() if request.inpaint else None,
         "hires": request.hires.to_dict() if request.hires else None,
+        "upscale": request.upscale.to_dict() if request.upscale else None,
     }
     return json.dumps(data, sort_keys=True)
 
@@ -160,12 +162,17 @@ def request_from_json(params: GenerationParams, text: str) -> Request:
         raise ValueError("request_json: not a request")
     inpaint = data.get("inpaint")
     hires = data.get("hires")
+    upscale = data.get("upscale")
+    kind = str(data["kind"])
+    if kind == KIND_UPSCALE:  # the index's params carry the output size; the request none
+        params = params.replace(width=None, height=None)
     return Request(
         params=params,
-        kind=str(data["kind"]),
+        kind=kind,
         inputs=tuple(sorted((str(k), str(v)) for k, v in data["inputs"].items())),
         inpaint=None if inpaint is None else InpaintSettings.from_dict(inpaint),
         hires=None if hires is None else HiresSettings.from_dict(hires),
+        upscale=None if upscale is None else UpscaleSettings.from_dict(upscale),
     )
 
 
@@ -176,6 +183,7 @@ def _job_dict(text: str | None) -> dict[str, Any]:
         "inputs": inputs if isinstance(inputs, dict) else {},
         "inpaint": data.get("inpaint"),
         "hires": data.get("hires"),
+        "upscale": data.get("upscale"),
     }
 
 
