@@ -144,6 +144,7 @@ class LibraryPane(QWidget):
     save_many_requested = Signal(object)  # RowSelection of several: a folder to choose
     open_folder_requested = Signal(object)
     send_to_canvas_requested = Signal(object)  # LibraryEntry: work on it on the canvas
+    upscale_requested = Signal(object)  # LibraryEntry: enlarge it into a new image
     delete_requested = Signal(object)  # RowSelection
     restore_requested = Signal(object)  # RowSelection
     empty_trash_requested = Signal()
@@ -219,6 +220,7 @@ class LibraryPane(QWidget):
             ("save_as", "Save &as…", "Ctrl+Shift+A", None),
             ("open_folder", "Open containing &folder", "Ctrl+Shift+O", self.open_folder_requested),
             ("send_to_canvas", "Send to ca&nvas", "Ctrl+Shift+N", self.send_to_canvas_requested),
+            ("upscale", "&Upscale…", "Ctrl+Shift+U", self.upscale_requested),
             ("restore", "&Restore from trash", "Ctrl+Shift+R", None),
             ("delete", "&Delete (move to trash)", QKeySequence.StandardKey.Delete, None),
         ):
@@ -616,7 +618,7 @@ class LibraryPane(QWidget):
             a["reuse_params"].setEnabled(single and bool(entry.params_json or entry.prompt))
             a["reuse_seed"].setEnabled(single and entry.seed is not None)
             a["favourite"].setChecked(entry.favourite)
-            for name in ("copy", "open_folder", "send_to_canvas"):
+            for name in ("copy", "open_folder", "send_to_canvas", "upscale"):
                 a[name].setEnabled(single and not entry.missing)
             a["save_as"].setEnabled(not (single and entry.missing))
 

@@ -4,9 +4,9 @@ thread.
 The request being edited is one `Draft` the prompt and parameter panes share. Each concern has
 its part in `ldstudio.qt.window`: the layout and menus, jobs and engine events
 (`JobsController`), the canvas's jobs and sources (`CanvasController`), the model list
-(`ModelsController`), the images shown and exported (`ImagesController`), the kept queue, and
-settings with the engine options. Background work
-(disk reads and writes, deferred dialogs) goes through one `BackgroundRunner`.
+(`ModelsController`), the images shown and exported (`ImagesController`), Upscale… on a library
+or canvas image (`UpscaleController`), the kept queue, and settings with the engine options.
+Background work (disk reads and writes, deferred dialogs) goes through one `BackgroundRunner`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from ldstudio.qt.window.menus import build_menus
 from ldstudio.qt.window.models_controller import ModelsController
 from ldstudio.qt.window.settings_controller import SettingsController
 from ldstudio.qt.window.shortcuts_dialog import ShortcutsDialog, shortcut_rows
+from ldstudio.qt.window.upscale_controller import UpscaleController
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -128,6 +129,7 @@ class MainWindow(QMainWindow):
         self.images = ImagesController(self)
         self.kept_queue = KeptQueueController(self)
         self.canvas = CanvasController(self)
+        self.upscale = UpscaleController(self)
         actions = build_menus(self)
         self.generate_action = actions.generate
         self.cancel_action = actions.cancel

@@ -113,6 +113,7 @@ def _dropped_path(mime: QMimeData) -> Path | None:
 class CanvasPane(QWidget):
     changed = Signal()  # the source, mask, outpaint or a setting changed
     source_changed = Signal()
+    upscale_requested = Signal()  # Upscale…: enlarge the source into a new library image
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -159,6 +160,12 @@ class CanvasPane(QWidget):
             "transparent pixels are repainted",
             self.load_mask_dialog,
         )
+        self.upscale_button = self._tool(
+            "Upscale…",
+            "Enlarge the source image ×2 or ×4 into a new library image (the mask and outpaint "
+            "are not used)",
+            self.upscale_requested.emit,
+        )
         self.brush_button = self._tool("Brush", "Paint the area to repaint (B)", None)
         self.eraser_button = self._tool("Eraser", "Erase the mask (E)", None)
         tool_group = QButtonGroup(self)
@@ -179,10 +186,10 @@ class CanvasPane(QWidget):
         )
         self.caption = QLabel()
         self.caption.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        # A wrapping row: at 1280 px the canvas column is narrower than all eleven buttons.
+        # A wrapping row: at 1280 px the canvas column is narrower than all twelve buttons.
         toolbar = self.toolbar = FlowLayout(spacing=4)
         groups = (
-            (self.open_button, self.paste_button, self.load_mask_button),
+            (self.open_button, self.paste_button, self.load_mask_button, self.upscale_button),
             (self.brush_button, self.eraser_button, self.invert_button, self.clear_button),
             (self.undo_button, self.redo_button, self.fit_button, self.actual_button),
         )
@@ -699,6 +706,7 @@ class CanvasPane(QWidget):
         has = document is not None
         for button in (
             self.load_mask_button,
+            self.upscale_button,
             self.brush_button,
             self.eraser_button,
             self.invert_button,

@@ -105,6 +105,13 @@ def build_menus(window: MainWindow) -> WindowActions:
         "Shift+Escape",
         tip="Cancel the running job and every queued one",
     )
+    gen_menu.addSeparator()
+    add(
+        gen_menu,
+        "&Upscale selected image…",
+        window.upscale.upscale_selected,
+        tip="Enlarge the image highlighted in the library ×2 or ×4 into a new library image",
+    )
 
     preview = window.preview_pane
     view_menu = menu.addMenu("&View")
@@ -151,6 +158,12 @@ def build_menus(window: MainWindow) -> WindowActions:
         "Load &mask…",
         canvas.load_mask_dialog,
         tip="A mask PNG (white = repaint) or an image whose transparent area is repainted",
+    )
+    add(
+        canvas_menu,
+        "&Upscale canvas image…",
+        window.upscale.upscale_canvas,
+        tip="Enlarge the canvas's source image ×2 or ×4 into a new library image",
     )
 
     models_menu = menu.addMenu("&Models")
