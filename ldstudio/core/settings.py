@@ -26,6 +26,7 @@ from ldstudio.core.atomic import atomic_file
 from ldstudio.core.hires import HiresSettings
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import PREVIEW_INTERVAL_RANGE, PREVIEW_METHODS, GenerationParams
+from ldstudio.core.upscale import UpscaleSettings
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class Settings:
     last_params: dict[str, Any] = field(default_factory=dict)
     # The parameter pane's Hires fix group: HiresSettings.to_dict() when on, {} when off.
     last_hires: dict[str, Any] = field(default_factory=dict)
+    # The Upscale dialog's last settings (UpscaleSettings.to_dict()); {}: none used yet.
+    last_upscale: dict[str, Any] = field(default_factory=dict)
     window_geometry: str = ""
     window_state: str = ""
     splitters: dict[str, str] = field(default_factory=dict)
@@ -71,6 +74,17 @@ class Settings:
         except (ValueError, TypeError) as exc:
             log.warning("ignoring the saved hires fix: %s", exc)
             return None
+
+    def upscale(self) -> UpscaleSettings:
+        """The Upscale dialog's last settings; the defaults when there are none (or they no
+        longer validate)."""
+        if not self.last_upscale:
+            return UpscaleSettings()
+        try:
+            return UpscaleSettings.from_dict(self.last_upscale)
+        except (ValueError, TypeError) as exc:
+            log.warning("ignoring the saved upscale settings: %s", exc)
+            return UpscaleSettings()
 
     def library_dir(self) -> Path:
         """The library the app opens (takes effect at start-up)."""
@@ -161,6 +175,7 @@ def _whole_in(low: int, high: int) -> Callable[[object], bool]:
 _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "last_params": (lambda v: isinstance(v, dict), "a map of generation parameters"),
     "last_hires": (lambda v: isinstance(v, dict), "a map of hires-fix settings"),
+    "last_upscale": (lambda v: isinstance(v, dict), "a map of upscale settings"),
     "window_geometry": (_base64, "base64 text"),
     "window_state": (_base64, "base64 text"),
     "splitters": (_base64, "base64 text"),  # per item
@@ -180,6 +195,7 @@ _MAPS = ("splitters",)
 _NESTED: dict[str, Callable[[dict[str, Any]], object]] = {
     "last_params": GenerationParams.from_dict,
     "last_hires": HiresSettings.from_dict,
+    "last_upscale": UpscaleSettings.from_dict,
     "engine_options": EngineOptions.from_dict,
 }
 
@@ -211,20 +227,55 @@ def _checked(name: str, value: object, dropped: list[str]) -> Any:
     return value
 
 
+# At most this many entries that each fail alone are tried together, in every grouping.
+_TOGETHER_MOST = 6
+
+
 def _nested(name: str, value: dict[str, Any], dropped: list[str]) -> dict[str, Any]:
-    """The entries of `value` that its dataclass accepts, added one at a time."""
+    """The entries of `value` that its dataclass accepts: all of them when they build
+    together, else those that build added one at a time, then any that build only beside
+    each other (a hires size's width and height; an upscale's tile and its overlap)."""
     build = _NESTED[name]
     # GenerationParams requires a prompt; a stand-in tests the other entries on their own.
     base: dict[str, Any] = {"prompt": ""} if name == "last_params" else {}
-    kept: dict[str, Any] = {}
-    for key, item in value.items():
+
+    def refusal(entries: dict[str, Any]) -> Exception | None:
         try:
-            build({**base, **kept, key: item})
+            build({**base, **entries})
         except (TypeError, ValueError) as exc:
-            dropped.append(f"{name}.{key} ({exc})")
-            continue
-        kept[key] = item
-    return kept
+            return exc
+        return None
+
+    if refusal(value) is None:
+        return dict(value)
+    kept: dict[str, Any] = {}
+    why: dict[str, Exception] = {}
+    pending = list(value)
+    added = True
+    while pending and added:  # an entry taken may make another one valid
+        added = False
+        for key in list(pending):
+            problem = refusal({**kept, key: value[key]})
+            if problem is None:
+                kept[key] = value[key]
+                pending.remove(key)
+                added = True
+            else:
+                why[key] = problem
+    if 1 < len(pending) <= _TOGETHER_MOST:
+        groups = (
+            group
+            for size in range(len(pending), 1, -1)
+            for group in itertools.combinations(pending, size)
+        )
+        for group in groups:
+            if refusal({**kept, **{key: value[key] for key in group}}) is None:
+                kept.update({key: value[key] for key in group})
+                pending = [key for key in pending if key not in group]
+                break
+    for key in pending:
+        dropped.append(f"{name}.{key} ({why[key]})")
+    return {key: item for key, item in value.items() if key in kept}
 
 
 def _kind(value: object) -> str:
