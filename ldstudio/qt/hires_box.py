@@ -4,11 +4,19 @@ Checked off: txt2img as before. Checked: the job's second pass enlarges each ima
 scale with the chosen upscaler and denoises it again; the group says the size it will make
 and warns where latent upscaling would blur. The values are HiresSettings' own; nothing is
 clamped silently (the spin boxes refuse what their ranges do not hold, and say the ranges).
+
+The upscalers are lanczos, latent and the usable upscaler models the window found in the model
+folders (`set_upscalers`, after each scan). A model path shown that is not among them (a saved
+or reused hires fix) stays chosen, marked "(not found)": Generate checks the file and says why
+it cannot be used, as it does for the model picker's unusable models.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from collections.abc import Sequence
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -24,11 +32,19 @@ from ldstudio.core.hires import (
     HIRES_SCALE_RANGE,
     HIRES_STEPS_RANGE,
     HIRES_UPSCALERS,
+    MODEL_STRENGTH,
     HiresSettings,
 )
+from ldstudio.core.models import ModelEntry
+from ldstudio.core.upscale import model_label
 
 DEFAULT_TEXT = "default"
 SAME_STEPS_TEXT = "as Steps"
+NOT_FOUND_TEXT = "(not found)"
+UPSCALER_TIPS = {
+    "lanczos": "Enlarge the pixels with Lanczos (keeps detail at strength 0.5)",
+    "latent": "Enlarge the latents (needs strength 0.55 or more)",
+}
 
 
 class HiresBox(QGroupBox):
@@ -55,13 +71,15 @@ class HiresBox(QGroupBox):
         self.scale_spin.setPrefix("×")
         self.scale_spin.setToolTip(f"Enlarge the first pass by this factor, {low:g} to {high:g}")
         self.upscaler_combo = QComboBox()
-        for name in HIRES_UPSCALERS:
-            self.upscaler_combo.addItem(name, name)
+        self._upscalers: tuple[ModelEntry, ...] = ()  # the usable upscaler models found
+        self._fill_upscalers(HIRES_UPSCALERS[0])
         self.upscaler_combo.setToolTip(
             "lanczos: enlarge the pixels (keeps detail at strength 0.5); latent: enlarge the "
-            "latents (needs strength 0.55 or more)"
+            "latents (needs strength 0.55 or more); an upscaler model from the model folders: "
+            "enlarge the pixels with it (then Lanczos to the size)"
         )
         defaults = ", ".join(f"{name} {value:g}" for name, value in DEFAULT_STRENGTH.items())
+        defaults += f", an upscaler model {MODEL_STRENGTH:g}"
         self.strength_spin = QDoubleSpinBox()
         self.strength_spin.setRange(0.0, 1.0)  # 0 shows as "default": a real strength is > 0
         self.strength_spin.setSingleStep(0.05)
@@ -100,6 +118,57 @@ class HiresBox(QGroupBox):
         self.scale_spin.valueChanged.connect(self._scale_edited)
         self._refresh()
 
+    # -- upscalers ---------------------------------------------------------------------------
+
+    def set_upscalers(self, models: Sequence[ModelEntry]) -> None:
+        """The upscaler models found in the model folders (the unusable ones are not offered);
+        the upscaler chosen stays chosen, marked "(not found)" when it is not among them."""
+        self._upscalers = tuple(entry for entry in models if entry.usable_upscaler)
+        self._fill_upscalers(self.upscaler())
+        self._refresh()
+
+    def upscaler(self) -> str:
+        """The upscaler chosen: "lanczos", "latent" or an upscaler model's path."""
+        data = self.upscaler_combo.currentData()
+        return data if isinstance(data, str) else HIRES_UPSCALERS[0]
+
+    def _fill_upscalers(self, chosen: str) -> None:
+        combo = self.upscaler_combo
+        combo.blockSignals(True)
+        try:
+            combo.clear()
+            for name in HIRES_UPSCALERS:
+                combo.addItem(name, name)
+                combo.setItemData(
+                    combo.count() - 1, UPSCALER_TIPS[name], Qt.ItemDataRole.ToolTipRole
+                )
+            listed = set(HIRES_UPSCALERS)
+            for entry in self._upscalers:
+                value = str(entry.path)
+                if value in listed:
+                    continue
+                listed.add(value)
+                combo.addItem(f"{entry.name} — {entry.upscaler_text}", value)
+                combo.setItemData(combo.count() - 1, value, Qt.ItemDataRole.ToolTipRole)
+            if chosen not in listed:
+                # Kept, not silently lanczos: Generate says why it cannot be used, if it cannot.
+                combo.addItem(f"⚠ {model_label(chosen)} {NOT_FOUND_TEXT}", chosen)
+                at = combo.count() - 1
+                combo.setItemData(
+                    at,
+                    f"Not among the upscaler models found in the model folders: {chosen}",
+                    Qt.ItemDataRole.ToolTipRole,
+                )
+                items = combo.model()
+                if isinstance(items, QStandardItemModel):  # greyed: not offered once left
+                    item = items.item(at)
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEnabled)
+            combo.setCurrentIndex(combo.findData(chosen))
+        finally:
+            combo.blockSignals(False)
+
+    # -- values ------------------------------------------------------------------------------
+
     def settings(self) -> HiresSettings | None:
         """The hires fix a job gets: as shown, or None when off (or not available)."""
         return self.shown() if self._available else None
@@ -117,7 +186,7 @@ class HiresBox(QGroupBox):
             scale=round(self.scale_spin.value(), 2),
             width=width,
             height=height,
-            upscaler=str(self.upscaler_combo.currentData()),
+            upscaler=self.upscaler(),
             strength=round(strength, 2) if strength > 0 else None,
             steps=self.steps_spin.value(),
         )
@@ -134,7 +203,7 @@ class HiresBox(QGroupBox):
                 if settings.width is not None and settings.height is not None:
                     self._resize = (settings.width, settings.height)
                 self.scale_spin.setValue(settings.scale)
-                self.upscaler_combo.setCurrentIndex(self.upscaler_combo.findData(settings.upscaler))
+                self._fill_upscalers(settings.upscaler)
                 self.strength_spin.setValue(settings.strength or 0.0)
                 self.steps_spin.setValue(settings.steps)
         finally:
@@ -170,6 +239,9 @@ class HiresBox(QGroupBox):
     def _refresh(self) -> None:
         on = self.isChecked() and self._available
         settings = self._values()
+        # "default" says the strength it stands for, which follows the upscaler.
+        default = settings.replace(strength=None).resolved_strength()
+        self.strength_spin.setSpecialValueText(f"{DEFAULT_TEXT} ({default:g})")
         if not on:
             self.target_label.setText("")
         elif self._size is None:

@@ -1,12 +1,13 @@
 """The library's detail view and the actions on its images; GUI thread, disk work on a worker.
 
 `ImageDetailsView` shows one library image large with every recorded parameter, and buttons
-for the actions. `LibraryActions` does them: favourite, tags, trash, restore, empty trash, save
-as (PNG/JPEG/WebP, metadata kept or stripped), copy, open folder, and "reuse" (which hands a
-`ReadResult` to whoever restores parameters, and for an image made from a source, a `MadeFrom`
-to whoever holds the canvas), and "send to canvas". Favourite, trash, restore and save also take a
-`RowSelection` of many images. Store calls and image decoding run on one worker thread;
-results come back as queued signals.
+for the actions (its Upscale… is the window's). `LibraryActions` does them: favourite, tags,
+trash, restore, empty trash, save as (PNG/JPEG/WebP, metadata kept or stripped), copy, open
+folder, and "reuse" (which hands a `ReadResult` to whoever restores parameters, and for an image
+made from a source, a `MadeFrom` to whoever holds the canvas, or for an upscale's image the
+entry to whoever opens the Upscale dialog), and "send to canvas". Favourite, trash, restore and
+save also take a `RowSelection` of many images. Store calls and image decoding run on one worker
+thread; results come back as queued signals.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from PySide6.QtWidgets import (
 from ldstudio.core import export
 from ldstudio.core.library import LibraryEntry, LibraryStore
 from ldstudio.core.readers import PARAM_FIELDS, SOURCE_LABELS, ReadResult, read_file
+from ldstudio.core.request import KIND_UPSCALE
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.library_model import LibraryModel, RowSelection
@@ -104,6 +106,8 @@ class LibraryActions(QObject):
     made_from_loaded = Signal(object, object)
     canvas_requested = Signal(object)  # MadeFrom: put this source, mask and settings on a canvas
     canvas_source = Signal(object, str)  # PIL image and its label: a new source for the canvas
+    # LibraryEntry of an upscale's image: the Upscale dialog again on its source and settings
+    upscale_reused = Signal(object)
 
     def __init__(
         self, store: LibraryStore, model: LibraryModel | None = None, parent: QObject | None = None
@@ -320,7 +324,13 @@ class LibraryActions(QObject):
     def reuse_all(self, entry: LibraryEntry) -> None:
         """Offer the entry's parameters: the index's exact ones, else what its file says; an
         image made from a source also offers its source, mask and settings (`canvas_requested`).
+        An upscale's image is the Upscale dialog's job, not the canvas's: `upscale_reused` alone
+        (its parameters go to the dialog and, the refine's, to the parameter pane).
         """
+        if entry.request is not None and entry.request.kind == KIND_UPSCALE:
+            # Its source is a blob, not this file: reusable even when the file is gone.
+            self.upscale_reused.emit(entry)
+            return
         result = entry_result(entry)
         if result is not None:
             self.restore_requested.emit(result)
@@ -417,6 +427,8 @@ def parameter_rows(entry: LibraryEntry) -> list[tuple[str, str]]:
 class ImageDetailsView(QWidget):
     """One image large, all its parameters, and buttons for every action."""
 
+    upscale_requested = Signal(object)  # LibraryEntry: enlarge it into a new image (the window's)
+
     def __init__(self, actions: LibraryActions, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.library_actions = actions
@@ -448,6 +460,7 @@ class ImageDetailsView(QWidget):
                 ("save_as", "Save &as…"),
                 ("open_folder", "Open &folder"),
                 ("send_to_canvas", "Send to ca&nvas"),
+                ("upscale", "&Upscale…"),
                 ("delete", "&Delete"),
                 ("restore", "&Restore"),
             )
@@ -459,6 +472,9 @@ class ImageDetailsView(QWidget):
         self.buttons["favourite"].setCheckable(True)
         self.buttons["send_to_canvas"].setToolTip(
             "Work on this image on the canvas: img2img, inpaint, outpaint (Ctrl+Shift+N)"
+        )
+        self.buttons["upscale"].setToolTip(
+            "Enlarge this image ×2 or ×4 into a new library image (Ctrl+Shift+U)"
         )
         self.made_from = MadeFromView()
         self.tag_edit = QLineEdit()
@@ -486,6 +502,7 @@ class ImageDetailsView(QWidget):
         b["save_as"].clicked.connect(lambda: self._with_entry(self.save_as_dialog))
         b["open_folder"].clicked.connect(lambda: self._with_entry(actions.open_folder))
         b["send_to_canvas"].clicked.connect(lambda: self._with_entry(actions.send_to_canvas))
+        b["upscale"].clicked.connect(lambda: self._with_entry(self.upscale_requested.emit))
         b["delete"].clicked.connect(lambda: self._move(self._delete, actions.trash))
         b["restore"].clicked.connect(lambda: self._move(self._restore, actions.restore))
         self.tag_edit.returnPressed.connect(self._add_tags)
@@ -515,7 +532,7 @@ class ImageDetailsView(QWidget):
         self._show_move_buttons(entry)
         self.buttons["reuse_seed"].setEnabled(entry.seed is not None)
         self.buttons["favourite"].setChecked(entry.favourite)
-        for name in ("copy", "save_as", "open_folder", "send_to_canvas"):
+        for name in ("copy", "save_as", "open_folder", "send_to_canvas", "upscale"):
             self.buttons[name].setEnabled(not entry.missing)
         self.tag_list.addItems(list(entry.tags))
         self._show_parameters(entry)

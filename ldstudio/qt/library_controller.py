@@ -24,6 +24,7 @@ from ldstudio.core.library import (
     ReconcileReport,
 )
 from ldstudio.core.readers import ReadResult
+from ldstudio.core.request import Request
 from ldstudio.qt.image_details import (
     ImageDetailsView,
     LibraryActions,
@@ -246,6 +247,30 @@ class LibraryController(QObject):
         note = f"Parameters restored ({result.label})"
         self.params_pane.set_restore_note(f"{note}: " + "; ".join(notes) if notes else "")
         self.status_message.emit(note + (": " + "; ".join(notes) if notes else ""))
+
+    def restore_refine(self, request: Request) -> None:
+        """Reuse all of an upscale's image: the refine's sampler, steps, CFG and seed (and,
+        when it refined, its model, VAE and LoRAs) into the parameter pane; its prompt and
+        settings are the Upscale dialog's, so the prompt pane, the size, the batch and the hires
+        fix stay as they are."""
+        params = request.params
+        changes = {
+            "scheduler": params.scheduler,
+            "steps": params.steps,
+            "guidance_scale": params.guidance_scale,
+            "guidance_cutoff": params.guidance_cutoff,
+            "seed": params.seed,
+        }
+        refined = request.upscale is not None and request.upscale.refines
+        if refined:  # without a refine no model ran: the request names none
+            changes.update(model=params.model, vae=params.vae, loras=params.loras)
+        self.params_pane.set_params(self.params_pane.draft.unchecked().replace(**changes))
+        self.params_pane.set_restore_note("")
+        taken = "model, sampler, steps, CFG and seed" if refined else "sampler, steps, CFG and seed"
+        self.status_message.emit(
+            f"Upscale restored: the refine's {taken} in the parameters, its prompt and settings "
+            "in the Upscale dialog"
+        )
 
     def _reuse_seed(self, seed: int) -> None:
         self.params_pane.set_seed(seed)

@@ -1,4 +1,8 @@
-"""QueuePane: the running and pending jobs, with cancel one / cancel all; GUI thread."""
+"""QueuePane: the running and pending jobs, with cancel one / cancel all; GUI thread.
+
+Each job reads "#3 · running · a red circle"; a job that is not txt2img says what it does first
+("#4 · waiting · upscale ×4 · a red circle", "· inpaint ·"), as its prompt may be empty.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,30 @@ from PySide6.QtWidgets import (
 )
 
 from ldstudio.core.jobs import Job, JobState
+from ldstudio.core.request import KIND_TXT2IMG, Request
 
 JobIdRole = Qt.ItemDataRole.UserRole + 1
+PROMPT_SHOWN = 48  # characters of a prompt in its row (the tooltip has all of it)
+
+
+def job_face_text(request: Request) -> str:
+    """What a job does, when it is not txt2img: "upscale ×4", "img2img", "outpaint"; "" else."""
+    face = request.face
+    if face == KIND_TXT2IMG:
+        return ""
+    if request.upscale is not None:
+        return f"{face} ×{request.upscale.scale}"
+    return face
+
+
+def job_text(job: Job, status: str) -> str:
+    prompt = job.params.prompt.replace("\n", " ")
+    if len(prompt) > PROMPT_SHOWN:
+        prompt = prompt[: PROMPT_SHOWN - 1] + "…"
+    face = job_face_text(job.request)
+    if not face:
+        return f"#{job.id} · {status} · {prompt}"
+    return " · ".join(part for part in (f"#{job.id}", status, face, prompt) if part)
 
 
 class QueuePane(QWidget):
@@ -62,12 +88,10 @@ class QueuePane(QWidget):
         for job in jobs:
             running = job.state is JobState.RUNNING
             status = progress.get(job.id, "running" if running else "waiting")
-            prompt = job.params.prompt.replace("\n", " ")
-            if len(prompt) > 48:
-                prompt = prompt[:47] + "…"
-            item = QListWidgetItem(f"#{job.id} · {status} · {prompt}")
+            item = QListWidgetItem(job_text(job, status))
             item.setData(JobIdRole, job.id)
-            item.setToolTip(job.params.prompt)
+            face = job_face_text(job.request)
+            item.setToolTip(f"{face}: {job.params.prompt}" if face else job.params.prompt)
             self.list.addItem(item)
             if job.id == selected:
                 self.list.setCurrentItem(item)

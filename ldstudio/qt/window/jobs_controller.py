@@ -21,10 +21,10 @@ from ldstudio.core.events import (
     ModelReady,
     StepProgress,
 )
-from ldstudio.core.models import ModelRegistry
-from ldstudio.core.models.preflight import preflight
+from ldstudio.core.models import KIND_UPSCALER, ModelFileError, ModelRegistry
+from ldstudio.core.models.preflight import checked_upscaler, preflight
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import Request, as_request
+from ldstudio.core.request import KIND_UPSCALE, Request, as_request
 from ldstudio.qt.timeline import TimelineStore
 from ldstudio.qt.window.canvas_controller import EMPTY_CANVAS
 
@@ -34,6 +34,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Outcome = JobFinished | JobFailed | JobCancelled
+
+
+def model_problems(request: Request) -> list[str]:
+    """What the request's model files lack, as the engine would say it before loading: the
+    diffusion model, VAE and LoRAs (prompt tags too) unless it runs none (an upscale without a
+    refine), and a hires fix's upscaler model."""
+    registry = ModelRegistry.shared()
+    upscale = request.upscale
+    if request.kind == KIND_UPSCALE and upscale is not None and not upscale.refines:
+        return []  # the engine loads no diffusion model: its prompt's <lora:…> tags are text
+    problems = preflight(request.params, registry)
+    hires = request.hires
+    if hires is not None and hires.model:
+        try:
+            path = registry.resolve_reference(hires.upscaler, (KIND_UPSCALER,), "hires upscaler")
+            checked_upscaler(path, "hires upscaler")
+        except (ValueError, ModelFileError) as exc:
+            problems.append(str(exc))
+    return problems
 
 
 class JobsController(QObject):
@@ -104,10 +123,11 @@ class JobsController(QObject):
     async def run_job(self, request: Request | GenerationParams) -> Outcome | None:
         """Check the request as the CLI does, queue it, and wait for its end; None when the
         check refused it (the reason is shown, nothing is queued)."""
-        params = as_request(request).params
+        checked = as_request(request)
+        params = checked.params
         # Here, not on an executor: it reads a few file headers (milliseconds; the model list's
         # scan is already cached), and jobs must reach the queue in the order they were asked.
-        problems = preflight(params, ModelRegistry.shared())
+        problems = model_problems(checked)
         if problems:
             self.window.preview_pane.show_error(f"Cannot generate: {problems[0]}")
             return None

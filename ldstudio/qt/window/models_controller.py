@@ -1,6 +1,6 @@
-"""ModelsController: the model picker's list (model folders, scans, models added by hand), the
-chosen model's info and latent size, and the model manager's choices; GUI thread, disk work
-through the window's BackgroundRunner."""
+"""ModelsController: the model picker's list (model folders, scans, models added by hand) and the
+hires fix's upscaler models (the same scans), the chosen model's info and latent size, and the
+model manager's choices; GUI thread, disk work through the window's BackgroundRunner."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ class ModelsController(QObject):
         added = list(w.settings.model_folders)
         found = await run(lambda: {f: model_problem(Path(f)) for f in added})
         self._model_problems = {f: problem for f, problem in found.items() if problem}
-        self._set_scanned_models(entries)
+        self._scanned(entries)
         if not select_default:
             return
         # At start: the default model; else the last one used, which the picker could not
@@ -75,6 +75,13 @@ class ModelsController(QObject):
         wanted = store.default or (saved.model if saved is not None else "")
         if wanted and (store.default or w.params_pane.model_value() == ""):
             w.params_pane.select_model(self._picker_value(wanted))
+
+    def _scanned(self, entries: list[ModelEntry]) -> None:
+        """A scan's models: the loadable ones to the picker, the usable upscalers to the hires
+        fix's upscaler list."""
+        self._set_scanned_models(entries)
+        upscalers = [e for e in entries if e.usable_upscaler]
+        self.window.params_pane.hires_box.set_upscalers(upscalers)
 
     def _set_scanned_models(self, entries: list[ModelEntry]) -> None:
         # The bundled model is the picker's first entry already (value "").
@@ -176,7 +183,7 @@ class ModelsController(QObject):
             manager.model_chosen.connect(self._use_model)
             manager.extras_changed.connect(w.params_pane.set_extras)
             manager.default_changed.connect(lambda _path: w.background.spawn(self.refresh_models()))
-            manager.scan_finished.connect(self._set_scanned_models)
+            manager.scan_finished.connect(self._scanned)
             manager.variant_changed.connect(self._on_variant_changed)
             self.model_manager = manager
             manager.rescan()

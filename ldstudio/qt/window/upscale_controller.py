@@ -1,7 +1,9 @@
-"""UpscaleController: "Upscale…" on a library image or the canvas's image — the dialog, then an
-upscale request queued as every job is (the source into the library's blob store, the window's
-`run_job`), its image a new library image linked to the source; GUI thread, file reads, blob
-writes and the upscaler list through the window's BackgroundRunner.
+"""UpscaleController: "Upscale…" on a library image or the canvas's image, and Reuse all on an
+upscale's image (the dialog again on its source blob, with its settings and prompt) — the dialog,
+then an upscale request queued as every job is (the source into the library's blob store, the
+window's `run_job`), its image a new library image linked to the source; the dialog's settings
+remembered across restarts; GUI thread, file reads, blob writes and the upscaler list through the
+window's BackgroundRunner.
 """
 
 from __future__ import annotations
@@ -94,13 +96,15 @@ class UpscaleController(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
-        # The dialog's last settings, for this session (the prompt is each source's own).
-        self.last = UpscaleSettings()
+        # The dialog's last settings, kept in the settings file (the prompt is each source's).
+        self.last = window.settings.upscale()
         self.dialog: UpscaleDialog | None = None
         window.library_pane.upscale_requested.connect(self.upscale_entry)
+        window.details_view.upscale_requested.connect(self.upscale_entry)
+        window.library.actions.upscale_reused.connect(self.reuse_entry)
         window.canvas_pane.upscale_requested.connect(self.upscale_canvas)
 
-    # -- the two ways in -------------------------------------------------------------------
+    # -- the ways in -----------------------------------------------------------------------
 
     def upscale_entry(self, entry: LibraryEntry) -> None:
         """Upscale… on a library image: the dialog, prefilled with the image's own prompt."""
@@ -120,6 +124,15 @@ class UpscaleController(QObject):
     def upscale_canvas(self) -> None:
         """Upscale… on the canvas: its source image (not its mask or outpaint)."""
         self.window.spawn(self.open_for_canvas())
+
+    def reuse_entry(self, entry: LibraryEntry) -> None:
+        """Reuse all on an upscale's image: the refine's parameters into the parameter pane
+        (shown), then the dialog on the source it was made from, with its settings and prompt."""
+        w = self.window
+        assert entry.request is not None
+        w.library.restore_refine(entry.request)
+        w.left_tabs.setCurrentIndex(w.generate_tab)
+        w.spawn(self.open_reused(entry))
 
     async def open_for_entry(self, entry: LibraryEntry) -> UpscaleDialog | None:
         w = self.window
@@ -144,6 +157,43 @@ class UpscaleController(QObject):
             prompt, negative = w.prompt_pane.prompt(), w.prompt_pane.negative_prompt()
         source = UpscaleSource(name, width, height)
         return self._open(source, lambda: data, prompt, negative, upscalers)
+
+    async def open_reused(self, entry: LibraryEntry) -> UpscaleDialog | None:
+        """The dialog on the blob an upscale's request names, prefilled with its settings and
+        prompt (the refine's parameters are the parameter pane's, see `reuse_entry`); a source
+        no longer in the library's blob store is said, and nothing opens."""
+        w = self.window
+        request = entry.request
+        assert request is not None and request.upscale is not None
+        store = w.store
+
+        def read() -> tuple[bytes, tuple[int, int], Upscalers] | str:
+            inputs = store.inputs_of(entry)
+            if inputs.image is None:
+                return "; ".join(inputs.missing)
+            data, size = source_bytes(inputs.image)
+            return data, size, find_upscalers()
+
+        what = f"Cannot upscale the source of {entry.path.name} again"
+        try:
+            found = await w.off_thread(read)
+        except OSError as exc:
+            w.preview_pane.show_error(f"{what}: source image: cannot be read ({exc})")
+            return None
+        if isinstance(found, str):
+            w.preview_pane.show_error(f"{what}: {found}")
+            return None
+        data, (width, height), upscalers = found
+        source = UpscaleSource(f"source of {entry.path.name}", width, height)
+        params = request.params
+        return self._open(
+            source,
+            lambda: data,
+            params.prompt,
+            params.negative_prompt,
+            upscalers,
+            settings=request.upscale,
+        )
 
     async def open_for_canvas(self) -> UpscaleDialog | None:
         w = self.window
@@ -174,7 +224,9 @@ class UpscaleController(QObject):
         prompt: str,
         negative: str,
         upscalers: Upscalers,
+        settings: UpscaleSettings | None = None,
     ) -> UpscaleDialog | None:
+        """The dialog on `source`, showing `settings` (default: the last ones used)."""
         w = self.window
         # The refine takes the model, steps, CFG, sampler and seed from the parameter pane, as
         # canvas jobs do.
@@ -188,7 +240,7 @@ class UpscaleController(QObject):
             self.dialog.close()
         dialog = UpscaleDialog(
             source,
-            self.last,
+            settings if settings is not None else self.last,
             prompt=prompt,
             negative_prompt=negative,
             refine_text=self.refine_text(base),
@@ -221,6 +273,8 @@ class UpscaleController(QObject):
     ) -> None:
         settings = dialog.settings()
         self.last = settings
+        self.window.settings.last_upscale = settings.to_dict()
+        self.window.preferences.save()
         params = base.replace(prompt=dialog.prompt(), negative_prompt=dialog.negative_prompt())
         self.window.spawn(self.submit(settings, params, png, dialog.source.label))
 
