@@ -269,3 +269,14 @@ def test_upscale_end_to_end_on_the_real_engine(
     saved, _notes = read_request(record.path)
     assert saved is not None and saved.face == "upscale" and saved.input(ROLE_IMAGE) == digest
     assert saved.upscale == UpscaleSettings(2, "" if bundled else "lanczos", 0.0)
+
+
+def test_an_upscaler_model_no_longer_found_stays_chosen_and_is_refused(qtbot) -> None:
+    dialog = dialog_for(qtbot, upscalers=[upscaler_entry("4x-here", 4)])
+    gone = "/models/old/4x-gone.safetensors"
+    dialog.set_settings(UpscaleSettings(scale=4, upscaler=gone))
+    assert dialog.settings().upscaler == gone  # not silently the bundled one
+    assert "4x-gone (not found)" in dialog.upscaler_combo.currentText()
+    problem = dialog.problem()
+    assert problem is not None and "4x-gone is not among the upscaler models" in problem
+    assert problem in dialog.error_text() and not dialog.ok_button.isEnabled()

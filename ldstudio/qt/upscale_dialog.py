@@ -36,6 +36,7 @@ from ldstudio.core.upscale import (
     TILE_RANGE,
     UPSCALE_SCALES,
     UpscaleSettings,
+    model_label,
 )
 
 BUNDLED_TEXT = "Bundled (ldstudio-compact-x2/x4)"  # BUNDLED_UPSCALERS, for the scale chosen
@@ -110,6 +111,7 @@ class UpscaleDialog(QDialog):
                 Qt.ItemDataRole.ToolTipRole,
             )
         self._model_scales: dict[str, int] = {}
+        self._not_found: set[str] = set()
         for entry in upscalers:
             if not entry.usable_upscaler:
                 continue
@@ -247,9 +249,17 @@ class UpscaleDialog(QDialog):
     # -- values ----------------------------------------------------------------------------
 
     def set_settings(self, settings: UpscaleSettings) -> None:
-        """Show `settings` as they are; an upscaler no longer offered shows the bundled one."""
+        """Show `settings` as they are; an upscaler model no longer found stays chosen, marked
+        "(not found)", and is refused (never silently swapped for another)."""
         self.scale_combo.setCurrentIndex(max(self.scale_combo.findData(settings.scale), 0))
-        self.upscaler_combo.setCurrentIndex(max(self.upscaler_combo.findData(settings.upscaler), 0))
+        index = self.upscaler_combo.findData(settings.upscaler)
+        if index < 0:
+            self.upscaler_combo.addItem(
+                f"⚠ {model_label(settings.upscaler)} (not found)", settings.upscaler
+            )
+            index = self.upscaler_combo.count() - 1
+            self._not_found.add(settings.upscaler)
+        self.upscaler_combo.setCurrentIndex(index)
         self.strength_spin.setValue(settings.refine_strength)
         self.tile_spin.setValue(settings.tile)
         # Widened first: a remembered overlap above this tile's quarter is shown (and refused),
@@ -283,6 +293,11 @@ class UpscaleDialog(QDialog):
             return str(exc)
         if not settings.upscaler and settings.scale in self._missing_bundled:
             return self._missing_bundled[settings.scale]
+        if settings.upscaler in self._not_found:
+            return (
+                f"upscaler: {model_label(settings.upscaler)} is not among the upscaler models in "
+                "your model folders; choose another, or add its folder in the model manager"
+            )
         return settings.size_problem(self.source.width, self.source.height)
 
     def error_text(self) -> str:
