@@ -10,6 +10,7 @@ gradient.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -30,7 +31,7 @@ from ldstudio.core.backend import (
 from ldstudio.core.events import ModelLoading, ModelReady
 from ldstudio.core.jobs import CancelToken
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.request import KIND_INPAINT, Request
+from ldstudio.core.request import KIND_INPAINT, KIND_UPSCALE, Request
 from ldstudio.engine.inpaint import CanvasPlan, concrete_request, finish, plan, read_inputs
 
 FAKE_MODEL_NAME = "fake-model"
@@ -88,6 +89,9 @@ class FakeBackend:
         """Fake denoising only: the service saves the images and ends the job."""
         self.jobs_run.append(cancel.job_id)
         cancel.raise_if_cancelled(0)
+        if request.kind == KIND_UPSCALE and request.upscale is not None:
+            yield from self._upscale(request, cancel)
+            return
         model = request.params.model or FAKE_MODEL_NAME
         if self._loaded != model:
             yield ModelLoading(model, self.choice.device, self.choice.dtype)
@@ -162,6 +166,32 @@ class FakeBackend:
                     seconds=time.perf_counter() - batch_started,
                     request=concrete,
                 )
+
+    def _upscale(self, request: Request, cancel: CancelToken) -> Iterator[BackendEvent]:
+        """An upscale faked as Lanczos of the real source (no model loads, as with refine 0);
+        its result records the request as the real engine does."""
+        settings = request.upscale
+        assert settings is not None
+        source, _mask = read_inputs(self.blobs, request)
+        problem = settings.size_problem(*source.size)
+        if problem is not None:
+            raise JobError(problem)
+        started = time.perf_counter()
+        size = settings.output_size(*source.size)
+        params = request.params.resolved()
+        shown = params.replace(width=size[0], height=size[1])
+        yield StageStarted(shown, 1, 1, name=request.face)
+        cancel.raise_if_cancelled(0)
+        yield Step(0, 1, 1, 0.0, 0.0)
+        own = params.replace(width=None, height=None, batch_size=1, batch_count=1)
+        yield ImageResult(
+            source.resize(size, Image.Resampling.LANCZOS),
+            own.replace(width=size[0], height=size[1]),
+            index=0,
+            model_name=FAKE_MODEL_NAME,
+            seconds=time.perf_counter() - started,
+            request=dataclasses.replace(request, params=own),
+        )
 
     def _preview(self, params: GenerationParams, step: int) -> np.ndarray | None:
         if params.preview_method == "none" or step % params.preview_interval:
