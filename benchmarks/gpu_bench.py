@@ -8,9 +8,10 @@
 Random weights (speed depends on the architecture, not the weights), built on the GPU in
 seconds. Per family: it/s eager and with the UNet compiled, the cost of each preview method per
 step, peak VRAM, ldstudio's engine against a bare `pipe(...)` (median ratio of alternating
-runs), canvas jobs (img2img, "Only masked" on a 2048² image) and the hires fix (×2,
-lanczos and latent) against txt2img. Stops starting new measurements after --budget seconds
-so it fits a lent GPU's time.
+runs), canvas jobs (img2img, "Only masked" on a 2048² image), the hires fix (×2,
+lanczos and latent) against txt2img, and upscaling (the bundled upscaler's MP/s on the GPU
+against Pillow, and a whole ×4 upscale job with the tiled refine: time and peak VRAM).
+Stops starting new measurements after --budget seconds so it fits a lent GPU's time.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
 import torch
 from bench_inpaint import MemoryBlobs, png, source_image, timed_job
 from bench_overhead import NullSink, bare_run, run_job
-from common import CACHE, ROOT, machine, machine_line, median, write_results
+from common import CACHE, ROOT, machine, machine_line, median, timed, write_results
 from PIL import Image
 
 from ldstudio.core.backend import Step
@@ -149,6 +151,8 @@ def bench_family(family: str, args: argparse.Namespace, budget: Budget) -> dict[
         row["canvas"] = bench_canvas(engine, blobs, params, args.pairs, 256 if size <= 64 else 2048)
     if budget.allows(f"{family} hires fix"):
         row["hires"] = bench_hires(engine, params, args.pairs)
+    if budget.allows(f"{family} upscale"):
+        row["upscale"] = bench_upscale(engine, blobs, params, 128 if size <= 64 else size)
     if device == "cuda":
         row["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
     engine.close()
@@ -189,6 +193,42 @@ def bench_hires(engine: DiffusersBackend, params: GenerationParams, pairs: int) 
         **{f"hires_x2_{name}_s": round(median(times[name]), 3) for name in jobs},
         **{f"hires_x2_{name}_ratio": round(median(times[name]) / base, 3) for name in jobs},
     }
+
+
+def bench_upscale(
+    engine: DiffusersBackend, blobs: MemoryBlobs, params: GenerationParams, source: int
+) -> dict[str, Any]:
+    """The bundled upscaler on this device (MP/s of output, ×2 and ×4, against Pillow's
+    Lanczos on the CPU), and one whole upscale job: ×4 of a `source`² image, refined at 0.3 on
+    512 px tiles with 64 px overlap (the defaults), with its peak VRAM."""
+    from ldstudio.core.models.upscalers import bundled_upscaler_path
+    from ldstudio.core.upscale import UpscaleSettings
+    from ldstudio.engine.upscalers.tiling import upscale_array
+
+    image = source_image(source)
+    pixels = np.asarray(image).copy()
+    result: dict[str, Any] = {"source": f"{source}x{source}"}
+    for scale in (2, 4):
+        model = engine.on_torch_thread(lambda s=scale: engine.upscaler(bundled_upscaler_path(s)))
+        engine.on_torch_thread(lambda m=model: upscale_array(m, pixels))  # warm-up
+        runs = [
+            timed(lambda m=model: engine.on_torch_thread(lambda: upscale_array(m, pixels)))
+            for _ in range(3)
+        ]
+        size = (source * scale, source * scale)
+        pil = [timed(lambda z=size: image.resize(z, Image.Resampling.LANCZOS)) for _ in range(3)]
+        megapixels = size[0] * size[1] / 1e6
+        result[f"x{scale}_model_mp_s"] = round(megapixels / median(runs), 2)
+        result[f"x{scale}_pillow_lanczos_mp_s"] = round(megapixels / median(pil), 2)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    request = Request.upscaling(
+        params.replace(steps=20), UpscaleSettings(scale=4), blobs.put(png(image))
+    )
+    result["x4_refined_job_s"] = round(timed_job(engine, request), 2)
+    if torch.cuda.is_available():
+        result["x4_refined_job_peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return result
 
 
 def bench_canvas(

@@ -11,7 +11,8 @@
 # local environment: `gpu_bench.py --smoke` and the CPU check of both architectures ran there.
 #
 # gpu_bench.py includes the canvas pass (img2img, "Only masked" 100 px on 2048²) and the
-# hires fix ×2 (lanczos, latent) against txt2img.
+# hires fix ×2 (lanczos, latent) against txt2img, and upscaling (the bundled upscaler's MP/s,
+# a ×4 upscale job with the tiled refine: time, peak VRAM).
 # From the device tool, leaving room for a rerun inside a 15-minute lease:
 #   run(command="bash benchmarks/gpu_device.sh run --budget 300", carry=[".whl"], timeout_s=480)
 # then copy the returned gpu.json to docs/benchmarks/ and run `python benchmarks/report.py`.
