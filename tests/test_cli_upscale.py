@@ -173,3 +173,24 @@ def refused_generate(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     code, _out, err = run(capsys, "generate", "a cat", "--steps", "1", *argv)
     assert code == EXIT_BAD_INPUT and "loading" not in err, err
     return err
+
+
+def test_the_bundled_upscalers_are_known_by_name_and_travel_by_reference(
+    capsys: pytest.CaptureFixture[str], tiny_model: Path, tmp_path: Path
+) -> None:
+    from ldstudio.core.models.upscalers import bundled_upscaler_path, resolve_upscaler
+    from ldstudio.core.request import from_portable, to_portable
+
+    assert resolve_upscaler("ldstudio-compact-x4", "--upscaler") == bundled_upscaler_path(4)
+    out_file = tmp_path / "hires.png"
+    code, _out, err = run(
+        capsys, "generate", "a red circle", "--model", str(tiny_model), "--steps", "1",
+        "--hires-scale", "2", "--hires-upscaler", "ldstudio-compact-x2", "--out", str(out_file),
+    )  # fmt: skip
+    assert code == EXIT_OK, err
+    request, notes = read_request(out_file)  # the PNG names it by name and hash, found again
+    assert request is not None and request.hires is not None and not notes
+    assert Path(request.hires.upscaler) == bundled_upscaler_path(2)
+    portable = to_portable(request)
+    assert portable["hires_upscaler"]["name"] == "ldstudio-compact-x2"
+    assert from_portable(portable)[0].hires == request.hires

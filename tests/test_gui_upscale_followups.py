@@ -322,11 +322,15 @@ def test_the_hires_fix_offers_the_upscaler_models_found(
     assert box.settings() == saved
     label = "4x-sharp — Compact ×4"
     qtbot.waitUntil(lambda: (label, str(model)) in combo_items(window), timeout=SCAN_TIMEOUT_MS)
+    from ldstudio.core.models.upscalers import bundled_upscaler_path
+
     assert combo_items(window) == [
         ("lanczos", "lanczos"),
         ("latent", "latent"),
+        ("ldstudio-compact-x2 — bundled, Compact ×2", str(bundled_upscaler_path(2))),
+        ("ldstudio-compact-x4 — bundled, Compact ×4", str(bundled_upscaler_path(4))),
         (label, str(model)),
-    ]
+    ]  # the broken file is not offered
     assert box.upscaler_combo.currentText() == label and box.settings() == saved
     assert box.strength_spin.text() == f"{DEFAULT_TEXT} (0.5)"
     assert "an upscaler model 0.5" in box.strength_spin.toolTip()

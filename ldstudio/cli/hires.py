@@ -128,14 +128,15 @@ def _flagged(message: str) -> str:
 
 def _upscaler(text: str) -> str:
     """lanczos or latent, else an upscaler model's name or path, resolved and checked."""
-    from ldstudio.core.models import KIND_UPSCALER, ModelFileError, ModelRegistry
+    from ldstudio.core.models import ModelFileError
     from ldstudio.core.models.preflight import checked_upscaler
+    from ldstudio.core.models.upscalers import resolve_upscaler
 
     typed = text.strip()
     if typed.lower() in HIRES_UPSCALERS:
         return typed.lower()
     try:
-        path = ModelRegistry.shared().resolve_reference(typed, (KIND_UPSCALER,), "--hires-upscaler")
+        path = resolve_upscaler(typed, "--hires-upscaler")
         checked_upscaler(path, "--hires-upscaler")
     except (ValueError, ModelFileError) as exc:
         raise BadInput(f"{exc} (or one of: {', '.join(HIRES_UPSCALERS)})") from None

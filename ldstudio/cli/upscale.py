@@ -14,7 +14,8 @@ from pathlib import Path
 
 from ldstudio.cli import generate
 from ldstudio.cli.common import EXIT_FAILED, BadInput, make_folder, remove_folders
-from ldstudio.core.models import KIND_UPSCALER, ModelFileError, ModelRegistry
+from ldstudio.core.models import ModelFileError, ModelRegistry
+from ldstudio.core.models.upscalers import resolve_upscaler
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.upscale import (
@@ -115,7 +116,7 @@ def settings_from_args(args: argparse.Namespace, registry: ModelRegistry) -> Ups
     upscaler = args.upscaler
     if upscaler and upscaler not in RESAMPLERS:
         try:
-            upscaler = str(registry.resolve_reference(upscaler, (KIND_UPSCALER,), "--upscaler"))
+            upscaler = str(resolve_upscaler(upscaler, "--upscaler"))
         except ValueError as exc:
             raise BadInput(f"{exc} (or one of: {', '.join(RESAMPLERS)})") from None
         from ldstudio.core.models.preflight import checked_upscaler

@@ -183,6 +183,12 @@ class FakeBackend:
         yield StageStarted(shown, 1, 1, name=request.face)
         cancel.raise_if_cancelled(0)
         yield Step(0, 1, 1, 0.0, 0.0)
+        if self.hold_at_step == 1:  # as a txt2img job holds: tests see it running
+            while not self._release.wait(0.005):
+                if cancel.cancelled:
+                    break
+            self._release.clear()
+        cancel.raise_if_cancelled(1)
         own = params.replace(width=None, height=None, batch_size=1, batch_count=1)
         yield ImageResult(
             source.resize(size, Image.Resampling.LANCZOS),

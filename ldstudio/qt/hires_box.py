@@ -36,7 +36,8 @@ from ldstudio.core.hires import (
     HiresSettings,
 )
 from ldstudio.core.models import ModelEntry
-from ldstudio.core.upscale import model_label
+from ldstudio.core.models.upscalers import bundled_upscaler_path
+from ldstudio.core.upscale import BUNDLED_UPSCALERS, model_label
 
 DEFAULT_TEXT = "default"
 SAME_STEPS_TEXT = "as Steps"
@@ -143,6 +144,16 @@ class HiresBox(QGroupBox):
                     combo.count() - 1, UPSCALER_TIPS[name], Qt.ItemDataRole.ToolTipRole
                 )
             listed = set(HIRES_UPSCALERS)
+            for scale, name in BUNDLED_UPSCALERS.items():  # shipped: offered even offline
+                path = bundled_upscaler_path(scale)
+                if path.is_file():
+                    listed.add(str(path))
+                    combo.addItem(f"{name} — bundled, Compact ×{scale}", str(path))
+                    combo.setItemData(
+                        combo.count() - 1,
+                        f"The ×{scale} upscaler shipped with ldstudio",
+                        Qt.ItemDataRole.ToolTipRole,
+                    )
             for entry in self._upscalers:
                 value = str(entry.path)
                 if value in listed:

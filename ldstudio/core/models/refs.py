@@ -96,8 +96,11 @@ def resolve(ref: ResourceRef, registry: ModelRegistry | None = None) -> Path | N
     Without a hash (`sha256 == ""`), the one model of that name and kind, if exactly one.
     ValueError when models.json is damaged.
     """
-    registry = registry if registry is not None else ModelRegistry.shared()
     store = hash_store()
+    bundled = _bundled_upscaler(ref, store)
+    if bundled is not None:
+        return bundled
+    registry = registry if registry is not None else ModelRegistry.shared()
     entries = [e for e in registry.entries() if e.kind == ref.kind]
     if not ref.sha256:
         try:
@@ -120,6 +123,22 @@ def resolve(ref: ResourceRef, registry: ModelRegistry | None = None) -> Path | N
             return entry.path
     for path in store.paths_of(ref.sha256):
         if _kind_fits(path, ref.kind):
+            return path
+    return None
+
+
+def _bundled_upscaler(ref: ResourceRef, store: HashStore) -> Path | None:
+    """The bundled upscaler (resources/upscalers) a reference names, when its content is the
+    one referenced (any machine has it; it is in no model folder)."""
+    from ldstudio.core.models.upscalers import bundled_upscaler_path
+    from ldstudio.core.upscale import BUNDLED_UPSCALERS
+
+    if ref.kind != KIND_UPSCALER:
+        return None
+    for scale, name in BUNDLED_UPSCALERS.items():
+        path = bundled_upscaler_path(scale)
+        same_name = ref.name.lower() == name and path.is_file()
+        if same_name and (not ref.sha256 or store.content_sha256(path) == ref.sha256):
             return path
     return None
 

@@ -229,3 +229,17 @@ def bundled_upscaler_path(scale: int) -> Path:
     from ldstudio.core.upscale import BUNDLED_UPSCALERS
 
     return resource_path("upscalers", f"{BUNDLED_UPSCALERS[scale]}.safetensors")
+
+
+def resolve_upscaler(text: str, what: str) -> Path:
+    """An upscaler model's file from what a user typed: a bundled upscaler's name
+    (ldstudio-compact-x2/x4), a path, or a name in the model folders; ValueError naming
+    `what` and what is known otherwise."""
+    from ldstudio.core.models.detection import KIND_UPSCALER
+    from ldstudio.core.models.registry import ModelRegistry
+    from ldstudio.core.upscale import BUNDLED_UPSCALERS
+
+    for scale, name in BUNDLED_UPSCALERS.items():
+        if text.strip().lower() == name:
+            return bundled_upscaler_path(scale)
+    return ModelRegistry.shared().resolve_reference(text, (KIND_UPSCALER,), what)
