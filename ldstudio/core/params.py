@@ -33,6 +33,13 @@ BATCH_COUNT_RANGE = (1, 10_000)
 PREVIEW_INTERVAL_RANGE = (1, 150)
 LORA_WEIGHT_RANGE = (-10.0, 10.0)
 RANDOM_SEED = "random"
+# A1111's "Clip skip": 1 uses the text encoder's last layer (no skip), 2 the one before, ...
+CLIP_SKIP_RANGE = (1, 12)
+# How prompt weights are applied (A1111's "Emphasis" option; "comfy" is ComfyUI's way):
+# "original" multiplies and restores the mean, "no-norm" only multiplies, "comfy" moves each
+# token's embedding away from the empty prompt's by the weight, with no mean restoration.
+EMPHASIS_MODES: tuple[str, ...] = ("original", "no-norm", "comfy")
+VARIATION_STRENGTH_RANGE = (0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,16 @@ class GenerationParams:
     # (LoRA file path, strength) pairs, applied together. `<lora:name:0.8>` tags in the
     # prompt are moved here (as resolved paths) by the engine before the job runs.
     loras: tuple[tuple[str, float], ...] = ()
+    clip_skip: int = 1
+    emphasis: str = "original"
+    # A1111's variation seed: the noise is slerp(noise(seed), noise(variation_seed), strength);
+    # None (or strength 0) is the seed's own noise, bit for bit.
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+    # A1111's "Seed resize from": the noise made at this size, centred in the image's.
+    seed_resize_from: tuple[int, int] | None = None
+    # The names of the styles applied to the prompt (already in it; recorded as `Styles`).
+    styles: tuple[str, ...] = ()
 
     def validate(self) -> GenerationParams:
         """Raise ValueError naming the field, the bad value and what is allowed; return self."""
@@ -107,7 +124,38 @@ class GenerationParams:
                 f"{', '.join(PREVIEW_METHODS)}"
             )
         _check_int_range("preview_interval", self.preview_interval, PREVIEW_INTERVAL_RANGE)
+        _check_int_range("clip_skip", self.clip_skip, CLIP_SKIP_RANGE)
+        if self.emphasis not in EMPHASIS_MODES:
+            raise ValueError(
+                f"emphasis: {self.emphasis!r} is not supported; allowed: "
+                f"{', '.join(EMPHASIS_MODES)}"
+            )
+        if self.variation_seed is not None:
+            _check_int_range("variation_seed", self.variation_seed, (0, SEED_MAX))
+        _check_float_range("variation_strength", self.variation_strength, VARIATION_STRENGTH_RANGE)
+        if self.seed_resize_from is not None:
+            size = self.seed_resize_from
+            if not (isinstance(size, tuple) and len(size) == 2):
+                raise ValueError(
+                    f"seed_resize_from: {size!r} is not a (width, height) pair; allowed: two "
+                    f"multiples of {SIZE_MULTIPLE} from {SIZE_RANGE[0]} to {SIZE_RANGE[1]}"
+                )
+            for name, value in zip(("width", "height"), size, strict=True):
+                _check_int_range(f"seed_resize_from {name}", value, SIZE_RANGE)
+                if value % SIZE_MULTIPLE:
+                    raise ValueError(
+                        f"seed_resize_from {name}: {value} is not a multiple of {SIZE_MULTIPLE}"
+                    )
+        if not isinstance(self.styles, tuple) or not all(
+            isinstance(name, str) and name for name in self.styles
+        ):
+            raise ValueError(f"styles: {self.styles!r} is not a tuple of style names")
         return self
+
+    @property
+    def varied(self) -> bool:
+        """Whether a variation seed changes the noise at all."""
+        return self.variation_seed is not None and self.variation_strength > 0
 
     @property
     def image_count(self) -> int:
@@ -144,6 +192,9 @@ class GenerationParams:
             raise ValueError("prompt: missing; a prompt string is required")
         known = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
+        for name in ("seed_resize_from", "styles"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
         if isinstance(values.get("loras"), list):
             # JSON has no tuples: [[path, weight], ...] comes back as lists.
             values["loras"] = tuple(

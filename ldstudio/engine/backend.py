@@ -46,6 +46,7 @@ from ldstudio.engine.device import (
 )
 from ldstudio.engine.lora import ExtrasState, resolve_prompt_loras
 from ldstudio.engine.models import LoadedModel, PipelineCache, resolve_model_path
+from ldstudio.engine.noise import txt2img_noise
 from ldstudio.engine.relay import Relay, TorchThread
 from ldstudio.engine.schedulers import build_scheduler
 
@@ -328,10 +329,26 @@ class DiffusersBackend:
                 progress,
             ]
         )
+        # A variation seed or Seed resize from: our noise (else the pipeline draws the seed's).
+        latent_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        start = txt2img_noise(
+            params,
+            first,
+            int(params.width or 0) // latent_scale,
+            int(params.height or 0) // latent_scale,
+            latent_scale,
+        )
+        if start is not None:
+            # Each generator still draws (and drops) its seed's noise: an ancestral sampler's
+            # per-step noise then comes from where it would without a variation, so a subtle
+            # variation stays a small change.
+            for generator in generators:
+                torch.randn((1, *start.shape[1:]), generator=generator)
         try:
             images = pipe(
                 prompt=params.prompt,
                 negative_prompt=params.negative_prompt or None,
+                latents=start,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,
                 width=params.width,

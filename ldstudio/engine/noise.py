@@ -17,6 +17,8 @@ import struct
 
 import torch
 
+from ldstudio.core.params import SEED_MAX, GenerationParams
+
 TILE = 8  # latents per tile side: 64 px at the VAE's 8× downsampling
 
 
@@ -57,3 +59,75 @@ def canvas_noise(
                 :, y0 - ty * TILE : y1 - ty * TILE, x0 - tx * TILE : x1 - tx * TILE
             ]
     return out
+
+
+# -- txt2img noise with A1111's variation seed and "Seed resize from" -------------------------
+
+
+def seed_noise(seed: int, width: int, height: int, channels: int = 4) -> torch.Tensor:
+    """txt2img's noise for one image: one CPU generator over (1, channels, height, width)
+    latents, what the pipeline draws from the generator it is given."""
+    generator = torch.Generator("cpu").manual_seed(seed)
+    return torch.randn((1, channels, height, width), generator=generator)
+
+
+def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation from `a` (t = 0) to `b` (t = 1) over the whole tensor: keeps
+    the noise's norm, so a blend of two noises is still noise the sampler expects."""
+    if t <= 0.0:
+        return a
+    if t >= 1.0:
+        return b
+    a64, b64 = a.double().flatten(), b.double().flatten()
+    cos = torch.dot(a64, b64) / (a64.norm() * b64.norm())
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    if float(omega.sin()) < 1e-6:  # (anti)parallel: a straight line is as good
+        return (a * (1 - t) + b * t).to(a.dtype)
+    mixed = (torch.sin((1 - t) * omega) * a.double() + torch.sin(t * omega) * b.double()) / (
+        omega.sin()
+    )
+    return mixed.to(a.dtype)
+
+
+def resized_seed_noise(
+    seed: int, width: int, height: int, source: tuple[int, int], channels: int = 4
+) -> torch.Tensor:
+    """A1111's "Seed resize from": the noise the seed makes at `source` (latents, w × h),
+    centred on the image's own noise (cropped where it is larger), so a seed keeps its
+    composition at a nearby size."""
+    out = seed_noise(seed, width, height, channels)
+    small = seed_noise(seed, source[0], source[1], channels)
+    w, h = min(width, source[0]), min(height, source[1])
+    tx, ty = max((width - source[0]) // 2, 0), max((height - source[1]) // 2, 0)
+    sx, sy = max((source[0] - width) // 2, 0), max((source[1] - height) // 2, 0)
+    out[..., ty : ty + h, tx : tx + w] = small[..., sy : sy + h, sx : sx + w]
+    return out
+
+
+def txt2img_noise(
+    params: GenerationParams, first: int, width: int, height: int, scale: int = 8
+) -> torch.Tensor | None:
+    """The starting noise of a txt2img batch (its images `first`, `first + 1`, ... of the job)
+    when the variation seed or Seed resize from changes it (latents: width × height); None
+    when neither does, so the pipeline draws the seed's noise itself exactly as before.
+    `scale`: pixels per latent."""
+    resize = params.seed_resize_from
+    if not params.varied and resize is None:
+        return None
+    source = None if resize is None else (resize[0] // scale, resize[1] // scale)
+
+    def noise(seed: int) -> torch.Tensor:
+        if source is None:
+            return seed_noise(seed, width, height)
+        return resized_seed_noise(seed, width, height, source)
+
+    made = []
+    for index in range(first, first + params.batch_size):
+        own = noise(params.seed_for(index))
+        if params.varied:
+            assert params.variation_seed is not None
+            # The variation seed counts up with the image, as the seed does (A1111's subseed).
+            other = (params.variation_seed + index) % (SEED_MAX + 1)
+            own = slerp(params.variation_strength, own, noise(other))
+        made.append(own)
+    return torch.cat(made)
