@@ -216,3 +216,73 @@ def as_float(value: Any) -> float | None:
     else:
         return None
     return number if number == number and abs(number) != float("inf") else None
+
+
+# -- prompt and seed keys (#17) --------------------------------------------------------------
+
+CLIP_SKIP = "Clip skip"
+VARIATION_SEED = "Variation seed"
+VARIATION_STRENGTH = "Variation seed strength"
+SEED_RESIZE_FROM = "Seed resize from"
+EMPHASIS = "Emphasis"
+STYLES = "Styles"
+# A1111's words for the emphasis modes (its `Emphasis` key), both ways.
+EMPHASIS_WORDS = {"original": "Original", "no-norm": "No norm", "comfy": "ComfyUI"}
+_EMPHASIS_FROM_WORDS = {words.lower(): name for name, words in EMPHASIS_WORDS.items()}
+
+
+def a1111_prompt_fields(pairs: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """GenerationParams fields from `Clip skip`, `Variation seed`, `Variation seed strength`,
+    `Seed resize from`, `Emphasis` and `Styles` (popped from `pairs`); a value that cannot be
+    used is named in `warnings` and left out."""
+    from ldstudio.core.params import field_problem
+
+    found: dict[str, Any] = {}
+
+    def take(key: str, name: str, convert: Callable[[Any], Any]) -> None:
+        if key not in pairs:
+            return
+        raw = pairs.pop(key)
+        value = convert(raw)
+        problem = field_problem(name, value) if value is not None else "not understood"
+        if problem:
+            warnings.append(f"{key}: {raw!r} cannot be used ({problem}); left out")
+            return
+        found[name] = value
+
+    take(CLIP_SKIP, "clip_skip", as_int)
+    take(VARIATION_SEED, "variation_seed", as_int)
+    take(VARIATION_STRENGTH, "variation_strength", as_float)
+    take(SEED_RESIZE_FROM, "seed_resize_from", _wxh)
+    take(EMPHASIS, "emphasis", lambda raw: _EMPHASIS_FROM_WORDS.get(str(raw).strip().lower()))
+    take(STYLES, "styles", _names)
+    if "variation_strength" in found and "variation_seed" not in found:
+        found.pop("variation_strength")  # a strength without a seed varies nothing
+    return found
+
+
+def prompt_pairs(params: Any) -> dict[str, str]:
+    """The same keys as A1111 writes them, each only when it is not the default."""
+    pairs: dict[str, str] = {}
+    if params.clip_skip != 1:
+        pairs[CLIP_SKIP] = str(params.clip_skip)
+    if params.variation_seed is not None and params.variation_strength > 0:
+        pairs[VARIATION_SEED] = str(params.variation_seed)
+        pairs[VARIATION_STRENGTH] = f"{params.variation_strength:g}"
+    if params.seed_resize_from is not None:
+        pairs[SEED_RESIZE_FROM] = f"{params.seed_resize_from[0]}x{params.seed_resize_from[1]}"
+    if params.emphasis != "original":
+        pairs[EMPHASIS] = EMPHASIS_WORDS[params.emphasis]
+    if params.styles:
+        pairs[STYLES] = ", ".join(params.styles)
+    return pairs
+
+
+def _wxh(raw: Any) -> tuple[int, int] | None:
+    match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", str(raw))
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _names(raw: Any) -> tuple[str, ...] | None:
+    names = tuple(part.strip() for part in str(raw).split(",") if part.strip())
+    return names or None

@@ -97,6 +97,8 @@ def a1111_parameters(
     `model_hash`: A1111's `Model hash` (see `model_hash_of`), left out when empty. `request`:
     the job the image came from; an inpaint request adds its keys (`inpaint_pairs`).
     """
+    from ldstudio.core.a1111_keys import prompt_pairs  # it builds on this module's keys
+
     pairs: dict[str, Any] = {
         "Steps": params.steps,
         "Sampler": params.scheduler,
@@ -106,6 +108,7 @@ def a1111_parameters(
         "Model hash": model_hash,
         "Model": model_name,
         **_extra_network_pairs(params),
+        **prompt_pairs(params),
         **inpaint_pairs(request),
         **hires_pairs(request),
         **upscale_pairs(request),

@@ -42,6 +42,7 @@ from ldstudio.core.a1111_keys import (
     INPAINT_KEYS,
     a1111_hires,
     a1111_inpaint,
+    a1111_prompt_fields,
 )
 from ldstudio.core.a1111_keys import as_float as _as_float
 from ldstudio.core.a1111_keys import as_int as _as_int
@@ -409,6 +410,7 @@ def parse_a1111_text(text: str, source: str = "a1111") -> ReadResult:
         if mapped is None:
             warnings.append(f"sampler {sampler!r} has no ldstudio equivalent; kept as extra")
         _put(fields, "scheduler", mapped)
+    fields.update(a1111_prompt_fields(parsed, warnings))
     inpaint, face = a1111_inpaint(parsed, warnings)
     hires = a1111_hires(parsed, warnings) if inpaint is None else None
     return _finish(
