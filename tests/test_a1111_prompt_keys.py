@@ -55,3 +55,30 @@ def test_a_bad_value_is_named_and_left_out() -> None:
     assert result.params is not None and result.params.clip_skip == 1
     assert any("Clip skip: '40' cannot be used" in w for w in result.warnings)
     assert any("Emphasis: 'Loud' cannot be used" in w for w in result.warnings)
+
+
+def test_the_cli_takes_the_prompt_and_seed_options(tmp_path, capsys, tiny_model) -> None:  # type: ignore[no-untyped-def]
+    from ldstudio.cli import main
+    from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_OK
+    from ldstudio.core.metadata import read_request
+
+    out = tmp_path / "v.png"
+    code = main(
+        ["generate", "a (red:1.3) circle BREAK on blue", "--model", str(tiny_model),
+         "--steps", "2", "--seed", "3", "--clip-skip", "2", "--emphasis", "no-norm",
+         "--variation-seed", "5", "--variation-strength", "0.2", "--seed-resize-from",
+         "64x64", "--out", str(out)]
+    )  # fmt: skip
+    assert code == EXIT_OK, capsys.readouterr().err
+    request, _notes = read_request(out)
+    assert request is not None
+    p = request.params
+    assert (p.clip_skip, p.emphasis, p.variation_seed, p.variation_strength) == (
+        2, "no-norm", 5, 0.2
+    )  # fmt: skip
+    assert p.seed_resize_from == (64, 64)
+    capsys.readouterr()
+    assert main(["generate", "x", "--variation-strength", "0.3"]) == EXIT_BAD_INPUT
+    assert "--variation-strength: only with --variation-seed" in capsys.readouterr().err
+    assert main(["generate", "x", "--seed-resize-from", "big"]) == EXIT_BAD_INPUT
+    assert "--seed-resize-from: 'big' is not WIDTHxHEIGHT" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import secrets
 import signal
 import sys
 import time
@@ -49,9 +50,12 @@ from ldstudio.core.models import (
 from ldstudio.core.models.preflight import preflight_problems
 from ldstudio.core.options import SWITCHES, EngineOptions
 from ldstudio.core.params import (
+    CLIP_SKIP_RANGE,
+    EMPHASIS_MODES,
     PREVIEW_METHODS,
     RANDOM_SEED,
     SCHEDULERS,
+    SEED_MAX,
     GenerationParams,
 )
 from ldstudio.core.request import Request
@@ -125,6 +129,43 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="F",
         help="stop classifier-free guidance after this fraction of the steps (0-1, default 1)",
     )
+    prompts = gen.add_argument_group("prompts and seeds as A1111 means them")
+    prompts.add_argument(
+        "--clip-skip",
+        type=int,
+        default=_DEFAULTS.clip_skip,
+        metavar="N",
+        help=f"A1111's Clip skip, {CLIP_SKIP_RANGE[0]}-{CLIP_SKIP_RANGE[1]} (1: the text "
+        "encoder's last layer, default; 2: the one before, as many anime models want)",
+    )
+    prompts.add_argument(
+        "--emphasis",
+        default=_DEFAULTS.emphasis,
+        choices=EMPHASIS_MODES,
+        help="how (word:1.2) weights apply: original (A1111's default: multiply, restore the "
+        "mean), no-norm (multiply only) or comfy (ComfyUI's: relative to the empty prompt)",
+    )
+    prompts.add_argument(
+        "--variation-seed",
+        default=None,
+        metavar="N",
+        help="A1111's Variation seed: blend this seed's noise into --seed's (integer or 'random')",
+    )
+    prompts.add_argument(
+        "--variation-strength",
+        type=float,
+        default=None,
+        metavar="F",
+        help="how much of the variation seed's noise, 0-1 (needs --variation-seed; default 0.5 "
+        "with it)",
+    )
+    prompts.add_argument(
+        "--seed-resize-from",
+        default=None,
+        metavar="WxH",
+        help="A1111's Seed resize from: make the seed's noise at this size, centred, so the "
+        "seed keeps its picture at another --size",
+    )
     speed = gen.add_argument_group("speed and memory (auto: chosen from the device)")
     for flag, what in (
         ("--vae-tiling", "decode large images in tiles"),
@@ -167,23 +208,23 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen.set_defaults(handler=run_generate)
 
 
-def parse_size(text: str | None) -> tuple[int | None, int | None]:
+def parse_size(text: str | None, option: str = "--size") -> tuple[int | None, int | None]:
     if text is None:
         return None, None
     parts = text.lower().replace("×", "x").split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise BadInput(f"--size: {text!r} is not WIDTHxHEIGHT; allowed: e.g. 512x512 or 768x512")
+        raise BadInput(f"{option}: {text!r} is not WIDTHxHEIGHT; allowed: e.g. 512x512 or 768x512")
     return int(parts[0]), int(parts[1])
 
 
-def parse_seed(text: str) -> int | str:
+def parse_seed(text: str, option: str = "--seed") -> int | str:
     if text == RANDOM_SEED:
         return RANDOM_SEED
     try:
         return int(text)
     except ValueError:
         raise BadInput(
-            f"--seed: {text!r} is not a number; allowed: an integer 0..4294967295 or 'random'"
+            f"{option}: {text!r} is not a number; allowed: an integer 0..4294967295 or 'random'"
         ) from None
 
 
@@ -216,8 +257,29 @@ def _params_from_args(args: argparse.Namespace, registry: ModelRegistry) -> Gene
         preview_method=args.preview,
         preview_interval=args.preview_every,
         guidance_cutoff=args.guidance_cutoff,
+        clip_skip=args.clip_skip,
+        emphasis=args.emphasis,
+        **_variation_from_args(args),
     )
     return params
+
+
+def _variation_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """--variation-seed/--variation-strength and --seed-resize-from as params fields."""
+    fields: dict[str, Any] = {}
+    if args.variation_strength is not None and args.variation_seed is None:
+        raise BadInput("--variation-strength: only with --variation-seed N (the seed to blend in)")
+    if args.variation_seed is not None:
+        seed = parse_seed(args.variation_seed, "--variation-seed")
+        if not isinstance(seed, int):
+            seed = secrets.randbelow(SEED_MAX + 1)  # 'random': drawn now, so it is recorded
+        fields["variation_seed"] = seed
+        strength = 0.5 if args.variation_strength is None else args.variation_strength
+        fields["variation_strength"] = strength
+    if args.seed_resize_from is not None:
+        width, height = parse_size(args.seed_resize_from, "--seed-resize-from")
+        fields["seed_resize_from"] = (width, height)
+    return fields
 
 
 def model_from_args(text: str, registry: ModelRegistry) -> str:

@@ -88,6 +88,20 @@ def run_info(args: argparse.Namespace) -> int:
                 print(f"VAE: {params.vae}")
             for lora, weight in params.loras:
                 print(f"LoRA: {lora} ×{weight:g}")
+            if params.clip_skip != 1:
+                print(f"clip skip: {params.clip_skip}")
+            if params.emphasis != "original":
+                print(f"emphasis: {params.emphasis}")
+            if params.varied:
+                print(
+                    f"variation seed: {params.variation_seed} at strength "
+                    f"{params.variation_strength:g}"
+                )
+            if params.seed_resize_from is not None:
+                width, height = params.seed_resize_from
+                print(f"seed resize from: {width}x{height}")
+            if params.styles:
+                print(f"styles: {', '.join(params.styles)}")
         request = result.request
         if request is not None and request.hires is not None and result.source == "ldstudio":
             # Another tool's hires keys print below as it wrote them.

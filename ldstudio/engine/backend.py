@@ -47,6 +47,7 @@ from ldstudio.engine.device import (
 from ldstudio.engine.lora import ExtrasState, resolve_prompt_loras
 from ldstudio.engine.models import LoadedModel, PipelineCache, resolve_model_path
 from ldstudio.engine.noise import txt2img_noise
+from ldstudio.engine.prompts import prompt_arguments
 from ldstudio.engine.relay import Relay, TorchThread
 from ldstudio.engine.schedulers import build_scheduler
 
@@ -344,10 +345,10 @@ class DiffusersBackend:
             # variation stays a small change.
             for generator in generators:
                 torch.randn((1, *start.shape[1:]), generator=generator)
+        text = prompt_arguments(pipe, params, self.choice.device)
         try:
             images = pipe(
-                prompt=params.prompt,
-                negative_prompt=params.negative_prompt or None,
+                **text,
                 latents=start,
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance_scale,

@@ -437,6 +437,7 @@ def _run_batch(
         X0Tap,
     )
     from ldstudio.engine.device import is_out_of_memory
+    from ldstudio.engine.prompts import prompt_arguments
     from ldstudio.engine.schedulers import build_scheduler
 
     first = batch_index * params.batch_size if first_index is None else first_index
@@ -497,8 +498,7 @@ def _run_batch(
     try:
         with _our_latents(pipe, noise, start):
             images = pipe(
-                prompt=params.prompt,
-                negative_prompt=params.negative_prompt or None,
+                **prompt_arguments(pipe, params, device),
                 image=init,
                 mask_image=mask_image,
                 masked_image_latents=masked_latents,
