@@ -116,3 +116,42 @@ def test_weighted_and_long_prompts_make_images_and_plain_ones_are_unchanged(
     assert made(" ".join(["cat"] * 120), batch_size=2).shape == plain.shape
     assert not np.array_equal(made("a red circle", clip_skip=2), plain)
     engine.close()
+
+
+def test_prompt_editing_swaps_the_conditioning_at_its_step(tiny_model: Path) -> None:
+    from ldstudio.engine.backend import DiffusersBackend
+
+    engine = DiffusersBackend(device="cpu")
+
+    def made(prompt: str) -> np.ndarray:
+        job = GenerationParams(
+            prompt=prompt, model=str(tiny_model), steps=4, seed=3, scheduler="Euler"
+        )
+        events = engine.execute(Request.txt2img(job).resolved(), CancelToken())
+        [result] = [e for e in events if isinstance(e, ImageResult)]
+        return np.asarray(result.image)
+
+    red, blue = made("a red circle"), made("a blue circle")
+    assert np.array_equal(made("a [red:blue:4] circle"), red)  # the swap would be after the end
+    assert np.array_equal(made("a [red:blue:0.1] circle"), blue)  # from step 1: blue throughout
+    halfway = made("a [red:blue:2] circle")
+    assert not np.array_equal(halfway, red) and not np.array_equal(halfway, blue)
+    engine.close()
+
+
+def test_the_swap_keeps_the_guidance_layout() -> None:
+    from ldstudio.engine.prompts import PromptSwap
+
+    first, second, negative = (torch.full((1, 3, 2), v) for v in (1.0, 2.0, -1.0))
+    swap = PromptSwap([2, 4], [first, second], negative)
+
+    class Pipe:
+        do_classifier_free_guidance = True
+
+    guided = {"prompt_embeds": torch.cat([negative, first, negative, first])}  # batch 2
+    assert swap(Pipe(), 0, None, dict(guided))["prompt_embeds"] is guided["prompt_embeds"]
+    after = swap(Pipe(), 1, None, dict(guided))["prompt_embeds"]  # step 2 done: prompt 2 next
+    assert torch.equal(after, torch.cat([negative, negative, second, second]))
+    Pipe.do_classifier_free_guidance = False  # guidance cut off: the conditional half only
+    alone = swap(Pipe(), 1, None, {"prompt_embeds": torch.cat([first, first])})
+    assert torch.equal(alone["prompt_embeds"], torch.cat([second, second]))

@@ -47,7 +47,7 @@ from ldstudio.engine.device import (
 from ldstudio.engine.lora import ExtrasState, resolve_prompt_loras
 from ldstudio.engine.models import LoadedModel, PipelineCache, resolve_model_path
 from ldstudio.engine.noise import txt2img_noise
-from ldstudio.engine.prompts import prompt_arguments
+from ldstudio.engine.prompts import scheduled_arguments
 from ldstudio.engine.relay import Relay, TorchThread
 from ldstudio.engine.schedulers import build_scheduler
 
@@ -321,9 +321,12 @@ class DiffusersBackend:
         progress = Progress(
             relay.send, total_steps, batch_index=batch_index, stage=stage, preview=preview
         )
+        # The prompts' texts or embeddings, and a swap of them where the prompt edits itself.
+        text, swap = scheduled_arguments(pipe, params, self.choice.device, total_steps)
         callbacks = StepCallbacks(
             [
                 CancelCheck(relay.check),
+                swap,
                 GuidanceCutoff.for_pipe(pipe, params, total_steps),
                 final,
                 preview,
@@ -345,7 +348,6 @@ class DiffusersBackend:
             # variation stays a small change.
             for generator in generators:
                 torch.randn((1, *start.shape[1:]), generator=generator)
-        text = prompt_arguments(pipe, params, self.choice.device)
         try:
             images = pipe(
                 **text,

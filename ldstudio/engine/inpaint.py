@@ -437,7 +437,7 @@ def _run_batch(
         X0Tap,
     )
     from ldstudio.engine.device import is_out_of_memory
-    from ldstudio.engine.prompts import prompt_arguments
+    from ldstudio.engine.prompts import scheduled_arguments
     from ldstudio.engine.schedulers import build_scheduler
 
     first = batch_index * params.batch_size if first_index is None else first_index
@@ -476,9 +476,11 @@ def _run_batch(
     progress = Progress(
         relay.send, steps_total, batch_index=batch_index, stage=stage, preview=preview
     )
+    text, swap = scheduled_arguments(pipe, params, device, steps_total)
     callbacks = StepCallbacks(
         [
             CancelCheck(relay.check),
+            swap,
             # A 9-channel UNet is shown the mask itself; a 4-channel one is masked by us.
             None if inpainting else SoftInpaint(latent_mask, start, noise, soft=soft),
             GuidanceCutoff.for_pipe(pipe, params, steps_total),
@@ -498,7 +500,7 @@ def _run_batch(
     try:
         with _our_latents(pipe, noise, start):
             images = pipe(
-                **prompt_arguments(pipe, params, device),
+                **text,
                 image=init,
                 mask_image=mask_image,
                 masked_image_latents=masked_latents,

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.prompts import chunk_prompt, parse_attention
+from ldstudio.core.prompts import chunk_prompt, parse_attention, prompt_schedules
 
 CHUNK = 75  # tokens per chunk, without BOS/EOS (CLIP's 77-token window)
 
@@ -34,6 +34,60 @@ class Encoded:
 
     kwargs: dict[str, Any]
     chunks: int  # chunks per prompt (both prompts padded to this)
+
+
+def scheduled_arguments(
+    pipe: Any, params: GenerationParams, device: Any, steps: int
+) -> tuple[dict[str, Any], PromptSwap | None]:
+    """The pipeline's prompt arguments for a call of `steps` denoiser steps, and the step
+    piece that swaps the conditioning when the prompt edits itself ([a:b:when], [a|b]);
+    None without editing syntax (the prompt as `prompt_arguments` gives it)."""
+    schedule = prompt_schedules(params.prompt, steps)
+    if len(schedule) == 1:
+        return prompt_arguments(pipe, params.replace(prompt=schedule[0][1]), device), None
+    texts = [text for _end, text in schedule]
+    embeds, pooled, _count = encode_texts(pipe, [*texts, params.negative_prompt], params, device)
+    kwargs: dict[str, Any] = {"prompt_embeds": embeds[0], "negative_prompt_embeds": embeds[-1]}
+    if pooled[0] is not None:  # SDXL: the pooled embedding stays the first prompt's
+        kwargs["pooled_prompt_embeds"] = pooled[0]
+        kwargs["negative_pooled_prompt_embeds"] = pooled[-1]
+    ends = [end for end, _text in schedule]
+    return kwargs, PromptSwap(ends, embeds[:-1], embeds[-1])
+
+
+class PromptSwap:
+    """A step piece: after step `ends[i]` the conditioning becomes prompt i + 1's (A1111's
+    prompt editing and alternation), for every image of the batch, guided or not."""
+
+    tensor_inputs = ("prompt_embeds",)
+
+    def __init__(self, ends: list[int], embeds: list[torch.Tensor], negative: torch.Tensor) -> None:
+        self.ends, self.embeds, self.negative = ends, embeds, negative
+
+    def _index(self, step: int) -> int:
+        """The prompt of (1-based) step `step`."""
+        return next((i for i, end in enumerate(self.ends) if step <= end), len(self.ends) - 1)
+
+    def __call__(
+        self, pipe: Any, step_index: int, timestep: Any, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        done = step_index + 1
+        index = self._index(done + 1)
+        if index == self._index(done):
+            return kwargs  # the next step keeps this step's prompt
+        current = kwargs["prompt_embeds"]
+        batch = current.shape[0]
+        pos = self.embeds[index].to(current.device, current.dtype)
+        guided = batch % 2 == 0 and getattr(pipe, "do_classifier_free_guidance", False)
+        if guided:
+            half = batch // 2
+            neg = self.negative.to(current.device, current.dtype)
+            kwargs["prompt_embeds"] = torch.cat(
+                [neg.expand(half, -1, -1), pos.expand(half, -1, -1)]
+            )
+        else:
+            kwargs["prompt_embeds"] = pos.expand(batch, -1, -1)
+        return kwargs
 
 
 def prompt_arguments(pipe: Any, params: GenerationParams, device: Any) -> dict[str, Any]:
@@ -69,12 +123,27 @@ def needs_encoding(pipe: Any, params: GenerationParams) -> bool:
 
 def encode(pipe: Any, params: GenerationParams, device: Any) -> Encoded:
     """Prompt and negative prompt embeddings (and SDXL's pooled ones) for `pipe`."""
+    embeds, pooled, count = encode_texts(
+        pipe, [params.prompt, params.negative_prompt], params, device
+    )
+    kwargs: dict[str, Any] = {"prompt_embeds": embeds[0], "negative_prompt_embeds": embeds[1]}
+    if pooled[0] is not None:
+        kwargs["pooled_prompt_embeds"] = pooled[0]
+        kwargs["negative_pooled_prompt_embeds"] = pooled[1]
+    return Encoded(kwargs, count)
+
+
+def encode_texts(
+    pipe: Any, texts: list[str], params: GenerationParams, device: Any
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None], int]:
+    """Each text's embeddings, all padded to the same number of chunks (the UNet's context is
+    one length per call), each one's pooled embedding (SDXL; else None), and that count."""
     encoders = [(pipe.tokenizer, pipe.text_encoder)]
     sdxl = getattr(pipe, "text_encoder_2", None) is not None
     if sdxl:
         encoders.append((pipe.tokenizer_2, pipe.text_encoder_2))
     per_prompt = []
-    for text in (params.prompt, params.negative_prompt):
+    for text in texts:
         segments = parse_attention(text)
         per_prompt.append(
             [
@@ -102,11 +171,7 @@ def encode(pipe: Any, params: GenerationParams, device: Any) -> Encoded:
                 first_pooled = pooled_out
         embeds.append(torch.cat(hidden_parts, dim=-1))
         pooled.append(first_pooled)
-    kwargs: dict[str, Any] = {"prompt_embeds": embeds[0], "negative_prompt_embeds": embeds[1]}
-    if sdxl:
-        kwargs["pooled_prompt_embeds"] = pooled[0]
-        kwargs["negative_pooled_prompt_embeds"] = pooled[1]
-    return Encoded(kwargs, count)
+    return embeds, pooled, count
 
 
 def _encode_chunks(
