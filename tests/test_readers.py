@@ -143,6 +143,8 @@ def test_comfyui_prompt_graph_walk(tmp_path: Path) -> None:
     assert (result.fields["width"], result.fields["height"]) == (640, 448)
     assert result.params is not None
     assert result.extra["prompt_graph"] == COMFY_PROMPT
+    # Its weights are ComfyUI's: reused, the same prompt text means the same thing.
+    assert result.params.emphasis == "comfy"
 
 
 def test_comfyui_sampler_custom_advanced_and_linked_seed() -> None:

@@ -136,6 +136,9 @@ _EXTRA_FIELDS: dict[str, dict[str, str]] = {
 # The metadata itself, not a setting: ComfyUI's graphs, the model name ldstudio writes beside
 # its own parameters.
 _NOT_SETTINGS = frozenset({"prompt_graph", "workflow", "model_name"})
+# ComfyUI weighs `(word:1.2)` against the empty prompt, without A1111's mean restoration:
+# an image read from it reuses with that emphasis, so the same text means the same there.
+COMFY_EMPHASIS = "comfy"
 
 
 def unapplied_values(result: ReadResult) -> list[tuple[str, str]]:
@@ -726,6 +729,7 @@ def _read_comfy_prompt(data: dict[str, Any], workflow: Any) -> ReadResult | None
             f"ComfyUI graph: {'; '.join(sorted(graph.cut))}; values reached only through "
             "them are missing"
         )
+    fields["emphasis"] = COMFY_EMPHASIS  # its prompt's weights mean what ComfyUI means
     return _finish("comfyui", fields, {k: v for k, v in extra.items() if v is not None}, warnings)
 
 
@@ -770,6 +774,7 @@ def _read_comfy_workflow(workflow: dict[str, Any]) -> ReadResult | None:
         if mapped is None:
             warnings.append(f"sampler {sampler_name!r} has no ldstudio equivalent; kept as extra")
         _put(fields, "scheduler", mapped)
+    fields["emphasis"] = COMFY_EMPHASIS
     return _finish(
         "comfyui",
         fields,
