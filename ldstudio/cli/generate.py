@@ -131,6 +131,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     prompts = gen.add_argument_group("prompts and seeds as A1111 means them")
     prompts.add_argument(
+        "--style",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="apply an A1111 style (from `ldstudio styles import styles.csv`); repeatable",
+    )
+    prompts.add_argument(
         "--clip-skip",
         type=int,
         default=_DEFAULTS.clip_skip,
@@ -240,9 +247,15 @@ def params_from_args(args: argparse.Namespace, registry: ModelRegistry) -> Gener
 
 def _params_from_args(args: argparse.Namespace, registry: ModelRegistry) -> GenerationParams:
     width, height = parse_size(args.size)
+    from ldstudio.cli.styles import styles_named
+    from ldstudio.core.prompts import apply_styles
+
+    chosen = styles_named(args.style)
+    prompt, negative = apply_styles(args.prompt, args.negative, chosen)
     params = GenerationParams(
-        prompt=args.prompt,
-        negative_prompt=args.negative,
+        prompt=prompt,
+        negative_prompt=negative,
+        styles=tuple(style.name for style in chosen),
         model=model_from_args(args.model, registry),
         vae=str(registry.resolve_reference(args.vae, (KIND_VAE,), "--vae")) if args.vae else "",
         loras=tuple(lora_from_arg(text, registry) for text in args.lora),
