@@ -95,12 +95,9 @@ HIRES_TEXT = (
     "Model: ldstudio-shapes, Variation seed: 1234, Variation seed strength: 0.3, Clip skip: 2, "
     "Hires upscale: 2, Hires steps: 10, Hires upscaler: Latent, Denoising strength: 0.55"
 )
-NOT_APPLIED = (
-    "Variation seed 1234",
-    "Variation seed strength 0.3",
-    "Clip skip 2",
-    "Model hash 0a1b2c",
-)
+NOT_APPLIED = ("Model hash 0a1b2c",)
+# Applied since #17: the seed & prompt options group gets them.
+PROMPT_APPLIED = ("Variation seed", "Clip skip")
 # Applied since the hires fix (#16): the parameter pane's Hires fix group gets them.
 HIRES_APPLIED = ("Hires upscale", "Hires steps", "Hires upscaler", "Denoising strength")
 HIRES_READ = HiresSettings(scale=2.0, upscaler="latent", strength=0.55, steps=10)
@@ -130,11 +127,12 @@ def test_reusing_an_imported_image_lists_every_value_not_applied_and_finds_the_b
     assert pane.restore_note.isVisibleTo(window)
     for value in NOT_APPLIED:
         assert value in restored and value in kept_in_view, value
-    assert not any(key in restored for key in HIRES_APPLIED)
+    assert not any(key in restored for key in HIRES_APPLIED + PROMPT_APPLIED)
     assert pane.hires_box.settings() == HIRES_READ
     assert "choose it" not in restored  # "Model: ldstudio-shapes" is the bundled model
     params = window.current_params()
     assert (params.model, params.seed, params.steps) == ("", 42, 12)
+    assert (params.clip_skip, params.variation_seed, params.variation_strength) == (2, 1234, 0.3)
 
 
 def test_opening_a_file_lists_the_values_not_applied_before_asking(

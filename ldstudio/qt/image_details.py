@@ -49,6 +49,7 @@ from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.library_model import LibraryModel, RowSelection
 from ldstudio.qt.made_from import MadeFrom, MadeFromView, open_source, read_made_from, thumbnail
+from ldstudio.qt.vary import VARY_STRENGTHS, VARY_TIPS, varied_request, vary_problem
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class LibraryActions(QObject):
     canvas_source = Signal(object, str)  # PIL image and its label: a new source for the canvas
     # LibraryEntry of an upscale's image: the Upscale dialog again on its source and settings
     upscale_reused = Signal(object)
+    vary_requested = Signal(object)  # Request: an image's own txt2img job with a variation seed
 
     def __init__(
         self, store: LibraryStore, model: LibraryModel | None = None, parent: QObject | None = None
@@ -381,6 +383,19 @@ class LibraryActions(QObject):
             f"Cannot open {entry.path.name}",
         )
 
+    def vary(self, entry: LibraryEntry, strength: float) -> None:
+        """Ask for the entry's job again with a new random variation seed at `strength`."""
+        try:
+            request = varied_request(entry, strength)
+        except ValueError as exc:
+            self.failed.emit(f"{entry.path.name}: {exc}")
+            return
+        self.message.emit(
+            f"Varying {entry.path.name}: variation seed {request.params.variation_seed}, "
+            f"strength {strength:g}"
+        )
+        self.vary_requested.emit(request)
+
     def reuse_seed(self, entry: LibraryEntry) -> None:
         if entry.seed is None:
             self.failed.emit(f"{entry.path.name}: its seed is not recorded; nothing to reuse")
@@ -410,9 +425,12 @@ def parameter_rows(entry: LibraryEntry) -> list[tuple[str, str]]:
     if params is not None:
         shown = {"prompt", "negative_prompt", "model", "seed", "width", "height", "steps"}
         shown |= {"guidance_scale", "scheduler"}
+        # The prompt and seed options of #17 only when they change something.
+        defaults = {"clip_skip": 1, "emphasis": "original", "variation_strength": 0.0}
         for key, value in params.to_dict().items():
-            if key not in shown and value not in (None, "", [], {}, ()):
-                rows.append((key.replace("_", " ").capitalize(), str(value)))
+            if key in shown or value in (None, "", [], {}, ()) or defaults.get(key) == value:
+                continue
+            rows.append((key.replace("_", " ").capitalize(), str(value)))
     for key, value in sorted(entry.extra.items()):
         if isinstance(value, str | int | float) and str(value):
             rows.append((key.replace("_", " "), str(value)))
@@ -449,12 +467,16 @@ class ImageDetailsView(QWidget):
         self.params_view.setMinimumHeight(40)
 
         self.buttons: dict[str, QPushButton] = {}
-        # Two buttons a row: the view lives in a narrow side column.
+        # Three short buttons a row (the view lives in a narrow side column), so the
+        # parameters keep the height to show them all at 1280×800.
         grid = QGridLayout()
+        grid.setHorizontalSpacing(4)
         for at, (name, text) in enumerate(
             (
                 ("reuse_params", "Reuse &all"),
                 ("reuse_seed", "Reuse s&eed"),
+                ("vary_subtle", "Vary subtle"),
+                ("vary_strong", "Vary strong"),
                 ("favourite", "★ Fa&vourite"),
                 ("copy", "Cop&y"),
                 ("save_as", "Save &as…"),
@@ -467,9 +489,11 @@ class ImageDetailsView(QWidget):
         ):
             button = QPushButton(text)
             button.setMinimumWidth(40)
-            grid.addWidget(button, at // 2, at % 2)
+            grid.addWidget(button, at // 3, at % 3)
             self.buttons[name] = button
         self.buttons["favourite"].setCheckable(True)
+        for kind, tip in VARY_TIPS.items():
+            self.buttons[f"vary_{kind}"].setToolTip(tip)
         self.buttons["send_to_canvas"].setToolTip(
             "Work on this image on the canvas: img2img, inpaint, outpaint (Ctrl+Shift+N)"
         )
@@ -495,6 +519,10 @@ class ImageDetailsView(QWidget):
         b = self.buttons
         b["reuse_params"].clicked.connect(lambda: self._with_entry(actions.reuse_all))
         b["reuse_seed"].clicked.connect(lambda: self._with_entry(actions.reuse_seed))
+        for kind, strength in VARY_STRENGTHS.items():
+            b[f"vary_{kind}"].clicked.connect(
+                lambda _=False, s=strength: self._with_entry(lambda e: actions.vary(e, s))
+            )
         b["favourite"].clicked.connect(
             lambda on: self._with_entry(lambda e: actions.set_favourite(e, on))
         )
@@ -531,6 +559,10 @@ class ImageDetailsView(QWidget):
             return
         self._show_move_buttons(entry)
         self.buttons["reuse_seed"].setEnabled(entry.seed is not None)
+        problem = vary_problem(entry)
+        for kind in VARY_STRENGTHS:
+            self.buttons[f"vary_{kind}"].setEnabled(not problem)
+            self.buttons[f"vary_{kind}"].setToolTip(problem or VARY_TIPS[kind])
         self.buttons["favourite"].setChecked(entry.favourite)
         for name in ("copy", "save_as", "open_folder", "send_to_canvas", "upscale"):
             self.buttons[name].setEnabled(not entry.missing)

@@ -43,6 +43,7 @@ from ldstudio.qt.metadata_drop import (
 )
 from ldstudio.qt.params_pane import ParamsPane
 from ldstudio.qt.prompt_pane import PromptPane
+from ldstudio.qt.vary import VARY_STRENGTHS
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class LibraryController(QObject):
         p.entry_selected.connect(self.details.show_entry)
         p.reuse_params_requested.connect(a.reuse_all)
         p.reuse_seed_requested.connect(a.reuse_seed)
+        p.vary_subtle_requested.connect(lambda e: a.vary(e, VARY_STRENGTHS["subtle"]))
+        p.vary_strong_requested.connect(lambda e: a.vary(e, VARY_STRENGTHS["strong"]))
         p.favourite_requested.connect(a.set_favourite_rows)
         p.copy_requested.connect(a.copy)
         p.save_as_requested.connect(self.details.save_as_dialog)
@@ -264,7 +267,7 @@ class LibraryController(QObject):
         refined = request.upscale is not None and request.upscale.refines
         if refined:  # without a refine no model ran: the request names none
             changes.update(model=params.model, vae=params.vae, loras=params.loras)
-        self.params_pane.set_params(self.params_pane.draft.unchecked().replace(**changes))
+        self.params_pane.set_params(self.params_pane.unchecked().replace(**changes))
         self.params_pane.set_restore_note("")
         taken = "model, sampler, steps, CFG and seed" if refined else "sampler, steps, CFG and seed"
         self.status_message.emit(

@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
 
 from ldstudio.core.library import LibraryEntry, LibraryFilter
 from ldstudio.qt.library_model import PAGE_SIZE, EntryRole, LibraryModel, RowSelection
+from ldstudio.qt.vary import VARY_STRENGTHS, VARY_TIPS, vary_problem
 
 ICON_SIZE = 128
 LAYOUT_BATCH = 5000  # rows laid out per event-loop turn
@@ -138,6 +139,8 @@ class LibraryPane(QWidget):
     entry_activated = Signal(object)  # double click / Enter: open the details
     reuse_params_requested = Signal(object)
     reuse_seed_requested = Signal(object)
+    vary_subtle_requested = Signal(object)  # LibraryEntry: its job again, variation 0.1
+    vary_strong_requested = Signal(object)  # LibraryEntry: its job again, variation 0.5
     favourite_requested = Signal(object, bool)  # RowSelection, mark or unmark
     copy_requested = Signal(object)
     save_as_requested = Signal(object)  # one LibraryEntry: a file name to choose
@@ -215,6 +218,8 @@ class LibraryPane(QWidget):
         for name, text, keys, slot in (
             ("reuse_params", "Reuse &parameters", "Ctrl+Shift+P", self.reuse_params_requested),
             ("reuse_seed", "Reuse &seed", "Ctrl+Shift+S", self.reuse_seed_requested),
+            ("vary_subtle", "&Vary subtle", "", self.vary_subtle_requested),
+            ("vary_strong", "Vary s&trong", "", self.vary_strong_requested),
             ("favourite", "&Favourite", "Ctrl+D", None),
             ("copy", "&Copy image", QKeySequence.StandardKey.Copy, self.copy_requested),
             ("save_as", "Save &as…", "Ctrl+Shift+A", None),
@@ -617,6 +622,10 @@ class LibraryPane(QWidget):
             single = count == 1
             a["reuse_params"].setEnabled(single and bool(entry.params_json or entry.prompt))
             a["reuse_seed"].setEnabled(single and entry.seed is not None)
+            problem = vary_problem(entry)
+            for kind in VARY_STRENGTHS:
+                a[f"vary_{kind}"].setEnabled(single and not problem)
+                a[f"vary_{kind}"].setToolTip(problem or VARY_TIPS[kind])
             a["favourite"].setChecked(entry.favourite)
             for name in ("copy", "open_folder", "send_to_canvas", "upscale"):
                 a[name].setEnabled(single and not entry.missing)
@@ -626,6 +635,7 @@ class LibraryPane(QWidget):
         """The menu shown for `entry` and `count` selected images (tests inspect it unexecuted)."""
         self._update_actions(entry, count)
         menu = QMenu(self)
+        menu.setToolTipsVisible(True)  # a greyed Vary says why
         for name, action in self.actions_by_name.items():
             if name in ("restore", "delete"):
                 menu.addSeparator()

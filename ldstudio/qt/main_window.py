@@ -86,6 +86,10 @@ class MainWindow(QMainWindow):
         self.prompt_pane = PromptPane(draft=self.draft)
         self.params_pane = ParamsPane(draft=self.draft)
         self.params_pane.bundled_name = bundled_model.name
+        options = self.params_pane.options_box
+        options.changed.connect(
+            lambda: self.prompt_pane.set_emphasis(options.emphasis_combo.currentText())
+        )
         self.preview_pane = PreviewPane()
         self.canvas_pane = CanvasPane()
         self.library = LibraryController(store, self.prompt_pane, self.params_pane, self)
@@ -225,7 +229,9 @@ class MainWindow(QMainWindow):
     # -- what the parts do, for the menus, app.py and tests -----------------------------------
 
     def current_params(self) -> GenerationParams:
-        return self.draft.to_params()
+        """What Generate submits now: the draft and the pane's options (a Random variation
+        seed drawn). ValueError naming the field when a value is not allowed."""
+        return self.params_pane.current(draw=True)
 
     def generate(self) -> None:
         self.jobs.generate()

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractSpinBox,
@@ -45,11 +45,12 @@ from ldstudio.core.params import (
     SIZE_RANGE,
     STEPS_RANGE,
     GenerationParams,
-    field_problem,
 )
 from ldstudio.core.paths import DEFAULT_MODEL_NAME
+from ldstudio.qt.checked_spin import CheckedSpinBox
 from ldstudio.qt.hires_box import HiresBox
 from ldstudio.qt.model_info import ModelInfo
+from ldstudio.qt.seed_options import SeedOptionsBox
 
 ASPECTS: tuple[tuple[str, tuple[int, int] | None], ...] = (
     ("Native size", None),
@@ -72,64 +73,6 @@ PREVIEW_TIPS = {
     "vae": "vae: the full decoder (exact, slowest)",
     "none": "none: no live preview (fastest)",
 }
-
-
-TYPED_LIMIT = 999_999_999  # any integer a person types is kept, right or wrong
-
-
-class CheckedSpinBox(QSpinBox):
-    """An integer field that keeps what was typed and says what is wrong with it.
-
-    A plain QSpinBox refuses keys past its maximum (8192 becomes 819, then 816 px once
-    snapped) and reverts values below its minimum when the field is left. This one takes any
-    integer; `problem()` is the CLI's message for it (`core.params.field_problem`). The arrows
-    stay within the allowed range, on multiples of `multiple`.
-    """
-
-    def __init__(self, field: str, bounds: tuple[int, int], multiple: int = 1) -> None:
-        super().__init__()
-        self.field = field
-        self.allowed = bounds
-        self.multiple = multiple
-        self.setRange(-TYPED_LIMIT, TYPED_LIMIT)
-        self.setSingleStep(multiple)
-        self.setValue(bounds[0])
-
-    def problem(self) -> str:
-        return field_problem(self.field, self.value())
-
-    def sizeHint(self) -> QSize:
-        return self._narrowed(super().sizeHint())
-
-    def minimumSizeHint(self) -> QSize:
-        return self._narrowed(super().minimumSizeHint())
-
-    def _narrowed(self, hint: QSize) -> QSize:
-        # Qt sizes a spin box for its widest value: as wide as the allowed range needs, not as
-        # wide as the ±999,999,999 it takes so that a wrong value can be typed and shown.
-        metrics = self.fontMetrics()
-
-        def width(*values: int) -> int:
-            texts = (self.prefix() + self.textFromValue(v) + self.suffix() for v in values)
-            return max(metrics.horizontalAdvance(text) for text in texts)
-
-        extra = width(self.minimum(), self.maximum()) - width(*self.allowed)
-        return QSize(max(hint.width() - extra, 0), hint.height())
-
-    def stepBy(self, steps: int) -> None:
-        low, high = self.allowed
-        value = self.value() + steps * self.multiple
-        value = round(value / self.multiple) * self.multiple
-        self.setValue(max(low, min(high, value)))
-        self.selectAll()
-
-    def stepEnabled(self) -> QAbstractSpinBox.StepEnabledFlag:
-        flags = QAbstractSpinBox.StepEnabledFlag.StepNone
-        if self.value() < self.allowed[1]:
-            flags |= QAbstractSpinBox.StepEnabledFlag.StepUpEnabled
-        if self.value() > self.allowed[0]:
-            flags |= QAbstractSpinBox.StepEnabledFlag.StepDownEnabled
-        return flags
 
 
 # The draft's fields this pane shows and edits (the prompts are the prompt pane's).
@@ -320,12 +263,16 @@ class ParamsPane(QWidget):
             label = QLabel(text)
             label.setBuddy(buddy)
             form.addRow(label, field)
+        # Clip skip, emphasis, variation seed, seed resize: collapsed unless wanted.
+        self.options_box = SeedOptionsBox()
+        self.options_box.changed.connect(self._on_changed)
         # A txt2img job's second pass (not part of the draft: the request's, not the params').
         self.hires_box = HiresBox()
         self.hires_box.changed.connect(self._show_first_pass_size)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
+        layout.addWidget(self.options_box)
         layout.addWidget(self.hires_box)
         layout.addWidget(self.extras_label)
         layout.addWidget(self.problem_label)
@@ -433,8 +380,18 @@ class ParamsPane(QWidget):
 
     def params(self, prompt: str, negative_prompt: str) -> GenerationParams:
         """The parameters shown, validated. ValueError (naming the field) when invalid."""
-        edited = self.draft.unchecked()
+        edited = self.unchecked()
         return edited.replace(prompt=prompt, negative_prompt=negative_prompt).validate()
+
+    def unchecked(self) -> GenerationParams:
+        """The draft with the seed & prompt options shown, not validated (a Random variation
+        seed stands as the one shown)."""
+        return self.options_box.apply(self.draft.unchecked())
+
+    def current(self, *, draw: bool = False) -> GenerationParams:
+        """The draft (its prompts too) with the options shown, validated; `draw`: a job's, with
+        a Random variation seed drawn now. ValueError (naming the field) when invalid."""
+        return self.options_box.apply(self.draft.unchecked(), draw=draw).validate()
 
     def set_params(self, params: GenerationParams) -> None:
         """Show `params` (prompts are the prompt pane's). A concrete seed selects Fixed."""
@@ -442,6 +399,7 @@ class ParamsPane(QWidget):
         self.draft.load(
             params.replace(prompt=values.prompt, negative_prompt=values.negative_prompt)
         )
+        self.options_box.set_params(params)
 
     def set_restore_note(self, text: str) -> None:
         """Say under the form what restoring parameters did not apply ("" hides it)."""
@@ -635,7 +593,7 @@ class ParamsPane(QWidget):
 
     def problems(self) -> list[str]:
         """The CLI's message for each field whose typed value is not allowed."""
-        return list(self.draft.problems().values())
+        return list(self.draft.problems().values()) + self.options_box.problems()
 
     def _show_problems(self) -> None:
         problems = self.problems()

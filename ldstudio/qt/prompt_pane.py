@@ -1,7 +1,9 @@
 """PromptPane: prompt and negative prompt editors, Generate/Cancel, recent prompts; GUI thread.
 
 The editors write their text (stripped) into a `Draft` as it is typed, and show the draft's
-prompts when they change there (parameters restored, reused or loaded at start).
+prompts when they change there (parameters restored, reused or loaded at start). A1111 syntax
+mistakes are wavy-underlined and named under each box (`PromptHighlighter`), and the emphasis
+mode the prompts are weighted with is named when it is not Original.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from ldstudio.core.draft import Draft
+from ldstudio.qt.prompt_syntax import PromptHighlighter, problems_text
 
 PROMPTS = frozenset({"prompt", "negative_prompt"})
 
@@ -48,6 +51,16 @@ class PromptPane(QWidget):
         self.negative_edit.setToolTip("Negative prompt: what the image should not contain.")
         self.negative_edit.setTabChangesFocus(True)
         self.negative_edit.setMaximumHeight(70)
+
+        self.highlighters = {
+            "prompt": PromptHighlighter(self.prompt_edit),
+            "negative": PromptHighlighter(self.negative_edit),
+        }
+        self.notes = {name: _note_label(f"{name}_syntax") for name in self.highlighters}
+        self.emphasis_label = QLabel()
+        self.emphasis_label.setObjectName("emphasis_mode")
+        self.emphasis_label.setStyleSheet("color: palette(link);")
+        self.emphasis_label.hide()
 
         prompt_label = QLabel("&Prompt")
         prompt_label.setBuddy(self.prompt_edit)
@@ -81,8 +94,13 @@ class PromptPane(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(header)
         layout.addWidget(self.prompt_edit, 3)
+        prompt_notes = QHBoxLayout()
+        prompt_notes.addWidget(self.notes["prompt"], 1)
+        prompt_notes.addWidget(self.emphasis_label)
+        layout.addLayout(prompt_notes)
         layout.addWidget(negative_label)
         layout.addWidget(self.negative_edit, 1)
+        layout.addWidget(self.notes["negative"])
         layout.addLayout(buttons)
 
         # whatsThis says what a shortcut does: the window's F1 list reads it from there.
@@ -135,7 +153,30 @@ class PromptPane(QWidget):
             cursor.insertText(text)
             edit.setTextCursor(cursor)
 
+    def set_emphasis(self, name: str) -> None:
+        """Name the emphasis mode the weights follow ("" or "Original": nothing shown)."""
+        shown = name not in ("", "Original")
+        self.emphasis_label.setText(f"{name} weights" if shown else "")
+        self.emphasis_label.setToolTip(
+            f"(word:1.2) weights follow the {name} emphasis mode (More seed & prompt options)"
+            if shown
+            else ""
+        )
+        self.emphasis_label.setVisible(shown)
+
+    def syntax_problems(self, box: str = "prompt") -> str:
+        """The caption under a box ("prompt" or "negative"): its first syntax problem."""
+        return self.notes[box].text()
+
+    def _show_syntax(self) -> None:
+        for name, highlighter in self.highlighters.items():
+            text = problems_text(highlighter.problems())
+            self.notes[name].setText(text)
+            self.notes[name].setToolTip(text)
+            self.notes[name].setVisible(bool(text))
+
     def _edited(self) -> None:
+        self._show_syntax()
         if not self._showing:
             self.draft.update(prompt=self.prompt(), negative_prompt=self.negative_prompt())
 
@@ -178,3 +219,11 @@ class PromptPane(QWidget):
         self._recent_pos = max(-1, min(len(self._recent) - 1, self._recent_pos + direction))
         text = self._recent[self._recent_pos] if self._recent_pos >= 0 else ""
         self.set_prompts(text, self.negative_prompt())
+
+
+def _note_label(name: str) -> QLabel:
+    label = QLabel()
+    label.setObjectName(name)
+    label.setStyleSheet("color: #c62828;")
+    label.hide()
+    return label

@@ -83,6 +83,9 @@ class JobsController(QObject):
         window.queue_pane.cancel_requested.connect(c.cancel)
         window.queue_pane.cancel_all_requested.connect(c.cancel_all)
         window.library.model.count_changed.connect(self._on_library_counted)
+        window.library.actions.vary_requested.connect(
+            lambda request: window.background.spawn(self.run_job(request))
+        )
 
     # -- generating ------------------------------------------------------------------------
 

@@ -45,6 +45,7 @@ class SettingsController(QObject):
         params = s.params()
         if params is not None:
             w.draft.load(params)
+            w.params_pane.options_box.set_params(params)
         w.draft.update(preview_method=s.preview_method, preview_interval=s.preview_interval)
         w.params_pane.hires_box.set_settings(s.hires())
         w.prompt_pane.set_recent(s.recent_prompts)
@@ -70,7 +71,7 @@ class SettingsController(QObject):
         """Put the draft (when it is valid) and the layout into the settings."""
         w, s = self.window, self.settings
         try:
-            params = w.draft.to_params()
+            params = w.params_pane.current()
         except ValueError:
             params = None
         if params is not None:
