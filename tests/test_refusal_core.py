@@ -27,7 +27,9 @@ def test_every_value_a_tool_wrote_beyond_the_fields_is_listed() -> None:
         "a cat\nSteps: 5, Sampler: Euler a, Seed: 1, Size: 64x64, Clip skip: 2, "
         "Model: m, ENSD: 31337"
     )
-    assert unapplied_values(result) == [("Clip skip", "2"), ("ENSD", "31337")]
+    # Clip skip is applied since #17; ENSD (an A1111 noise setting) is not.
+    assert unapplied_values(result) == [("ENSD", "31337")]
+    assert result.params is not None and result.params.clip_skip == 2
     # A sampler ldstudio has no equivalent for is not applied either: it is listed.
     odd = parse_a1111_text("a cat\nSteps: 5, Sampler: Heun++ Turbo, Seed: 1")
     assert ("Sampler", "Heun++ Turbo") in unapplied_values(odd)
