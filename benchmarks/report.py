@@ -200,9 +200,13 @@ def upscale_section(data: dict[str, Any]) -> list[str]:
             f"{refine['overlap']} px overlap, {refine['steps']}-step schedule) in a fresh "
             f"process on {refine['device']}: {refine['seconds']} s, peak RSS "
             f"**{refine['peak_rss_mib']:.0f} MiB** (goal < {refine['rss_goal_mib']} {rss_ok}; "
-            f"{refine['baseline_rss_mib']:.0f} MiB after imports). Gradient energy along the "
-            f"tile borders over everywhere else: **{refine['seam_ratio']:.3f}** (goal ≤ "
-            f"{refine['seam_goal']} {seam_ok}); the same measure on a refine without overlap "
+            f"{refine['baseline_rss_mib']:.0f} MiB after imports). Gradient energy on the "
+            f"tile borders against the same refine on {refine.get('reference_tile', '?')} px "
+            f"tiles at those pixels (the same picture with its borders elsewhere): "
+            f"**{refine['seam_ratio']:.3f}** (goal ≤ "
+            f"{refine['seam_goal']} {seam_ok}); borders against everywhere else in the result "
+            f"itself {refine.get('image_seam_ratio', float('nan')):.3f} (the picture's own "
+            f"edges near a border count there too); the same on a refine without overlap "
             f"({plain['source']} → {plain['output']}) reads {plain['seam_ratio']:.3f}.",
         ]
     return lines

@@ -73,10 +73,13 @@ def test_tiles_cover_the_image_and_overlap_at_least_as_asked(
 
 
 def test_feather_ramps_only_towards_neighbours_and_never_reaches_zero() -> None:
-    inner = feather(16, 4, 4)
-    assert inner[0] == pytest.approx(0.125) and inner[-1] == pytest.approx(0.125)
-    assert inner[4:12] == [1.0] * 8 and min(inner) > 0
-    assert feather(16, 0, 4)[:12] == [1.0] * 12  # the image border: no ramp
+    inner = feather(128, 64, 64)
+    assert min(inner) > 0 and inner[64] == 1.0
+    assert max(inner[:16]) < 0.01  # the outer quarter of the overlap: the neighbour's
+    assert feather(128, 0, 64)[:64] == [1.0] * 64  # the image border: no ramp
+    # Two neighbours overlapping by the ramp add up to one across it.
+    left, right = feather(128, 0, 64), feather(128, 64, 0)
+    assert max(abs(left[64 + i] + right[i] - 1.0) for i in range(64)) < 2e-3
 
 
 # -- the request ------------------------------------------------------------------------------

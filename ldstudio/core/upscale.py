@@ -192,11 +192,18 @@ def _starts(length: int, tile: int, overlap: int) -> list[int]:
 
 
 def feather(size: int, start_ramp: int, end_ramp: int) -> list[float]:
-    """1-D blend weights for a tile side: a linear ramp over the overlap with each neighbour
-    (none at the image border), 1 in between; never exactly 0 so every pixel has weight."""
+    """1-D blend weights for a tile side: towards each neighbour (none at the image border),
+    near zero on the outer quarter of the overlap — where a tile's own decode is least like
+    its neighbours' (the VAE sees no context past the tile's edge) — then a cosine ramp over
+    the middle half, so two neighbours' ramps add up to one; 1 in between. Never exactly 0,
+    so every pixel has weight."""
     weights = [1.0] * size
-    for i in range(min(start_ramp, size)):
-        weights[i] = min(weights[i], (i + 0.5) / start_ramp)
-    for i in range(min(end_ramp, size)):
-        weights[size - 1 - i] = min(weights[size - 1 - i], (i + 0.5) / end_ramp)
+    for ramp, at in ((start_ramp, lambda i: i), (end_ramp, lambda i: size - 1 - i)):
+        if ramp <= 0:
+            continue
+        margin = ramp // 4
+        for i in range(min(ramp, size)):
+            t = (i + 0.5 - margin) / max(ramp - 2 * margin, 1)
+            value = 0.5 - 0.5 * math.cos(math.pi * min(max(t, 0.0), 1.0))
+            weights[at(i)] = min(weights[at(i)], max(value, 1e-3))
     return weights
