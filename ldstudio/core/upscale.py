@@ -198,12 +198,13 @@ def feather(size: int, start_ramp: int, end_ramp: int) -> list[float]:
     the middle half, so two neighbours' ramps add up to one; 1 in between. Never exactly 0,
     so every pixel has weight."""
     weights = [1.0] * size
-    for ramp, at in ((start_ramp, lambda i: i), (end_ramp, lambda i: size - 1 - i)):
+    for ramp, from_end in ((start_ramp, False), (end_ramp, True)):
         if ramp <= 0:
             continue
         margin = ramp // 4
         for i in range(min(ramp, size)):
             t = (i + 0.5 - margin) / max(ramp - 2 * margin, 1)
             value = 0.5 - 0.5 * math.cos(math.pi * min(max(t, 0.0), 1.0))
-            weights[at(i)] = min(weights[at(i)], max(value, 1e-3))
+            at = size - 1 - i if from_end else i
+            weights[at] = min(weights[at], max(value, 1e-3))
     return weights
