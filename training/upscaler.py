@@ -3,10 +3,12 @@
 The training pictures are the bundled ldstudio-shapes model's own generations (grammar
 captions, fixed seeds, 64x64 and 128x128), cached as PNGs under --data. Low-resolution inputs
 are made on the fly with a Real-ESRGAN-style first-order degradation: random Gaussian blur,
-a bicubic/bilinear/area downscale, Gaussian noise and JPEG. A fixed held-out split (other
-seeds, other captions) is generated next to it for training/evaluate_upscaler.py. The file is
-the Compact state dict in the Real-ESRGAN key layout, so the same loader (ldstudio's or
-spandrel's) runs it as any Compact model.
+a bicubic/bilinear/area downscale, Gaussian noise and JPEG. Before that, half the crops are
+recoloured and 30 % get texture, so the network neither snaps colours to the ten-colour
+palette nor flattens detail it has never seen (both wreck photographs). A fixed held-out
+split (other seeds, other captions) is generated next to it for training/evaluate_upscaler.py.
+The file is the Compact state dict in the Real-ESRGAN key layout, so the same loader
+(ldstudio's or spandrel's) runs it as any Compact model.
 
     python training/upscaler.py --scale 2 --out resources/upscalers --seed 0
     python training/upscaler.py --scale 4 --out resources/upscalers --seed 0
@@ -354,8 +356,8 @@ def batch_pairs(
     crop: int,
     batch: int,
     rng: np.random.Generator,
-    recolour_p: float = 0.0,
-    texture_p: float = 0.0,
+    recolour_p: float = 0.5,
+    texture_p: float = 0.3,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of (LR, HR) crops: random picture, crop, flip/rotation, recolouring, texture
     and degradation."""
@@ -369,8 +371,8 @@ def batch_pairs(
         hr = np.ascontiguousarray(np.rot90(hr, int(rng.integers(4))))
         if rng.random() < 0.5:
             hr = np.ascontiguousarray(hr[:, ::-1])
-        # Drawn only when enabled, so with both off the random stream is the one the shipped
-        # files were trained on (before these two augmentations were tried).
+        # Drawn only when enabled, so with both off (--recolour 0 --texture 0) the random
+        # stream is that of the first, palette-bound release of the files.
         if recolour_p > 0 and rng.random() < recolour_p:
             hr = recolour(hr, rng)
         if texture_p > 0 and rng.random() < texture_p:
@@ -441,12 +443,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--crop", type=int, default=64, help="HR crop side, pixels")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument(
-        "--recolour", type=float, default=0.0, help="recoloured crop share (tried; not shipped)"
-    )
-    parser.add_argument(
-        "--texture", type=float, default=0.0, help="textured crop share (tried; not shipped)"
-    )
+    parser.add_argument("--recolour", type=float, default=0.5, help="share of crops recoloured")
+    parser.add_argument("--texture", type=float, default=0.3, help="share of crops given texture")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data-only", action="store_true", help="generate the data and stop")
     args = parser.parse_args()
