@@ -138,7 +138,7 @@ def test_real_architecture_shapes_detected_for_every_bundled_variant() -> None:
         ({U + "joint_blocks.0.x.weight": zeros(2)}, "Stable Diffusion 3"),
         ({U + "double_blocks.0.x.weight": zeros(2)}, "Flux"),
         ({"input_blocks.0.0.weight": zeros(2)}, "a UNet on its own"),
-        ({"emb_params": zeros(2, 768)}, "textual-inversion embedding"),
+        ({"emb_params": zeros(2, 3, 768)}, "textual-inversion embedding of a shape"),
     ],
 )
 def test_unsupported_file_says_what_was_found_and_what_is_supported(

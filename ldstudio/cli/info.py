@@ -102,6 +102,11 @@ def run_info(args: argparse.Namespace) -> int:
                 print(f"seed resize from: {width}x{height}")
             if params.styles:
                 print(f"styles: {', '.join(params.styles)}")
+        for use in result.embeddings:  # A1111's `TI hashes`, each looked up here
+            where = use.path if use.path and not use.problem else "not found"
+            if use.path and use.problem:
+                where = f"{use.path}, a different version"
+            print(f"embedding: {use.name} ({use.short_hash}): {where}")
         request = result.request
         if request is not None and request.hires is not None and result.source == "ldstudio":
             # Another tool's hires keys print below as it wrote them.

@@ -16,6 +16,7 @@ from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput, checked_model
 from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
+    KIND_EMBEDDING,
     PICKLE_SUFFIXES,
     STATUS_OK,
     VARIANT_LABELS,
@@ -27,6 +28,7 @@ from ldstudio.core.models import (
     inspect_file,
     scan_library,
 )
+from ldstudio.core.models.detection import family_label
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +42,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     listing = sub.add_parser(
         "list",
-        help="list every model with family (upscalers: architecture and scale), size and status",
+        help=(
+            "list every model with family (upscalers: architecture and scale; embeddings: "
+            "vectors), size and status"
+        ),
     )
     listing.add_argument("--json", action="store_true", help="print JSON on stdout")
     listing.add_argument(
@@ -104,9 +109,13 @@ def _size(n: int) -> str:
 
 
 def _family(entry: ModelEntry) -> str:
-    """The FAMILY column: "SD 1.x", "SDXL base inpainting"; an upscaler's "Compact ×4"."""
+    """The FAMILY column: "SD 1.x", "SDXL base inpainting"; an upscaler's "Compact ×4"; an
+    embedding's family and vectors, "SD 1.x, 8 vectors"."""
     if entry.upscaler_text:
         return entry.upscaler_text
+    if entry.kind == KIND_EMBEDDING:
+        family = family_label(entry.family) if entry.family else "custom width"
+        return f"{family}, {entry.vectors} vector{'s' if entry.vectors != 1 else ''}"
     family = VARIANT_LABELS[entry.variant] if entry.variant else entry.family or "-"
     # Visible, since canvas jobs treat these models differently (auto strength 1 when masked).
     return f"{family} inpainting" if entry.inpainting else family

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ldstudio.core.hires import A1111_UPSCALER_NAMES, HiresSettings
 from ldstudio.core.inpaint import InpaintSettings
@@ -34,6 +34,9 @@ from ldstudio.core.metadata import (
     SOFT_INPAINTING,
     WHOLE_PICTURE,
 )
+
+if TYPE_CHECKING:
+    from ldstudio.core.models.embeddings import EmbeddingUse
 
 # A1111 text keys that become InpaintSettings (applied when `ReadResult.inpaint` is set).
 # "Soft inpainting enabled" is A1111's own soft-inpainting switch (1.8 on).
@@ -226,6 +229,7 @@ VARIATION_STRENGTH = "Variation seed strength"
 SEED_RESIZE_FROM = "Seed resize from"
 EMPHASIS = "Emphasis"
 STYLES = "Styles"
+TI_HASHES = "TI hashes"
 # A1111's words for the emphasis modes (its `Emphasis` key), both ways.
 EMPHASIS_WORDS = {"original": "Original", "no-norm": "No norm", "comfy": "ComfyUI"}
 _EMPHASIS_FROM_WORDS = {words.lower(): name for name, words in EMPHASIS_WORDS.items()}
@@ -275,7 +279,62 @@ def prompt_pairs(params: Any) -> dict[str, str]:
         pairs[EMPHASIS] = EMPHASIS_WORDS[params.emphasis]
     if params.styles:
         pairs[STYLES] = ", ".join(params.styles)
+    hashes = ti_hashes(params)
+    if hashes:
+        pairs[TI_HASHES] = hashes
     return pairs
+
+
+def ti_hashes(params: Any) -> str:
+    """A1111's `TI hashes` for the embeddings `params`' prompts use on its model (found as the
+    engine finds them), "name: <12 hex of the file's sha256>, ..."; "" when none. A name the
+    engine refused made no image, and a file gone since leaves its hash out."""
+    from ldstudio.core.models.embeddings import embedding_name, ti_hashes_text, used_embeddings
+    from ldstudio.core.models.hashes import file_sha256
+    from ldstudio.core.prompts import prompt_schedules
+
+    texts = [
+        text
+        for prompt in (params.prompt, params.negative_prompt)
+        for _end, text in prompt_schedules(prompt, params.steps)
+    ]
+    try:
+        used = used_embeddings(texts, params.model)
+    except ValueError:
+        return ""
+    named = []
+    for entry in used:
+        try:
+            named.append((embedding_name(entry), file_sha256(entry.path)))
+        except OSError:
+            continue
+    return ti_hashes_text(named)
+
+
+def a1111_embeddings(pairs: dict[str, Any], warnings: list[str]) -> tuple[EmbeddingUse, ...]:
+    """The embeddings `TI hashes` names (popped from `pairs`), each looked up in the model
+    folders and its hash checked (`EmbeddingUse`); what is missing or differs goes to
+    `warnings`. A value that is no such list stays in `pairs`, named in `warnings`."""
+    from ldstudio.core.models import ModelRegistry
+    from ldstudio.core.models.embeddings import check_ti_hashes, parse_ti_hashes
+    from ldstudio.core.models.hashes import file_sha256
+
+    if TI_HASHES not in pairs:
+        return ()
+    try:
+        named = parse_ti_hashes(str(pairs[TI_HASHES]))
+    except ValueError as exc:
+        warnings.append(f"{exc}; kept as it is")
+        return ()
+    pairs.pop(TI_HASHES)
+    try:
+        entries = ModelRegistry.shared().entries()
+    except ValueError as exc:  # a damaged models.json
+        warnings.append(f"{TI_HASHES}: the embeddings cannot be looked up ({exc})")
+        entries = []
+    found = check_ti_hashes(named, entries, file_sha256)
+    warnings.extend(f"{TI_HASHES}: {use.problem}" for use in found if use.problem)
+    return tuple(found)
 
 
 def _wxh(raw: Any) -> tuple[int, int] | None:

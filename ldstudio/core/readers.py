@@ -40,6 +40,7 @@ from PIL import Image, PngImagePlugin
 from ldstudio.core.a1111_keys import (
     HIRES_KEYS,
     INPAINT_KEYS,
+    a1111_embeddings,
     a1111_hires,
     a1111_inpaint,
     a1111_prompt_fields,
@@ -54,6 +55,7 @@ from ldstudio.core.metadata import (
     a1111_pairs,
     parse_a1111_parameters,
 )
+from ldstudio.core.models.embeddings import EmbeddingUse
 from ldstudio.core.params import SCHEDULERS, GenerationParams
 from ldstudio.core.request import KIND_INPAINT, Request, request_from_chunk
 
@@ -182,7 +184,8 @@ class ReadResult:
     `params` is set when `fields` make a valid GenerationParams (always for ldstudio images).
     `inpaint`: the img2img/inpaint settings the metadata holds (None for txt2img); `request`:
     the job, set with `params` (see the module docstring); `face`: txt2img, img2img, inpaint
-    or outpaint as the metadata says ("" when it holds no parameters).
+    or outpaint as the metadata says ("" when it holds no parameters). `embeddings`: the
+    textual-inversion embeddings A1111's `TI hashes` names, as found in the model folders.
     """
 
     source: str
@@ -198,6 +201,7 @@ class ReadResult:
     inpaint: InpaintSettings | None = None
     request: Request | None = None
     face: str = ""
+    embeddings: tuple[EmbeddingUse, ...] = ()
 
     @property
     def found(self) -> bool:
@@ -225,6 +229,7 @@ class ReadResult:
             "inputs": dict(self.request.inputs) if self.request else {},
             "inpaint": self.inpaint.to_dict() if self.inpaint else None,
             "extra": self.extra,
+            "embeddings": [use.to_dict() for use in self.embeddings],
             "warnings": list(self.warnings),
         }
 
@@ -324,6 +329,7 @@ def _finish(
     inpaint: InpaintSettings | None = None,
     face: str = "",
     hires: HiresSettings | None = None,
+    embeddings: tuple[EmbeddingUse, ...] = (),
 ) -> ReadResult:
     """Build the result; `params` only when the mapped fields form a valid GenerationParams.
 
@@ -353,6 +359,7 @@ def _finish(
         inpaint=inpaint,
         request=request,
         face=(face or "txt2img") if params is not None else "",
+        embeddings=embeddings,
     )
 
 
@@ -370,24 +377,30 @@ def _read_ldstudio(text: Mapping[str, str]) -> ReadResult | None:
     params = request.params
     fields = {name: getattr(params, name) for name in PARAM_FIELDS}
     extra: dict[str, Any] = {}
+    warnings = list(missing)
+    embeddings: tuple[EmbeddingUse, ...] = ()
     parameters_text = text.get(PARAMETERS_KEY)
     if isinstance(parameters_text, str):
         try:
-            model_name = parse_a1111_parameters(parameters_text).get("Model")
+            written = parse_a1111_parameters(parameters_text)
         except ValueError:
-            model_name = None
+            written = {}
+        model_name = written.get("Model")
         if model_name:
             extra["model_name"] = model_name
+        # The request holds the prompt; only the text says which embedding files it used.
+        embeddings = a1111_embeddings(written, warnings)
     return ReadResult(
         source="ldstudio",
         fields=fields,
         extra=extra,
         params=params,
-        warnings=tuple(missing),
+        warnings=tuple(warnings),
         parameters_text=parameters_text if isinstance(parameters_text, str) else None,
         inpaint=request.inpaint,
         request=request,
         face=request.face,
+        embeddings=embeddings,
     )
 
 
@@ -414,6 +427,7 @@ def parse_a1111_text(text: str, source: str = "a1111") -> ReadResult:
             warnings.append(f"sampler {sampler!r} has no ldstudio equivalent; kept as extra")
         _put(fields, "scheduler", mapped)
     fields.update(a1111_prompt_fields(parsed, warnings))
+    embeddings = a1111_embeddings(parsed, warnings)
     inpaint, face = a1111_inpaint(parsed, warnings)
     hires = a1111_hires(parsed, warnings) if inpaint is None else None
     return _finish(
@@ -425,6 +439,7 @@ def parse_a1111_text(text: str, source: str = "a1111") -> ReadResult:
         inpaint=inpaint,
         face=face,
         hires=hires,
+        embeddings=embeddings,
     )
 
 

@@ -53,6 +53,7 @@ from PySide6.QtWidgets import (
 from ldstudio.core.models import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
+    KIND_EMBEDDING,
     KIND_LORA,
     KIND_UPSCALER,
     KIND_VAE,
@@ -73,6 +74,7 @@ from ldstudio.core.models import (
     iter_library,
     library_roots,
 )
+from ldstudio.core.models.detection import FAMILY_LABELS
 from ldstudio.qt.model_info import ModelInfo, read_model_info
 
 # A batch goes to the GUI thread when it is this big or this old, whichever comes first: a few
@@ -135,9 +137,12 @@ def display_name(entry: ModelEntry) -> str:
 
 def family_text(entry: ModelEntry) -> str:
     """The Family / variant column: "SD 1.x", "SD 1.x · inpainting"; an upscaler's
-    architecture and scale, "Compact ×4"."""
+    architecture and scale, "Compact ×4"; an embedding's "SD 1.x · 8 vectors"."""
     if entry.kind == KIND_UPSCALER:
         return entry.upscaler_text
+    if entry.kind == KIND_EMBEDDING:
+        family = FAMILY_LABELS.get(entry.family, "custom width")
+        return f"{family} · {entry.vectors} vector{'s' if entry.vectors != 1 else ''}"
     family = VARIANT_LABELS.get(entry.variant, entry.variant) if entry.variant else entry.family
     # Visible, since canvas jobs treat these models differently (auto strength 1 when masked).
     return f"{family} · inpainting" if entry.inpainting else family
@@ -331,7 +336,7 @@ class ModelManager(QDialog):
         )
         self.add_folder_button = QPushButton("Add folder…")
         self.add_folder_button.setToolTip(
-            "Add a folder of checkpoints, VAEs, LoRAs or upscalers to scan"
+            "Add a folder of checkpoints, VAEs, LoRAs, embeddings or upscalers to scan"
         )
         self.remove_folder_button = QPushButton("Remove folder")
         self.remove_folder_button.setToolTip(
@@ -735,6 +740,12 @@ class ModelManager(QDialog):
             lines.append(f"Family: {family_text(entry)}")
         if entry.kind == KIND_UPSCALER and entry.architecture:
             lines.append(f"Upscaler: {entry.upscaler_text}")
+        if entry.kind == KIND_EMBEDDING:
+            lines.append(
+                f"Embedding: {entry.vectors} vector(s), each taking one of a chunk's 75 tokens"
+            )
+            word = entry.name.split("/")[-1]
+            lines.append(f"Use: write {word} (or embedding:{word}) in a prompt")
         if entry.precision:
             lines.append(f"Precision: {entry.precision}")
         lines.append(f"Found in: {entry.source}")
@@ -752,6 +763,9 @@ class ModelManager(QDialog):
         if not entry.loadable:
             if entry.kind == KIND_UPSCALER and entry.status == STATUS_OK:
                 why = f"it is an upscaler ({entry.upscaler_text}), not a model to generate with"
+            elif entry.kind == KIND_EMBEDDING and entry.status == STATUS_OK:
+                word = entry.name.split("/")[-1]
+                why = f"it is a textual-inversion embedding; write {word} in a prompt to use it"
             else:
                 why = entry.error or f"it is a {entry.kind}, not a checkpoint or diffusers folder"
             self.show_message(f"{entry.name} cannot be used for generation: {why}", error=True)

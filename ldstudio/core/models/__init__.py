@@ -10,6 +10,7 @@ for torch to import. By concern:
     scan          folder walks, the Hugging Face cache, `find_model`
     folders       the user's model folders and choices (`ModelFolderStore`, models.json)
     tags          `<lora:name:w>` prompt tags and `--lora PATH:W`
+    embeddings    textual-inversion embeddings named in prompts, A1111's `TI hashes`
     hashes        content hashes, computed once per file version and kept (hashes.json)
     refs          models named by name + content hash (`ResourceRef`), resolved to paths
     registry      one kept scan of the user's models (`ModelRegistry`): names → paths
@@ -20,6 +21,7 @@ for torch to import. By concern:
 from ldstudio.core.models.detection import (
     KIND_CHECKPOINT,
     KIND_DIFFUSERS,
+    KIND_EMBEDDING,
     KIND_LORA,
     KIND_UNKNOWN,
     KIND_UPSCALER,
@@ -75,6 +77,7 @@ from ldstudio.core.models.tags import parse_lora_argument, split_lora_tags
 __all__ = [
     "KIND_CHECKPOINT",
     "KIND_DIFFUSERS",
+    "KIND_EMBEDDING",
     "KIND_LORA",
     "KIND_UNKNOWN",
     "KIND_UPSCALER",

@@ -39,6 +39,7 @@ KIND_DIFFUSERS = "diffusers"
 KIND_VAE = "vae"
 KIND_LORA = "lora"
 KIND_UPSCALER = "upscaler"  # ESRGAN-family image upscalers (core/models/upscalers.py)
+KIND_EMBEDDING = "embedding"  # textual-inversion embeddings (core/models/embeddings.py)
 KIND_UNKNOWN = "unknown"
 
 STATUS_OK = "ok"
@@ -119,6 +120,8 @@ class Detection:
     # Upscalers: the network architecture ("Compact", "ESRGAN", "SwinIR", ...) and its scale.
     architecture: str = ""
     scale: int = 0
+    # Embeddings: how many token vectors the file holds (each takes one of a chunk's 75).
+    vectors: int = 0
 
 
 def detect(header: SafetensorsHeader) -> Detection:
@@ -130,6 +133,10 @@ def detect(header: SafetensorsHeader) -> Detection:
         return Detection(kind=KIND_LORA, family=_lora_family(header))
     if _is_vae(keys):
         return Detection(kind=KIND_VAE)
+    embedding = embedding_layout(keys)
+    if embedding is not None:
+        family, vectors = embedding
+        return Detection(kind=KIND_EMBEDDING, family=family, vectors=vectors)
     upscaler = detect_upscaler(keys)
     if upscaler is not None:
         return Detection(
@@ -144,10 +151,64 @@ def detect(header: SafetensorsHeader) -> Detection:
         kind=KIND_UNKNOWN,
         status=STATUS_UNSUPPORTED,
         message=(
-            f"found {found}; supported: {SUPPORTED_TEXT}, standalone VAEs, LoRAs and "
-            "ESRGAN-family upscalers"
+            f"found {found}; supported: {SUPPORTED_TEXT}, standalone VAEs, LoRAs, "
+            "textual-inversion embeddings and ESRGAN-family upscalers"
         ),
     )
+
+
+# Token-embedding widths of the families' text encoders: CLIP ViT-L (SD 1.x, SDXL's first),
+# OpenCLIP ViT-H (SD 2.x), OpenCLIP ViT-bigG (SDXL's second).
+EMBEDDING_FAMILIES: dict[int, str] = {768: "sd1", 1024: "sd2"}
+SDXL_EMBEDDING_WIDTHS = {"clip_l": 768, "clip_g": 1280}
+# A1111 pads a chunk rather than split an embedding across two: more vectors than one chunk
+# holds could never be encoded.
+MAX_EMBEDDING_VECTORS = 75
+
+
+def embedding_layout(keys: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(family, vectors) of a textual-inversion embedding's tensors; None for another layout.
+
+    The layouts A1111 reads: `emb_params` (its own safetensors), `string_to_param.*` (the
+    original .pt's dict, flattened), `clip_l` + `clip_g` (SDXL: one vector set per text
+    encoder), and one lone tensor named after its token (diffusers' `learned_embeds`, only at
+    a known width so that no other one-tensor file passes for one). The family is "" for an
+    unknown width (a custom text encoder); each vector is a row (a 1-D tensor is one vector).
+    """
+    shapes = {name: tuple(getattr(info, "shape", ())) for name, info in keys.items()}
+    if set(shapes) == set(SDXL_EMBEDDING_WIDTHS):
+        rows = {name: _rows(shape) for name, shape in shapes.items()}
+        widths_fit = all(
+            shapes[name][-1:] == (width,) for name, width in SDXL_EMBEDDING_WIDTHS.items()
+        )
+        if (
+            widths_fit
+            and rows["clip_l"] == rows["clip_g"]
+            and 0 < rows["clip_l"] <= MAX_EMBEDDING_VECTORS
+        ):
+            return "sdxl", rows["clip_l"]
+        return None
+    if len(shapes) != 1:
+        return None
+    ((name, shape),) = shapes.items()
+    vectors = _rows(shape)
+    if not 0 < vectors <= MAX_EMBEDDING_VECTORS:
+        return None
+    width = shape[-1]
+    if name == "emb_params" or name.startswith("string_to_param."):
+        return EMBEDDING_FAMILIES.get(width, ""), vectors
+    if width in EMBEDDING_FAMILIES:
+        return EMBEDDING_FAMILIES[width], vectors
+    return None
+
+
+def _rows(shape: tuple[int, ...]) -> int:
+    """Vectors in a (vectors, width) or (width,) tensor; 0 for any other shape."""
+    if len(shape) == 1:
+        return 1 if shape[0] > 0 else 0
+    if len(shape) == 2 and shape[1] > 0:
+        return shape[0]
+    return 0
 
 
 def _context_dim(header: SafetensorsHeader) -> int | None:
@@ -290,5 +351,10 @@ def _describe_other(keys: Mapping[str, Any]) -> str:
     if len(keys) <= 4 and any(
         k in ("emb_params", "string_to_param", "clip_l", "clip_g") for k in keys
     ):
-        return "a textual-inversion embedding"
+        shapes = ", ".join(f"{k} {tuple(getattr(v, 'shape', ()))}" for k, v in keys.items())
+        return (
+            f"a textual-inversion embedding of a shape ldstudio cannot use ({shapes}; allowed: "
+            f"1 to {MAX_EMBEDDING_VECTORS} vectors of the text encoder's width, SDXL's "
+            "clip_l 768 and clip_g 1280 wide with as many rows)"
+        )
     return f"{len(keys)} tensors in an unrecognised layout"

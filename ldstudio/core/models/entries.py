@@ -48,6 +48,8 @@ class ModelEntry:
     # Upscalers (ESRGAN family): the network ("Compact", "ESRGAN", "SwinIR", ...), its scale.
     architecture: str = ""
     scale: int = 0
+    # Textual-inversion embeddings: the token vectors it holds.
+    vectors: int = 0
 
     @property
     def loadable(self) -> bool:
@@ -81,6 +83,7 @@ class ModelEntry:
             "inpainting": self.inpainting,
             "architecture": self.architecture,
             "scale": self.scale,
+            "vectors": self.vectors,
         }
 
 
@@ -125,6 +128,7 @@ def inspect_file(path: Path, source: Path | None = None) -> ModelEntry:
         error=f"{path}: {found.message}" if found.message else "",
         architecture=found.architecture,
         scale=found.scale,
+        vectors=found.vectors,
     )
 
 

@@ -3,8 +3,8 @@
 Torch-free, so a damaged or unsupported file is refused in milliseconds, before the seconds
 torch takes to import and the minutes a large model takes to load. `preflight(params,
 registry)` lists every problem of a request's model, VAE, LoRAs (given, and `<lora:name>` in
-the prompt) and preview method, in the order the CLI reports the first of them; the engine
-makes the same checks again after loading.
+the prompt), the embeddings its prompts name and preview method, in the order the CLI reports
+the first of them; the engine makes the same checks again after loading.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ FIELD_LABELS: Mapping[str, str] = {
 @dataclass(frozen=True)
 class Problem:
     """One reason a request cannot run, and the field at fault ("model", "vae", "loras",
-    "prompt" for its `<lora:name>` tags, "preview_method")."""
+    "prompt" for its `<lora:name>` tags and embeddings, "negative_prompt" for its embeddings,
+    "preview_method")."""
 
     field: str
     message: str
@@ -119,6 +120,29 @@ def preflight_problems(
         problems += _family_problems(
             params.preview_method, vae is not None, model, variant, family, loras, labels
         )
+    problems += _embedding_problems(params, registry)
+    return problems
+
+
+def _embedding_problems(params: GenerationParams, registry: ModelRegistry) -> list[Problem]:
+    """The textual-inversion embeddings the prompts name that cannot be used: an explicit
+    `embedding:name` that names none for this model, a pickle, a name of two files."""
+    from ldstudio.core.models.embeddings import used_embeddings
+    from ldstudio.core.prompts import prompt_schedules
+
+    problems = []
+    try:
+        positive = split_lora_tags(params.prompt)[0]  # the engine encodes it without the tags
+    except ValueError:
+        positive = params.prompt  # the tag's problem is reported already
+    for field, text in (("prompt", positive), ("negative_prompt", params.negative_prompt)):
+        try:
+            texts = [part for _end, part in prompt_schedules(text, params.steps)]
+            used_embeddings(texts, params.model, registry)
+        except ValueError as exc:
+            problems.append(Problem(field, f"{field}: {exc}"))
+            if "models.json" in str(exc):
+                break  # one damaged file, said once
     return problems
 
 

@@ -4,12 +4,14 @@ AUTOMATIC1111's semantics, independent of the tokenizer: tokens fill chunks of `
 for CLIP, whose 77 positions keep two for BOS and EOS, which the caller adds). When a chunk is
 full and a comma lies within its last `backtrack` tokens, the chunk ends after that comma and
 the words after it move on, so a phrase is not split between two encodings. `BREAK` ends the
-current chunk early. Every chunk is padded to `length`; an empty prompt still gives one chunk.
+current chunk early. A run of tokens that must stay together (a textual-inversion embedding's
+vectors, `groups`) that does not fit in what is left of a chunk starts the next one. Every
+chunk is padded to `length`; an empty prompt still gives one chunk.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ldstudio.core.prompts.attention import Segment, is_break
@@ -35,10 +37,20 @@ def chunk_prompt(
     pad_token: int,
     length: int = 75,
     backtrack: int = 20,
+    groups: Mapping[int, int] | None = None,
 ) -> list[Chunk]:
-    """Tokenize parsed (text, weight) segments and cut them into padded chunks."""
+    """Tokenize parsed (text, weight) segments and cut them into padded chunks.
+
+    `groups`: token id → the length of the run it starts, never split between chunks.
+    """
     if length < 1:
         raise ValueError(f"chunk length must be at least 1, not {length}")
+    groups = groups or {}
+    too_long = {token: size for token, size in groups.items() if size > length}
+    if too_long:
+        raise ValueError(
+            f"a run of {max(too_long.values())} tokens cannot fit a {length}-token chunk"
+        )
     if backtrack < 0:
         raise ValueError(f"comma backtrack must not be negative, not {backtrack}")
     texts = [text for text, weight in parsed if not is_break((text, weight))]
@@ -73,6 +85,10 @@ def chunk_prompt(
                 close()
                 tokens, weights = list(carried[0]), list(carried[1])
                 last_comma = -1  # the carried words hold no comma: it was the last one
+            if token in groups and len(tokens) + groups[token] > length:
+                # A1111: the chunk ends early (padded), the run starts the next one whole.
+                close()
+                tokens, weights, last_comma = [], [], -1
             if token == comma_token:
                 last_comma = len(tokens)
             tokens.append(token)
