@@ -5,6 +5,12 @@ for `to_params()` when it submits, and `load(params)` puts a request back for ed
 parameters, the last session's settings). Values are kept as they were edited, right or wrong:
 `problems()` says what is wrong with each field in the CLI's words (`field_problem`), and
 `to_params()` refuses them. Nothing is clamped here.
+
+Styles are held two ways: `picked_styles` are applied to the prompts on `to_params()` (the
+prompt box holds the user's own words), `styles` names those already in the prompts' text as
+written (a style not in styles.csv, or whose text there changed); the request names both,
+kept first. `load` takes the known styles (`set_known_styles`) back out of a request's prompts
+(`core.prompts.style_split`).
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ldstudio.core.params import RANDOM_SEED, GenerationParams, field_problem
+from ldstudio.core.prompts.style_split import split_styles
+from ldstudio.core.prompts.styles import Style, apply_styles
 
 SeedMode = Literal["random", "fixed", "reuse last"]
 SEED_MODES: tuple[SeedMode, ...] = ("random", "fixed", "reuse last")
@@ -29,7 +37,8 @@ _DEFAULTS = GenerationParams(prompt="")
 class DraftValues:
     """What is being edited. The fields are GenerationParams' own, except the seed: `seed_mode`
     says which seed a job gets — none yet (random), `seed` (fixed), or `last_seed`, the seed of
-    the most recent job (reuse last; random while no job has run)."""
+    the most recent job (reuse last; random while no job has run); and `picked_styles`, the
+    styles (with their text) applied to the prompts on submit."""
 
     prompt: str = _DEFAULTS.prompt
     negative_prompt: str = _DEFAULTS.negative_prompt
@@ -49,6 +58,13 @@ class DraftValues:
     preview_interval: int = _DEFAULTS.preview_interval
     vae: str = _DEFAULTS.vae
     loras: tuple[tuple[str, float], ...] = _DEFAULTS.loras
+    clip_skip: int = _DEFAULTS.clip_skip
+    emphasis: str = _DEFAULTS.emphasis
+    variation_seed: int | None = _DEFAULTS.variation_seed
+    variation_strength: float = _DEFAULTS.variation_strength
+    seed_resize_from: tuple[int, int] | None = _DEFAULTS.seed_resize_from
+    styles: tuple[str, ...] = _DEFAULTS.styles  # already in the prompts' text
+    picked_styles: tuple[Style, ...] = ()  # applied to the prompts by to_params()
 
 
 _PARAM_FIELDS = tuple(f.name for f in dataclasses.fields(GenerationParams))
@@ -66,12 +82,21 @@ class Draft:
         # Fields no editor knows (added by newer features) pass through from the last load.
         self._base = _DEFAULTS
         self._listeners: list[Listener] = []
+        self._known_styles: tuple[Style, ...] = ()
         if params is not None:
             self.load(params)
 
     @property
     def values(self) -> DraftValues:
         return self._values
+
+    @property
+    def known_styles(self) -> tuple[Style, ...]:
+        return self._known_styles
+
+    def set_known_styles(self, styles: tuple[Style, ...]) -> None:
+        """The styles of styles.csv, which `load` takes back out of a request's prompts."""
+        self._known_styles = tuple(styles)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener(changed field names)` after each change; returns the unsubscribe."""
@@ -103,9 +128,19 @@ class Draft:
 
     def load(self, params: GenerationParams) -> frozenset[str]:
         """Edit `params` from here on; a concrete seed becomes the fixed seed, "random" keeps
-        the fixed seed as it was. One notification (none when nothing changed)."""
+        the fixed seed as it was; the known styles named are taken out of the prompts and
+        picked. One notification (none when nothing changed)."""
         self._base = params
         changes: dict[str, Any] = {name: getattr(params, name) for name in _LOADED}
+        split = split_styles(
+            params.prompt, params.negative_prompt, params.styles, self._known_styles
+        )
+        changes.update(
+            prompt=split.prompt,
+            negative_prompt=split.negative_prompt,
+            styles=split.kept,
+            picked_styles=split.picked,
+        )
         if isinstance(params.seed, int):
             changes.update(seed_mode="fixed", seed=params.seed)
         else:
@@ -125,6 +160,13 @@ class Draft:
         """The values as a GenerationParams, not validated (they may be wrong)."""
         values = self._values
         edited = {name: getattr(values, name) for name in _LOADED}
+        picked = values.picked_styles
+        prompt, negative = apply_styles(values.prompt, values.negative_prompt, picked)
+        edited.update(
+            prompt=prompt,
+            negative_prompt=negative,
+            styles=values.styles + tuple(style.name for style in picked),
+        )
         return self._base.replace(**edited, seed=self.seed_value())
 
     def to_params(self) -> GenerationParams:

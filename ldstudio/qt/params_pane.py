@@ -96,6 +96,15 @@ FIELDS = frozenset(
         "loras",
     }
 )
+# The draft's fields the seed & prompt options box edits (written on each change, shown when
+# the draft changes them: a load, the last session's settings).
+OPTION_FIELDS = (
+    "clip_skip",
+    "emphasis",
+    "variation_seed",
+    "variation_strength",
+    "seed_resize_from",
+)
 
 
 class ParamsPane(QWidget):
@@ -265,7 +274,7 @@ class ParamsPane(QWidget):
             form.addRow(label, field)
         # Clip skip, emphasis, variation seed, seed resize: collapsed unless wanted.
         self.options_box = SeedOptionsBox()
-        self.options_box.changed.connect(self._on_changed)
+        self.options_box.changed.connect(self._options_edited)
         # A txt2img job's second pass (not part of the draft: the request's, not the params').
         self.hires_box = HiresBox()
         self.hires_box.changed.connect(self._show_first_pass_size)
@@ -379,9 +388,10 @@ class ParamsPane(QWidget):
             spin.interpretText()
 
     def params(self, prompt: str, negative_prompt: str) -> GenerationParams:
-        """The parameters shown, validated. ValueError (naming the field) when invalid."""
+        """The parameters shown with these prompts as they are, validated: no styles (the
+        draft's describe its own prompts). ValueError (naming the field) when invalid."""
         edited = self.unchecked()
-        return edited.replace(prompt=prompt, negative_prompt=negative_prompt).validate()
+        return edited.replace(prompt=prompt, negative_prompt=negative_prompt, styles=()).validate()
 
     def unchecked(self) -> GenerationParams:
         """The draft with the seed & prompt options shown, not validated (a Random variation
@@ -394,11 +404,17 @@ class ParamsPane(QWidget):
         return self.options_box.apply(self.draft.unchecked(), draw=draw).validate()
 
     def set_params(self, params: GenerationParams) -> None:
-        """Show `params` (prompts are the prompt pane's). A concrete seed selects Fixed."""
+        """Show `params`. A concrete seed selects Fixed. The prompts are the prompt pane's:
+        when it shows the ones of `params` (Reuse all put them there) they come with their
+        styles; other prompts (a refine's) leave the draft's prompts and styles as they are."""
         values = self.draft.values
-        self.draft.load(
-            params.replace(prompt=values.prompt, negative_prompt=values.negative_prompt)
-        )
+        shown = (params.prompt.strip(), params.negative_prompt.strip())
+        if shown != (values.prompt, values.negative_prompt):
+            own = self.draft.unchecked()
+            params = params.replace(
+                prompt=own.prompt, negative_prompt=own.negative_prompt, styles=own.styles
+            )
+        self.draft.load(params)
         self.options_box.set_params(params)
 
     def set_restore_note(self, text: str) -> None:
@@ -515,7 +531,22 @@ class ParamsPane(QWidget):
         if not changes or not self.draft.update(**changes):
             self._on_changed()  # else the draft's notification did
 
+    def _options_edited(self) -> None:
+        shown = self.options_box.apply(GenerationParams(prompt=""))
+        changes = {name: getattr(shown, name) for name in OPTION_FIELDS}
+        if not self.draft.update(**changes):
+            self._on_changed()  # else the draft's notification did
+
+    def _show_options(self) -> None:
+        values = self.draft.values
+        shown = self.options_box.apply(GenerationParams(prompt=""))
+        if any(getattr(shown, name) != getattr(values, name) for name in OPTION_FIELDS):
+            self.options_box.set_params(self.draft.unchecked())
+
     def _on_draft_changed(self, names: frozenset[str]) -> None:
+        if names.intersection(OPTION_FIELDS):
+            self._show_options()
+            self._on_changed()
         if names & FIELDS:
             self._show(names)
             # What a widget cannot show (a model not listed, a guidance past its range) is
@@ -593,7 +624,9 @@ class ParamsPane(QWidget):
 
     def problems(self) -> list[str]:
         """The CLI's message for each field whose typed value is not allowed."""
-        return list(self.draft.problems().values()) + self.options_box.problems()
+        # The options box names its own fields' problems as the draft does: each said once.
+        found = list(self.draft.problems().values()) + self.options_box.problems()
+        return list(dict.fromkeys(found))
 
     def _show_problems(self) -> None:
         problems = self.problems()
