@@ -1,0 +1,120 @@
+"""`ldstudio serve`: the engine over HTTP — the AUTOMATIC1111 API subset and ldstudio's own
+protocol (see ldstudio.api); main thread runs uvicorn, the engine runs on the service worker.
+
+Loopback only by default: a server reachable from other machines without credentials would
+let anyone there use this machine's GPU and read its library, so a non-loopback `--host`
+needs `--api-auth USER:PASS` (or, knowingly, `--insecure`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput
+
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="serve the engine over HTTP (AUTOMATIC1111 API and ldstudio's own)",
+        description="Serve the engine over HTTP: the AUTOMATIC1111 API (/sdapi/v1) that Open "
+        "WebUI, SillyTavern and webuiapi speak, and ldstudio's own job protocol "
+        "(/ldstudio/v1) for the window and `generate --server`. Images land in the library.",
+    )
+    serve.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port (default {DEFAULT_PORT}, A1111's; 0: any free port)",
+    )
+    serve.add_argument(
+        "--api-auth",
+        default=None,
+        metavar="USER:PASS",
+        help="require HTTP Basic credentials on every route",
+    )
+    serve.add_argument(
+        "--cors-allow-origins",
+        action="append",
+        default=[],
+        metavar="ORIGINS",
+        help="browser origins allowed to call the API, comma-separated (repeatable), e.g. "
+        "http://localhost:3000",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without --api-auth (anyone who reaches it can use it)",
+    )
+    serve.add_argument(
+        "--library", default=None, metavar="DIR", help="library folder (default: the app's)"
+    )
+    serve.add_argument("--device", default="auto", help="auto (default), cuda, mps or cpu")
+    serve.add_argument("--dtype", default="auto", help="auto (default), fp16, bf16 or fp32")
+    serve.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ldstudio.api.app import parse_credentials
+    from ldstudio.api.server import is_loopback
+
+    if not 0 <= args.port <= 65535:
+        raise BadInput(f"--port: {args.port} is out of range; allowed: 0 (any free) to 65535")
+    credentials = None
+    if args.api_auth is not None:
+        try:
+            credentials = parse_credentials(args.api_auth)
+        except ValueError as exc:
+            raise BadInput(f"--api-auth: {exc}") from None
+    if not is_loopback(args.host) and credentials is None and not args.insecure:
+        raise BadInput(
+            f"--host {args.host}: not a loopback address, so other machines could reach this "
+            "server, and without credentials anyone there could generate on this machine and "
+            "read its library. Give --api-auth USER:PASS, or --insecure to serve without "
+            "credentials anyway"
+        )
+    origins = [o.strip() for text in args.cors_allow_origins for o in text.split(",") if o.strip()]
+    from ldstudio.core.options import EngineOptions
+
+    try:
+        options = EngineOptions(device=args.device, dtype=args.dtype).validate()
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    from ldstudio.cli.library import open_library
+    from ldstudio.core.library import IndexDamaged
+    from ldstudio.core.settings import load_settings
+
+    root = Path(args.library).expanduser() if args.library else load_settings().library_dir()
+    if root.exists() and not root.is_dir():
+        raise BadInput(f"--library: {str(root)!r} is a file; give a folder")
+    try:
+        library = open_library(root)
+    except IndexDamaged as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_FAILED
+    from ldstudio.api.server import build_context, serve
+    from ldstudio.core.backend import Backend
+
+    def factory() -> Backend:
+        # On the engine worker: torch is imported there, while uvicorn already answers.
+        from ldstudio.engine.backend import DiffusersBackend
+
+        return DiffusersBackend(options, blobs=library.blobs)
+
+    ctx = build_context(factory, library)
+    sys.stderr.write(
+        f"ldstudio serve: library {library.root}; A1111 API at /sdapi/v1, ldstudio's at "
+        f"/ldstudio/v1{'; credentials required' if credentials else ''}\n"
+    )
+    try:
+        serve(ctx, args.host, args.port, credentials, origins)
+    finally:
+        library.close()
+    return EXIT_OK
