@@ -1,7 +1,9 @@
 """The composition root: wires core, engine and the Qt window, and runs the qasync loop; GUI thread.
 
 The only module that knows all three layers. The backend factory runs on the engine thread, so
-`import torch` happens there and the window paints first.
+`import torch` happens there and the window paints first. Jobs run on this computer's engine
+or on an ldstudio server (ldstudio.remote): Settings → Engine switches between them between
+jobs, and feeds the window's model picker from the server's model list.
 """
 
 from __future__ import annotations
@@ -24,14 +26,14 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 
 from ldstudio import __version__
 from ldstudio.core import paths
-from ldstudio.core.backend import Backend, BackendEvent, BlobSource
+from ldstudio.core.backend import Backend, BackendEvent, BlobSource, DeviceInfo
 from ldstudio.core.events import EngineNotice, EngineReady
 from ldstudio.core.jobs import CancelToken
 from ldstudio.core.library import IndexDamaged, LibraryError, LibraryStore, rebuild_index
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.request import Request
 from ldstudio.core.service import BackendFactory, EngineService
-from ldstudio.core.settings import Settings, load_settings
+from ldstudio.core.settings import ServerTarget, Settings, load_settings
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.controller import GenerationController
 from ldstudio.qt.engine_options import EngineEnvironment, load_engine_options
@@ -44,17 +46,21 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for Ctrl+C
 
 
 def diffusers_backend_factory(
-    device: str | None = None, dtype: str | None = None, options: EngineOptions | None = None
+    device: str | None = None,
+    dtype: str | None = None,
+    options: EngineOptions | None = None,
+    server: ServerTarget | None = None,
 ) -> DiffusersEngine:
     """A factory that imports torch and builds the real backend when called (engine thread).
 
-    `device`/`dtype` override the same fields of `options` (the saved EngineOptions).
+    `device`/`dtype` override the same fields of `options` (the saved EngineOptions);
+    `server`: run jobs on that ldstudio server instead (torch is not imported then).
     """
     chosen = options or EngineOptions()
     chosen = dataclasses.replace(
         chosen, device=device or chosen.device, dtype=dtype or chosen.dtype
     )
-    return DiffusersEngine(chosen.validate())
+    return DiffusersEngine(chosen.validate(), server=server)
 
 
 @dataclass(frozen=True)
@@ -75,16 +81,27 @@ class DiffusersEngine:
     crosses threads.
     """
 
-    def __init__(self, options: EngineOptions) -> None:
+    def __init__(
+        self,
+        options: EngineOptions,
+        server: ServerTarget | None = None,
+        build_local: LocalBuilder | None = None,
+    ) -> None:
         self.options = options
+        # Where jobs run: this server, or this computer (None). Changed by `use_server`.
+        self.server = server
+        # Builds this computer's backend (the diffusers one; tests give a fake).
+        self.build_local: LocalBuilder = build_local or build_diffusers_backend
         # The library's blob store, where the backend reads a request's input images and
         # masks (set by build_window before the engine starts).
         self.blobs: BlobSource | None = None
         # Replaced whole (never mutated) on the engine thread; the GUI thread reads it.
         self.environment: EngineEnvironment | None = None
-        self.announce_ready: Callable[[EngineLabel], None] = lambda choice: None
+        self.announce_ready: Callable[[DeviceInfo], None] = lambda choice: None
         self._lock = threading.Lock()
         self._pending: EngineOptions | None = None
+        self._switch: list[ServerTarget | None] = []  # a pending switch, when not empty
+        self.startup_notice = ""  # said at the first job (a saved choice that cannot apply)
 
     def __call__(self) -> Backend:
         return SwitchingBackend(self)
@@ -97,6 +114,63 @@ class DiffusersEngine:
         with self._lock:
             pending, self._pending = self._pending, None
         return pending
+
+    def use_server(self, target: ServerTarget | None) -> None:
+        """Run the next jobs on `target` (None: this computer); GUI thread. The engine thread
+        switches before its next job, so a running job finishes where it started."""
+        with self._lock:
+            self._switch = [target]
+
+    def take_switch(self) -> list[ServerTarget | None]:
+        """[target] when a switch is pending, else []."""
+        with self._lock:
+            switch, self._switch = self._switch, []
+        return switch
+
+
+# (backend, what the engine found on this machine, the status bar's label)
+LocalBuilder = Callable[[EngineOptions, BlobSource | None], tuple[Any, EngineEnvironment, str]]
+
+
+def build_diffusers_backend(
+    options: EngineOptions, blobs: BlobSource | None
+) -> tuple[Any, EngineEnvironment, str]:
+    """This computer's backend; engine thread (imports torch). ValueError for options the
+    machine cannot run."""
+    import torch
+
+    from ldstudio.engine.backend import DiffusersBackend
+    from ldstudio.engine.device import mps_available
+
+    backend = DiffusersBackend(options, blobs=blobs)
+    found = (("cuda", torch.cuda.is_available()), ("mps", mps_available()))
+    devices = (*(name for name, ok in found if ok), "cpu")
+    summary = backend.resolved.summary().replace(", ", " · ")
+    environment = EngineEnvironment(devices, f"{backend.choice.label} · {summary}")
+    return backend, environment, engine_label(backend)
+
+
+def server_model_entries(target: ServerTarget) -> Callable[[], tuple[list[tuple[str, str]], str]]:
+    """The model picker's entries from the server's model list (label, the name a request
+    sends), and "" or why the server could not be asked; the caller runs it off the GUI
+    thread. The server's bundled model is the picker's own bundled entry (value "")."""
+
+    def read() -> tuple[list[tuple[str, str]], str]:
+        from ldstudio.remote.client import ServerClient, ServerError
+
+        client = ServerClient(target.url, target.user, target.password)
+        try:
+            models = client.models()
+        except ServerError as exc:
+            return [], str(exc)
+        entries = [
+            (f"{model.name} — on the server", model.name)
+            for model in models.checkpoints
+            if not (model.name == paths.DEFAULT_MODEL_NAME and model.kind == "diffusers")
+        ]
+        return entries, ""
+
+    return read
 
 
 def engine_label(backend: Any) -> str:
@@ -118,39 +192,59 @@ def engine_label(backend: Any) -> str:
 
 
 class SwitchingBackend:
-    """DiffusersBackend, rebuilt between jobs when the options change; engine thread."""
+    """This computer's DiffusersBackend, rebuilt between jobs when the options change, or a
+    RemoteBackend while jobs run on a server; switched between jobs; engine thread."""
 
     def __init__(self, engine: DiffusersEngine) -> None:
         self._engine = engine
-        self._notice = ""
+        self._notice = engine.startup_notice
         self._label = ""
+        self._backend: Any
+        if engine.server is not None:
+            self._backend = self._remote(engine.server)
+        else:
+            self._backend = self._local()
+
+    def _local(self) -> Any:
         try:
-            self._backend = self._build(engine.options)
+            return self._build(self._engine.options)
         except ValueError as exc:
             # Options saved on another machine (or before a driver broke) must not keep the
             # app from starting: run on the automatic choices and say so at the first job.
-            self._notice = (
-                f"The saved engine options cannot run here ({exc}); running with automatic "
-                "choices. Change them in Settings → Engine options…"
+            self._notice = " ".join(
+                part
+                for part in (
+                    self._notice,
+                    f"The saved engine options cannot run here ({exc}); running with automatic "
+                    "choices. Change them in Settings → Engine options…",
+                )
+                if part
             )
-            self._backend = self._build(EngineOptions())
+            return self._build(EngineOptions())
 
     def _build(self, options: EngineOptions) -> Any:
-        import torch
-
-        from ldstudio.engine.backend import DiffusersBackend
-        from ldstudio.engine.device import mps_available
-
-        backend = DiffusersBackend(options, blobs=self._engine.blobs)
-        found = (("cuda", torch.cuda.is_available()), ("mps", mps_available()))
-        devices = (*(name for name, ok in found if ok), "cpu")
-        summary = backend.resolved.summary().replace(", ", " · ")
-        self._engine.environment = EngineEnvironment(devices, f"{backend.choice.label} · {summary}")
-        self._label = engine_label(backend)
+        backend, environment, label = self._engine.build_local(options, self._engine.blobs)
+        self._engine.environment = environment
+        self._label = label
         return backend
 
+    def _remote(self, target: ServerTarget) -> Any:
+        from ldstudio.remote.backend import RemoteBackend
+        from ldstudio.remote.client import ServerClient
+
+        client = ServerClient(target.url, target.user, target.password)
+        return RemoteBackend(client, blobs=self._engine.blobs, on_label=self._engine.announce_ready)
+
     @property
-    def choice(self) -> EngineLabel:
+    def remote(self) -> bool:
+        return self._engine.server is not None
+
+    @property
+    def choice(self) -> DeviceInfo:
+        if self.remote:
+            # Live: it follows the server's device at every job's connect.
+            remote_choice: DeviceInfo = self._backend.choice
+            return remote_choice
         choice = self._backend.choice
         return EngineLabel(choice.device, choice.dtype, self._label)
 
@@ -158,12 +252,33 @@ class SwitchingBackend:
         if self._notice:
             yield EngineNotice(self._notice)
             self._notice = ""
+        switch = self._engine.take_switch()
+        if switch:
+            yield self._switch(switch[0])
         pending = self._engine.take_pending()
         if pending is not None:
             yield self._apply(pending)
         yield from self._backend.execute(request, cancel)
 
+    def _switch(self, target: ServerTarget | None) -> EngineNotice:
+        # Free this computer's pipeline first: a server job needs none of it.
+        self._backend.close()
+        self._engine.server = target
+        if target is None:
+            self._backend = self._local()
+        else:
+            self._backend = self._remote(target)
+        choice = self.choice
+        self._engine.announce_ready(choice)
+        where = "this computer" if target is None else f"the server {target.url}"
+        return EngineNotice(f"Jobs run on {where} now: {choice.label}")
+
     def _apply(self, options: EngineOptions) -> EngineNotice:
+        if self.remote:
+            self._engine.options = options  # built when jobs run here again
+            return EngineNotice(
+                "Engine options saved; they apply when jobs run on this computer again"
+            )
         previous, label = self._engine.environment, self._label
         # Free the old pipeline first: two copies of a model may not fit in memory.
         self._backend.close()
@@ -234,7 +349,18 @@ def build_window(
         )
         window.engine_environment = lambda: real.environment
         window.apply_engine_options = real.reconfigure
+        window.preferences.apply_engine_choice = lambda target: choose_engine(window, real, target)
+        if real.server is not None:
+            window.models.server_models = server_model_entries(real.server)
     return window
+
+
+def choose_engine(window: MainWindow, engine: DiffusersEngine, target: ServerTarget | None) -> None:
+    """Settings → Engine chose where jobs run: the engine switches before its next job, and
+    the model picker lists the models of where they run now."""
+    engine.use_server(target)
+    window.models.server_models = server_model_entries(target) if target is not None else None
+    window.background.spawn(window.models.refresh_models())
 
 
 def _ask_rebuild(message: str) -> bool:
@@ -293,7 +419,15 @@ def run(
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     settings = load_settings()
-    factory = backend_factory or diffusers_backend_factory(options=load_engine_options(settings))
+    factory = backend_factory or diffusers_backend_factory(
+        options=load_engine_options(settings), server=settings.server_target()
+    )
+    if isinstance(factory, DiffusersEngine) and settings.uses_server and factory.server is None:
+        # A hand-edited URL that is not one: jobs run here meanwhile, and the first one says so.
+        factory.startup_notice = (
+            f"The saved server URL {settings.server_url!r} is not valid; jobs run on this "
+            "computer. Choose the server again in Settings → Engine options…"
+        )
     store = open_library(settings.library_dir())
     if store is None:
         return 1

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ldstudio.core import paths
 from ldstudio.core.atomic import atomic_file
@@ -32,6 +33,28 @@ log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.json"
 RECENT_PROMPTS_MAX = 20
+# Where jobs run: this computer's engine, or an `ldstudio serve` server (Settings → Engine).
+ENGINE_LOCAL, ENGINE_SERVER = "local", "server"
+ENGINES: tuple[str, ...] = (ENGINE_LOCAL, ENGINE_SERVER)
+
+
+@dataclass(frozen=True)
+class ServerTarget:
+    """An `ldstudio serve` server the engine runs jobs on: its URL and --api-auth login."""
+
+    url: str
+    user: str = ""
+    password: str = field(default="", repr=False)  # never in a repr, so never in a log
+
+    def validate(self) -> ServerTarget:
+        problem = server_url_problem(self.url)
+        if problem:
+            raise ValueError(problem)
+        if self.password and not self.user:
+            raise ValueError("server user: empty, but a password is given; give both or neither")
+        if ":" in self.user:
+            raise ValueError(f"server user: {self.user!r} has a ':'; HTTP Basic auth forbids it")
+        return self
 
 
 @dataclass
@@ -52,6 +75,12 @@ class Settings:
     model_folders: list[str] = field(default_factory=list)
     recent_prompts: list[str] = field(default_factory=list)
     engine_options: dict[str, Any] = field(default_factory=dict)  # EngineOptions.to_dict()
+    engine: str = ENGINE_LOCAL  # one of ENGINES
+    server_url: str = ""  # e.g. http://gpu-box:7860, used when engine is "server"
+    server_user: str = ""
+    # Kept in this file like every other setting (written private to the user, mode 0600);
+    # never logged.
+    server_password: str = field(default="", repr=False)
     # Not saved: what load_settings kept aside or dropped, for the window to show once.
     load_problems: list[str] = field(default_factory=list, compare=False, repr=False)
 
@@ -85,6 +114,33 @@ class Settings:
         except (ValueError, TypeError) as exc:
             log.warning("ignoring the saved upscale settings: %s", exc)
             return UpscaleSettings()
+
+    @property
+    def uses_server(self) -> bool:
+        return self.engine == ENGINE_SERVER
+
+    def server_target(self) -> ServerTarget | None:
+        """The server jobs run on, or None for this computer (or a server URL that is not
+        valid: the window then says so and runs jobs here)."""
+        if not self.uses_server:
+            return None
+        try:
+            return ServerTarget(self.server_url, self.server_user, self.server_password).validate()
+        except ValueError as exc:
+            log.warning("not using the saved server: %s", exc)
+            return None
+
+    def set_server_target(self, target: ServerTarget | None) -> None:
+        """Run jobs on `target` (validated), or on this computer for None; the server's
+        address and login stay saved either way, for switching back."""
+        if target is None:
+            self.engine = ENGINE_LOCAL
+            return
+        target.validate()
+        self.engine = ENGINE_SERVER
+        self.server_url = target.url.strip()
+        self.server_user = target.user
+        self.server_password = target.password
 
     def library_dir(self) -> Path:
         """The library the app opens (takes effect at start-up)."""
@@ -152,6 +208,31 @@ def _write(path: Path, data: dict[str, Any]) -> None:
         handle.write(text.encode("utf-8"))
 
 
+def server_url_problem(url: str) -> str:
+    """Why `url` cannot be an ldstudio server's address; "" when it can."""
+    allowed = "allowed: http://host:port or https://host:port, e.g. http://127.0.0.1:7860"
+    text = url.strip()
+    if not text:
+        return f"server URL: empty; {allowed}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:
+        return f"server URL: {text!r} is not valid ({exc}); {allowed}"
+    if parts.scheme not in ("http", "https"):
+        return f"server URL: {text!r} has no http:// or https:// scheme; {allowed}"
+    if not parts.hostname:
+        return f"server URL: {text!r} names no host; {allowed}"
+    if port == 0:
+        return f"server URL: {text!r} has port 0; {allowed}"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return (
+            f"server URL: {text!r} has a query, a fragment or credentials in it (give the user "
+            f"and password on their own); {allowed}"
+        )
+    return ""
+
+
 # -- checking values ---------------------------------------------------------------------------
 
 _DROP = object()
@@ -188,8 +269,13 @@ _CHECKS: dict[str, tuple[Callable[[object], bool], str]] = {
     "model_folders": (_path_text, "a folder path as text"),  # per item
     "recent_prompts": (lambda v: isinstance(v, str), "text"),  # per item
     "engine_options": (lambda v: isinstance(v, dict), "a map of engine options"),
+    "engine": (lambda v: v in ENGINES, f"one of {', '.join(ENGINES)}"),
+    "server_url": (lambda v: isinstance(v, str), "a server URL as text"),
+    "server_user": (lambda v: isinstance(v, str), "text"),
+    "server_password": (lambda v: isinstance(v, str), "text"),
 }
 _LISTS = ("model_folders", "recent_prompts")
+_SECRET = ("server_password",)
 _MAPS = ("splitters",)
 # Maps whose entries the dataclasses they belong to check, entry by entry.
 _NESTED: dict[str, Callable[[dict[str, Any]], object]] = {
@@ -205,7 +291,9 @@ def _checked(name: str, value: object, dropped: list[str]) -> Any:
     check, allowed = _CHECKS[name]
 
     def refuse(where: str, bad: object) -> None:
-        dropped.append(f"{where} ({_short(bad)}; allowed: {allowed})")
+        # The problem is logged: a password's value never is.
+        shown = "value not shown" if name in _SECRET else _short(bad)
+        dropped.append(f"{where} ({shown}; allowed: {allowed})")
 
     if name in _LISTS or name in _MAPS:
         many = name in _LISTS

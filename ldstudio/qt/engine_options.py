@@ -1,9 +1,12 @@
-"""The engine options dialog (device, precision, memory, compilation) and saving them; GUI thread.
+"""The engine dialog (Settings → Engine): where jobs run — this computer or an ldstudio server —
+and this computer's engine options (device, precision, memory, compilation); GUI thread.
 
-The dialog edits an `EngineOptions` and never touches torch: what the machine has (devices,
-the engine's resolved choices) comes in as an `EngineEnvironment` that `app.py` fills from the
-engine thread. Choices the machine cannot do are refused inline, before the engine sees them;
-while the engine is still starting, choices that depend on the machine wait for it.
+The dialog edits an `EngineOptions` and a `ServerTarget` and never touches torch or the
+network: what the machine has (devices, the engine's resolved choices) comes in as an
+`EngineEnvironment` that `app.py` fills from the engine thread. Choices the machine cannot do
+are refused inline, before the engine sees them; while the engine is still starting, choices
+that depend on the machine wait for it. With a server, the server's own options apply and
+this computer's are kept for switching back.
 """
 
 from __future__ import annotations
@@ -16,19 +19,23 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import (
+    QButtonGroup,
     QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QGroupBox,
     QLabel,
+    QLineEdit,
     QPushButton,
+    QRadioButton,
     QVBoxLayout,
     QWidget,
 )
 
 from ldstudio.core.options import DEVICES, DTYPES, SWITCHES, EngineOptions
-from ldstudio.core.settings import Settings
+from ldstudio.core.settings import ServerTarget, Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +75,20 @@ STARTING_TEXT = (
 COMPILE_NOTE = (
     "The first image after each start compiles the UNet: a one-time warm-up of a minute or "
     "more, shown in the status bar. torch keeps a compile cache, so later starts are quicker."
+)
+SERVER_TOOLTIPS = {
+    "url": "The address `ldstudio serve` listens on, e.g. http://gpu-box:7860",
+    "user": "The user name of the server's --api-auth (empty when it runs without one)",
+    "password": (
+        "The password of the server's --api-auth. It is stored in ldstudio's settings file "
+        "(settings.json in the data folder, readable by your user only) like the other "
+        "settings, and never written to the log."
+    ),
+}
+SERVER_NOTE = (
+    "Jobs run on the server with its own device and options; previews, cancel and the queue "
+    "work as here, and finished images are saved into this computer's library. The model "
+    "list shows the server's models."
 )
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": DEVICES,
@@ -196,6 +217,7 @@ class EngineOptionsDialog(QDialog):
     """Edits EngineOptions; on OK stores them in `settings` and emits `options_changed`."""
 
     options_changed = Signal(object)  # EngineOptions, only when different from before
+    engine_changed = Signal(object)  # ServerTarget, or None for this computer; when changed
 
     def __init__(
         self,
@@ -206,7 +228,7 @@ class EngineOptionsDialog(QDialog):
         """`environment` is what the engine found, or a callable that returns it once known
         (None while the engine starts): the dialog then checks the choices when it arrives."""
         super().__init__(parent)
-        self.setWindowTitle("Engine options")
+        self.setWindowTitle("Engine")
         self.settings = settings
         self._source: EnvironmentSource | None = None
         self.environment: EngineEnvironment | None
@@ -216,6 +238,7 @@ class EngineOptionsDialog(QDialog):
             self._source = environment
             self.environment = environment()
         self.initial = load_engine_options(settings)
+        self.initial_target = settings.server_target()
         self.combos: dict[str, QComboBox] = {}
         self.checks: dict[str, QCheckBox] = {}
         self.notes: dict[str, QLabel] = {}
@@ -283,9 +306,15 @@ class EngineOptionsDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
+        self.where_box = self._where_box(settings)
+        self.local_box = QWidget()
+        self.local_box.setLayout(form)
+        form.setContentsMargins(0, 0, 0, 0)
+
         layout = QVBoxLayout(self)
+        layout.addWidget(self.where_box)
         layout.addWidget(self.running_label)
-        layout.addLayout(form)
+        layout.addWidget(self.local_box)
         layout.addWidget(self.restart_label)
         layout.addWidget(self.buttons)
         self._poll = QTimer(self)
@@ -295,6 +324,72 @@ class EngineOptionsDialog(QDialog):
         self.set_options(self.initial)
         if self._source is not None and self.environment is None:
             self._poll.start()
+
+    def _where_box(self, settings: Settings) -> QGroupBox:
+        box = QGroupBox("Where jobs run")
+        self.local_radio = QRadioButton("&This computer")
+        self.server_radio = QRadioButton("An ldstudio &server")
+        self.local_radio.setToolTip("Jobs run on this computer's engine, with the options below")
+        self.server_radio.setToolTip("Jobs run on a computer running `ldstudio serve`")
+        self._where = QButtonGroup(box)
+        for button in (self.local_radio, self.server_radio):
+            self._where.addButton(button)
+        self.url_edit = QLineEdit(settings.server_url)
+        self.url_edit.setPlaceholderText("http://host:7860")
+        self.user_edit = QLineEdit(settings.server_user)
+        self.user_edit.setPlaceholderText("none")
+        self.password_edit = QLineEdit(settings.server_password)
+        self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.password_edit.setPlaceholderText("none")
+        self.server_problem = QLabel()
+        self.server_problem.setWordWrap(True)
+        self.server_problem.setStyleSheet("color: #c81e1e;")
+        self.server_problem.setVisible(False)
+        server_note = QLabel(SERVER_NOTE)
+        server_note.setWordWrap(True)
+        server_note.setEnabled(False)  # drawn dimmed: an explanation, not a control
+        fields = QFormLayout()
+        for label, edit, name in (
+            ("Server &URL", self.url_edit, "url"),
+            ("U&ser", self.user_edit, "user"),
+            ("Pass&word", self.password_edit, "password"),
+        ):
+            edit.setToolTip(SERVER_TOOLTIPS[name])
+            caption = QLabel(label)
+            caption.setBuddy(edit)
+            caption.setToolTip(SERVER_TOOLTIPS[name])
+            fields.addRow(caption, edit)
+        for edit in (self.url_edit, self.user_edit, self.password_edit):
+            edit.textChanged.connect(self._update)
+        fields.addRow(self.server_problem)
+        fields.addRow(server_note)
+        self.server_fields = QWidget()
+        self.server_fields.setLayout(fields)
+        column = QVBoxLayout(box)
+        column.addWidget(self.local_radio)
+        column.addWidget(self.server_radio)
+        column.addWidget(self.server_fields)
+        (self.server_radio if settings.uses_server else self.local_radio).setChecked(True)
+        self.server_radio.toggled.connect(self._update)  # after the first check: no update yet
+        return box
+
+    def target(self) -> ServerTarget | None:
+        """The server chosen (not yet validated), or None for this computer."""
+        if not self.server_radio.isChecked():
+            return None
+        return ServerTarget(
+            self.url_edit.text().strip(), self.user_edit.text(), self.password_edit.text()
+        )
+
+    def server_problem_text(self) -> str:
+        target = self.target()
+        if target is None:
+            return ""
+        try:
+            target.validate()
+        except ValueError as exc:
+            return str(exc)
+        return ""
 
     def set_environment(self, environment: EngineEnvironment | None) -> None:
         """What the engine found; the choices are checked against it at once."""
@@ -341,9 +436,22 @@ class EngineOptionsDialog(QDialog):
         return unchecked(self.options(), self.environment)
 
     def _update(self, *_: object) -> None:
+        remote = self.server_radio.isChecked()
+        self.server_fields.setEnabled(remote)
+        self.local_box.setEnabled(not remote)
+        self.running_label.setEnabled(not remote)
+        server_problem = self.server_problem_text()
+        self.server_problem.setText(server_problem)
+        self.server_problem.setVisible(bool(server_problem))
+        self.restart_label.setText(
+            "The next job runs on the server; a running job finishes where it started."
+            if remote
+            else "Changes apply from the next image: the engine reloads the model with them."
+        )
         options = self.options()
-        errors = problems(options, self.environment)
-        waiting = unchecked(options, self.environment)
+        # With a server, this computer's options are kept for later, not checked now.
+        errors = {} if remote else problems(options, self.environment)
+        waiting = {} if remote else unchecked(options, self.environment)
         warnings = warnings_for(options, self.environment)
         for name, note in self.notes.items():
             text = errors.get(name) or waiting.get(name) or warnings.get(name, "")
@@ -351,8 +459,10 @@ class EngineOptionsDialog(QDialog):
             note.setText(text)
             note.setVisible(bool(text))
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        ok.setEnabled(not errors and not waiting)
-        if errors:
+        ok.setEnabled(not errors and not waiting and not server_problem)
+        if server_problem:
+            ok.setToolTip("Fix the server address first")
+        elif errors:
             ok.setToolTip("Fix the options marked in red first")
         elif waiting:
             ok.setToolTip("Waiting for the engine to find this machine's devices")
@@ -380,10 +490,17 @@ class EngineOptionsDialog(QDialog):
             self._fit_height()  # narrower means more wrapped lines
 
     def accept(self) -> None:
-        if self.problems() or self.unchecked():
+        target = self.target()
+        if self.server_problem_text():
             return  # OK is disabled then; this guards a keyboard accept as well
-        options = self.options().validate()
-        store_engine_options(self.settings, options)
-        if options != self.initial:
+        if target is None and (self.problems() or self.unchecked()):
+            return
+        if target is None:
+            options = self.options().validate()
+            store_engine_options(self.settings, options)
+        self.settings.set_server_target(target)
+        if target != self.initial_target:
+            self.engine_changed.emit(target)
+        if target is None and options != self.initial:
             self.options_changed.emit(options)
         super().accept()

@@ -130,7 +130,10 @@ class JobsController(QObject):
         params = checked.params
         # Here, not on an executor: it reads a few file headers (milliseconds; the model list's
         # scan is already cached), and jobs must reach the queue in the order they were asked.
-        problems = model_problems(checked)
+        # With a server the model files are the server's: it checks them (and names what it
+        # lacks); here they may well be missing.
+        remote = self.window.models.server_models is not None
+        problems = [] if remote else model_problems(checked)
         if problems:
             self.window.preview_pane.show_error(f"Cannot generate: {problems[0]}")
             return None

@@ -1,9 +1,11 @@
-"""ModelsController: the model picker's list (model folders, scans, models added by hand) and the
-hires fix's upscaler models (the same scans), the chosen model's info and latent size, and the
-model manager's choices; GUI thread, disk work through the window's BackgroundRunner."""
+"""ModelsController: the model picker's list (model folders, scans, models added by hand; or,
+while jobs run on an ldstudio server, the server's models) and the hires fix's upscaler models
+(the same scans), the chosen model's info and latent size, and the model manager's choices;
+GUI thread, disk and network work through the window's BackgroundRunner."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +20,10 @@ from ldstudio.qt.model_manager import ModelManager, read_any_model_info
 if TYPE_CHECKING:
     from ldstudio.qt.main_window import MainWindow
 
+# The server's models as picker entries (label, value), and "" or why they could not be read;
+# called off the GUI thread (it asks the server).
+ServerModelSource = Callable[[], tuple[list[tuple[str, str]], str]]
+
 
 class ModelsController(QObject):
     def __init__(self, window: MainWindow) -> None:
@@ -28,6 +34,9 @@ class ModelsController(QObject):
         self._model_info: ModelInfo | None = None
         self._scanned_models: list[ModelEntry] = []
         self._model_problems: dict[str, str] = {}  # models added by hand that cannot be used
+        # Set by app.py while jobs run on a server (None: this computer's models).
+        self.server_models: ServerModelSource | None = None
+        self._server_entries: list[tuple[str, str]] | None = None
         params_pane = window.params_pane
         params_pane.changed.connect(self.update_latent_label)
         params_pane.hires_box.changed.connect(self.update_latent_label)
@@ -37,6 +46,12 @@ class ModelsController(QObject):
     # -- the picker ----------------------------------------------------------------------------
 
     def model_entries(self) -> list[tuple[str, str]]:
+        if self._server_entries is not None:
+            # The server's bundled model is "" too: every ldstudio bundles the same one.
+            return [
+                (f"{self.bundled_model.name} (bundled, on the server)", ""),
+                *self._server_entries,
+            ]
         entries = [(f"{self.bundled_model.name} (bundled)", "")]
         listed = {""}
         for folder in self.window.settings.model_folders:
@@ -53,9 +68,27 @@ class ModelsController(QObject):
         self.window.params_pane.set_models(self.model_entries(), self._model_problems)
 
     async def refresh_models(self, select_default: bool = False) -> None:
-        """Fill the model picker from the model folders (scanned off the GUI thread)."""
+        """Fill the model picker from the model folders (scanned off the GUI thread), or from
+        the server's model list while jobs run on a server."""
         w = self.window
         run = w.background.run
+        source = self.server_models
+        if source is not None:
+            entries_here, problem = await run(source)
+            if self.server_models is not source:
+                return  # switched engines meanwhile: that switch refreshes again
+            if problem:
+                # The picker keeps the bundled model (and what it showed); the next refresh
+                # or job tries the server again.
+                w.statusBar().showMessage(f"The server's model list was not read: {problem}", 15000)
+            self._server_entries = entries_here
+            self.show_entries()
+            saved = w.settings.params()
+            wanted = saved.model if saved is not None else ""
+            if select_default and any(value == wanted for _label, value in entries_here):
+                w.params_pane.select_model(wanted)
+            return
+        self._server_entries = None
         try:
             store = await run(ModelFolderStore.load)
         except ValueError as exc:
@@ -137,6 +170,12 @@ class ModelsController(QObject):
 
     def on_model_selected(self) -> None:
         value = self.window.params_pane.model_value()
+        if value and self.is_server_model(value):
+            # A name on the server: no file here to read its size and latent shape from.
+            self._model_info = None
+            self.window.params_pane.set_model_info(None)
+            self.update_latent_label()
+            return
         path = Path(value) if value else self.bundled_model
         self.window.background.spawn(self._load_model_info(path))
 
@@ -153,7 +192,14 @@ class ModelsController(QObject):
         w.params_pane.set_model_info(info)
         self.update_latent_label()
 
+    def is_server_model(self, value: str) -> bool:
+        """Whether the picker's `value` names one of the server's models."""
+        entries = self._server_entries or []
+        return any(listed == value for _label, listed in entries)
+
     def latent_text(self, width: int | None, height: int | None) -> str:
+        if self._model_info is None and self.is_server_model(self.window.params_pane.model_value()):
+            return "latent size: known to the server (the model is there)"
         if self._model_info is None:
             return "latent size: shown once the model folder is readable"
         return self._model_info.latent_text(width, height)

@@ -1,12 +1,14 @@
 """SettingsController: what the window remembers — the parameters (through the draft), the
 geometry and splitters, the library folder — saved off the GUI thread, newest first; and the
-engine options, edited in their dialog and checked against the machine; GUI thread."""
+engine (this computer with its options, or an ldstudio server), edited in its dialog and
+checked against the machine; GUI thread."""
 
 from __future__ import annotations
 
 import copy
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from ldstudio.core.options import EngineOptions
 from ldstudio.core.params import GenerationParams
-from ldstudio.core.settings import Settings, save_settings
+from ldstudio.core.settings import ServerTarget, Settings, save_settings
 from ldstudio.qt.engine_options import (
     EngineOptionsDialog,
     load_engine_options,
@@ -36,6 +38,8 @@ class SettingsController(QObject):
         self._generation = 0
         self._written = 0
         self._write_lock = threading.Lock()
+        # Set by app.py: switch where the next job runs (a server, or None: this computer).
+        self.apply_engine_choice: Callable[[ServerTarget | None], None] | None = None
 
     # -- restoring and collecting --------------------------------------------------------------
 
@@ -150,8 +154,19 @@ class SettingsController(QObject):
         dialog = EngineOptionsDialog(self.settings, w.engine_environment, w)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.options_changed.connect(self._on_engine_options)
+        dialog.engine_changed.connect(self._on_engine_choice)
         dialog.open()
         return dialog
+
+    def _on_engine_choice(self, target: ServerTarget | None) -> None:
+        w = self.window
+        self.save()
+        where = "this computer" if target is None else f"the server {target.url}"
+        if self.apply_engine_choice is None:
+            w.statusBar().showMessage(f"Jobs will run on {where} from the next start", 8000)
+            return
+        self.apply_engine_choice(target)
+        w.statusBar().showMessage(f"Jobs run on {where} from the next job", 8000)
 
     def _on_engine_options(self, options: EngineOptions) -> None:
         w = self.window
@@ -166,6 +181,8 @@ class SettingsController(QObject):
         """Saved options this machine cannot run (saved elsewhere, or before they could be
         checked) go back to auto, saying so: left alone they would be refused at every start."""
         w = self.window
+        if self.settings.uses_server:
+            return  # the server runs its own options; these are checked when used again
         environment = w.engine_environment()
         if environment is None:
             return
