@@ -349,3 +349,28 @@ def test_hires_fix_with_an_upscaler_model(engine: Any, tiny_model: Path, tmp_pat
     from ldstudio.core.metadata import hires_pairs
 
     assert hires_pairs(result.request)["Hires upscaler"] == "2x-hires"
+
+
+def test_refine_keeps_the_sources_tone_and_adds_only_detail(
+    engine: Any, blobs: Blobs, tiny_model: Path
+) -> None:
+    # Tiles refined apart drift in tone; each keeps the source's low frequencies instead, so
+    # the result's low-pass is the upscaled source's wherever the tiles blend.
+    from PIL import ImageFilter
+
+    from ldstudio.engine.upscale import low_pass_radius
+
+    image = source_image(96, 64)
+    settings = UpscaleSettings(2, "lanczos", 0.6, tile=128, overlap=32)
+    request = upscale_request(settings, blobs.png(image), model=str(tiny_model), steps=4)
+    [result] = [e for e in run(engine, request) if isinstance(e, ImageResult)]
+    plain = image.resize((192, 128), Image.Resampling.LANCZOS)
+    blur = ImageFilter.GaussianBlur(low_pass_radius(settings.overlap))
+
+    def low(picture: Image.Image) -> np.ndarray:
+        return np.asarray(picture.filter(blur), np.float32)
+
+    made, source = np.asarray(result.image, np.float32), np.asarray(plain, np.float32)
+    assert np.abs(made - source).mean() > 1.0  # the refine painted detail
+    assert np.abs(low(result.image) - low(plain)).mean() < 0.25 * np.abs(made - source).mean()
+    assert abs(float(made.mean()) - float(source.mean())) < 1.0

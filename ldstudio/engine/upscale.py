@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from ldstudio.core.backend import BackendEvent, ImageResult, JobError, StageStarted, Step
 from ldstudio.core.events import EngineNotice
@@ -217,6 +217,12 @@ class _TileRelay:
         self.relay.check(step)
 
 
+def low_pass_radius(overlap: int) -> float:
+    """The Gaussian σ (px) below which a refined tile takes the source's frequencies: a
+    quarter of the overlap, so the band is smooth across the blend (8 px at the least)."""
+    return max(8.0, overlap / 4)
+
+
 def refine(
     backend: DiffusersBackend,
     loaded: LoadedModel,
@@ -226,7 +232,8 @@ def refine(
     previewer: Previewer | None,
     relay: Relay,
 ) -> Image.Image:
-    """img2img at the refine strength on overlapping tiles, blended with feathered weights."""
+    """img2img at the refine strength on overlapping tiles, its detail over the source's tone,
+    blended with feathered weights."""
     from ldstudio.engine.pipelines import TASK_INPAINT, task_pipeline
     from ldstudio.engine.schedulers import build_scheduler
 
@@ -259,6 +266,12 @@ def refine(
     weights = np.zeros((height, width, 1), np.float32)
     tile_relay = _TileRelay(relay, per_tile * len(tiles))
     source = np.asarray(image)
+    # Each tile keeps the upscaled source's low frequencies (tone, shading) and takes only
+    # the refine's detail above them (a "colour fix" as StableSR does): tiles refined apart
+    # drift in tone, and a drift shows as a band across the overlap however it is blended.
+    # The source's low-pass is taken once over the whole image, so neighbours share it.
+    radius = low_pass_radius(settings.overlap)
+    low_source = np.asarray(image.filter(ImageFilter.GaussianBlur(radius)))
     for tile in tiles:
         relay.check(0)
         crop = image.crop((tile.x0, tile.y0, tile.x1, tile.y1))
@@ -308,7 +321,10 @@ def refine(
         )
         w = (wy[:, None] * wx[None, :])[..., None]
         box = np.s_[tile.y0 : tile.y1, tile.x0 : tile.x1]
-        total[box] += np.asarray(made.convert("RGB"), np.float32) * w
+        made = made.convert("RGB")
+        low_made = np.asarray(made.filter(ImageFilter.GaussianBlur(radius)), np.float32)
+        detail = np.asarray(made, np.float32) - low_made
+        total[box] += (detail + low_source[box]) * w
         weights[box] += w
     blended = np.where(weights > 0, total / np.maximum(weights, 1e-8), source)
     return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB")
