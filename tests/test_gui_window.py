@@ -348,7 +348,11 @@ def test_gallery_keyboard_copy_and_delete(
     outcome = generate(qtbot, window, "keyboard only")
     qtbot.waitUntil(lambda: window.library_model.rowCount() == 1)
     view = window.library_pane.view
+    # The shortcuts act on the focused gallery: focus needs an active window, which a busy
+    # machine may grant late (a key sent before it went nowhere: the old flake).
+    window.activateWindow()
     view.setFocus()
+    qtbot.waitUntil(view.hasFocus, timeout=20_000)
     window.library_pane.select_row(0)
     QGuiApplication.clipboard().clear()
     qtbot.keyClick(view, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
