@@ -5,6 +5,7 @@ image's own txt2img job with a new variation seed (not offered for a canvas imag
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,9 +15,11 @@ from PIL import Image
 
 from ldstudio.core.events import JobFinished
 from ldstudio.core.library import LibraryEntry
+from ldstudio.core.library.entries import request_json
 from ldstudio.core.params import GenerationParams
 from ldstudio.core.request import Request
 from ldstudio.core.settings import load_settings, settings_path
+from ldstudio.core.upscale import UpscaleSettings
 from ldstudio.engine.fake import FakeBackend
 from ldstudio.qt.main_window import MainWindow
 from ldstudio.qt.seed_options import FIXED, RANDOM, SeedOptionsBox
@@ -187,7 +190,9 @@ def test_vary_subtle_and_strong_rerun_the_images_own_job(
     assert len(submitted) == count + 1
 
 
-def test_vary_is_only_for_txt2img_images(make_window, fake_backend: FakeBackend, qtbot) -> None:
+def test_vary_works_on_canvas_images_and_refuses_an_upscale_without_noise(
+    make_window, fake_backend: FakeBackend, qtbot
+) -> None:
     window, submitted = spied(make_window, fake_backend)
     fake_backend.blobs = window.store.blobs
     window.show_canvas()
@@ -196,20 +201,32 @@ def test_vary_is_only_for_txt2img_images(make_window, fake_backend: FakeBackend,
     assert isinstance(made, JobFinished)
     window.show_preview()
     entry = entry_for(window, made.records[0].path)
-    problem = vary_problem(entry)
-    assert problem.startswith("Cannot vary a img2img image") or "only txt2img" in problem
+    assert entry.request is not None and entry.request.face == "img2img"
+    assert vary_problem(entry) == ""
+    varied = varied_request(entry, 0.1, variation_seed=77)
+    assert varied.inputs == entry.request.inputs and varied.inpaint == entry.request.inpaint
+    assert (varied.params.variation_seed, varied.params.variation_strength) == (77, 0.1)
+    count = len(submitted)
+    with qtbot.waitSignal(window.controller.job_ended, timeout=10_000):
+        window.library.actions.vary(entry, 0.1)
+    assert len(submitted) == count + 1
+
+    # An upscale without a refine draws no noise: refused with the reason, nothing queued.
+    upscale = Request.upscaling(
+        entry.request.params, UpscaleSettings(2, "lanczos", 0.0), entry.request.inputs[0][1]
+    )
+    plain = dataclasses.replace(entry, request_json=request_json(upscale))
+    problem = vary_problem(plain)
+    assert "without a refine" in problem
     details = window.details_view
-    details.show_entry(entry)
+    details.show_entry(plain)
     for name in ("vary_subtle", "vary_strong"):
         assert not details.buttons[name].isEnabled()
         assert details.buttons[name].toolTip() == problem
-    window.library_pane.context_menu_for(entry)
-    action = window.library_pane.actions_by_name["vary_subtle"]
-    assert not action.isEnabled() and action.toolTip() == problem
-    with pytest.raises(ValueError, match="only txt2img"):
-        varied_request(entry, 0.1)
+    with pytest.raises(ValueError, match="without a refine"):
+        varied_request(plain, 0.1)
     count = len(submitted)
-    window.library.actions.vary(entry, 0.1)  # refused with the reason, nothing queued
+    window.library.actions.vary(plain, 0.1)
     assert len(submitted) == count
 
 

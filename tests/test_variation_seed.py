@@ -94,3 +94,65 @@ def test_an_ancestral_sampler_keeps_the_seeds_step_noise(engine: Any, tiny_model
     subtle = image(engine, base.replace(variation_seed=99, variation_strength=0.05)).astype(int)
     strong = image(engine, base.replace(seed=99)).astype(int)
     assert np.abs(subtle - plain).mean() < np.abs(strong - plain).mean() / 2
+
+
+# -- canvas jobs (img2img, inpaint, outpaint, a refine) ----------------------------------------
+
+
+def test_a_canvas_jobs_start_noise_is_slerped_towards_the_variation_seeds() -> None:
+    from ldstudio.engine.inpaint import _noise, _varied
+    from ldstudio.engine.noise import slerp
+
+    base = GenerationParams(prompt="x", seed=5, variation_seed=40, variation_strength=0.0)
+    for canvas in (True, False):
+        own = _noise([5, 6], (16, 8), 8, 8, canvas)
+        other = _noise([40, 41], (16, 8), 8, 8, canvas)  # counts up with the image
+        assert torch.equal(_varied(own, base, 0, (16, 8), 8, 8, canvas), own)
+        one = base.replace(variation_strength=1.0)
+        assert torch.equal(_varied(own, one, 0, (16, 8), 8, 8, canvas), other)
+        half = _varied(own, base.replace(variation_strength=0.5), 0, (16, 8), 8, 8, canvas)
+        assert torch.allclose(half[1:], slerp(0.5, own[1:], other[1:]))
+
+
+def test_img2img_takes_a_variation_seed_and_refuses_seed_resize_from(
+    tiny_model: Path,
+) -> None:
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    from ldstudio.core.inpaint import InpaintSettings
+    from ldstudio.engine.backend import DiffusersBackend
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), "teal").save(buffer, "PNG")
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()
+
+    class Blobs:
+        def get(self, wanted: str) -> bytes:
+            assert wanted == digest
+            return buffer.getvalue()
+
+    backend = DiffusersBackend(device="cpu", blobs=Blobs())
+    base = GenerationParams(prompt="a red circle", model=str(tiny_model), steps=3, seed=10)
+
+    def made(params: GenerationParams) -> np.ndarray:
+        request = Request.inpainting(params, InpaintSettings(strength=0.8), digest).resolved()
+        events = backend.execute(request, CancelToken())
+        [result] = [e for e in events if isinstance(e, ImageResult)]
+        assert result.params.variation_seed == params.variation_seed  # recorded as run
+        return np.asarray(result.image)
+
+    try:
+        plain = made(base)
+        assert np.array_equal(made(base.replace(variation_seed=99)), plain)  # strength 0
+        varied = made(base.replace(variation_seed=99, variation_strength=0.5))
+        assert not np.array_equal(varied, plain)
+        again = made(base.replace(variation_seed=99, variation_strength=0.5))
+        assert np.array_equal(varied, again)
+    finally:
+        backend.close()
+    resized = base.replace(seed_resize_from=(128, 128))
+    with pytest.raises(ValueError, match="seed_resize_from: only txt2img"):
+        Request.inpainting(resized, InpaintSettings(), digest).validate()

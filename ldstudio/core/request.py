@@ -96,6 +96,11 @@ class Request:
                 )
         elif self.upscale is not None:
             raise ValueError(f"upscale: settings given for a {self.kind} request")
+        if self.kind != KIND_TXT2IMG and self.params.seed_resize_from is not None:
+            # A canvas job's noise follows the canvas position, not the picture's size.
+            raise ValueError(
+                f"seed_resize_from: only txt2img takes Seed resize from; this is {self.face}"
+            )
         return self
 
     def input(self, role: str) -> str | None:

@@ -34,7 +34,7 @@ from PIL import Image
 from ldstudio.core import masking
 from ldstudio.core.backend import BlobSource, ImageResult, JobError, StageStarted
 from ldstudio.core.inpaint import InpaintSettings
-from ldstudio.core.params import GenerationParams
+from ldstudio.core.params import SEED_MAX, GenerationParams
 from ldstudio.core.request import ROLE_IMAGE, ROLE_MASK, Request
 
 if TYPE_CHECKING:
@@ -450,6 +450,8 @@ def _run_batch(
     if content == "fill":
         init = masking.fill_masked(init, mask)
     noise = _noise(seeds, job.origin, latent_w, latent_h, canvas_noise)
+    if params.varied and start_latents is None:  # a hires fix's pass 2 keeps its own noise
+        noise = _varied(noise, params, first, job.origin, latent_w, latent_h, canvas_noise)
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     device = loaded.choice.device
     if start_latents is not None:
@@ -537,6 +539,31 @@ def _run_batch(
             )
         )
     return steps_total
+
+
+def _varied(
+    noise: torch.Tensor,
+    params: GenerationParams,
+    first: int,
+    origin: tuple[int, int],
+    width: int,
+    height: int,
+    canvas: bool,
+) -> torch.Tensor:
+    """A1111's variation seed on a canvas job: each image's noise slerped towards its
+    variation seed's, drawn the same way (at the canvas position, or over the whole latent);
+    the variation seed counts up with the image as the seed does. Per-step noise is left to
+    the seed's generators, as in txt2img, so a subtle variation stays a small change."""
+    import torch
+
+    from ldstudio.engine.noise import slerp
+
+    assert params.variation_seed is not None
+    count = noise.shape[0]
+    others = [(params.variation_seed + first + i) % (SEED_MAX + 1) for i in range(count)]
+    other = _noise(others, origin, width, height, canvas)
+    strength = params.variation_strength
+    return torch.cat([slerp(strength, noise[i : i + 1], other[i : i + 1]) for i in range(count)])
 
 
 def _noise(

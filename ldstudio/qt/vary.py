@@ -1,4 +1,4 @@
-"""Vary subtle / strong: an image's own txt2img job again, with a new variation seed; any thread.
+"""Vary subtle / strong: an image's own job again, with a new variation seed; any thread.
 
 Plain functions over a LibraryEntry (no Qt): the details view and the gallery's menu offer them,
 the window's job controller queues the request.
@@ -11,7 +11,7 @@ import secrets
 
 from ldstudio.core.library import LibraryEntry
 from ldstudio.core.params import SEED_MAX
-from ldstudio.core.request import KIND_TXT2IMG, Request
+from ldstudio.core.request import KIND_UPSCALE, Request
 
 # "Vary subtle" / "Vary strong": A1111's variation strengths for a near and a far variation.
 VARY_STRENGTHS: dict[str, float] = {"subtle": 0.1, "strong": 0.5}
@@ -24,14 +24,16 @@ VARY_TIPS = {
 
 
 def vary_problem(entry: LibraryEntry) -> str:
-    """Why `entry` cannot be varied ("" when it can): only a txt2img job can be rerun as is."""
+    """Why `entry` cannot be varied ("" when it can): its job must be runnable again and draw
+    noise (txt2img, img2img, inpaint, outpaint, an upscale with a refine)."""
     request = entry.request
     if request is None:
         return "Cannot vary: the image does not hold parameters ldstudio can run again"
-    if request.kind != KIND_TXT2IMG or request.face != KIND_TXT2IMG:
+    upscale = request.upscale
+    if request.kind == KIND_UPSCALE and (upscale is None or not upscale.refines):
         return (
-            f"Cannot vary a {request.face} image: only txt2img images can be made again with a "
-            "variation seed"
+            "Cannot vary an upscale without a refine: it draws no noise, so a variation seed "
+            "changes nothing"
         )
     return ""
 
@@ -39,8 +41,9 @@ def vary_problem(entry: LibraryEntry) -> str:
 def varied_request(
     entry: LibraryEntry, strength: float, variation_seed: int | None = None
 ) -> Request:
-    """The entry's own txt2img request again, with a variation seed (a new random one unless
-    given) at `strength`; everything else as the image was made. ValueError when it cannot."""
+    """The entry's own request again (its source images too), with a variation seed (a new
+    random one unless given) at `strength`; everything else as the image was made.
+    ValueError when it cannot."""
     problem = vary_problem(entry)
     request = entry.request
     if problem or request is None:
