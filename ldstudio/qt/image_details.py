@@ -48,7 +48,15 @@ from ldstudio.core.request import KIND_UPSCALE
 from ldstudio.qt import refcount_guard
 from ldstudio.qt.images import load_qimage
 from ldstudio.qt.library_model import LibraryModel, RowSelection
-from ldstudio.qt.made_from import MadeFrom, MadeFromView, open_source, read_made_from, thumbnail
+from ldstudio.qt.made_from import (
+    GridLinks,
+    MadeFrom,
+    MadeFromView,
+    open_source,
+    read_grid_links,
+    read_made_from,
+    thumbnail,
+)
 from ldstudio.qt.vary import VARY_STRENGTHS, VARY_TIPS, varied_request, vary_problem
 
 log = logging.getLogger(__name__)
@@ -105,6 +113,7 @@ class LibraryActions(QObject):
     image_loaded = Signal(object, QImage)  # image id, the full image
     # image id, and (MadeFrom, source thumbnail, mask thumbnail) or None (not made from one)
     made_from_loaded = Signal(object, object)
+    grid_loaded = Signal(object, object)  # image id, GridLinks | None (an X/Y/Z plot's)
     canvas_requested = Signal(object)  # MadeFrom: put this source, mask and settings on a canvas
     canvas_source = Signal(object, str)  # PIL image and its label: a new source for the canvas
     # LibraryEntry of an upscale's image: the Upscale dialog again on its source and settings
@@ -375,6 +384,14 @@ class LibraryActions(QObject):
             f"Cannot read what {entry.path.name} was made from",
         )
 
+    def load_grid_links(self, entry: LibraryEntry) -> None:
+        """Read a grid's cells or a cell's grid; `grid_loaded` brings them (None: neither)."""
+        self.run(
+            lambda: read_grid_links(self.store, entry),
+            lambda links: self.grid_loaded.emit(entry.id, links),
+            f"Cannot read the grid links of {entry.path.name}",
+        )
+
     def send_to_canvas(self, entry: LibraryEntry) -> None:
         """Read the image on the worker; `canvas_source` brings it as the canvas's new source."""
         self.run(
@@ -539,6 +556,7 @@ class ImageDetailsView(QWidget):
         )
         actions.image_loaded.connect(self._on_image)
         actions.made_from_loaded.connect(self._on_made_from)
+        actions.grid_loaded.connect(self._on_grid_links)
         actions.entry_changed.connect(self._on_entry_changed)
         actions.moved.connect(self._on_moved)
         actions.failed.connect(self._action_failed)
@@ -552,6 +570,7 @@ class ImageDetailsView(QWidget):
         self.tag_edit.setEnabled(entry is not None)
         self.tag_list.clear()
         self.made_from.show_made_from(None)
+        self.made_from.show_grid(None)
         if entry is None:
             self.params_view.setHtml("<p>Select an image to see how it was made.</p>")
             self.image_label.setPixmap(QPixmap())
@@ -570,6 +589,7 @@ class ImageDetailsView(QWidget):
         self._show_parameters(entry)
         if not entry.missing:
             self.library_actions.load_made_from(entry)
+        self.library_actions.load_grid_links(entry)  # from the index: even when missing
         if entry.missing:
             self.image_label.setText(f"{entry.path.name} is missing from disk")
             self.image_label.setPixmap(QPixmap())
@@ -653,6 +673,11 @@ class ImageDetailsView(QWidget):
             self.made_from.show_made_from(None)
         else:
             self.made_from.show_made_from(*found)
+
+    def _on_grid_links(self, image_id: int, links: GridLinks | None) -> None:
+        if self.entry is None or image_id != self.entry.id:
+            return  # read for an image no longer shown
+        self.made_from.show_grid(links)
 
     def _on_image(self, image_id: int, image: QImage) -> None:
         if self.entry is None or image_id != self.entry.id:

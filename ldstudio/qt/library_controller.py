@@ -84,6 +84,7 @@ class LibraryController(QObject):
     def _connect(self) -> None:
         p, a = self.pane, self.actions
         p.entry_selected.connect(self.details.show_entry)
+        self.details.made_from.image_requested.connect(self._select_image)
         p.reuse_params_requested.connect(a.reuse_all)
         p.reuse_seed_requested.connect(a.reuse_seed)
         p.vary_subtle_requested.connect(lambda e: a.vary(e, VARY_STRENGTHS["subtle"]))
@@ -278,6 +279,14 @@ class LibraryController(QObject):
     def _reuse_seed(self, seed: int) -> None:
         self.params_pane.set_seed(seed)
         self.status_message.emit(f"Seed {seed} fixed")
+
+    def _select_image(self, image_id: int) -> None:
+        """A grid's cell or a cell's grid clicked in the details: highlight that image."""
+        self.actions.run(  # the index is read on the worker, as every library read
+            lambda: self.store.get(image_id).path,
+            lambda path: self.select_images([path]),
+            f"Cannot show image {image_id}",
+        )
 
     def select_images(self, paths: list[Path]) -> None:
         """Highlight these images (a job's, by their ids), wherever the filter and order put

@@ -1,20 +1,23 @@
 """What a saved image was made from: its request, and the source image and mask of an inpaint
 job from the library's blob store (read on a worker thread), and the image details' "Made from"
-box that shows them (GUI thread).
+box that shows them (GUI thread). An X/Y/Z plot's images are linked too: a grid lists its cells,
+a cell names its grid (`read_grid_links`, `MadeFromView.show_grid`), each a link to open it.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap, QTextDocument
 from PySide6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
 from ldstudio.core.inpaint import InpaintSettings
 from ldstudio.core.library import LibraryEntry, LibraryStore
+from ldstudio.core.library.grids import cell_position, grid_cells, grid_of
 from ldstudio.core.request import KINDS_WITH_SOURCE, ROLE_IMAGE, ROLE_MASK, Request
 from ldstudio.core.upscale import UpscaleSettings, upscaler_label
 from ldstudio.qt.images import pil_to_qimage
@@ -43,6 +46,44 @@ class MadeFrom:
     @property
     def settings(self) -> InpaintSettings:
         return self.request.inpaint or InpaintSettings()
+
+
+@dataclass(frozen=True)
+class GridLinks:
+    """An X/Y/Z plot's links from one image: a grid's cells, or the grid a cell belongs to."""
+
+    grid: LibraryEntry  # the grid (the image itself when it is one)
+    cells: tuple[LibraryEntry, ...]  # the grid's cells, in grid order (X fastest)
+    position: int | None  # the image's place among them when it is a cell
+
+    @property
+    def is_grid(self) -> bool:
+        return self.position is None
+
+
+def read_grid_links(store: LibraryStore, entry: LibraryEntry) -> GridLinks | None:
+    """The grid links of `entry`, or None when it is neither a grid nor a cell of one.
+    Worker thread: it reads the index."""
+    cells = grid_cells(store, entry)
+    if cells:
+        return GridLinks(entry, tuple(cells), None)
+    grid = grid_of(store, entry)
+    if grid is None:
+        return None
+    return GridLinks(grid, tuple(grid_cells(store, grid)), cell_position(grid, entry))
+
+
+def grid_html(links: GridLinks) -> str:
+    """The links as rich text: `image:ID` anchors the view turns into `image_requested`."""
+
+    def link(entry: LibraryEntry) -> str:
+        return f"<a href='image:{entry.id}'>{html.escape(entry.path.name)}</a>"
+
+    if links.is_grid:
+        items = "<br>".join(f"{i + 1}. {link(cell)}" for i, cell in enumerate(links.cells))
+        return f"X/Y/Z plot of <b>{len(links.cells)}</b> cells:<br>{items}"
+    place = "" if links.position is None else f" {links.position + 1} of {len(links.cells)}"
+    return f"Cell{place} of the X/Y/Z plot {link(links.grid)}"
 
 
 def open_source(path: Path) -> Image.Image:
@@ -126,7 +167,10 @@ def upscale_rows(settings: UpscaleSettings) -> list[tuple[str, str]]:
 
 
 class MadeFromView(QWidget):
-    """The details' "Made from" box: source and mask thumbnails, the face and its settings."""
+    """The details' "Made from" box: source and mask thumbnails, the face and its settings;
+    and an X/Y/Z plot's links (`show_grid`), whose clicks ask to open that image."""
+
+    image_requested = Signal(int)  # a library image id: show this image (a cell, a grid)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -156,15 +200,42 @@ class MadeFromView(QWidget):
         layout.addWidget(self.title)
         layout.addLayout(grid)
         layout.addWidget(self.facts)
+        self.grid_links = QLabel()
+        self.grid_links.setObjectName("made_from_grid")
+        self.grid_links.setWordWrap(True)
+        self.grid_links.setTextFormat(Qt.TextFormat.RichText)
+        self.grid_links.linkActivated.connect(self._link_activated)
+        layout.addWidget(self.grid_links)
         self.made: MadeFrom | None = None
+        self.links: GridLinks | None = None
         self.show_made_from(None)
+        self.show_grid(None)
+
+    def show_grid(self, links: GridLinks | None) -> None:
+        """Show a grid's cells or a cell's grid (read on a worker); None hides that part."""
+        self.links = links
+        self.grid_links.setVisible(links is not None)
+        self.grid_links.setText(grid_html(links) if links is not None else "")
+        self._update_visible()
+
+    def _update_visible(self) -> None:
+        made = self.made is not None
+        for part in (self.title, self.source_label, self.mask_label, self.source_caption,
+                     self.mask_caption, self.facts):  # fmt: skip
+            part.setVisible(made)
+        self.setVisible(made or self.links is not None)
+
+    def _link_activated(self, href: str) -> None:
+        kind, _sep, value = href.partition(":")
+        if kind == "image" and value.isdigit():
+            self.image_requested.emit(int(value))
 
     def show_made_from(
         self, made: MadeFrom | None, source: QImage | None = None, mask: QImage | None = None
     ) -> None:
         """Show what an image was made from (thumbnails made on a worker); None hides the box."""
         self.made = made
-        self.setVisible(made is not None)
+        self._update_visible()
         if made is None:
             return
         request = made.request
@@ -186,13 +257,12 @@ class MadeFromView(QWidget):
 
     def text(self) -> str:
         """What the box says, as plain text (tests, copy)."""
+        parts = [self.source_label.text(), self.mask_label.text(), _plain(self.facts)]
         if self.made is None:
-            return ""
-        return " ".join(
-            part
-            for part in (self.source_label.text(), self.mask_label.text(), _plain(self.facts))
-            if part
-        )
+            parts = []
+        if self.links is not None:
+            parts.append(_plain(self.grid_links))
+        return " ".join(part for part in parts if part)
 
     @staticmethod
     def _show(label: QLabel, image: QImage | None, text: str) -> None:
