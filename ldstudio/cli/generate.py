@@ -12,9 +12,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
-from ldstudio.cli import hires, inpaint
+from ldstudio.cli import hires, inpaint, remote
 from ldstudio.cli.common import (
     ABORT_GRACE_SECONDS,
     EXIT_CANCELLED,
@@ -212,6 +212,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gen.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     inpaint.add_arguments(gen)
     hires.add_arguments(gen)
+    remote.add_arguments(gen)
     gen.set_defaults(handler=run_generate)
 
 
@@ -235,7 +236,14 @@ def parse_seed(text: str, option: str = "--seed") -> int | str:
         ) from None
 
 
-def params_from_args(args: argparse.Namespace, registry: ModelRegistry) -> GenerationParams:
+class ModelNames(Protocol):
+    """What turns --model/--vae/--lora into the params' values: the model registry here, or
+    the server's model list (cli/remote.py)."""
+
+    def resolve_reference(self, text: str, kinds: tuple[str, ...], what: str) -> Path: ...
+
+
+def params_from_args(args: argparse.Namespace, registry: ModelNames) -> GenerationParams:
     """The request, with every model name resolved to its path through `registry`."""
     try:
         params = _params_from_args(args, registry).validate()
@@ -245,7 +253,7 @@ def params_from_args(args: argparse.Namespace, registry: ModelRegistry) -> Gener
     return params if args.preview_dir else dataclasses.replace(params, preview_method="none")
 
 
-def _params_from_args(args: argparse.Namespace, registry: ModelRegistry) -> GenerationParams:
+def _params_from_args(args: argparse.Namespace, registry: ModelNames) -> GenerationParams:
     width, height = parse_size(args.size)
     from ldstudio.cli.styles import styles_named
     from ldstudio.core.prompts import apply_styles
@@ -295,14 +303,14 @@ def _variation_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return fields
 
 
-def model_from_args(text: str, registry: ModelRegistry) -> str:
+def model_from_args(text: str, registry: ModelNames) -> str:
     """--model as a path: given path, else a known model's name, else the saved default."""
     if not text:
         return ModelFolderStore.load().default
     return str(registry.resolve_reference(text, (KIND_CHECKPOINT, KIND_DIFFUSERS), "--model"))
 
 
-def lora_from_arg(text: str, registry: ModelRegistry) -> tuple[str, float]:
+def lora_from_arg(text: str, registry: ModelNames) -> tuple[str, float]:
     name, weight = parse_lora_argument(text)
     if name == text and not Path(text).expanduser().exists():
         # No number after the last colon: a weight that is not one, unless that "weight"
@@ -442,11 +450,25 @@ def run_generate(args: argparse.Namespace) -> int:
     # Every input is checked before the model loads: a mistake costs seconds, not minutes.
     # Model names are looked up in one scan of the model folders, made on first use.
     registry = ModelRegistry()
-    params = params_from_args(args, registry)
+    client = remote.client_from_args(args)
+    if client is not None:
+        from ldstudio.remote.client import ServerError
+
+        try:
+            params = params_from_args(args, remote.ServerNames(client))
+        except ServerError as exc:  # the server's model list could not be read
+            sys.stderr.write(f"error: {exc}\n")
+            return EXIT_FAILED
+        if not args.model:  # the server's default model, not this machine's
+            params = params.replace(model="")
+    else:
+        params = params_from_args(args, registry)
     try:
         options = engine_options_from_args(args)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+    if client is not None:
+        remote.refuse_engine_options(options)
     folder, exact = output_target(args.out, args.overwrite)
     preview_dir = Path(args.preview_dir).expanduser() if args.preview_dir else None
     if preview_dir is not None and preview_dir.exists() and not preview_dir.is_dir():
@@ -461,17 +483,23 @@ def run_generate(args: argparse.Namespace) -> int:
     from ldstudio.core.library.blobs import BlobStore
     from ldstudio.core.settings import load_settings
 
-    refuse_problems(params, registry, default=not args.model and bool(params.model))
-    # torch only now: a model file refused above is refused in milliseconds.
-    from ldstudio.engine.backend import DiffusersBackend
-
     # Sources and masks live in the app's library blob store, also when images go to --out:
     # the PNG names them by hash, so the app can show what an image was made from.
     blobs = BlobStore(load_settings().library_dir().expanduser().resolve() / "blobs")
-    try:
-        backend = DiffusersBackend(options, blobs=blobs)
-    except ValueError as exc:  # a device this machine does not have
-        raise BadInput(str(exc)) from None
+    backend: Any
+    if client is not None:
+        # The server checks the model files it has (a refusal names the field) and loads
+        # them; nothing here imports torch.
+        backend = remote.backend(client, blobs)
+    else:
+        refuse_problems(params, registry, default=not args.model and bool(params.model))
+        # torch only now: a model file refused above is refused in milliseconds.
+        from ldstudio.engine.backend import DiffusersBackend
+
+        try:
+            backend = DiffusersBackend(options, blobs=blobs)
+        except ValueError as exc:  # a device this machine does not have
+            raise BadInput(str(exc)) from None
     # Created only now that everything else passed: a refused run leaves no new folders.
     created: list[Path] = []
     try:
