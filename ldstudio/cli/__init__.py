@@ -11,11 +11,11 @@ import os
 import sys
 
 from ldstudio import __version__
-from ldstudio.cli import generate, info, library, models, styles, upscale
+from ldstudio.cli import batch, generate, grid, info, library, models, serve, styles, upscale
 from ldstudio.cli.common import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_OK, BadInput
 
 # Each command module exposes add_parser(subparsers) and sets `handler` on its parser.
-COMMANDS = (generate, upscale, info, library, models, styles)
+COMMANDS = (generate, upscale, info, library, models, styles, grid, batch, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
