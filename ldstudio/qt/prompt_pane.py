@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from ldstudio.core.draft import Draft
 from ldstudio.core.prompts import apply_styles, counter_text
-from ldstudio.core.prompts.counter import counted_prompts, counter_tooltip
+from ldstudio.core.prompts.counter import counted_prompts, counter_tooltip, model_embeddings
 from ldstudio.core.prompts.tokenizer import folder_tokenizer, tokenizer_folder
 from ldstudio.qt.prompt_syntax import PromptHighlighter, problems_text
 from ldstudio.qt.style_picker import StylePicker
@@ -217,7 +217,13 @@ class PromptPane(QWidget):
                 label.setToolTip(f"Tokens not counted: {exc}")
             return
         prompt, negative = apply_styles(values.prompt, values.negative_prompt, values.picked_styles)
-        chunks, negative_chunks = counted_prompts(prompt, negative, tokenizer, steps=values.steps)
+        try:
+            embeddings = model_embeddings(values.model)
+        except (ValueError, OSError):  # a damaged models.json or a model gone: words only
+            embeddings = None
+        chunks, negative_chunks = counted_prompts(
+            prompt, negative, tokenizer, steps=values.steps, embeddings=embeddings
+        )
         for name, counted, padded_to in (
             ("prompt", chunks, len(negative_chunks)),
             ("negative", negative_chunks, len(chunks)),

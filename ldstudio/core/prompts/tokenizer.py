@@ -235,12 +235,16 @@ def bundled_clip_folder() -> Path:
     return resource_path("configs", "clip-bpe")
 
 
+def model_location(model: str) -> Path:
+    """Where the model a job names lives: the bundled one for "" (or its name), else as given."""
+    return bundled_model_dir() if model in ("", DEFAULT_MODEL_NAME) else Path(model)
+
+
 def tokenizer_folder(model: str) -> Path:
     """The BPE files the engine tokenizes `model`'s prompts with: a diffusers folder's own
     `tokenizer/` (the bundled model's is a small vocabulary of its own), else the shipped
     CLIP files a single-file checkpoint is given."""
-    folder = bundled_model_dir() if model in ("", DEFAULT_MODEL_NAME) else Path(model)
-    own = folder / "tokenizer"
+    own = model_location(model) / "tokenizer"
     if (own / "vocab.json").is_file() and (own / "merges.txt").is_file():
         return own
     return bundled_clip_folder()
