@@ -201,8 +201,9 @@ def upscale_section(data: dict[str, Any]) -> list[str]:
             f"process on {refine['device']}: {refine['seconds']} s, peak RSS "
             f"**{refine['peak_rss_mib']:.0f} MiB** (goal < {refine['rss_goal_mib']} {rss_ok}; "
             f"{refine['baseline_rss_mib']:.0f} MiB after imports). Gradient energy on the "
-            f"tile borders against the same refine on {refine.get('reference_tile', '?')} px "
-            f"tiles at those pixels (the same picture with its borders elsewhere): "
+            f"tile borders against the same refine of the picture translated by "
+            f"{refine.get('reference_shift_px', '?')} px at those picture pixels (the same "
+            f"grid, elsewhere on the picture): "
             f"**{refine['seam_ratio']:.3f}** (goal ≤ "
             f"{refine['seam_goal']} {seam_ok}); borders against everywhere else in the result "
             f"itself {refine.get('image_seam_ratio', float('nan')):.3f} (the picture's own "
@@ -212,7 +213,29 @@ def upscale_section(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def api_section(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## API overhead per image and previews over SSE (`bench_api.py`)",
+        "",
+        f"On {machine_line(data['machine'])} (the prose is in the `ldstudio serve` notes above).",
+        "",
+        "| model | size, steps | in-process | over the API | ratio (goal) | preview frames/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in data["runs"]:
+        ok = "✓" if run["ratio"] <= run["goal"] else "✗"
+        lines.append(
+            f"| {run['model']} | {run['size']} px, {run['steps']} | "
+            f"{run['in_process_median_s']:.3f} s | {run['api_median_s']:.3f} s | "
+            f"**{run['ratio']:.3f}** (≤ {run['goal']} {ok}) | {run['preview_fps']} "
+            f"({run['preview_frames']} of {run['preview_steps']}; engine "
+            f"{run['engine_it_per_s']} it/s) |"
+        )
+    return lines
+
+
 SECTIONS = {
+    "api": api_section,
     "upscale": upscale_section,
     "overhead": overhead_section,
     "memory": memory_section,
