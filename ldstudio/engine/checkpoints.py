@@ -195,7 +195,7 @@ def convert_to_safetensors(source: Path, target: Path | None = None) -> Path:
     data = unwrap_state_dict(data)
     if not isinstance(data, dict):
         raise CheckpointError(f"{source}: holds a {type(data).__name__}, not a dict of tensors")
-    tensors = {str(k): v for k, v in data.items() if isinstance(v, torch.Tensor)}
+    tensors, scalars, dropped = flatten_checkpoint(data)
     if not tensors:
         raise CheckpointError(f"{source}: holds no tensors")
     # safetensors refuses shared storage; clone the few tensors that alias each other.
@@ -205,9 +205,42 @@ def convert_to_safetensors(source: Path, target: Path | None = None) -> Path:
         tensors[key] = value.clone().contiguous() if pointer in seen else value.contiguous()
         seen.add(pointer)
     tmp = target.with_suffix(".safetensors.part")
-    save_file(tensors, str(tmp), metadata={"converted_from": source.name})
+    # What is not a tensor is kept as text metadata (an embedding's name and training step),
+    # and what cannot be (lists, objects) is named there, never dropped unsaid.
+    metadata = {**scalars, "converted_from": source.name}
+    if dropped:
+        metadata["converted_without"] = ", ".join(dropped)
+    save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(target)
     return target
+
+
+def flatten_checkpoint(
+    data: dict[Any, Any],
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """A loaded checkpoint's tensors under dotted keys (nested dicts flattened: an A1111
+    embedding's `{"string_to_param": {"*": tensor}}` becomes `string_to_param.*`), its scalar
+    values as text, and the keys of anything else."""
+    import torch
+
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, str] = {}
+    dropped: list[str] = []
+
+    def walk(node: dict[Any, Any], prefix: str) -> None:
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, torch.Tensor):
+                tensors[name] = value
+            elif isinstance(value, dict):
+                walk(value, f"{name}.")
+            elif isinstance(value, str | int | float | bool) or value is None:
+                scalars[name] = str(value)
+            else:
+                dropped.append(name)
+
+    walk(data, "")
+    return tensors, scalars, dropped
 
 
 # Where training scripts keep the weights in a saved dict: Lightning/LDM checkpoints under
