@@ -78,7 +78,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="generate images from a prompt, headless",
         description="Generate images from a prompt and save them as PNG files with metadata.",
     )
-    gen.add_argument("prompt", help="what to draw")
+    add_generation_arguments(gen)
+    gen.set_defaults(handler=run_generate)
+
+
+def add_generation_arguments(
+    gen: argparse.ArgumentParser, *, prompt: bool = True, previews: bool = True
+) -> None:
+    """Every option of `ldstudio generate` on `gen` (grid and batch take them too): without
+    `prompt`, no PROMPT argument; without `previews`, no preview files and no --overwrite
+    (their "not given" values set, since the helpers read them)."""
+    if prompt:
+        gen.add_argument("prompt", help="what to draw")
     gen.add_argument("--negative", default="", help="what to avoid (negative prompt)")
     gen.add_argument("--steps", type=int, default=_DEFAULTS.steps, help="denoising steps (1-150)")
     gen.add_argument(
@@ -187,15 +198,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     speed.add_argument(
         "--no-sdpa", action="store_true", help="classic attention instead of fused SDPA kernels"
     )
-    gen.add_argument(
-        "--preview",
-        default="latent2rgb",
-        metavar="METHOD",
-        help=f"preview method for --preview-dir: {', '.join(PREVIEW_METHODS)}",
-    )
-    gen.add_argument(
-        "--preview-every", type=int, default=1, metavar="N", help="preview every N steps"
-    )
+    if previews:
+        gen.add_argument(
+            "--preview",
+            default="latent2rgb",
+            metavar="METHOD",
+            help=f"preview method for --preview-dir: {', '.join(PREVIEW_METHODS)}",
+        )
+        gen.add_argument(
+            "--preview-every", type=int, default=1, metavar="N", help="preview every N steps"
+        )
     gen.add_argument(
         "--out",
         default=None,
@@ -203,17 +215,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="output folder, or a .png file name (default: the app's image library, so the "
         "images show in the app and in `ldstudio library list`)",
     )
-    gen.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="with --out FILE.png: replace that file if it exists (default: refuse)",
-    )
-    gen.add_argument("--preview-dir", default=None, metavar="DIR", help="save each preview here")
+    if previews:
+        gen.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="with --out FILE.png: replace that file if it exists (default: refuse)",
+        )
+        gen.add_argument(
+            "--preview-dir", default=None, metavar="DIR", help="save each preview here"
+        )
+    else:
+        gen.set_defaults(preview="latent2rgb", preview_every=1, overwrite=False, preview_dir=None)
     gen.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     inpaint.add_arguments(gen)
     hires.add_arguments(gen)
     remote.add_arguments(gen)
-    gen.set_defaults(handler=run_generate)
 
 
 def parse_size(text: str | None, option: str = "--size") -> tuple[int | None, int | None]:

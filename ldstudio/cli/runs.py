@@ -37,36 +37,16 @@ if TYPE_CHECKING:
     from ldstudio.core.options import EngineOptions
     from ldstudio.core.service import Outcome
 
-# Generate's options a run of many jobs leaves out: previews are not written (so neither their
-# method nor interval means anything), and no file is ever replaced (images get new names).
-_LEFT_OUT = ("preview_dir", "preview", "preview_every", "overwrite")
 
-
-def generation_options(
-    parser: argparse.ArgumentParser, *, skip: Sequence[str] = ("prompt",)
-) -> dict[str, Any]:
-    """Add every option of `ldstudio generate` to `parser` (but `skip` dests), in its groups,
-    taken from generate's own parser so both stay the same; the dests added → defaults."""
-    holder = argparse.ArgumentParser(add_help=False)
-    generate.add_parser(holder.add_subparsers())
-    source = next(
-        action.choices["generate"]
-        for action in holder._actions
-        if isinstance(action, argparse._SubParsersAction)
-    )
-    added: dict[str, Any] = {}
-    for group in source._action_groups:
-        target: Any = parser
-        if group.title not in ("positional arguments", "options", "optional arguments"):
-            target = parser.add_argument_group(group.title, group.description)
-        for action in group._group_actions:
-            if action.dest in (*skip, "help"):
-                continue
-            if action.dest in _LEFT_OUT:  # generate's helpers read it: its "not given" value
-                parser.set_defaults(**{action.dest: action.default})
-                continue
-            target._add_action(action)
-            added[action.dest] = action.default
+def generation_options(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Add every option of `ldstudio generate` but PROMPT to `parser`, from generate's own
+    definitions so both stay the same, without preview files and --overwrite (a run of many
+    jobs writes no previews and never replaces a file); returns the dests added → defaults."""
+    probe = argparse.ArgumentParser(add_help=False)
+    generate.add_generation_arguments(probe, prompt=False, previews=False)
+    left_out = ("preview", "preview_every", "overwrite", "preview_dir")
+    added = {k: v for k, v in vars(probe.parse_args([])).items() if k not in left_out}
+    generate.add_generation_arguments(parser, prompt=False, previews=False)
     return added
 
 
