@@ -45,6 +45,13 @@ run)
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
     python3 -c 'import torch, diffusers, transformers; print("torch", torch.__version__, "· diffusers", diffusers.__version__, "· transformers", transformers.__version__)'
     python3 benchmarks/gpu_bench.py "$@" 2>&1 | tee "$out/gpu_bench.log"
+    # The API's overhead on the GPU (#18), where the image has FastAPI and uvicorn: their
+    # wheels are not carried (they would shadow the image's own typing_extensions/pydantic).
+    if python3 -c 'import fastapi, uvicorn, requests' 2>/dev/null; then
+        python3 benchmarks/bench_api.py --device cuda --runs 10 2>&1 | tee "$out/bench_api.log"
+    else
+        echo "bench_api: skipped (no fastapi/uvicorn/requests in this image)" | tee "$out/bench_api.log"
+    fi
     ;;
 *)
     echo "usage: bash benchmarks/gpu_device.sh fetch | run [gpu_bench.py arguments]" >&2

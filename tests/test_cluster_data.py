@@ -58,7 +58,19 @@ def _local_pixels(backend, request: Request) -> list[np.ndarray]:
         torch.set_num_threads(threads)
 
 
-def test_the_cluster_makes_bit_identical_images_to_the_local_engine(backend) -> None:
+@pytest.fixture(scope="module")
+def local_engine() -> Iterator[object]:
+    # Its own backend, as a fresh local run has: the session's shared one carries what earlier
+    # tests set on it (performance options, cached pipelines).
+    from ldstudio.engine.backend import DiffusersBackend
+
+    engine = DiffusersBackend(device="cpu")
+    yield engine
+    engine.close()
+
+
+def test_the_cluster_makes_bit_identical_images_to_the_local_engine(local_engine) -> None:
+    backend = local_engine
     requests = [_request(11), _request(12, guidance_scale=3.0, batch_size=2)]
     got = list(render(requests, actors=2))
     assert all(isinstance(item, RenderedImage) for item in got)
