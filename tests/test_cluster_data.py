@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +19,6 @@ from ldstudio.cli.grid import save_sheets  # noqa: E402
 from ldstudio.cluster import ClusterBackend, RenderedImage, RowFailed, render  # noqa: E402
 from ldstudio.core.events import JobFailed, JobFinished  # noqa: E402
 from ldstudio.core.grid import expand, parse_axis  # noqa: E402
-from ldstudio.core.jobs import CancelToken  # noqa: E402
 from ldstudio.core.library import LibraryStore  # noqa: E402
 from ldstudio.core.library.grids import cell_position, grid_cells, grid_of  # noqa: E402
 from ldstudio.core.params import GenerationParams  # noqa: E402
@@ -39,44 +39,45 @@ def _request(seed: int, **changes: object) -> Request:
     return Request.txt2img(GenerationParams(seed=seed, **values))  # type: ignore[arg-type]
 
 
-def _local_pixels(backend, request: Request) -> list[np.ndarray]:
-    import torch
+_LOCAL_RUN = """
+import json, sys, torch
+from ldstudio.core.backend import ImageResult
+from ldstudio.core.jobs import CancelToken
+from ldstudio.core.request import Request
+from ldstudio.engine.backend import DiffusersBackend
 
-    from ldstudio.core.backend import ImageResult
-
-    # A CPU actor holds one CPU, so Ray gives it one torch thread; float sums depend on the
-    # thread count, so the local reference uses one thread too (as a 1-CPU node would).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return [
-            np.asarray(event.image.convert("RGB"))
-            for event in backend.execute(request, CancelToken())
-            if isinstance(event, ImageResult)
-        ]
-    finally:
-        torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def local_engine() -> Iterator[object]:
-    # Its own backend, as a fresh local run has: the session's shared one carries what earlier
-    # tests set on it (performance options, cached pipelines).
-    from ldstudio.engine.backend import DiffusersBackend
-
-    engine = DiffusersBackend(device="cpu")
-    yield engine
-    engine.close()
+torch.set_num_threads(1)
+engine = DiffusersBackend(device="cpu")
+for number, data in enumerate(json.loads(sys.argv[1])):
+    request = Request.from_dict(data)
+    events = engine.execute(request, CancelToken())
+    images = [e.image for e in events if isinstance(e, ImageResult)]
+    for index, image in enumerate(images):
+        image.save(f"{sys.argv[2]}/{number}-{index}.png")
+"""
 
 
-def test_the_cluster_makes_bit_identical_images_to_the_local_engine(local_engine) -> None:
-    backend = local_engine
+def _local_pixels(requests: list[Request], folder: Path) -> list[np.ndarray]:
+    """The requests made by a fresh local engine process with one torch thread, as a 1-CPU
+    node has: the test process carries global torch state earlier tests set, and float sums
+    depend on the thread count."""
+    import json
+    import subprocess
+    import sys
+
+    data = json.dumps([request.to_dict() for request in requests])
+    subprocess.run([sys.executable, "-c", _LOCAL_RUN, data, str(folder)], check=True)
+    paths = sorted(folder.glob("*.png"), key=lambda p: tuple(map(int, p.stem.split("-"))))
+    return [np.asarray(Image.open(path).convert("RGB")) for path in paths]
+
+
+def test_the_cluster_makes_bit_identical_images_to_the_local_engine(tmp_path: Path) -> None:
     requests = [_request(11), _request(12, guidance_scale=3.0, batch_size=2)]
     got = list(render(requests, actors=2))
     assert all(isinstance(item, RenderedImage) for item in got)
     assert [(item.index, item.image_index) for item in got] == [(0, 0), (1, 0), (1, 1)]
     remote = [np.asarray(Image.open(io.BytesIO(item.png)).convert("RGB")) for item in got]
-    local = _local_pixels(backend, requests[0]) + _local_pixels(backend, requests[1])
+    local = _local_pixels(requests, tmp_path)
     assert len(local) == 3
     for made_here, made_there in zip(local, remote, strict=True):
         assert made_here.shape == (64, 64, 3)
