@@ -77,7 +77,11 @@ def test_the_counter_finds_the_models_embeddings_in_the_model_folders(
     embedding(tmp_path / "embeddings", "sixvec", 6)
     ModelFolderStore(folders=[str(tmp_path)]).save()
     registry = ModelRegistry()
+    # The GUI thread never scans: before the model list is read, embeddings are not looked up.
+    assert model_embeddings(str(tiny_model), registry) is None
+    registry.entries()
     index = model_embeddings(str(tiny_model), registry)
+    assert index is not None
     tokenizer = folder_tokenizer(tokenizer_folder(str(tiny_model)))
     chunks, negative = counted_prompts("a sixvec", "embedding:sixvec", tokenizer, embeddings=index)
     assert chunks[0].used == 1 + 6 and negative[0].used == 6

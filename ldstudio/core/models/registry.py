@@ -79,6 +79,12 @@ class ModelRegistry:
                     self._by_path = {entry.path: entry for entry in entries}
         return list(entries)
 
+    def kept(self, store: ModelFolderStore | None = None) -> list[ModelEntry] | None:
+        """The entries of the last scan if it is still current, else None — never a scan:
+        for the GUI thread, which must not wait on the model folders."""
+        store = store if store is not None else ModelFolderStore.load()
+        return self._kept(self._key_for(store))
+
     def rescan(self, store: ModelFolderStore | None = None) -> list[ModelEntry]:
         """`invalidate()`, then `entries(store)`: the folders read again now."""
         self.invalidate()

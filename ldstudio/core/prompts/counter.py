@@ -115,11 +115,16 @@ class _Placeholders:
         return known
 
 
-def model_embeddings(model: str, registry: ModelRegistry | None = None) -> EmbeddingIndex:
+def model_embeddings(model: str, registry: ModelRegistry | None = None) -> EmbeddingIndex | None:
     """The embeddings a prompt for `model` (as a job names it) can name, from the kept scan of
-    the model folders; ValueError for a damaged models.json."""
+    the model folders; None while no current scan is kept (this runs on the GUI thread, which
+    never scans: the counter counts words until the model list has been read). ValueError for
+    a damaged models.json."""
     found = registry or ModelRegistry.shared()
-    return EmbeddingIndex.build(found.entries(), found.family(model_location(model)))
+    entries = found.kept()
+    if entries is None:
+        return None
+    return EmbeddingIndex.build(entries, found.family(model_location(model)))
 
 
 def counter_tooltip(chunks: Sequence[Chunk], padded_to: int | None = None) -> str:
