@@ -16,7 +16,6 @@ from ldstudio.core.grid import ALLOWED_TYPES, Z_LAYOUTS, AxisError, GridPlan, pa
 from ldstudio.core.request import Request
 
 if TYPE_CHECKING:
-    from ldstudio.core.library import LibraryStore
     from ldstudio.core.service import Outcome
 
 _AXIS_HELP = (
@@ -117,6 +116,7 @@ def run_plan(
 ) -> int:
     """Run every cell, then save the grid sheet(s); print the paths (or JSON); the exit code."""
     from ldstudio.core.library import IndexDamaged
+    from ldstudio.core.library.grid_sheets import save_sheets
 
     nx, ny, nz = plan.shape
     total = len(plan.cells)
@@ -175,48 +175,3 @@ def run_plan(
             print(path)
         sys.stderr.write(f"done: {total} cell(s) and {len(grids)} grid image(s)\n")
     return EXIT_OK
-
-
-def save_sheets(
-    plan: GridPlan,
-    cells: list[Path],
-    z_layout: str,
-    folder: Path | None,
-    library: LibraryStore | None,
-) -> list[Path]:
-    """Compose the grid sheet(s) from the saved cell files and save each; their paths."""
-    from PIL import Image
-
-    from ldstudio.core.grid import compose, grid_text, script_pairs
-    from ldstudio.core.imagefiles import numbered, prompt_slug, write_png_new
-    from ldstudio.core.library.grids import save_grid
-
-    images = []
-    for path in cells:
-        with Image.open(path) as opened:
-            opened.load()
-            images.append(opened.convert("RGB"))
-    saved: list[Path] = []
-    for sheet in compose(plan, images, z_layout):
-        first = cells[sheet.cells[0]]
-        with Image.open(first) as opened:
-            first_text = {str(k): str(v) for k, v in getattr(opened, "text", {}).items()}
-        names = [_name(cells[i], library) for i in sheet.cells]
-        text = grid_text(first_text, plan, sheet, names)
-        if library is not None:
-            entries = [library.entry_for_path(cells[i]) for i in sheet.cells]
-            linked = [e for e in entries if e is not None]
-            entry = save_grid(library, sheet.image, text, linked, script_pairs(plan))
-            saved.append(entry.path)
-        else:
-            assert folder is not None
-            stem = f"grid-{prompt_slug(plan.cells[sheet.cells[0]].request.params.prompt)}"
-            saved.append(write_png_new(sheet.image, numbered(folder / f"{stem}.png"), text))
-    return saved
-
-
-def _name(path: Path, library: LibraryStore | None) -> str:
-    """A cell's file as the grid's chunk names it: relative to the library, else its name."""
-    if library is not None and path.is_relative_to(library.root):
-        return path.relative_to(library.root).as_posix()
-    return path.name

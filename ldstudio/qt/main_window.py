@@ -5,7 +5,8 @@ The request being edited is one `Draft` the prompt and parameter panes share. Ea
 its part in `ldstudio.qt.window`: the layout and menus, jobs and engine events
 (`JobsController`), the canvas's jobs and sources (`CanvasController`), the model list
 (`ModelsController`), the images shown and exported (`ImagesController`), Upscale… on a library
-or canvas image (`UpscaleController`), the kept queue, and settings with the engine options.
+or canvas image (`UpscaleController`), the X/Y/Z plot (`GridController`), the kept queue, and
+settings with the engine options.
 Background work (disk reads and writes, deferred dialogs) goes through one `BackgroundRunner`.
 """
 
@@ -41,6 +42,7 @@ from ldstudio.qt.queue_pane import QueuePane
 from ldstudio.qt.timeline import TimelineStore
 from ldstudio.qt.window import layout
 from ldstudio.qt.window.canvas_controller import CanvasController
+from ldstudio.qt.window.grid_controller import GridController
 from ldstudio.qt.window.images_controller import ImagesController
 from ldstudio.qt.window.jobs_controller import JobsController
 from ldstudio.qt.window.kept_queue_controller import KeptQueueController
@@ -134,6 +136,7 @@ class MainWindow(QMainWindow):
         self.kept_queue = KeptQueueController(self)
         self.canvas = CanvasController(self)
         self.upscale = UpscaleController(self)
+        self.grid = GridController(self)
         actions = build_menus(self)
         self.generate_action = actions.generate
         self.cancel_action = actions.cancel

@@ -108,6 +108,14 @@ def build_menus(window: MainWindow) -> WindowActions:
     gen_menu.addSeparator()
     add(
         gen_menu,
+        "&X/Y/Z plot…",
+        window.grid.open_dialog,
+        "Ctrl+Shift+X",
+        tip="One image for every combination of up to three axes of values, and the labelled "
+        "grid of them",
+    )
+    add(
+        gen_menu,
         "&Upscale selected image…",
         window.upscale.upscale_selected,
         tip="Enlarge the image highlighted in the library ×2 or ×4 into a new library image",
