@@ -32,6 +32,7 @@ class Borrowed:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self.concurrent_jobs = getattr(backend, "concurrent_jobs", 1)
 
     @property
     def choice(self) -> DeviceInfo:

@@ -14,12 +14,14 @@ from PIL import Image
 
 ray = pytest.importorskip("ray")
 
+from cluster_support import local_pixels  # noqa: E402
+
 from ldstudio.cli import runs  # noqa: E402
-from ldstudio.cli.grid import save_sheets  # noqa: E402
 from ldstudio.cluster import ClusterBackend, RenderedImage, RowFailed, render  # noqa: E402
 from ldstudio.core.events import JobFailed, JobFinished  # noqa: E402
 from ldstudio.core.grid import expand, parse_axis  # noqa: E402
 from ldstudio.core.library import LibraryStore  # noqa: E402
+from ldstudio.core.library.grid_sheets import save_sheets  # noqa: E402
 from ldstudio.core.library.grids import cell_position, grid_cells, grid_of  # noqa: E402
 from ldstudio.core.params import GenerationParams  # noqa: E402
 from ldstudio.core.request import Request  # noqa: E402
@@ -39,45 +41,13 @@ def _request(seed: int, **changes: object) -> Request:
     return Request.txt2img(GenerationParams(seed=seed, **values))  # type: ignore[arg-type]
 
 
-_LOCAL_RUN = """
-import json, sys, torch
-from ldstudio.core.backend import ImageResult
-from ldstudio.core.jobs import CancelToken
-from ldstudio.core.request import Request
-from ldstudio.engine.backend import DiffusersBackend
-
-torch.set_num_threads(1)
-engine = DiffusersBackend(device="cpu")
-for number, data in enumerate(json.loads(sys.argv[1])):
-    request = Request.from_dict(data)
-    events = engine.execute(request, CancelToken())
-    images = [e.image for e in events if isinstance(e, ImageResult)]
-    for index, image in enumerate(images):
-        image.save(f"{sys.argv[2]}/{number}-{index}.png")
-"""
-
-
-def _local_pixels(requests: list[Request], folder: Path) -> list[np.ndarray]:
-    """The requests made by a fresh local engine process with one torch thread, as a 1-CPU
-    node has: the test process carries global torch state earlier tests set, and float sums
-    depend on the thread count."""
-    import json
-    import subprocess
-    import sys
-
-    data = json.dumps([request.to_dict() for request in requests])
-    subprocess.run([sys.executable, "-c", _LOCAL_RUN, data, str(folder)], check=True)
-    paths = sorted(folder.glob("*.png"), key=lambda p: tuple(map(int, p.stem.split("-"))))
-    return [np.asarray(Image.open(path).convert("RGB")) for path in paths]
-
-
 def test_the_cluster_makes_bit_identical_images_to_the_local_engine(tmp_path: Path) -> None:
     requests = [_request(11), _request(12, guidance_scale=3.0, batch_size=2)]
     got = list(render(requests, actors=2))
     assert all(isinstance(item, RenderedImage) for item in got)
     assert [(item.index, item.image_index) for item in got] == [(0, 0), (1, 0), (1, 1)]
     remote = [np.asarray(Image.open(io.BytesIO(item.png)).convert("RGB")) for item in got]
-    local = _local_pixels(requests, tmp_path)
+    local = local_pixels(requests, tmp_path)
     assert len(local) == 3
     for made_here, made_there in zip(local, remote, strict=True):
         assert made_here.shape == (64, 64, 3)

@@ -65,3 +65,19 @@ def test_cancel_all_and_close_wake_the_consumer() -> None:
 
 def test_take_times_out_when_empty() -> None:
     assert JobQueue().take(timeout=0.01) is None
+
+
+def test_several_running_jobs_are_listed_cancelled_and_finished_each() -> None:
+    queue = JobQueue()
+    first, second, third = (queue.submit(GenerationParams(prompt=p)) for p in "abc")
+    assert queue.take() is first and queue.take() is second
+    assert queue.running is first
+    assert queue.running_jobs() == [first, second]
+    assert len(queue) == 3
+    assert queue.cancel(second.id) is second and second.cancel_token.cancelled
+    assert not first.cancel_token.cancelled
+    queue.finish(first, JobState.FINISHED)
+    assert queue.running_jobs() == [second] and queue.running is second
+    assert [j.id for j in queue.cancel_all()] == [third.id, second.id]
+    queue.finish(second, JobState.CANCELLED)
+    assert queue.running is None and len(queue) == 0

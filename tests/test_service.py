@@ -226,3 +226,59 @@ def test_invalid_requests_are_refused_at_submit(service_for) -> None:
         service.submit(PARAMS.replace(steps=0))
     with pytest.raises(ValueError, match=r"kind: 'paint' is not supported; allowed: txt2img"):
         service.submit(Request(PARAMS, kind="paint"))
+
+
+class _Meeting:
+    """A backend whose jobs each wait (up to 10 s) until `expected` jobs are inside execute at
+    once; records the most that ever were. `concurrent_jobs` is what it declares."""
+
+    def __init__(self, concurrent_jobs: int | None, expected: int) -> None:
+        if concurrent_jobs is not None:
+            self.concurrent_jobs = concurrent_jobs
+        self.choice = FakeBackend().choice
+        self.barrier = threading.Barrier(expected, timeout=10)
+        self.lock = threading.Lock()
+        self.inside = self.most = 0
+        self.closed = 0
+
+    def execute(self, request: Request, cancel: CancelToken) -> Iterator[object]:
+        with self.lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+        try:
+            yield StageStarted(request.params.resolved().replace(width=64, height=64), 1, 1)
+            try:
+                self.barrier.wait()
+            except threading.BrokenBarrierError:
+                raise JobError("never met the other jobs") from None
+        finally:
+            with self.lock:
+                self.inside -= 1
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_backend_declaring_concurrent_jobs_gets_that_many_lanes(tmp_path: Path) -> None:
+    backend = _Meeting(concurrent_jobs=3, expected=3)
+    service = EngineService(lambda: backend, FolderSink(tmp_path))
+    service.start()
+    jobs = [service.submit(PARAMS) for _ in range(3)]
+    outcomes = [service.wait(job, 30) for job in jobs]
+    assert not any(isinstance(o, JobFailed) for o in outcomes), outcomes
+    assert backend.most == 3
+    service.close(timeout=10)
+    assert backend.closed == 1  # closed once, after every lane has stopped
+    assert not service.running_thread
+
+
+def test_every_other_backend_runs_one_job_at_a_time(tmp_path: Path) -> None:
+    backend = _Meeting(concurrent_jobs=None, expected=2)
+    service = EngineService(lambda: backend, FolderSink(tmp_path))
+    service.start()
+    jobs = [service.submit(PARAMS) for _ in range(2)]
+    # One lane: the first job waits alone for a second that never comes in beside it.
+    first = service.wait(jobs[0], 30)
+    assert isinstance(first, JobFailed) and first.message == "never met the other jobs"
+    assert backend.most == 1
+    service.close(timeout=30)

@@ -287,8 +287,8 @@ def skip(request: Request) -> dict[str, Any]:
 
 
 def _stop(ctx: ServerContext) -> dict[str, Any]:
-    running = ctx.service.queue.running
-    if running is not None:
+    # Every running job: A1111 runs one at a time, a cluster engine several side by side.
+    for running in ctx.service.queue.running_jobs():
         ctx.tracker.mark_interrupted(running.id)
         ctx.service.cancel(running.id)
     return {}

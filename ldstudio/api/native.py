@@ -154,12 +154,12 @@ async def submit(request: Request) -> dict[str, int]:
 @router.get("/jobs")
 def jobs(request: Request) -> dict[str, list[dict[str, Any]]]:
     service = context(request).service
-    running = service.queue.running
+    running = {job.id for job in service.queue.running_jobs()}
     return {
         "jobs": [
             {
                 "job_id": job.id,
-                "state": "running" if job is running else "pending",
+                "state": "running" if job.id in running else "pending",
                 "kind": job.request.kind,
             }
             for job in service.jobs()

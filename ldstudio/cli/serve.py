@@ -11,8 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ldstudio.cli.common import EXIT_FAILED, EXIT_OK, BadInput
+
+if TYPE_CHECKING:
+    from ldstudio.cluster.serving import ServeBackend, ServeOptions
+    from ldstudio.core.library import LibraryStore
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 7860
 
@@ -58,7 +63,78 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     serve.add_argument("--device", default="auto", help="auto (default), cuda, mps or cpu")
     serve.add_argument("--dtype", default="auto", help="auto (default), fp16, bf16 or fp32")
+    cluster = serve.add_argument_group(
+        'on a Ray cluster (pip install "ldstudio[cluster]"): the same API, jobs run on Ray '
+        "Serve replicas, one per GPU; images are saved in this machine's library"
+    )
+    cluster.add_argument(
+        "--ray",
+        default=None,
+        metavar="ADDRESS",
+        help='the Ray cluster: "auto" (the cluster this machine is in), ray://HOST:10001 or '
+        "HOST:6379, or local (start one on this machine)",
+    )
+    cluster.add_argument(
+        "--ray-min-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --ray: replicas kept while idle (default 1; 0 holds no GPU when idle, and "
+        "the next job waits for a replica to start)",
+    )
+    cluster.add_argument(
+        "--ray-max-replicas",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --ray: the most replicas (jobs at once); default one per GPU in the cluster",
+    )
+    cluster.add_argument(
+        "--ray-models-per-replica",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --ray: models a replica keeps loaded (default 1); jobs go to a replica "
+        "that holds their model",
+    )
     serve.set_defaults(handler=run_serve)
+
+
+def serve_options(args: argparse.Namespace) -> ServeOptions | None:
+    """The cluster's ServeOptions for --ray (checked), else None; refuses --ray-* without it."""
+    if args.ray is None:
+        given = [
+            flag
+            for flag, value, default in (
+                ("--ray-min-replicas", args.ray_min_replicas, 1),
+                ("--ray-max-replicas", args.ray_max_replicas, None),
+                ("--ray-models-per-replica", args.ray_models_per_replica, 1),
+            )
+            if value != default
+        ]
+        if given:
+            raise BadInput(f"{given[0]}: only with --ray (it sets up the cluster's replicas)")
+        return None
+    if args.device != "auto":
+        raise BadInput(
+            f"--device {args.device}: with --ray each replica uses its own GPU (or a CPU on a "
+            "cluster without GPUs); leave --device out"
+        )
+    try:
+        from ldstudio.cluster.serving import ServeOptions
+    except ImportError as exc:
+        raise BadInput(
+            f'--ray: Ray is not installed ({exc}); install it with pip install "ldstudio[cluster]"'
+        ) from None
+    try:
+        return ServeOptions(
+            min_replicas=args.ray_min_replicas,
+            max_replicas=args.ray_max_replicas,
+            models_per_replica=args.ray_models_per_replica,
+            dtype=args.dtype,
+        ).validate()
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -81,6 +157,7 @@ def run_serve(args: argparse.Namespace) -> int:
             "credentials anyway"
         )
     origins = [o.strip() for text in args.cors_allow_origins for o in text.split(",") if o.strip()]
+    cluster = serve_options(args)
     from ldstudio.core.options import EngineOptions
 
     try:
@@ -102,7 +179,17 @@ def run_serve(args: argparse.Namespace) -> int:
     from ldstudio.api.server import build_context, serve
     from ldstudio.core.backend import Backend
 
+    deployed = None
+    if cluster is not None:
+        try:
+            deployed = _deploy(args.ray, cluster, library)  # before the server answers
+        except BadInput:
+            library.close()
+            raise
+
     def factory() -> Backend:
+        if deployed is not None:
+            return deployed
         # On the engine worker: torch is imported there, while uvicorn already answers.
         from ldstudio.engine.backend import DiffusersBackend
 
@@ -118,3 +205,24 @@ def run_serve(args: argparse.Namespace) -> int:
     finally:
         library.close()
     return EXIT_OK
+
+
+def _deploy(address: str, options: ServeOptions, library: LibraryStore) -> ServeBackend:
+    """Join the cluster and deploy the engine on it: a bad address or a refused deployment is
+    reported here, once, before the server starts answering."""
+    from ldstudio.cluster.data import ADDRESS_HELP
+    from ldstudio.cluster.serving import ServeBackend
+
+    where = None if address == "local" else address
+    sys.stderr.write(f"ldstudio serve: deploying the engine on the Ray cluster at {address}…\n")
+    try:
+        backend = ServeBackend(where, options, blobs=library.blobs)
+    except ValueError as exc:
+        raise BadInput(f"--ray: {exc}") from None
+    except (ConnectionError, RuntimeError) as exc:
+        raise BadInput(
+            f"--ray: cannot deploy on the Ray cluster at {address}: {exc}; allowed addresses: "
+            f"{ADDRESS_HELP}, or local"
+        ) from None
+    sys.stderr.write(f"ldstudio serve: {backend.choice.label}\n")
+    return backend

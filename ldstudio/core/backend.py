@@ -1,4 +1,5 @@
-"""The backend contract: `execute(request, cancel)` yields BackendEvents; called on one thread.
+"""The backend contract: `execute(request, cancel)` yields BackendEvents; called on one thread
+(or on `concurrent_jobs` threads at once, for a backend that declares it: see Backend).
 
 A backend turns one request into events — the model it loads, each stage, each denoising
 step (with an x0 preview) and each finished image — and never touches the library: the
@@ -92,7 +93,12 @@ class DeviceInfo(Protocol):
 
 
 class Backend(Protocol):
-    """What the EngineService runs requests on."""
+    """What the EngineService runs requests on.
+
+    A backend may also set `concurrent_jobs: int` (absent: 1): how many `execute` calls the
+    service may run at once, each on its own thread. Only a backend whose jobs are independent
+    of each other (the Ray Serve one: one job per replica) sets it above 1.
+    """
 
     @property
     def choice(self) -> DeviceInfo: ...

@@ -1,4 +1,4 @@
-"""Jobs, their cancel tokens and the FIFO queue feeding the single engine worker; thread-safe.
+"""Jobs, their cancel tokens and the FIFO queue feeding the engine worker(s); thread-safe.
 
 `save_queue` / `load_queue` keep the requests of jobs not yet run in the data folder, so a
 quit with jobs waiting can offer them again at the next start.
@@ -98,16 +98,17 @@ class Job:
 
 
 class JobQueue:
-    """FIFO of pending jobs plus the one running job. All methods are thread-safe.
+    """FIFO of pending jobs plus the running ones. All methods are thread-safe.
 
-    The consumer (the engine worker) calls `take()` and later `finish()`; producers call
-    `submit()` and the cancel methods from any thread.
+    The consumer (the engine worker; several for a backend that runs jobs side by side, as a
+    cluster does) calls `take()` and later `finish()`; producers call `submit()` and the cancel
+    methods from any thread. Jobs start in submission order.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
         self._pending: deque[Job] = deque()
-        self._running: Job | None = None
+        self._running: list[Job] = []  # in the order they were taken
         self._closed = False
 
     def submit(self, request: Request | GenerationParams) -> Job:
@@ -129,7 +130,7 @@ class JobQueue:
             job = self._pending.popleft()
             job.state = JobState.RUNNING
             job.taken = True
-            self._running = job
+            self._running.append(job)
             return job
 
     def finish(self, job: Job, state: JobState) -> None:
@@ -137,8 +138,8 @@ class JobQueue:
             raise ValueError(f"finish() needs a final state, got {state.value}")
         with self._lock:
             job.state = state
-            if self._running is job:
-                self._running = None
+            # By identity: Job is a dataclass, and == compares its fields.
+            self._running = [j for j in self._running if j is not job]
 
     def cancel(self, job_id: int) -> Job | None:
         """Cancel a pending job (removed at once) or the running one (stops at the next step)."""
@@ -149,9 +150,10 @@ class JobQueue:
                     job.cancel()
                     job.state = JobState.CANCELLED
                     return job
-            if self._running is not None and self._running.id == job_id:
-                self._running.cancel()
-                return self._running
+            for job in self._running:
+                if job.id == job_id:
+                    job.cancel()
+                    return job
         return None
 
     def cancel_all(self) -> list[Job]:
@@ -161,9 +163,9 @@ class JobQueue:
             for job in cancelled:
                 job.cancel()
                 job.state = JobState.CANCELLED
-            if self._running is not None:
-                self._running.cancel()
-                cancelled.append(self._running)
+            for job in self._running:
+                job.cancel()
+                cancelled.append(job)
             return cancelled
 
     def close(self) -> None:
@@ -175,17 +177,23 @@ class JobQueue:
 
     @property
     def running(self) -> Job | None:
+        """The running job taken first (the only one on a one-lane engine), or None."""
         with self._lock:
-            return self._running
+            return self._running[0] if self._running else None
+
+    def running_jobs(self) -> list[Job]:
+        """Every running job, the earliest taken first."""
+        with self._lock:
+            return list(self._running)
 
     def pending(self) -> list[Job]:
         with self._lock:
             return list(self._pending)
 
     def __len__(self) -> int:
-        """Jobs not yet final: pending plus the running one."""
+        """Jobs not yet final: pending plus running."""
         with self._lock:
-            return len(self._pending) + (self._running is not None)
+            return len(self._pending) + len(self._running)
 
 
 def saved_queue_file() -> Path:

@@ -3,8 +3,9 @@
 The window, the CLI, the tests (and next the HTTP API) submit requests and subscribe to
 events here; none of them runs a job itself. The service owns:
 
-- the FIFO queue and the single worker thread that calls the backend (built on that thread by
-  a factory, so heavy imports happen there);
+- the FIFO queue and the worker thread that calls the backend (built on that thread by a
+  factory, so heavy imports happen there); a backend that declares `concurrent_jobs = N`
+  (a cluster) gets N worker lanes, every other backend exactly one;
 - saving: a backend yields finished images, the service saves each through the sink (the
   library, or a folder) and only then reports it — "saved before reported";
 - ending every job exactly once: finished, failed (exceptions worded for the user) or
@@ -131,9 +132,8 @@ class EngineService:
         return jobs
 
     def jobs(self) -> list[Job]:
-        """The running job (if any) followed by the pending ones, in order."""
-        running = self.queue.running
-        return ([running] if running is not None else []) + self.queue.pending()
+        """The running job(s) followed by the pending ones, in order."""
+        return self.queue.running_jobs() + self.queue.pending()
 
     def wait(self, job: Job, timeout: float | None = None) -> Outcome:
         """Block until the job's final event; TimeoutError after `timeout` seconds."""
@@ -171,11 +171,26 @@ class EngineService:
             return
         choice = backend.choice
         self.announce(EngineReady(choice.label, choice.device, choice.dtype))
+        # A backend that runs jobs side by side (a cluster's replicas) says how many; every
+        # other backend is called from this one thread only, as the contract promises.
+        lanes = [
+            threading.Thread(
+                target=self._lane, args=(backend,), name=f"ldstudio-engine-{n}", daemon=True
+            )
+            for n in range(1, max(1, int(getattr(backend, "concurrent_jobs", 1))))
+        ]
         try:
-            while (job := self.queue.take()) is not None:
-                self._run(backend, job)
+            for lane in lanes:
+                lane.start()
+            self._lane(backend)
+            for lane in lanes:
+                lane.join()
         finally:
             backend.close()
+
+    def _lane(self, backend: Backend) -> None:
+        while (job := self.queue.take()) is not None:
+            self._run(backend, job)
 
     def _run(self, backend: Backend, job: Job) -> None:
         with self._lock:
