@@ -272,3 +272,33 @@ def test_serve_options_are_checked() -> None:
     ):
         with pytest.raises(ValueError, match=re.escape(fault)):
             options.validate()
+
+
+def test_the_window_and_generate_server_use_the_cluster_as_one_machine(
+    backend: ServeBackend, tmp_path: Path
+) -> None:
+    """The window's and `generate --server`'s client (RemoteBackend) against a Serve-backed
+    server: previews stream in, the image lands in the client's library, the same pixels."""
+    from ldstudio.core.library import LibraryStore
+    from ldstudio.remote.backend import RemoteBackend
+    from ldstudio.remote.client import ServerClient
+
+    request = _request(95, steps=4, preview_method="latent2rgb")
+    mine = LibraryStore(tmp_path / "mine", reconcile=False)
+    try:
+        with running_server(backend, tmp_path / "server") as server:
+            client = ServerClient(server.url)
+            service = EngineService(lambda: RemoteBackend(client, blobs=mine.blobs), mine)
+            events: list[Event] = []
+            service.subscribe(events.append)
+            service.start()
+            outcome = service.run(request, TIMEOUT)
+            service.close(TIMEOUT)
+        got = _pixels(outcome)
+        assert all(r.path.is_relative_to(mine.root) for r in outcome.records)  # type: ignore[union-attr]
+        previews = [e.preview for e in events if isinstance(e, StepProgress)]
+        assert previews and all(p is not None and p.dtype == np.uint8 for p in previews)
+    finally:
+        mine.close()
+    (want,) = local_pixels([request], tmp_path / "local")
+    assert np.array_equal(got[0], want)
