@@ -56,7 +56,7 @@ def expand(
     _check_distinct(axes)
     if base.params.image_count != 1:
         raise AxisError(
-            f"--batch/--count: a grid cell makes one image; got {base.params.batch_size} × "
+            f"batch size × count: a grid cell makes one image; got {base.params.batch_size} × "
             f"{base.params.batch_count} (use a seed axis for several seeds)"
         )
     base = base.resolved()  # one seed for every cell
@@ -147,8 +147,8 @@ def _strength(request: Request, value: float, where: str) -> Request:
     if request.kind == KIND_TXT2IMG and request.hires is not None:
         return dataclasses.replace(request, hires=request.hires.replace(strength=value))
     raise AxisError(
-        f"{where}: a strength axis needs an img2img or inpaint request (--image) or a hires "
-        f"fix (--hires); this is a {request.face} request without one"
+        f"{where}: a strength axis needs an img2img or inpaint request (an input image) or a "
+        f"hires fix; this is a {request.face} request without one"
     )
 
 
@@ -161,13 +161,13 @@ def _lora_weight(
         if not chosen:
             raise AxisError(
                 f"{where}: the request has no LoRA named {axis.target!r}; it has: "
-                f"{', '.join(names) or 'none (add one with --lora)'}"
+                f"{', '.join(names) or 'none (add a LoRA first)'}"
             )
     elif len(loras) == 1:
         chosen = [0]
     else:
         raise AxisError(
-            f"{where}: a LoRA weight axis needs exactly one LoRA (--lora), or lora:NAME=... "
+            f"{where}: a LoRA weight axis needs exactly one LoRA, or lora:NAME=... "
             f"naming one; the request has {len(loras)}"
             + (f": {', '.join(names)}" if names else "")
             + " (a <lora:name:w> tag in the prompt can vary with a Prompt S/R axis)"
