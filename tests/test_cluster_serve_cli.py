@@ -26,7 +26,9 @@ def test_serve_with_ray_generates_on_the_cluster_into_this_library(tmp_path: Pat
     port = free_port()
     library = tmp_path / "served-library"
     command = [sys.executable, "-m", "ldstudio", "serve", "--port", str(port)]
-    command += ["--library", str(library), "--ray", "local", "--ray-max-replicas", "1"]
+    # No replica until the first job: Serve scales from zero when it arrives.
+    command += ["--library", str(library), "--ray", "local", "--ray-min-replicas", "0"]
+    command += ["--ray-max-replicas", "1"]
     log = tmp_path / "serve.log"  # a file, not a pipe: nothing may block on it
     process = subprocess.Popen(
         command, env=dict(os.environ), stderr=log.open("wb"), stdout=subprocess.DEVNULL
@@ -54,7 +56,7 @@ def test_serve_with_ray_generates_on_the_cluster_into_this_library(tmp_path: Pat
         process.send_signal(signal.SIGINT)
         code = process.wait(120)
     text = log.read_text()
-    assert "Ray Serve at local" in text or "Ray Serve at (local)" in text, text
+    assert "Ray Serve at (local): 0–1 replica(s) on CPUs" in text, text
     assert code == 130, text
     with LibraryStore(library, reconcile=False) as store:
         assert store.count() == 1  # saved here, made on the cluster

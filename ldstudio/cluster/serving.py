@@ -212,7 +212,7 @@ def _deploy(options: ServeOptions) -> tuple[Any, int, int]:
         max_ongoing_requests=1,  # one job per GPU at a time; the others wait in the queue
         autoscaling_config={
             "min_replicas": least,
-            "initial_replicas": max(least, 1),
+            "initial_replicas": least,  # 0: the first job asks Serve for a replica
             "max_replicas": most,
             "target_ongoing_requests": 1,
         },
