@@ -1,5 +1,6 @@
 """A 16-cell grid on one local engine vs a 2-actor Ray Data run on this machine: time per image,
-Ray's overhead per image and where it goes, and a scaling model for N GPUs.
+Ray's overhead per image and where it goes, and a scaling model for N GPUs; then the same 16
+jobs through Ray Serve (`ldstudio serve --ray`'s backend), one at a time and side by side.
 
 Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_cluster.py [--steps 4] [--size 64]
 """
@@ -80,6 +81,7 @@ def main() -> None:
         arrivals.append(time.perf_counter() - r0)
         compute.append(item.seconds)
     ray_total = time.perf_counter() - r0
+    serve = _serve(requests, args.actors)
     ray.shutdown()
 
     per_actor_compute = sum(compute) / args.actors
@@ -114,6 +116,60 @@ def main() -> None:
         print(f"  N={n:>2}: {rate:6.2f} images/s, 500 images in {t500:7.1f} s")
     print("  (this machine's CPUs are shared, so N here is capped by cores; on GPUs t shrinks")
     print("   and o stays, so the overhead share o / (t + o) grows as images get cheaper)")
+    print()
+    print(f"ray serve ({args.actors} replicas, one CPU each): deploy {serve['deploy']:.2f} s, "
+          f"first job per replica {serve['first']:.2f} s (model load)")  # fmt: skip
+    print(f"  one job at a time: {serve['latency']:.3f} s/job = compute "
+          f"{serve['compute']:.3f} s + Serve {serve['overhead'] * 1000:.1f} ms/job "
+          "(routing, streaming each step and preview, PNG back)")  # fmt: skip
+    print(f"  {CELLS} jobs side by side on {args.actors} replicas: {serve['wall']:.2f} s, "
+          f"{serve['wall'] / CELLS:.3f} s/image vs the local engine's {local_per_image:.3f} s "
+          "(model loaded)")  # fmt: skip
+
+
+def _serve(requests: list, replicas: int) -> dict[str, float]:
+    """The jobs on Ray Serve under an EngineService, as `ldstudio serve --ray` runs them."""
+    import tempfile
+    from pathlib import Path
+
+    from ldstudio.cluster.serving import ServeBackend, ServeOptions
+    from ldstudio.core.events import JobFinished
+    from ldstudio.core.imagefiles import FolderSink
+    from ldstudio.core.service import EngineService
+
+    d0 = time.perf_counter()
+    backend = ServeBackend(None, ServeOptions(min_replicas=replicas, max_replicas=replicas))
+    deploy = time.perf_counter() - d0
+    with tempfile.TemporaryDirectory() as folder:
+        service = EngineService(lambda: backend, FolderSink(Path(folder)))
+        service.start()
+        # Warm every replica (each loads the model once), all at once.
+        f0 = time.perf_counter()
+        warm = [service.submit(r) for r in requests[:replicas]]
+        assert all(isinstance(service.wait(j, 600), JobFinished) for j in warm)
+        first = time.perf_counter() - f0
+        latencies, computes = [], []
+        for request in requests[:8]:
+            t = time.perf_counter()
+            outcome = service.run(request, 600)
+            assert isinstance(outcome, JobFinished), outcome
+            latencies.append(time.perf_counter() - t)
+            computes.append(outcome.records[0].seconds)
+        w0 = time.perf_counter()
+        jobs = [service.submit(r) for r in requests]
+        assert all(isinstance(service.wait(j, 600), JobFinished) for j in jobs)
+        wall = time.perf_counter() - w0
+        service.close(60)  # closes the backend: the app is deleted
+    latency = sum(latencies) / len(latencies)
+    compute = sum(computes) / len(computes)
+    return {
+        "deploy": deploy,
+        "first": first,
+        "latency": latency,
+        "compute": compute,
+        "overhead": latency - compute,
+        "wall": wall,
+    }
 
 
 if __name__ == "__main__":
