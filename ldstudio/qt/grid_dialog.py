@@ -289,6 +289,8 @@ class GridDialog(QDialog):
         self.setMinimumWidth(640)
 
         self.show_choice(choice or GridChoice())
+        # Typing starts in X's values: the type is preset, the values are what one changes.
+        self.x_row.values_edit.setFocus()
 
     # -- values ----------------------------------------------------------------------------
 
