@@ -20,6 +20,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument(
+        "--device", default="cpu", help="the local engine's (the actors use a GPU if Ray sees one)"
+    )
     args = parser.parse_args()
 
     import ray
@@ -47,7 +50,7 @@ def main() -> None:
     # One local engine, one torch thread per actor's worth of CPU (as Ray gives a CPU actor).
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    engine = DiffusersBackend(device="cpu")
+    engine = DiffusersBackend(device=args.device)
     images = []
     load_start = time.perf_counter()
     for i, request in enumerate(requests):
@@ -93,7 +96,8 @@ def main() -> None:
     overhead = ray_per_image - compute_per_image
     scheduling = max(0.0, overhead - serialise)
 
-    print(f"grid: {CELLS} cells, {args.size} px, {args.steps} steps, CPU, {args.actors} actors")
+    print(f"grid: {CELLS} cells, {args.size} px, {args.steps} steps, local engine on "
+          f"{args.device}, {args.actors} actors")  # fmt: skip
     print(f"local engine: model load {local_load:.2f} s, {local_per_image:.3f} s/image, "
           f"{local_total:.2f} s in all")  # fmt: skip
     print(f"ray: cluster start {cluster_start:.2f} s (ray.init), run {ray_total:.2f} s")

@@ -52,6 +52,13 @@ run)
     else
         echo "bench_api: skipped (no fastapi/uvicorn/requests in this image)" | tee "$out/bench_api.log"
     fi
+    # Ray Data and Ray Serve on the GPU (#19): one replica/actor on the one GPU, where the
+    # image has Ray (its wheels are far too big to carry).
+    if python3 -c 'import ray.serve, ray.data' 2>/dev/null; then
+        timeout 420 python3 benchmarks/bench_cluster.py --actors 1 --device cuda 2>&1 | tee "$out/bench_cluster.log"
+    else
+        echo "bench_cluster: skipped (no ray[serve,data] in this image)" | tee "$out/bench_cluster.log"
+    fi
     ;;
 *)
     echo "usage: bash benchmarks/gpu_device.sh fetch | run [gpu_bench.py arguments]" >&2
