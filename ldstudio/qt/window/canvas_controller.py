@@ -135,13 +135,27 @@ class CanvasController(QObject):
         its image in the canvas's compare; None when refused (the reason is shown)."""
         w = self.window
         document = self.pane.document()
+        request = await self.request(params, "Cannot generate on the canvas")
+        if request is None or document is None:
+            return None
+        outcome = await w.jobs.run_job(request)
+        if isinstance(outcome, JobFinished) and outcome.records and not w.closing:
+            await self._show_result(document, outcome)
+        return outcome
+
+    async def request(self, params: GenerationParams, refused: str) -> Request | None:
+        """The inpaint request Generate makes on the canvas image, its source and mask stored
+        in the library's blob store; None when refused (shown as `refused: why`). The X/Y/Z
+        plot builds its canvas cells from this too."""
+        w = self.window
+        document = self.pane.document()
         if document is None:
             w.preview_pane.show_error(EMPTY_CANVAS)
             return None
         try:
             settings = self.pane.settings().validate()
         except ValueError as exc:
-            w.preview_pane.show_error(f"Cannot generate on the canvas: {exc}")
+            w.preview_pane.show_error(f"{refused}: {exc}")
             return None
         problem = canvas_size_problem(
             (document.width, document.height), settings, masked=document.has_mask(), sized=False
@@ -154,7 +168,7 @@ class CanvasController(QObject):
                 if "whole picture" in problem
                 else ""
             )
-            w.preview_pane.show_error(f"Cannot generate on the canvas: the image {problem}.{hint}")
+            w.preview_pane.show_error(f"{refused}: the image {problem}.{hint}")
             return None
         mask = document.mask_png()  # here: strokes change the mask on this thread
         # The size follows the canvas (source + outpaint); the panes' size is txt2img's.
@@ -170,13 +184,9 @@ class CanvasController(QObject):
         try:
             image_sha, mask_sha = await w.off_thread(store_inputs)
         except (OSError, ValueError) as exc:
-            w.preview_pane.show_error(f"Cannot generate on the canvas: {exc}")
+            w.preview_pane.show_error(f"{refused}: {exc}")
             return None
-        request = Request.inpainting(params, settings, image_sha, mask_sha)
-        outcome = await w.jobs.run_job(request)
-        if isinstance(outcome, JobFinished) and outcome.records and not w.closing:
-            await self._show_result(document, outcome)
-        return outcome
+        return Request.inpainting(params, settings, image_sha, mask_sha)
 
     async def _show_result(self, document: CanvasDocument, outcome: JobFinished) -> None:
         path = outcome.records[-1].path

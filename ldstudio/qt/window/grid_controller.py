@@ -23,15 +23,12 @@ from PySide6.QtWidgets import QLabel
 
 from ldstudio.core.events import Event, JobCancelled, JobFailed, JobFinished
 from ldstudio.core.grid import Axis, AxisError, GridPlan, expand
-from ldstudio.core.inpaint import canvas_size_problem
 from ldstudio.core.jobs import Job
 from ldstudio.core.library.grid_sheets import save_sheets
 from ldstudio.core.models import KIND_CHECKPOINT, KIND_DIFFUSERS, ModelRegistry
-from ldstudio.core.params import GenerationParams
 from ldstudio.core.request import Request
 from ldstudio.core.service import EngineService
 from ldstudio.qt.grid_dialog import GridChoice, GridDialog
-from ldstudio.qt.window.canvas_controller import EMPTY_CANVAS
 from ldstudio.qt.window.jobs_controller import model_problems
 
 if TYPE_CHECKING:
@@ -155,48 +152,13 @@ class GridController(QObject):
             )
             return None
         if w.canvas.active():
-            return await self._canvas_request(params)
+            return await w.canvas.request(params, f"{REFUSED} on the canvas")
         hires_box = w.params_pane.hires_box
         hires_problem = hires_box.problem()
         if hires_problem is not None:
             w.preview_pane.show_error(f"{REFUSED}: {hires_problem}")
             return None
         return Request.txt2img(params, hires_box.settings())
-
-    async def _canvas_request(self, params: GenerationParams) -> Request | None:
-        """The inpaint request Generate makes on the canvas image (CanvasController.generate's
-        checks), its source and mask stored in the library's blob store."""
-        w = self.window
-        pane = w.canvas_pane
-        document = pane.document()
-        if document is None:
-            w.preview_pane.show_error(EMPTY_CANVAS)
-            return None
-        try:
-            settings = pane.settings().validate()
-        except ValueError as exc:
-            w.preview_pane.show_error(f"{REFUSED} on the canvas: {exc}")
-            return None
-        size = (document.width, document.height)
-        problem = canvas_size_problem(size, settings, masked=document.has_mask(), sized=False)
-        if problem is not None:
-            w.preview_pane.show_error(f"{REFUSED} on the canvas: the image {problem}.")
-            return None
-        mask = document.mask_png()  # here: strokes change the mask on this thread
-        blobs = w.store.blobs
-
-        def store_inputs() -> tuple[str, str | None]:
-            image = blobs.put(document.source_png())
-            return image, blobs.put(mask) if mask is not None else None
-
-        try:
-            image_sha, mask_sha = await w.off_thread(store_inputs)
-        except (OSError, ValueError) as exc:
-            w.preview_pane.show_error(f"{REFUSED} on the canvas: {exc}")
-            return None
-        # The size follows the canvas (source + outpaint), as for Generate there.
-        sized = params.replace(width=None, height=None)
-        return Request.inpainting(sized, settings, image_sha, mask_sha)
 
     def base_text(self, request: Request) -> str:
         """What every cell starts from, as the dialog says it."""
