@@ -302,3 +302,33 @@ def test_the_window_and_generate_server_use_the_cluster_as_one_machine(
         mine.close()
     (want,) = local_pixels([request], tmp_path / "local")
     assert np.array_equal(got[0], want)
+
+
+def test_a_job_with_an_input_image_ships_it_to_the_replica(
+    backend: ServeBackend, tmp_path: Path
+) -> None:
+    """An upscale job: its source travels as bytes with the request (no shared folders)."""
+    import io
+
+    from ldstudio.core.library.blobs import BlobStore
+    from ldstudio.core.upscale import UpscaleSettings
+
+    rng = np.random.default_rng(7)
+    source = Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), "RGB")
+    data = io.BytesIO()
+    source.save(data, format="PNG")
+    blobs = BlobStore(tmp_path / "blobs")
+    digest = blobs.put(data.getvalue())
+    settings = UpscaleSettings(scale=2, upscaler="lanczos", refine_strength=0.0)
+    request = Request.upscaling(GenerationParams(prompt=""), settings, digest)
+    kept, backend.blobs = backend.blobs, blobs
+    try:
+        service = EngineService(lambda: Borrowed(backend), FolderSink(tmp_path / "out"))
+        service.start()
+        outcome = service.run(request, TIMEOUT)
+        service.close(TIMEOUT)
+    finally:
+        backend.blobs = kept
+    (got,) = _pixels(outcome)
+    want = np.asarray(source.resize((112, 80), Image.Resampling.LANCZOS))
+    assert np.array_equal(got, want)
