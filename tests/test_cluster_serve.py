@@ -332,3 +332,16 @@ def test_a_job_with_an_input_image_ships_it_to_the_replica(
     (got,) = _pixels(outcome)
     want = np.asarray(source.resize((112, 80), Image.Resampling.LANCZOS))
     assert np.array_equal(got, want)
+
+
+def test_a_second_server_with_the_same_app_name_is_refused(
+    backend: ServeBackend, tmp_path: Path
+) -> None:
+    # Deploying it would silently replace the first server's engine and cut its jobs off.
+    with pytest.raises(RuntimeError, match=r"already runs a Serve application named 'ldstudio'"):
+        ServeBackend(None, ServeOptions(min_replicas=0, max_replicas=1))
+    job_still_runs = Run(backend, tmp_path)  # the first server still serves
+    try:
+        assert isinstance(job_still_runs.service.run(_request(99), TIMEOUT), JobFinished)
+    finally:
+        job_still_runs.close()

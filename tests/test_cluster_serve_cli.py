@@ -69,6 +69,8 @@ def test_serve_with_ray_generates_on_the_cluster_into_this_library(tmp_path: Pat
         (["--ray-min-replicas", "2"], "--ray-min-replicas: only with --ray"),
         (["--ray-max-replicas", "2"], "--ray-max-replicas: only with --ray"),
         (["--ray-models-per-replica", "2"], "--ray-models-per-replica: only with --ray"),
+        (["--ray-app", "mine"], "--ray-app: only with --ray"),
+        (["--ray", "local", "--ray-app", "a b"], "--ray-app: 'a b'; allowed: letters"),
         (["--ray", "local", "--device", "cuda"], "--device cuda: with --ray each replica"),
         (["--ray", "local", "--ray-min-replicas", "-1"], "--ray-min-replicas: -1; allowed: 0"),
         (

@@ -97,6 +97,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="with --ray: models a replica keeps loaded (default 1); jobs go to a replica "
         "that holds their model",
     )
+    cluster.add_argument(
+        "--ray-app",
+        default="ldstudio",
+        metavar="NAME",
+        help="with --ray: the Serve application's name (default ldstudio); each server "
+        "sharing a cluster needs its own",
+    )
     serve.set_defaults(handler=run_serve)
 
 
@@ -109,6 +116,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions | None:
                 ("--ray-min-replicas", args.ray_min_replicas, 1),
                 ("--ray-max-replicas", args.ray_max_replicas, None),
                 ("--ray-models-per-replica", args.ray_models_per_replica, 1),
+                ("--ray-app", args.ray_app, "ldstudio"),
             )
             if value != default
         ]
@@ -132,6 +140,7 @@ def serve_options(args: argparse.Namespace) -> ServeOptions | None:
             max_replicas=args.ray_max_replicas,
             models_per_replica=args.ray_models_per_replica,
             dtype=args.dtype,
+            app=args.ray_app,
         ).validate()
     except ValueError as exc:
         raise BadInput(str(exc)) from None

@@ -18,6 +18,8 @@ runs up to `max_replicas` jobs side by side (`concurrent_jobs`), each on one rep
 from __future__ import annotations
 
 import json
+import queue
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -32,9 +34,11 @@ from ldstudio.core.jobs import Cancelled, CancelToken
 from ldstudio.core.request import Request, from_portable
 
 APP_NAME = "ldstudio"
+APP_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,60}")
 DEPLOYMENT_NAME = "engine"
 BUNDLED_MODEL_ID = "bundled"
 CANCEL_POLL_SECONDS = 0.1
+WAITING_NOTICE_SECONDS = 3.0  # no replica took the job by then: say it waits
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,13 @@ class ServeOptions:
     max_replicas: int | None = None  # None: one per GPU in the cluster (at least one)
     models_per_replica: int = 1  # pipelines a replica keeps (Serve drops the least used)
     dtype: str = "auto"
+    app: str = APP_NAME  # the Serve application; each server sharing a cluster needs its own
 
     def validate(self) -> ServeOptions:
+        if not APP_PATTERN.fullmatch(self.app):
+            raise ValueError(
+                f"--ray-app: {self.app!r}; allowed: letters, digits, '-' and '_' (1 to 60)"
+            )
         if self.min_replicas < 0:
             raise ValueError(f"--ray-min-replicas: {self.min_replicas}; allowed: 0 or more")
         if self.max_replicas is not None and self.max_replicas < 1:
@@ -87,9 +96,11 @@ class ServeBackend:
     ) -> None:
         self.options = options.validate()
         self.blobs = blobs
+        self._deployed = False  # close() deletes only an app this backend deployed
         self._started = connect(address)
         try:
             self._handle, gpus, self.max_replicas = _deploy(self.options)
+            self._deployed = True
         except BaseException:
             self.close()
             raise
@@ -132,60 +143,77 @@ class ServeBackend:
         cancel.raise_if_cancelled(0)
         handle = self._handle.options(stream=True, multiplexed_model_id=key)
         response = handle.render.remote(row["request"], row["blobs"])
-        done = threading.Event()
-        watcher = threading.Thread(
-            target=_cancel_when_set, args=(cancel, response, done), daemon=True
-        )
-        watcher.start()
+        items = _read_in_background(response)
         step = 0
-        replica = "a replica"
+        replica = ""
         started = time.perf_counter()
+        waiting_told = False
         ended = False  # the replica sent its last item
         try:
-            for item in response:
-                kind = item[0]
-                if kind == "replica":
+            while True:
+                try:
+                    kind, item = items.get(timeout=CANCEL_POLL_SECONDS)
+                except queue.Empty:
+                    # Cancelled between two items (a long step, or no replica free yet).
+                    cancel.raise_if_cancelled(step)
+                    waiting = time.perf_counter() - started > WAITING_NOTICE_SECONDS
+                    if waiting and not replica and not waiting_told:
+                        waiting_told = True
+                        yield EngineNotice(_waiting_text(self.max_replicas))
+                    continue
+                if kind == "end":
+                    ended = True
+                    break
+                if kind == "error":
+                    raise item
+                if item[0] == "replica":
                     replica = f"replica {item[1]}"
-                    yield EngineNotice(f"Running on the cluster's {replica} (model {item[2][:12]})")
-                elif kind == "step":
+                yield from self._events(item, step, started, saved)
+                if item[0] == "step":
                     step = item[1].step
-                    yield item[1]
-                elif kind == "stage":
-                    yield item[1]
-                elif kind == "notice":
-                    yield EngineNotice(str(item[1]))
-                elif kind == "image":
-                    if item[1] in saved:
-                        continue  # made before the replica was lost, and saved then
-                    saved.add(item[1])
-                    yield _image_result(item, started)
-                elif kind == "cancelled":
-                    raise Cancelled(int(item[1]))
-                elif kind == "failed":
-                    raise JobError(str(item[1]), str(item[2]))
                 cancel.raise_if_cancelled(step)
-            ended = True
         except RequestCancelledError:
             raise Cancelled(step) from None
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
             if cancel.cancelled:
                 raise Cancelled(step) from None
-            raise ReplicaLost(f"{replica}: {_first_line(exc)}") from None
+            raise ReplicaLost(f"{replica or 'a replica'}: {_first_line(exc)}") from None
         finally:
-            done.set()
             if not ended:
                 # Left early (cancelled here, a failed save, a closed generator): the replica
                 # must stop too, or it stays busy with a job nobody receives.
                 response.cancel()
-        cancel.raise_if_cancelled(step)
+
+    @staticmethod
+    def _events(
+        item: tuple[Any, ...], step: int, started: float, saved: set[int]
+    ) -> Iterator[BackendEvent]:
+        """One item from the replica as the events the service reads."""
+        kind = item[0]
+        if kind == "replica":
+            yield EngineNotice(f"Running on the cluster's replica {item[1]} (model {item[2][:12]})")
+        elif kind in ("step", "stage"):
+            yield item[1]
+        elif kind == "notice":
+            yield EngineNotice(str(item[1]))
+        elif kind == "image":
+            if item[1] not in saved:  # else made before a replica was lost, and saved then
+                saved.add(item[1])
+                yield _image_result(item, started)
+        elif kind == "cancelled":
+            raise Cancelled(int(item[1]))
+        elif kind == "failed":
+            raise JobError(str(item[1]), str(item[2]))
 
     def close(self) -> None:
-        try:
-            from ray import serve
+        if self._deployed:
+            self._deployed = False
+            try:
+                from ray import serve
 
-            serve.delete(APP_NAME)  # the replicas give their GPUs back
-        except Exception:  # already gone, or Ray never joined: nothing to give back
-            pass
+                serve.delete(self.options.app)  # the replicas give their GPUs back
+            except Exception:  # already gone with its cluster: nothing to give back
+                pass
         if self._started:
             import ray
 
@@ -194,7 +222,7 @@ class ServeBackend:
 
 
 def _deploy(options: ServeOptions) -> tuple[Any, int, int]:
-    """(handle, GPUs in the cluster, max replicas): the engine deployed as app `ldstudio`."""
+    """(handle, GPUs in the cluster, max replicas): the engine deployed as `options.app`."""
     import ray
     from ray import serve
 
@@ -205,6 +233,13 @@ def _deploy(options: ServeOptions) -> tuple[Any, int, int]:
     least = min(options.min_replicas, most)
     # ldstudio's own API server fronts the deployment: Serve's HTTP proxy is not started.
     serve.start(proxy_location="Disabled")
+    if options.app in serve.status().applications:
+        # Deploying would silently replace another server's engine (and cut its jobs off).
+        raise RuntimeError(
+            f"the cluster already runs a Serve application named {options.app!r} (another "
+            "ldstudio serve, or one that did not shut down); give this server its own "
+            "--ray-app NAME"
+        )
     deployment: Any = serve.deployment(
         replica_class(options.models_per_replica),
         name=DEPLOYMENT_NAME,
@@ -219,16 +254,32 @@ def _deploy(options: ServeOptions) -> tuple[Any, int, int]:
         graceful_shutdown_timeout_s=5,
     )
     app = deployment.bind("cuda" if gpus else "cpu", options.dtype)
-    handle = serve.run(app, name=APP_NAME, route_prefix=None)
+    handle = serve.run(app, name=options.app, route_prefix=None)
     return handle, gpus, most
 
 
-def _cancel_when_set(cancel: CancelToken, response: Any, done: threading.Event) -> None:
-    """Cancel the Serve request as soon as the job is cancelled, even between two items."""
-    while not done.wait(CANCEL_POLL_SECONDS):
-        if cancel.cancelled:
-            response.cancel()
-            return
+def _read_in_background(response: Any) -> queue.Queue[tuple[str, Any]]:
+    """The response's items on a queue, read on a thread: the job's own thread stays free to
+    notice a cancel, or a job waiting for a replica, while no item comes."""
+    items: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def read() -> None:
+        try:
+            for item in response:
+                items.put(("item", item))
+            items.put(("end", None))
+        except BaseException as exc:  # handed to the job's thread, which words it
+            items.put(("error", exc))
+
+    threading.Thread(target=read, name="ldstudio-serve-reader", daemon=True).start()
+    return items
+
+
+def _waiting_text(replicas: int) -> str:
+    return (
+        f"Waiting for a free replica on the cluster (at most {replicas}, each running one job; "
+        "Serve may be starting one, which loads the model first)"
+    )
 
 
 def _image_result(item: tuple[Any, ...], started: float) -> ImageResult:
