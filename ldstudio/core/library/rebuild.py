@@ -16,6 +16,7 @@ from ldstudio.core.imagefiles import free_name
 from ldstudio.core.library.entries import CopySource, LibraryFilter, NewEntry, RebuildReport
 from ldstudio.core.library.errors import LibraryError
 from ldstudio.core.library.files import _from_stored, _storable
+from ldstudio.core.library.grids import relink_grids
 from ldstudio.core.library.layout import DB_NAME
 from ldstudio.core.library.lock import _SessionLock
 from ldstudio.core.library.store import LibraryStore
@@ -72,6 +73,8 @@ def rebuild_index(root: Path) -> RebuildReport:
     finally:
         guard.release()  # before the new store's reconcile: it sweeps temp files only when alone
     with LibraryStore(root, reconcile=True) as store:
+        # That reconcile adopted every file in the library and relinked its grids to their
+        # cells from the grid files (relink_grids); _carry_over relinks those outside it.
         assert store.last_reconcile is not None
         unreadable = list(store.last_reconcile.unreadable)
         recovered = _carry_over(store, old, unreadable)
@@ -92,8 +95,10 @@ def _carry_over(store: LibraryStore, old: Sequence[_OldRow], unreadable: list[Pa
         except (UnreadableImage, OSError):
             unreadable.append(path)
     refused: list[tuple[NewEntry, str]] = []
-    store.add_entries(outside, failed=refused)
+    outside_ids = store.add_entries(outside, failed=refused)
     unreadable.extend(entry.path for entry, _why in refused)
+    if outside_ids:
+        relink_grids(store, outside_ids)
     recovered = 0
     with store._write() as conn:
         for row in old:

@@ -16,6 +16,7 @@ from ldstudio.core.library.files import (
     _move_file,
     _walk,
 )
+from ldstudio.core.library.grids import relink_grids
 from ldstudio.core.library.layout import TEMP_SUFFIX
 from ldstudio.core.readers import UnreadableImage
 
@@ -84,6 +85,10 @@ def run_reconcile(store: LibraryStore) -> ReconcileReport:
         log.warning("reconcile: %s: %s; left alone", entry.path, why)
         report.adopted.remove(entry.path)
         report.unreadable.append(entry.path)
+    if adopted_ids:
+        # An adopted grid (its writer died before linking it, or the index was rebuilt)
+        # gets its links back from its file; the warnings are logged there.
+        relink_grids(store, adopted_ids)
     missing_now: list[int] = []
     back_now: list[int] = []
     for stored, (image_id, was_missing) in indexed.items():
