@@ -200,14 +200,15 @@ def upscale_section(data: dict[str, Any]) -> list[str]:
             f"{refine['overlap']} px overlap, {refine['steps']}-step schedule) in a fresh "
             f"process on {refine['device']}: {refine['seconds']} s, peak RSS "
             f"**{refine['peak_rss_mib']:.0f} MiB** (goal < {refine['rss_goal_mib']} {rss_ok}; "
-            f"{refine['baseline_rss_mib']:.0f} MiB after imports). Gradient energy on the "
-            f"tile borders against the same refine of the picture translated by "
-            f"{refine.get('reference_shift_px', '?')} px at those picture pixels (the same "
-            f"grid, elsewhere on the picture): "
-            f"**{refine['seam_ratio']:.3f}** (goal ≤ "
-            f"{refine['seam_goal']} {seam_ok}); borders against everywhere else in the result "
-            f"itself {refine.get('image_seam_ratio', float('nan')):.3f} (the picture's own "
-            f"edges near a border count there too); the same on a refine without overlap "
+            f"{refine['baseline_rss_mib']:.0f} MiB after imports). Tile grid on a "
+            f"{refine.get('picture', '?')} (no structure of its own at the tile period): "
+            f"gradient energy across the tile overlaps in {refine.get('seam_bin_px', '?')}-px "
+            f"bands against the energy away from every overlap, the worst band as "
+            f"max(r, 1/r): **{refine['seam_ratio']:.3f}** (goal ≤ {refine['seam_goal']} "
+            f"{seam_ok}); band by band against the unrefined upscale "
+            f"{refine.get('seam_ratio_vs_plain', float('nan')):.3f}; the picture upscaled "
+            f"without refine, on the same grid, {refine.get('plain_seam_ratio', float('nan')):.3f} "
+            f"(the measure's floor); the same refine without overlap "
             f"({plain['source']} → {plain['output']}) reads {plain['seam_ratio']:.3f}.",
         ]
     return lines

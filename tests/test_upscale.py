@@ -358,7 +358,7 @@ def test_refine_keeps_the_sources_tone_and_adds_only_detail(
     # the result's low-pass is the upscaled source's wherever the tiles blend.
     from PIL import ImageFilter
 
-    from ldstudio.engine.upscale import low_pass_radius
+    from ldstudio.core.upscale import low_pass_radius
 
     image = source_image(96, 64)
     settings = UpscaleSettings(2, "lanczos", 0.6, tile=128, overlap=32)

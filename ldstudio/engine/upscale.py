@@ -4,8 +4,8 @@ Stage 1 enlarges the source with an upscaler model (tiled, engine/upscalers/tili
 Pillow resampler. A model of another scale than asked for is run as often as needed and the
 result resized to the exact size with Lanczos, and the job says so. Stage 2 (refine strength >
 0) is img2img per tile through the canvas machinery (engine/inpaint.py), each tile starting
-from canvas-position noise, blended into a float accumulator with feathered weights: memory
-is bounded by the tile and the output image, never a whole-output latent or activation.
+from canvas-position noise, blended by core.upscale.TileBlender into float sums: memory is
+bounded by the tile and the output image, never a whole-output latent or activation.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from ldstudio.core.backend import BackendEvent, ImageResult, JobError, StageStarted, Step
 from ldstudio.core.events import EngineNotice
 from ldstudio.core.request import Request
-from ldstudio.core.upscale import UpscaleSettings, feather, tile_grid, upscaler_label
+from ldstudio.core.upscale import TileBlender, UpscaleSettings, tile_grid, upscaler_label
 from ldstudio.engine import inpaint
 from ldstudio.engine.inpaint import CanvasPlan
 
@@ -217,12 +217,6 @@ class _TileRelay:
         self.relay.check(step)
 
 
-def low_pass_radius(overlap: int) -> float:
-    """The Gaussian σ (px) below which a refined tile takes the source's frequencies: a
-    quarter of the overlap, so the band is smooth across the blend (8 px at the least)."""
-    return max(8.0, overlap / 4)
-
-
 def refine(
     backend: DiffusersBackend,
     loaded: LoadedModel,
@@ -232,8 +226,8 @@ def refine(
     previewer: Previewer | None,
     relay: Relay,
 ) -> Image.Image:
-    """img2img at the refine strength on overlapping tiles, its detail over the source's tone,
-    blended with feathered weights."""
+    """img2img at the refine strength on overlapping tiles, blended by TileBlender: each
+    tile's detail over the source's tone, feathered, the cross-fade's lost contrast restored."""
     from ldstudio.engine.pipelines import TASK_INPAINT, task_pipeline
     from ldstudio.engine.schedulers import build_scheduler
 
@@ -260,18 +254,9 @@ def refine(
             name=f"{STAGE_REFINE}, {len(tiles)} tiles of {settings.tile} px",
         )
     )
-    # Float sums of weighted pixels and of weights: 16 bytes per output pixel, the only
-    # output-sized buffers besides the image itself.
-    total = np.zeros((height, width, 3), np.float32)
-    weights = np.zeros((height, width, 1), np.float32)
+    # The blend's float sums are the only output-sized buffers besides the image itself.
+    blender = TileBlender(image, settings.overlap)
     tile_relay = _TileRelay(relay, per_tile * len(tiles))
-    source = np.asarray(image)
-    # Each tile keeps the upscaled source's low frequencies (tone, shading) and takes only
-    # the refine's detail above them (a "colour fix" as StableSR does): tiles refined apart
-    # drift in tone, and a drift shows as a band across the overlap however it is blended.
-    # The source's low-pass is taken once over the whole image, so neighbours share it.
-    radius = low_pass_radius(settings.overlap)
-    low_source = np.asarray(image.filter(ImageFilter.GaussianBlur(radius)))
     for tile in tiles:
         relay.check(0)
         crop = image.crop((tile.x0, tile.y0, tile.x1, tile.y1))
@@ -310,21 +295,5 @@ def refine(
             raise JobError(f"refine: tile at {tile.x0},{tile.y0} produced no image")
         if made.size != crop.size:
             made = made.resize(crop.size, Image.Resampling.LANCZOS)
-        ramp = settings.overlap
-        wx = np.asarray(
-            feather(tile.width, ramp if tile.x0 > 0 else 0, ramp if tile.x1 < width else 0),
-            np.float32,
-        )
-        wy = np.asarray(
-            feather(tile.height, ramp if tile.y0 > 0 else 0, ramp if tile.y1 < height else 0),
-            np.float32,
-        )
-        w = (wy[:, None] * wx[None, :])[..., None]
-        box = np.s_[tile.y0 : tile.y1, tile.x0 : tile.x1]
-        made = made.convert("RGB")
-        low_made = np.asarray(made.filter(ImageFilter.GaussianBlur(radius)), np.float32)
-        detail = np.asarray(made, np.float32) - low_made
-        total[box] += (detail + low_source[box]) * w
-        weights[box] += w
-    blended = np.where(weights > 0, total / np.maximum(weights, 1e-8), source)
-    return Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB")
+        blender.add(tile, made.convert("RGB"))
+    return blender.result()
