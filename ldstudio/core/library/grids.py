@@ -122,8 +122,6 @@ def cell_position(grid: LibraryEntry, cell: LibraryEntry) -> int | None:
     return ids.index(cell.id) if isinstance(ids, list) and cell.id in ids else None
 
 
-
-
 @dataclass
 class GridRelink:
     """What relink_grids() did."""
