@@ -41,6 +41,8 @@ import numpy as np
 from common import machine, machine_line, median, write_results
 from PIL import Image
 
+from ldstudio.core.upscale import DEFAULT_OVERLAP
+
 MIB = 1024 * 1024
 RSS_GOAL_MIB = 3 * 1024
 SEAM_GOAL = 1.10
@@ -302,7 +304,7 @@ def main() -> int:
     parser.add_argument("--refine-size", type=int, default=1024)
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--tile", type=int, default=512)
-    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     parser.add_argument("--steps", type=int, default=4, help="refine schedule steps")
     parser.add_argument("--model", default="", help="diffusion model of the refine (bundled)")
     parser.add_argument("--device", default="cpu")

@@ -194,3 +194,24 @@ def test_the_bundled_upscalers_are_known_by_name_and_travel_by_reference(
     portable = to_portable(request)
     assert portable["hires_upscaler"]["name"] == "ldstudio-compact-x2"
     assert from_portable(portable)[0].hires == request.hires
+
+
+def test_the_default_overlap_follows_a_small_tile() -> None:
+    """Without --overlap, a tile too small for the default takes a quarter of itself (an
+    overlap given by the user is never changed: it is checked, and refused if too wide)."""
+    import argparse
+
+    from ldstudio.cli.upscale import settings_from_args
+    from ldstudio.core.models import ModelRegistry
+    from ldstudio.core.upscale import DEFAULT_OVERLAP, UpscaleSettings
+
+    def settings(tile: int, overlap: int | None) -> UpscaleSettings:
+        args = argparse.Namespace(
+            scale=2, upscaler="lanczos", refine_strength=0.3, tile=tile, overlap=overlap
+        )
+        return settings_from_args(args, ModelRegistry())
+
+    assert settings(512, None).overlap == DEFAULT_OVERLAP == 96
+    assert settings(256, None).overlap == 64
+    assert settings(128, None).overlap == 32
+    assert settings(128, 16).overlap == 16

@@ -67,12 +67,12 @@ def test_the_dialog_says_the_output_size_and_refuses_what_the_settings_refuse(qt
 
     # A smaller tile: the overlap stays as it was (not clamped), and is refused, saying why.
     dialog.tile_spin.setValue(128)
-    assert dialog.overlap_spin.value() == 64
+    assert dialog.overlap_spin.value() == 96
     message = dialog.error_text()
     with pytest.raises(ValueError) as refused:
-        UpscaleSettings(scale=4, tile=128, overlap=64).validate()
+        UpscaleSettings(scale=4, tile=128, overlap=96).validate()
     assert message == str(refused.value)
-    assert message.startswith("overlap: 64 is not allowed")
+    assert message.startswith("overlap: 96 is not allowed")
     assert dialog.error_label.isVisibleTo(dialog) and not dialog.ok_button.isEnabled()
     dialog.overlap_spin.setValue(32)
     assert dialog.ok_button.isEnabled() and dialog.error_text() == ""

@@ -73,9 +73,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     up.add_argument(
         "--overlap",
         type=int,
-        default=DEFAULT_OVERLAP,
-        help=f"overlap of neighbouring refine tiles, px (default {DEFAULT_OVERLAP}; at most a "
-        "quarter of the tile)",
+        default=None,
+        help=f"overlap of neighbouring refine tiles, px (default {DEFAULT_OVERLAP}, or a quarter "
+        "of a smaller tile; at most a quarter of the tile)",
     )
     up.add_argument(
         "--prompt",
@@ -131,7 +131,11 @@ def settings_from_args(args: argparse.Namespace, registry: ModelRegistry) -> Ups
             upscaler=upscaler,
             refine_strength=args.refine_strength,
             tile=args.tile,
-            overlap=args.overlap,
+            overlap=(
+                args.overlap
+                if args.overlap is not None
+                else UpscaleSettings.default_overlap(args.tile if isinstance(args.tile, int) else 0)
+            ),
         ).validate()
     except ValueError as exc:
         raise BadInput(f"--{_option(str(exc))}") from None

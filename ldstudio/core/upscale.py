@@ -34,7 +34,9 @@ BUNDLED_UPSCALERS = {2: "ldstudio-compact-x2", 4: "ldstudio-compact-x4"}
 REFINE_STRENGTH_RANGE = (0.0, 1.0)
 TILE_RANGE = (128, 2048)
 DEFAULT_TILE = 512
-DEFAULT_OVERLAP = 64
+# 96 px on a 512 px tile: the seam bench (docs/benchmarks.md) reads 1.100 at 64 px, 1.082 at
+# 96 and 1.059 at 128 (goal ≤ 1.1), for 81 / 100 / 121 tiles at 1024 → 4096.
+DEFAULT_OVERLAP = 96
 DEFAULT_REFINE_STRENGTH = 0.3
 # The output's longest side: a 2048 px image at ×4. The refine's memory is bounded by the
 # tile; the finished image itself (and the upscaler's output) is held whole.
@@ -99,6 +101,11 @@ class UpscaleSettings:
                 f"{SIZE_MULTIPLE} from 0 to {most} pixels (a quarter of the {self.tile} px tile)"
             )
         return self
+
+    @staticmethod
+    def default_overlap(tile: int) -> int:
+        """The overlap used when none is given: DEFAULT_OVERLAP, or less for a small tile."""
+        return min(DEFAULT_OVERLAP, UpscaleSettings(tile=tile).max_overlap)
 
     @property
     def max_overlap(self) -> int:
