@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,3 +86,24 @@ def b64_png(image: Image.Image, data_url: bool = False) -> str:
 
 def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_ready(process: subprocess.Popen[bytes], url: str, log: Path, seconds: float) -> None:
+    """Until `ldstudio serve` at `url` says its engine is ready; its log if it exits first."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(log.read_text())
+        try:
+            if requests.get(url + "/ldstudio/v1/info", timeout=5).json()["ready"]:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "the server did not become ready"
+        time.sleep(0.2)

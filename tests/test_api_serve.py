@@ -6,22 +6,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
-from api_support import decode_png
+from api_support import decode_png, free_port, wait_until_ready
 
 from ldstudio.core.library import LibraryStore
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_serve_subprocess_generates_into_its_library(tmp_path: Path) -> None:
@@ -35,17 +27,7 @@ def test_serve_subprocess_generates_into_its_library(tmp_path: Path) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(log.read_text())
-            try:
-                if requests.get(url + "/ldstudio/v1/info", timeout=5).json()["ready"]:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
+        wait_until_ready(process, url, log, 120)
         body = {"prompt": "a red circle", "seed": 3, "steps": 2, "width": 64, "height": 64}
         reply = requests.post(url + "/sdapi/v1/txt2img", json=body, timeout=300)
         assert reply.status_code == 200, reply.text

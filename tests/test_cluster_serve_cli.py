@@ -8,13 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
-from api_support import decode_png
-from test_api_serve import free_port
+from api_support import decode_png, free_port, wait_until_ready
 
 from ldstudio.cli import main
 from ldstudio.core.library import LibraryStore
@@ -35,18 +33,7 @@ def test_serve_with_ray_generates_on_the_cluster_into_this_library(tmp_path: Pat
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(log.read_text())
-            try:
-                info = requests.get(url + "/ldstudio/v1/info", timeout=5).json()
-                if info["ready"]:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.5)
+        wait_until_ready(process, url, log, 240)
         body = {"prompt": "a red circle", "seed": 5, "steps": 2, "width": 64, "height": 64}
         reply = requests.post(url + "/sdapi/v1/txt2img", json=body, timeout=300)
         assert reply.status_code == 200, reply.text
