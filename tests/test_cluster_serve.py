@@ -338,10 +338,16 @@ def test_a_second_server_with_the_same_app_name_is_refused(
     backend: ServeBackend, tmp_path: Path
 ) -> None:
     # Deploying it would silently replace the first server's engine and cut its jobs off.
-    with pytest.raises(RuntimeError, match=r"already runs a Serve application named 'ldstudio'"):
+    with pytest.raises(ValueError, match=r"--ray-app: the cluster already runs a Serve app"):
         ServeBackend(None, ServeOptions(min_replicas=0, max_replicas=1))
     job_still_runs = Run(backend, tmp_path)  # the first server still serves
     try:
         assert isinstance(job_still_runs.service.run(_request(99), TIMEOUT), JobFinished)
     finally:
         job_still_runs.close()
+
+
+def test_a_minimum_above_the_default_maximum_is_refused(backend: ServeBackend) -> None:
+    # The cluster here has no GPU, so the default maximum is one replica.
+    with pytest.raises(ValueError, match=r"--ray-min-replicas: 2 is above the default"):
+        ServeBackend(None, ServeOptions(min_replicas=2, app="other"))

@@ -227,7 +227,7 @@ def _deploy(address: str, options: ServeOptions, library: LibraryStore) -> Serve
     try:
         backend = ServeBackend(where, options, blobs=library.blobs)
     except ValueError as exc:
-        raise BadInput(f"--ray: {exc}") from None
+        raise BadInput(str(exc)) from None  # it names the option already
     except (ConnectionError, RuntimeError) as exc:
         raise BadInput(
             f"--ray: cannot deploy on the Ray cluster at {address}: {exc}; allowed addresses: "

@@ -230,15 +230,21 @@ def _deploy(options: ServeOptions) -> tuple[Any, int, int]:
 
     gpus = int(ray.cluster_resources().get("GPU", 0))  # type: ignore[no-untyped-call]
     most = options.max_replicas or max(1, gpus)
-    least = min(options.min_replicas, most)
+    if options.min_replicas > most:  # only with the default maximum: validate() saw the rest
+        raise ValueError(
+            f"--ray-min-replicas: {options.min_replicas} is above the default "
+            f"--ray-max-replicas, one per GPU in the cluster ({most}); give --ray-max-replicas "
+            "too, or fewer"
+        )
+    least = options.min_replicas
     # ldstudio's own API server fronts the deployment: Serve's HTTP proxy is not started.
     serve.start(proxy_location="Disabled")
     if options.app in serve.status().applications:
         # Deploying would silently replace another server's engine (and cut its jobs off).
-        raise RuntimeError(
-            f"the cluster already runs a Serve application named {options.app!r} (another "
-            "ldstudio serve, or one that did not shut down); give this server its own "
-            "--ray-app NAME"
+        raise ValueError(
+            f"--ray-app: the cluster already runs a Serve application named {options.app!r} "
+            "(another ldstudio serve, or one that did not shut down); give this server its "
+            "own --ray-app NAME"
         )
     deployment: Any = serve.deployment(
         replica_class(options.models_per_replica),
