@@ -132,9 +132,7 @@ def run_plan(
 
     def on_outcome(i: int, outcome: Outcome) -> None:
         if isinstance(outcome, JobFinished):
-            cell = plan.cells[i]
-            labels = [a.value_label(v) for a, v in zip(plan.axes, cell.values, strict=True)]
-            progress.finished(i + 1, ", ".join(labels))
+            progress.finished(i + 1, plan.label(plan.cells[i]))
 
     try:
         result = runs.run_requests(

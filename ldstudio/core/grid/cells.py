@@ -46,6 +46,14 @@ class GridPlan:
     def shape(self) -> tuple[int, int, int]:
         return self.size(0), self.size(1), self.size(2)
 
+    def label(self, cell: Cell) -> str:
+        """The cell's values as its grid labels them, e.g. "CFG Scale: 5, Sampler: Euler a"."""
+        return values_label(self.axes, cell.values)
+
+
+def values_label(axes: Sequence[Axis], values: Sequence[AxisValue]) -> str:
+    return ", ".join(a.value_label(v) for a, v in zip(axes, values, strict=True))
+
 
 def expand(
     base: Request, axes: Sequence[Axis], resolve_model: ModelResolver | None = None
@@ -188,8 +196,7 @@ def _cell_checked(request: Request, axes: Sequence[Axis], values: Sequence[AxisV
     try:
         return request.validate()
     except ValueError as exc:  # each value passed alone: it is their combination
-        shown = ", ".join(a.value_label(v) for a, v in zip(axes, values, strict=True))
-        raise AxisError(f"the cell {shown}: {exc}") from None
+        raise AxisError(f"the cell {values_label(axes, values)}: {exc}") from None
 
 
 def _check_distinct(axes: Sequence[Axis]) -> None:

@@ -381,15 +381,12 @@ def checked_plan(base: Request, axes: Sequence[Axis], remote: bool) -> GridPlan:
         checked.add((p.model, p.vae, p.loras))
         problems = model_problems(cell.request)
         if problems:
-            shown = ", ".join(a.value_label(v) for a, v in zip(plan.axes, cell.values, strict=True))
-            raise ValueError(f"the cell {shown}: {problems[0]}")
+            raise ValueError(f"the cell {plan.label(cell)}: {problems[0]}")
     return plan
 
 
 def _cell_label(run: GridRun, job_id: int) -> str:
     for i, job in enumerate(run.jobs):
         if job.id == job_id:
-            cell = run.plan.cells[i]
-            axes = run.plan.axes
-            return ", ".join(a.value_label(v) for a, v in zip(axes, cell.values, strict=True))
+            return run.plan.label(run.plan.cells[i])
     return f"of job {job_id}"
