@@ -7,17 +7,14 @@ by name and hash in this node's model folders (or the bundled model), never ship
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from typing import Any
 
 import numpy as np
 
-from ldstudio.cluster.rows import RowBlobs, png_bytes
+from ldstudio.cluster.rows import RowBlobs, image_payload, node_request
 from ldstudio.core.backend import ImageResult, JobError
 from ldstudio.core.jobs import CancelToken
-from ldstudio.core.request import from_portable, to_portable
 
 COLUMNS = ("index", "image_index", "png", "request", "model_name", "seconds", "error")
 
@@ -42,20 +39,18 @@ class RenderActor:
     def _render(self, index: int, text: str, blobs: str) -> list[dict[str, Any]]:
         started = time.perf_counter()
         try:
-            request, missing = from_portable(json.loads(text))
-            if missing:
-                raise JobError("; ".join(missing) + " on this node")
+            request = node_request(text)
             self.backend.blobs = RowBlobs(blobs)
             rows = []
             for event in self.backend.execute(request, CancelToken()):
                 if isinstance(event, ImageResult):
-                    made = event.request or dataclasses.replace(request, params=event.params)
+                    png, made = image_payload(event, request)
                     rows.append(
                         {
                             "index": index,
                             "image_index": event.index,
-                            "png": png_bytes(event.image),
-                            "request": json.dumps(to_portable(made)),
+                            "png": png,
+                            "request": made,
                             "model_name": event.model_name,
                             "seconds": event.seconds,
                             "error": "",

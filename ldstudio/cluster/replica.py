@@ -13,8 +13,6 @@ model id is the checkpoint's hash, and each id held here is one engine with its 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import os
 import socket
 import threading
@@ -23,11 +21,10 @@ from typing import Any
 
 from ray import serve
 
-from ldstudio.cluster.rows import RowBlobs, png_bytes
+from ldstudio.cluster.rows import RowBlobs, image_payload, node_request
 from ldstudio.core.backend import ImageResult, JobError, StageStarted, Step
 from ldstudio.core.events import EngineNotice
 from ldstudio.core.jobs import Cancelled, CancelToken
-from ldstudio.core.request import from_portable, to_portable
 
 # Items streamed back, each a tuple whose first element says what it is:
 #   ("replica", name, model_id)                  first, always: who runs the job
@@ -108,9 +105,7 @@ async def _stream(engine: _Engine, request_text: str, blobs_text: str) -> AsyncI
 def _run(engine: _Engine, request_text: str, blobs_text: str, cancel: CancelToken) -> Any:
     step = 0
     try:
-        request, missing = from_portable(json.loads(request_text))
-        if missing:
-            raise JobError("; ".join(missing) + " on this cluster node")
+        request = node_request(request_text)
         engine.backend.blobs = RowBlobs(blobs_text)
         for event in engine.backend.execute(request, cancel):
             if isinstance(event, Step):
@@ -119,15 +114,8 @@ def _run(engine: _Engine, request_text: str, blobs_text: str, cancel: CancelToke
             elif isinstance(event, StageStarted):
                 yield ("stage", event)
             elif isinstance(event, ImageResult):
-                made = event.request or dataclasses.replace(request, params=event.params)
-                yield (
-                    "image",
-                    event.index,
-                    png_bytes(event.image),
-                    json.dumps(to_portable(made)),
-                    event.model_name,
-                    event.seconds,
-                )
+                png, made = image_payload(event, request)
+                yield ("image", event.index, png, made, event.model_name, event.seconds)
             elif isinstance(event, EngineNotice):
                 yield ("notice", event.message)
             # ModelLoading / ModelReady stay on the replica: which model it holds is Serve's

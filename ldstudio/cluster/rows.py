@@ -4,12 +4,13 @@ the resolved per-image request out; pure data, any thread, no Ray and no torch h
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from ldstudio.core.backend import BlobSource
+from ldstudio.core.backend import BlobSource, ImageResult, JobError
 from ldstudio.core.request import Request, from_portable, to_portable
 
 
@@ -82,3 +83,19 @@ def decode_image(row: dict[str, Any]) -> RenderedImage | RowFailed:
         model_name=str(row["model_name"]),
         seconds=float(row["seconds"]),
     )
+
+
+def node_request(text: str) -> Request:
+    """A row's portable request with this node's model paths; JobError naming what this node
+    lacks (models are found by name and hash in its own folders, never shipped)."""
+    request, missing = from_portable(json.loads(text))
+    if missing:
+        raise JobError("; ".join(missing) + " on this cluster node")
+    return request
+
+
+def image_payload(event: ImageResult, request: Request) -> tuple[bytes, str]:
+    """A finished image as it travels back: lossless PNG bytes and its own resolved request
+    (portable JSON), `request`'s own when the backend did not say."""
+    made = event.request or dataclasses.replace(request, params=event.params)
+    return png_bytes(event.image), json.dumps(to_portable(made))
